@@ -1,0 +1,34 @@
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed
+DEVSTAMP := $(VENV)/.installed-dev
+
+.PHONY: run test bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PIP) install -q -e .
+	touch $@
+
+$(DEVSTAMP): pyproject.toml | $(PY)
+	$(PIP) install -q -e '.[dev]'
+	touch $@ $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/topicbridge serve
+
+test: $(DEVSTAMP)
+	$(PY) -m pytest -q
+
+bench: $(DEVSTAMP)
+	$(PY) -m bench.readyset
+	$(PY) -m bench.lite_scale --topics 1000000
+	$(PY) -m bench.engine_throughput
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis
