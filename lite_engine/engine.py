@@ -1,0 +1,666 @@
+"""The lite engine: capability topics with consumer groups, and lite topics served through
+per-client InterestSets and ReadySets. Pure asyncio; no protocol knowledge.
+
+Poll carries only a client id: it takes lite topics from the client's ReadySet, which is fed by
+events (a message on a subscribed lite topic, an ack leaving readable messages, an order lock
+released, a subscription coming online while messages wait, a message becoming visible again,
+a client going away), never by scanning the InterestSet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import math
+import time
+from collections import deque
+from typing import Iterable
+
+from . import records as rec
+from .client import LiteClient
+from .config import EngineConfig, TopicConfig, dead_letter_topic
+from .errors import (EngineClosedError, InvalidArgumentError, MessageTooLargeError,
+                     QuotaExceededError, TopicKindError, UnknownClientError, UnknownTopicError)
+from .inflight import InflightTable
+from .names import validate_name
+from .stream import Cursor, Delivery, Inflight, LiteTopic, Message, Stream, Topic, message_id
+
+MAX_HEADERS = 64
+MAX_HEADER_BYTES = 16 << 10
+MAX_BATCH = 1024
+
+
+class Engine:
+    def __init__(self, config: EngineConfig | None = None, *, clock=time.monotonic) -> None:
+        self.config = config or EngineConfig()
+        self._clock = clock
+        self._topics: dict[str, Topic] = {}
+        self._clients: dict[str, LiteClient] = {}
+        self._kv: dict[str, dict[str, bytes]] = {}
+        self._inflight = InflightTable(self._on_visible)
+        self._expiry: dict[int, list[tuple[Topic, LiteTopic]]] = {}
+        self._expiry_seconds: list[int] = []
+        self._lite_count = 0
+        self._seq = 0
+        self._store = None
+        if self.config.data_dir is not None:
+            from .persistence import Persistence   # the commit log is only loaded when used
+            self._store = Persistence(self.config)
+        self._housekeeper: asyncio.Task | None = None
+        self._closed = False
+        self._started = False
+
+    # ---------------------------------------------------------------- lifecycle
+
+    async def start(self) -> "Engine":
+        if self._store is not None:
+            self._store.recover(self)
+        self._housekeeper = asyncio.get_running_loop().create_task(self._housekeeping())
+        self._started = True
+        return self
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._housekeeper is not None:
+            self._housekeeper.cancel()
+            try:
+                await self._housekeeper
+            except asyncio.CancelledError:
+                pass
+        for client in list(self._clients.values()):
+            client.closed = True
+            for fut in client.waiters:
+                if not fut.done():
+                    fut.set_result(None)
+        if self._store is not None:
+            await self._store.close()
+
+    async def __aenter__(self) -> "Engine":
+        return await self.start()
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    def health(self) -> dict:
+        return {"ok": not self._closed and self._started and (self._store is None or self._store.healthy),
+                "topics": len(self._topics), "lite_topics": self._lite_count,
+                "clients": len(self._clients), "inflight": len(self._inflight)}
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise EngineClosedError()
+
+    # ---------------------------------------------------------------- topics
+
+    async def create_topic(self, name: str, config: TopicConfig | None = None) -> None:
+        """Create a topic, or update the settings of an existing one of the same kind."""
+        self._check_open()
+        validate_name("topic", name)
+        config = config or TopicConfig()
+        _check_topic_config(config, self.config)
+        lsn = self._define_topic(name, config)
+        await self._sync(lsn)
+
+    def _define_topic(self, name: str, config: TopicConfig) -> int | None:
+        topic = self._topics.get(name)
+        if topic is not None and topic.config.lite != config.lite:
+            raise TopicKindError(name, "lite" if topic.config.lite else "capability")
+        if topic is not None and topic.config == config:
+            return None
+        if topic is None:
+            self._topics[name] = Topic(name, config)
+        else:
+            topic.config = config
+        return self._append(rec.TOPIC, rec.encode_topic(name, config.to_json()))
+
+    def _topic(self, name: str, lite: bool, create: bool = True) -> Topic:
+        topic = self._topics.get(name)
+        if topic is None:
+            if not create:
+                raise UnknownTopicError(name)
+            self._define_topic(name, TopicConfig(lite=lite))
+            topic = self._topics[name]
+        if topic.config.lite != lite:
+            raise TopicKindError(name, "lite" if lite else "capability")
+        return topic
+
+    def topics(self) -> dict[str, TopicConfig]:
+        return {name: t.config for name, t in self._topics.items()}
+
+    # ---------------------------------------------------------------- publish
+
+    async def publish(self, topic: str, body: bytes, *, lite: str | None = None,
+                      headers: dict[str, str] | None = None, key: str | None = None) -> str:
+        """Append a message; returns its id once durable under the fsync policy."""
+        self._check_open()
+        validate_name("topic", topic)
+        if lite is not None:
+            validate_name("lite topic", lite)
+        _check_message(body, headers, key, self.config.max_message_bytes)
+        seq, lsn = self._publish(topic, lite, body, headers or None, key)
+        await self._sync(lsn)
+        return message_id(seq)
+
+    def _publish(self, topic_name, lite, body, headers, key) -> tuple[int, int | None]:
+        topic = self._topic(topic_name, lite is not None)
+        if lite is None:
+            stream = topic
+        else:
+            stream = self._lite_topic(topic, lite, create=True)
+            if len(stream.messages) >= self.config.max_messages_per_lite_topic:
+                raise QuotaExceededError("max_messages_per_lite_topic", self.config.max_messages_per_lite_topic)
+        seq, ts = self._seq, time.time()
+        lsn = self._append(rec.PUBLISH, rec.encode_publish(topic_name, lite or "", seq, ts, key, headers, body))
+        self._seq += 1
+        stream.messages.append(Message(seq, ts, key, headers, body))
+        if lite is None:
+            self._wake_groups(topic)
+        else:
+            self._touch(topic, stream)
+            self._on_lite_message(topic, stream)
+        return seq, lsn
+
+    # ---------------------------------------------------------------- groups on capability topics
+
+    async def receive(self, topic: str, group: str, *, max_messages: int = 1, wait: float = 0.0,
+                      invisible: float | None = None) -> list[Delivery]:
+        """Take up to `max_messages` for `group`; long-poll up to `wait` seconds when none is ready."""
+        self._check_open()
+        validate_name("topic", topic, system_ok=True)
+        validate_name("group", group)
+        max_messages, wait, invisible = self._check_take(max_messages, wait, invisible)
+        t = self._topic(topic, lite=False)
+        cursor = t.cursor(group, create=False) or self._join_group(t, group)
+        deadline = self._clock() + wait
+        while True:
+            out: list[Delivery] = []
+            self._deliver(t, t, cursor, max_messages, invisible, None, out)
+            remaining = deadline - self._clock()
+            if out or remaining <= 0 or self._closed:
+                if out and t.readable(cursor, False):
+                    _wake_one(cursor.waiters)
+                return out
+            if cursor.waiters is None:
+                cursor.waiters = deque()
+            if not await _wait(cursor.waiters, remaining, lambda: _wake_one(cursor.waiters)):
+                return []
+
+    def _join_group(self, topic: Topic, group: str) -> Cursor:
+        # Recorded so that replay keeps this group's unread messages from being trimmed.
+        cursor = topic.cursor(group)
+        self._append(rec.CURSOR, rec.encode_cursor(topic.name, "", group, cursor.floor, []))
+        return cursor
+
+    def _wake_groups(self, topic: Topic) -> None:
+        for cursor in topic.cursors or ():
+            if cursor.waiters:
+                _wake_one(cursor.waiters)
+
+    # ---------------------------------------------------------------- acks
+
+    def ack(self, receipt: str) -> None:
+        self._check_open()
+        inf = self._inflight.get(receipt)
+        self._inflight.settle(inf)
+        self._forget_receipt(inf)
+        inf.cursor.mark_acked(inf.offset)
+        self._append(rec.ACK, rec.encode_ack(inf.topic.name, _lite_name(inf.stream), inf.cursor.group, inf.offset))
+        if isinstance(inf.stream, LiteTopic):
+            self._make_ready(inf.topic, inf.stream, inf.cursor)
+        else:
+            inf.stream.trim_acked()
+
+    def nack(self, receipt: str, delay: float = 0.0) -> None:
+        """Give a message back; it is delivered again after `delay` seconds."""
+        self._check_open()
+        delay = _seconds("delay", delay, allow_zero=True)
+        inf = self._inflight.get(receipt)
+        self._forget_receipt(inf)
+        if delay == 0:
+            self._inflight.release(inf)
+        else:
+            self._inflight.defer(inf, self._clock() + delay)
+
+    def extend(self, receipt: str, seconds: float) -> None:
+        """Keep a received message invisible for `seconds` more from now."""
+        self._check_open()
+        seconds = _seconds("seconds", seconds)
+        self._inflight.extend(self._inflight.get(receipt), self._clock() + seconds)
+
+    def _forget_receipt(self, inf: Inflight) -> None:
+        client = self._clients.get(inf.client) if inf.client else None
+        if client is not None:
+            client.inflight.discard(inf.receipt)
+
+    # Caller: InflightTable.release. Affects: ReadySets or waiting receivers.
+    def _on_visible(self, inf: Inflight) -> None:
+        self._forget_receipt(inf)
+        if isinstance(inf.stream, LiteTopic):
+            self._make_ready(inf.topic, inf.stream, inf.cursor)
+        elif inf.cursor.waiters:
+            _wake_one(inf.cursor.waiters)
+
+    # ---------------------------------------------------------------- delivery
+
+    # Caller: receive, _take_lite. Affects: cursor positions, inflight table, dead letters.
+    def _deliver(self, topic: Topic, stream: Stream, cursor: Cursor, limit: int, invisible: float,
+                 client: LiteClient | None, out: list[Delivery]) -> None:
+        deadline = self._clock() + invisible
+        max_attempts = topic.config.max_attempts or self.config.max_attempts
+        lite = _lite_name(stream) or None
+        while limit > 0:
+            offset = stream.next_offset(cursor)
+            if offset is None:
+                return
+            attempt = cursor.count_attempt(offset)
+            msg = stream.get(offset)
+            if attempt > max_attempts:
+                self._dead_letter(topic, stream, cursor, offset, msg, max_attempts)
+                continue
+            inf = self._inflight.issue(topic, stream, cursor, offset, deadline, client.id if client else None)
+            if client is not None:
+                client.inflight.add(inf.receipt)
+            out.append(Delivery(topic.name, lite, msg.id, msg.body, dict(msg.headers or {}), msg.key,
+                                inf.receipt, attempt, msg.ts))
+            limit -= 1
+
+    def _dead_letter(self, topic, stream, cursor, offset, msg: Message, max_attempts: int) -> None:
+        headers = dict(msg.headers or {})
+        headers.update({"x-dlq-topic": topic.name, "x-dlq-message-id": msg.id,
+                        "x-dlq-reason": f"delivered {max_attempts} times without an ack"})
+        if isinstance(stream, LiteTopic):
+            headers["x-dlq-lite-topic"] = stream.name
+        self._publish(dead_letter_topic(cursor.group), None, msg.body, headers, msg.key)
+        cursor.mark_acked(offset)
+        self._append(rec.ACK, rec.encode_ack(topic.name, _lite_name(stream), cursor.group, offset))
+
+    # ---------------------------------------------------------------- lite clients
+
+    def open_client(self, client_id: str, *, group: str, topic: str) -> None:
+        """Register a lite consumer bound to lite parent `topic` in `group` (idempotent)."""
+        self._check_open()
+        validate_name("client id", client_id)
+        validate_name("group", group)
+        validate_name("topic", topic)
+        self._topic(topic, lite=True)
+        client = self._clients.get(client_id)
+        if client is None:
+            self._clients[client_id] = LiteClient(client_id, group, topic, self._clock())
+        elif (client.group, client.topic) != (group, topic):
+            raise InvalidArgumentError(client_id, f"client is already bound to topic {client.topic!r} "
+                                                  f"in group {client.group!r}")
+        else:
+            client.last_seen = self._clock()
+
+    def heartbeat(self, client_id: str) -> None:
+        self._client(client_id).last_seen = self._clock()
+
+    def close_client(self, client_id: str) -> None:
+        self._drop_client(self._client(client_id))
+
+    def interest(self, client_id: str) -> frozenset[str]:
+        return frozenset(self._client(client_id).interest)
+
+    def _client(self, client_id: str) -> LiteClient:
+        self._check_open()
+        client = self._clients.get(client_id) if isinstance(client_id, str) else None
+        if client is None:
+            raise UnknownClientError(client_id)
+        return client
+
+    def subscribe(self, client_id: str, lites: Iterable[str], version: int | None = None) -> None:
+        client = self._client(client_id)
+        names = _names(lites) - client.interest
+        self._check_quotas(client, names, len(client.interest) + len(names))
+        if client.accepts(version, full=False):
+            self._add_interest(client, names)
+
+    def unsubscribe(self, client_id: str, lites: Iterable[str], version: int | None = None) -> None:
+        client = self._client(client_id)
+        names = _names(lites)
+        if client.accepts(version, full=False):
+            self._remove_interest(client, names & client.interest)
+
+    def sync(self, client_id: str, lites: Iterable[str], version: int | None = None) -> None:
+        """Replace the client's whole InterestSet (the periodic full sync)."""
+        client = self._client(client_id)
+        names = _names(lites)
+        self._check_quotas(client, names - client.interest, len(names))
+        if client.accepts(version, full=True):
+            self._remove_interest(client, client.interest - names)
+            self._add_interest(client, names - client.interest)
+
+    def _check_quotas(self, client: LiteClient, added: set[str], total: int) -> None:
+        limit = self.config.max_subscriptions_per_client
+        if total > limit:
+            raise QuotaExceededError("max_subscriptions_per_client", limit, client.id)
+        lites = self._topics[client.topic].lites
+        new = sum(1 for n in added if n not in lites)
+        if new and self._lite_count + new > self.config.max_lite_topics:
+            raise QuotaExceededError("max_lite_topics", self.config.max_lite_topics)
+
+    # Affects: InterestSet, reverse index; ready events for topics with waiting messages.
+    def _add_interest(self, client: LiteClient, names: set[str]) -> None:
+        topic = self._topics[client.topic]
+        for name in names:
+            lt = self._lite_topic(topic, name, create=True)
+            client.interest.add(name)
+            _subs_add(lt, client.id)
+            self._touch(topic, lt)
+            if lt.messages:
+                self._make_ready(topic, lt, lt.cursor(client.group))
+
+    def _remove_interest(self, client: LiteClient, names: set[str]) -> None:
+        topic = self._topics[client.topic]
+        for name in names:
+            client.interest.discard(name)
+            lt = topic.lites.get(name)
+            if lt is None:
+                continue
+            _subs_remove(lt, client.id)
+            self._touch(topic, lt)
+            cursor = lt.cursor(client.group, create=False)
+            if cursor is not None and cursor.holder == client.id:
+                cursor.holder = None
+                if client.unready(name):
+                    self._make_ready(topic, lt, cursor)
+
+    def _drop_client(self, client: LiteClient) -> None:
+        client.closed = True
+        del self._clients[client.id]
+        self._remove_interest(client, set(client.interest))
+        for receipt in list(client.inflight):
+            inf = self._inflight.lookup(receipt)
+            if inf is not None:
+                self._inflight.release(inf)
+        for fut in client.waiters:
+            if not fut.done():
+                fut.set_result(None)
+
+    async def poll(self, client_id: str, *, max_messages: int = 16, wait: float = 0.0,
+                   invisible: float | None = None) -> list[Delivery]:
+        """Take up to `max_messages` from the client's ready lite topics, fairly; long-poll
+        up to `wait` seconds when nothing is ready."""
+        client = self._client(client_id)
+        max_messages, wait, invisible = self._check_take(max_messages, wait, invisible)
+        client.last_seen = self._clock()
+        deadline = client.last_seen + wait
+        while True:
+            out = self._take_lite(client, max_messages, invisible)
+            remaining = deadline - self._clock()
+            if out or remaining <= 0:
+                if client.ready:
+                    client.wake()
+                return out
+            if not await _wait(client.waiters, remaining, client.wake):
+                return []
+            if client.closed:
+                raise UnknownClientError(client_id)
+            client.last_seen = self._clock()
+
+    # Caller: poll. Cost: proportional to the ready topics it takes, not to the InterestSet.
+    def _take_lite(self, client: LiteClient, max_messages: int, invisible: float) -> list[Delivery]:
+        out: list[Delivery] = []
+        topic = self._topics[client.topic]
+        ordered = topic.config.ordered
+        batch = 1 if ordered else self.config.poll_topic_batch
+        while len(out) < max_messages:
+            name = client.pop_ready()
+            if name is None:
+                break
+            lt = topic.lites.get(name)
+            if lt is None or name not in client.interest:
+                continue
+            cursor = lt.cursor(client.group)
+            self._deliver(topic, lt, cursor, min(batch, max_messages - len(out)), invisible, client, out)
+            if lt.readable(cursor, ordered):
+                client.mark_ready(name)   # to the back: its neighbours get their turn first
+        return out
+
+    # Caller: publish, ack, release, subscribe, unsubscribe, client going away.
+    # Affects: cursor.holder and the holder's ReadySet.
+    def _make_ready(self, topic: Topic, lt: LiteTopic, cursor: Cursor) -> None:
+        if not lt.readable(cursor, topic.config.ordered):
+            return
+        holder = self._clients.get(cursor.holder) if cursor.holder else None
+        if holder is None or lt.name not in holder.interest:
+            holder = self._choose_holder(lt, cursor.group)
+            cursor.holder = holder.id if holder else None
+            if holder is None:
+                return
+        holder.mark_ready(lt.name)
+
+    def _choose_holder(self, lt: LiteTopic, group: str) -> LiteClient | None:
+        best = None
+        for cid in _subs_iter(lt):
+            c = self._clients.get(cid)
+            if c is not None and c.group == group and (best is None or len(c.ready) < len(best.ready)):
+                best = c
+        return best
+
+    def _on_lite_message(self, topic: Topic, lt: LiteTopic) -> None:
+        groups = set()
+        for cid in _subs_iter(lt):
+            c = self._clients.get(cid)
+            if c is not None and c.group not in groups:
+                groups.add(c.group)
+                self._make_ready(topic, lt, lt.cursor(c.group))
+
+    def _lite_topic(self, topic: Topic, name: str, create: bool) -> LiteTopic | None:
+        lt = topic.lites.get(name)
+        if lt is None and create:
+            if self._lite_count >= self.config.max_lite_topics:
+                raise QuotaExceededError("max_lite_topics", self.config.max_lite_topics)
+            lt = topic.lites[name] = LiteTopic(name, self._clock())
+            self._lite_count += 1
+        return lt
+
+    # ---------------------------------------------------------------- lite topic expiry
+
+    def _touch(self, topic: Topic, lt: LiteTopic) -> None:
+        lt.last_active = self._clock()
+        if not lt.expiring:
+            self._schedule_expiry(topic, lt, lt.last_active)
+
+    def _idle_seconds(self, topic: Topic) -> float:
+        idle = topic.config.lite_idle_seconds or self.config.lite_idle_seconds
+        return max(idle, self.config.min_lite_idle_seconds)
+
+    def _schedule_expiry(self, topic: Topic, lt: LiteTopic, since: float) -> None:
+        due = math.ceil(since + self._idle_seconds(topic))
+        bucket = self._expiry.get(due)
+        if bucket is None:
+            bucket = self._expiry[due] = []
+            heapq.heappush(self._expiry_seconds, due)
+        bucket.append((topic, lt))
+        lt.expiring = True
+
+    def _expire_lite_topics(self, now: float) -> None:
+        while self._expiry_seconds and self._expiry_seconds[0] <= now:
+            for topic, lt in self._expiry.pop(heapq.heappop(self._expiry_seconds)):
+                lt.expiring = False
+                if topic.lites.get(lt.name) is not lt:
+                    continue
+                if lt.subs:
+                    self._schedule_expiry(topic, lt, now)
+                elif now - lt.last_active >= self._idle_seconds(topic):
+                    self._delete_lite(topic, lt)
+                else:
+                    self._schedule_expiry(topic, lt, lt.last_active)
+
+    def _delete_lite(self, topic: Topic, lt: LiteTopic) -> None:
+        del topic.lites[lt.name]
+        self._lite_count -= 1
+        self._append(rec.DELETE, rec.encode_delete(topic.name, lt.name))
+
+    # ---------------------------------------------------------------- durable key-value table
+
+    async def kv_put(self, table: str, key: str, value: bytes) -> None:
+        self._check_open()
+        validate_name("table", table)
+        _check_kv_key(key)
+        if not isinstance(value, (bytes, bytearray)):
+            raise InvalidArgumentError(type(value).__name__, "value must be bytes")
+        if len(value) > self.config.max_message_bytes:
+            raise MessageTooLargeError(len(value), self.config.max_message_bytes)
+        self._kv.setdefault(table, {})[key] = bytes(value)
+        await self._sync(self._append(rec.KV_PUT, rec.encode_kv(table, key, bytes(value))))
+
+    async def kv_delete(self, table: str, key: str) -> bool:
+        self._check_open()
+        rows = self._kv.get(table)
+        if not rows or rows.pop(key, None) is None:
+            return False
+        await self._sync(self._append(rec.KV_DEL, rec.encode_kv(table, key)))
+        return True
+
+    def kv_get(self, table: str, key: str) -> bytes | None:
+        return self._kv.get(table, {}).get(key)
+
+    def kv_items(self, table: str, prefix: str = "") -> list[tuple[str, bytes]]:
+        return sorted((k, v) for k, v in self._kv.get(table, {}).items() if k.startswith(prefix))
+
+    # ---------------------------------------------------------------- housekeeping and storage
+
+    def _append(self, rtype: int, payload: bytes) -> int | None:
+        return self._store.append(rtype, payload) if self._store is not None else None
+
+    async def _sync(self, lsn: int | None) -> None:
+        if lsn is not None:
+            await self._store.sync(lsn)
+
+    def run_timers(self) -> None:
+        """Release expired invisibility deadlines, expire idle lite topics, drop silent clients."""
+        now = self._clock()
+        self._inflight.expire(now)
+        self._expire_lite_topics(now)
+        timeout = self.config.session_timeout
+        for client in [c for c in self._clients.values() if not c.waiters and now - c.last_seen > timeout]:
+            self._drop_client(client)
+
+    async def _housekeeping(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.tick)
+            self.run_timers()
+            if self._store is not None and self._store.snapshot_due():
+                await self._store.snapshot(self)
+
+    def _check_take(self, max_messages, wait, invisible) -> tuple[int, float, float]:
+        if not isinstance(max_messages, int) or isinstance(max_messages, bool) or not 1 <= max_messages <= MAX_BATCH:
+            raise InvalidArgumentError(max_messages, f"max_messages must be an integer in 1..{MAX_BATCH}")
+        wait = _seconds("wait", wait, allow_zero=True)
+        invisible = _seconds("invisible", self.config.default_invisible if invisible is None else invisible)
+        return max_messages, wait, invisible
+
+
+# -------------------------------------------------------------------- helpers
+
+async def _wait(waiters, timeout: float, pass_on) -> bool:
+    """Wait to be woken; False on timeout. A wake-up that arrives for a cancelled waiter is
+    passed on to the next one, so a cancelled poll never swallows a ready event."""
+    fut = asyncio.get_running_loop().create_future()
+    waiters.append(fut)
+    try:
+        async with asyncio.timeout(timeout):
+            await fut
+        return True
+    except TimeoutError:
+        return False
+    except asyncio.CancelledError:
+        if fut.done() and not fut.cancelled():
+            pass_on()
+        raise
+    finally:
+        if fut in waiters:
+            waiters.remove(fut)
+
+
+def _wake_one(waiters) -> None:
+    while waiters:
+        fut = waiters.popleft() if isinstance(waiters, deque) else waiters.pop(0)
+        if not fut.done():
+            fut.set_result(None)
+            return
+
+
+def _lite_name(stream: Stream) -> str:
+    return stream.name if isinstance(stream, LiteTopic) else ""
+
+
+def _subs_iter(lt: LiteTopic):
+    subs = lt.subs
+    if subs is None:
+        return ()
+    return (subs,) if isinstance(subs, str) else tuple(subs)
+
+
+# The reverse index holds one client id inline and only grows a set for shared topics:
+# a million reply channels with one subscriber each must stay small.
+def _subs_add(lt: LiteTopic, client_id: str) -> None:
+    subs = lt.subs
+    if subs is None:
+        lt.subs = client_id
+    elif isinstance(subs, str):
+        if subs != client_id:
+            lt.subs = {subs, client_id}
+    else:
+        subs.add(client_id)
+
+
+def _subs_remove(lt: LiteTopic, client_id: str) -> None:
+    subs = lt.subs
+    if isinstance(subs, str):
+        if subs == client_id:
+            lt.subs = None
+    elif subs is not None:
+        subs.discard(client_id)
+        if len(subs) == 1:
+            lt.subs = next(iter(subs))
+        elif not subs:
+            lt.subs = None
+
+
+def _names(lites: Iterable[str]) -> set[str]:
+    if isinstance(lites, str):
+        raise InvalidArgumentError(lites, "expected a collection of lite topic names, got one string")
+    return {validate_name("lite topic", n) for n in lites}
+
+
+def _seconds(what: str, value, allow_zero: bool = False) -> float:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < 0 or (value == 0 and not allow_zero) or value > 86_400 * 7:
+        raise InvalidArgumentError(value, f"{what} must be a number of seconds in "
+                                          f"{'[0' if allow_zero else '(0'}, 604800]")
+    return float(value)
+
+
+def _check_message(body, headers, key, limit: int) -> None:
+    if not isinstance(body, (bytes, bytearray)):
+        raise InvalidArgumentError(type(body).__name__, "message body must be bytes")
+    if len(body) > limit:
+        raise MessageTooLargeError(len(body), limit)
+    if key is not None and (not isinstance(key, str) or len(key.encode()) > 1024):
+        raise InvalidArgumentError(key, "key must be a string of at most 1024 bytes")
+    if headers is None:
+        return
+    if not isinstance(headers, dict) or len(headers) > MAX_HEADERS:
+        raise InvalidArgumentError(headers, f"headers must be a dict of at most {MAX_HEADERS} entries")
+    for name, value in headers.items():
+        if not isinstance(name, str) or not name or not name.isprintable() or len(name) > 255:
+            raise InvalidArgumentError(name, "header names must be 1..255 printable characters")
+        if not isinstance(value, str) or len(value.encode()) > MAX_HEADER_BYTES:
+            raise InvalidArgumentError(name, f"header values must be strings of at most {MAX_HEADER_BYTES} bytes")
+
+
+def _check_kv_key(key) -> None:
+    if not isinstance(key, str) or not key or len(key.encode()) > 1024 or not key.isprintable():
+        raise InvalidArgumentError(key, "keys must be 1..1024 bytes of printable text")
+
+
+def _check_topic_config(config: TopicConfig, engine: EngineConfig) -> None:
+    if config.lite_idle_seconds is not None:
+        _seconds("lite_idle_seconds", config.lite_idle_seconds)
+    if config.max_attempts is not None and (not isinstance(config.max_attempts, int) or config.max_attempts < 1):
+        raise InvalidArgumentError(config.max_attempts, "max_attempts must be a positive integer")
