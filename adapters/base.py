@@ -1,0 +1,133 @@
+"""The Backend port: what the gateway needs from a messaging backend, and the data it moves.
+
+Every backend (embedded or remote lite engine, Kafka, RocketMQ) implements `Backend` and keeps
+the promises the contract suite in tests/contract/ checks:
+
+* capability topics are consumed by groups: each group gets every message at least once, spread
+  across the group's consumers; an unacked message comes back after its invisibility timeout;
+  after `max_attempts` deliveries it goes to the group's dead-letter topic;
+* lite topics live under a lite parent topic, are created by their first publish or subscribe
+  and deleted after an idle time; a `LiteConsumer` is bound to one client id, holds an
+  InterestSet of lite topics and polls with nothing but its client id; a client of another group
+  subscribing to an existing lite topic reads its retained messages (re-attach);
+* tables are small durable key-value maps shared by every process on the backend.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+    key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    name: str
+    lite: bool = False                      # a lite parent topic (reply channels live under it)
+    ordered: bool = False                   # lite topics hand out one message at a time
+    lite_idle_seconds: float | None = None  # None: the backend's default
+    max_attempts: int | None = None         # None: the backend's default
+
+
+class Settler(Protocol):
+    """Acknowledges deliveries; implemented by the consumer that handed them out."""
+
+    async def ack(self, delivery: "Delivery") -> None: ...
+    async def nack(self, delivery: "Delivery", delay: float = 0.0) -> None: ...
+    async def extend(self, delivery: "Delivery", seconds: float) -> None: ...
+
+
+@dataclass(slots=True, eq=False)
+class Delivery:
+    topic: str
+    lite_topic: str | None
+    message_id: str
+    body: bytes
+    headers: dict[str, str]
+    key: str | None
+    attempt: int                            # 1 on first delivery
+    receipt: str                            # opaque to callers
+    _settler: Settler = field(repr=False, default=None)
+
+    async def ack(self) -> None:
+        await self._settler.ack(self)
+
+    async def nack(self, delay: float = 0.0) -> None:
+        """Give the message back; it is delivered again after `delay` seconds."""
+        await self._settler.nack(self, delay)
+
+    async def extend(self, seconds: float) -> None:
+        """Keep the message invisible for `seconds` more, counted from now."""
+        await self._settler.extend(self, seconds)
+
+
+@runtime_checkable
+class GroupConsumer(Protocol):
+    """A member of a consumer group on a capability topic."""
+
+    topic: str
+    group: str
+
+    async def receive(self, max_messages: int = 1, wait: float = 0.0) -> list[Delivery]: ...
+    async def close(self) -> None: ...
+
+
+@runtime_checkable
+class LiteConsumer(Protocol):
+    """One client id's view of the lite topics under one parent topic."""
+
+    client_id: str
+    group: str
+    topic: str
+
+    async def subscribe(self, lite_topics: Iterable[str]) -> None: ...
+    async def unsubscribe(self, lite_topics: Iterable[str]) -> None: ...
+    async def sync(self, lite_topics: Iterable[str]) -> None: ...
+    async def poll(self, max_messages: int = 16, wait: float = 0.0) -> list[Delivery]: ...
+    async def close(self) -> None: ...
+    async def abandon(self) -> None:
+        """Vanish without telling the backend, as a crashed process would: stop heartbeating,
+        release nothing. The backend must notice by itself (used by the liveness contract)."""
+
+
+@runtime_checkable
+class Table(Protocol):
+    """A small durable key-value table (registry, task index)."""
+
+    name: str
+
+    async def put(self, key: str, value: bytes) -> None: ...
+    async def get(self, key: str) -> bytes | None: ...
+    async def delete(self, key: str) -> bool: ...
+    async def items(self, prefix: str = "") -> list[tuple[str, bytes]]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    ok: bool
+    backend: str
+    detail: dict = field(default_factory=dict)
+
+
+@runtime_checkable
+class Backend(Protocol):
+    name: str
+    max_message_bytes: int
+
+    async def start(self) -> None: ...
+    async def close(self) -> None: ...
+    async def health(self) -> Health: ...
+
+    async def create_topic(self, spec: TopicSpec) -> None: ...
+    async def publish(self, topic: str, message: Message, *, lite_topic: str | None = None) -> str: ...
+
+    async def group_consumer(self, topic: str, group: str, *, invisible: float = 30.0) -> GroupConsumer: ...
+    async def lite_consumer(self, topic: str, group: str, client_id: str | None = None,
+                            *, invisible: float = 30.0) -> LiteConsumer: ...
+    async def table(self, name: str) -> Table: ...

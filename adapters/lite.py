@@ -1,0 +1,200 @@
+"""The lite engine behind the Backend port, embedded in this process.
+
+The remote variant (a client of `topicbridge engine`) lives in `lite_remote.py`; both are chosen
+by configuration through `adapters.open_backend`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import os
+from typing import Iterable
+
+import lite_engine
+from lite_engine import Engine, EngineConfig, TopicConfig
+from lite_engine.names import validate_name
+
+from . import errors
+from .base import Delivery, Health, Message, TopicSpec
+
+
+@contextlib.contextmanager
+def translated():
+    """Re-raise engine errors as the port's errors (same data, backend-neutral types)."""
+    try:
+        yield
+    except lite_engine.MessageTooLargeError as e:
+        raise errors.MessageTooLargeError(e.size, e.limit) from e
+    except lite_engine.InvalidNameError as e:
+        raise errors.InvalidRequestError(e.kind, e.value, e.reason) from e
+    except lite_engine.InvalidArgumentError as e:
+        raise errors.InvalidRequestError("argument", e.value, e.reason) from e
+    except lite_engine.UnknownClientError as e:
+        raise errors.UnknownClientError(e.client_id) from e
+    except lite_engine.UnknownReceiptError as e:
+        raise errors.UnknownReceiptError(e.receipt) from e
+    except lite_engine.UnknownTopicError as e:
+        raise errors.NotFoundError("topic", e.topic) from e
+    except lite_engine.TopicKindError as e:
+        raise errors.ConflictError(str(e)) from e
+    except lite_engine.QuotaExceededError as e:
+        raise errors.QuotaExceededError(e.quota, e.limit, e.client_id) from e
+    except lite_engine.EngineClosedError as e:
+        raise errors.BackendUnavailableError("lite", str(e)) from e
+    except lite_engine.StorageError as e:
+        raise errors.StorageError(e.reason) from e
+
+
+def _delivery(d: lite_engine.Delivery, settler) -> Delivery:
+    return Delivery(d.topic, d.lite_topic, d.message_id, d.body, d.headers, d.key, d.attempt,
+                    d.receipt, settler)
+
+
+def new_client_id(prefix: str = "client") -> str:
+    return f"{prefix}-{os.getpid()}-{os.urandom(4).hex()}"
+
+
+class _EngineSettler:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    async def ack(self, delivery: Delivery) -> None:
+        with translated():
+            self._engine.ack(delivery.receipt)
+
+    async def nack(self, delivery: Delivery, delay: float = 0.0) -> None:
+        with translated():
+            self._engine.nack(delivery.receipt, delay)
+
+    async def extend(self, delivery: Delivery, seconds: float) -> None:
+        with translated():
+            self._engine.extend(delivery.receipt, seconds)
+
+
+class EmbeddedGroupConsumer(_EngineSettler):
+    def __init__(self, engine: Engine, topic: str, group: str, invisible: float) -> None:
+        super().__init__(engine)
+        self.topic, self.group, self._invisible = topic, group, invisible
+
+    async def receive(self, max_messages: int = 1, wait: float = 0.0) -> list[Delivery]:
+        with translated():
+            got = await self._engine.receive(self.topic, self.group, max_messages=max_messages,
+                                             wait=wait, invisible=self._invisible)
+        return [_delivery(d, self) for d in got]
+
+    async def close(self) -> None:
+        pass
+
+
+class EmbeddedLiteConsumer(_EngineSettler):
+    """A lite client of the in-process engine. Heartbeats run while it is open."""
+
+    def __init__(self, engine: Engine, topic: str, group: str, client_id: str, invisible: float,
+                 heartbeat_every: float) -> None:
+        super().__init__(engine)
+        self.topic, self.group, self.client_id = topic, group, client_id
+        self._invisible = invisible
+        self._versions = itertools.count(1)
+        self._heartbeat = asyncio.get_running_loop().create_task(self._beat(heartbeat_every))
+
+    async def _beat(self, every: float) -> None:
+        while True:
+            await asyncio.sleep(every)
+            with contextlib.suppress(lite_engine.EngineError):
+                self._engine.heartbeat(self.client_id)
+
+    async def subscribe(self, lite_topics: Iterable[str]) -> None:
+        with translated():
+            self._engine.subscribe(self.client_id, list(lite_topics), next(self._versions))
+
+    async def unsubscribe(self, lite_topics: Iterable[str]) -> None:
+        with translated():
+            self._engine.unsubscribe(self.client_id, list(lite_topics), next(self._versions))
+
+    async def sync(self, lite_topics: Iterable[str]) -> None:
+        with translated():
+            self._engine.sync(self.client_id, list(lite_topics), next(self._versions))
+
+    async def poll(self, max_messages: int = 16, wait: float = 0.0) -> list[Delivery]:
+        with translated():
+            got = await self._engine.poll(self.client_id, max_messages=max_messages, wait=wait,
+                                          invisible=self._invisible)
+        return [_delivery(d, self) for d in got]
+
+    async def close(self) -> None:
+        self._heartbeat.cancel()
+        with contextlib.suppress(lite_engine.EngineError):
+            self._engine.close_client(self.client_id)
+
+    async def abandon(self) -> None:
+        self._heartbeat.cancel()
+
+
+class EngineTable:
+    def __init__(self, engine: Engine, name: str) -> None:
+        self._engine, self.name = engine, name
+
+    async def put(self, key: str, value: bytes) -> None:
+        with translated():
+            await self._engine.kv_put(self.name, key, value)
+
+    async def get(self, key: str) -> bytes | None:
+        return self._engine.kv_get(self.name, key)
+
+    async def delete(self, key: str) -> bool:
+        with translated():
+            return await self._engine.kv_delete(self.name, key)
+
+    async def items(self, prefix: str = "") -> list[tuple[str, bytes]]:
+        return self._engine.kv_items(self.name, prefix)
+
+
+class EmbeddedLiteBackend:
+    """The default backend: the lite engine in this process."""
+
+    name = "lite"
+
+    def __init__(self, config: EngineConfig | None = None) -> None:
+        self.config = config or EngineConfig()
+        self.max_message_bytes = self.config.max_message_bytes
+        self.engine = Engine(self.config)
+
+    async def start(self) -> None:
+        with translated():
+            await self.engine.start()
+
+    async def close(self) -> None:
+        await self.engine.close()
+
+    async def health(self) -> Health:
+        detail = self.engine.health()
+        return Health(detail.pop("ok"), self.name, detail)
+
+    async def create_topic(self, spec: TopicSpec) -> None:
+        config = TopicConfig(lite=spec.lite, ordered=spec.ordered, lite_idle_seconds=spec.lite_idle_seconds,
+                             max_attempts=spec.max_attempts)
+        with translated():
+            await self.engine.create_topic(spec.name, config)
+
+    async def publish(self, topic: str, message: Message, *, lite_topic: str | None = None) -> str:
+        with translated():
+            return await self.engine.publish(topic, message.body, lite=lite_topic,
+                                             headers=dict(message.headers) or None, key=message.key)
+
+    async def group_consumer(self, topic: str, group: str, *, invisible: float = 30.0) -> EmbeddedGroupConsumer:
+        return EmbeddedGroupConsumer(self.engine, topic, group, invisible)
+
+    async def lite_consumer(self, topic: str, group: str, client_id: str | None = None,
+                            *, invisible: float = 30.0) -> EmbeddedLiteConsumer:
+        client_id = client_id or new_client_id(group)
+        with translated():
+            self.engine.open_client(client_id, group=group, topic=topic)
+        return EmbeddedLiteConsumer(self.engine, topic, group, client_id, invisible,
+                                    heartbeat_every=self.config.session_timeout / 3)
+
+    async def table(self, name: str) -> EngineTable:
+        with translated():
+            validate_name("table", name)
+        return EngineTable(self.engine, name)
