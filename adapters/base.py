@@ -131,3 +131,6 @@ class Backend(Protocol):
     async def lite_consumer(self, topic: str, group: str, client_id: str | None = None,
                             *, invisible: float = 30.0) -> LiteConsumer: ...
     async def table(self, name: str) -> Table: ...
+
+    def dead_letter_topic(self, group: str) -> str:
+        """The topic where `group`'s messages go after `max_attempts` deliveries."""

@@ -348,7 +348,6 @@ class Engine:
             lt = self._lite_topic(topic, name, create=True)
             client.interest.add(name)
             _subs_add(lt, client.id)
-            self._touch(topic, lt)
             if lt.messages:
                 self._make_ready(topic, lt, lt.cursor(client.group))
 
@@ -360,7 +359,7 @@ class Engine:
             if lt is None:
                 continue
             _subs_remove(lt, client.id)
-            self._touch(topic, lt)
+            self._schedule_expiry(topic, lt, lt.last_active)
             cursor = lt.cursor(client.group, create=False)
             if cursor is not None and cursor.holder == client.id:
                 cursor.holder = None
@@ -455,20 +454,23 @@ class Engine:
                 raise QuotaExceededError("max_lite_topics", self.config.max_lite_topics)
             lt = topic.lites[name] = LiteTopic(name, self._clock())
             self._lite_count += 1
+            self._schedule_expiry(topic, lt, lt.last_active)
         return lt
 
     # ---------------------------------------------------------------- lite topic expiry
 
+    # Idle time counts from the last publish; a topic with subscribers is never deleted.
     def _touch(self, topic: Topic, lt: LiteTopic) -> None:
         lt.last_active = self._clock()
-        if not lt.expiring:
-            self._schedule_expiry(topic, lt, lt.last_active)
+        self._schedule_expiry(topic, lt, lt.last_active)
 
     def _idle_seconds(self, topic: Topic) -> float:
         idle = topic.config.lite_idle_seconds or self.config.lite_idle_seconds
         return max(idle, self.config.min_lite_idle_seconds)
 
     def _schedule_expiry(self, topic: Topic, lt: LiteTopic, since: float) -> None:
+        if lt.expiring:
+            return
         due = math.ceil(since + self._idle_seconds(topic))
         bucket = self._expiry.get(due)
         if bucket is None:

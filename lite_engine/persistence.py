@@ -22,7 +22,7 @@ class Persistence:
         self.config = config
         self._log = CommitLog(config.data_dir, fsync=config.fsync, segment_bytes=config.segment_bytes,
                               fsync_interval=config.fsync_interval,
-                              max_payload_bytes=config.max_message_bytes + _RECORD_OVERHEAD)
+                              max_payload=config.max_message_bytes + _RECORD_OVERHEAD)
         self._last_lsn: int | None = None
         self._since_snapshot = 0
         self._replaying = False

@@ -1,0 +1,371 @@
+"""The lite engine behind the Backend port, reached over gRPC (a client of `topicbridge engine`).
+
+It keeps the promises of the embedded adapter (`lite.py`) and raises the same port errors: the
+engine error travels in the trailing metadata of a failed call (see lite_engine/service.py) and
+goes through the same translation; a call that cannot reach the engine raises
+`BackendUnavailableError`.
+
+A lite consumer keeps its InterestSet here too. When the engine no longer knows the client (it
+restarted, or the session expired), the consumer opens it again and re-sends the full
+InterestSet; it also re-sends it periodically so that a lost change is repaired.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import weakref
+from typing import Iterable
+
+import grpc
+
+import lite_engine
+from lite_engine import EngineConfig
+from lite_engine.names import validate_name
+from lite_engine.proto import engine_pb2 as pb
+from lite_engine.proto import engine_pb2_grpc as pb_grpc
+from lite_engine.service import ERROR_KEY, decode_error
+
+from . import errors
+from .base import Delivery, Health, Message, TopicSpec
+from .lite import new_client_id, translated
+
+_Action = pb.ChangeSubscriptionRequest
+
+# Transport failures: the engine is away or restarting; the caller may retry.
+_UNAVAILABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED,
+                grpc.StatusCode.ABORTED, grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.UNKNOWN,
+                grpc.StatusCode.INTERNAL}
+
+_CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", -1),   # the engine bounds its answers
+    ("grpc.max_send_message_length", -1),      # the engine says what is too large
+    # Reconnect quickly to an engine that restarts (the default backoff grows to 120 s).
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+]
+
+
+class _Connection:
+    """One channel to the engine; turns failed calls into port errors."""
+
+    def __init__(self, target: str, backend: str, rpc_timeout: float) -> None:
+        self.target = target
+        self.backend = backend
+        self.rpc_timeout = rpc_timeout
+        self.channel: grpc.aio.Channel | None = None
+        self._stub: pb_grpc.LiteEngineStub | None = None
+
+    def open(self) -> None:
+        self.channel = grpc.aio.insecure_channel(self.target, options=_CHANNEL_OPTIONS)
+        self._stub = pb_grpc.LiteEngineStub(self.channel)
+
+    async def close(self) -> None:
+        if self.channel is not None:
+            await self.channel.close()
+
+    async def call(self, method: str, request, *, wait: float = 0.0, wait_for_ready: bool = False):
+        """Call `method`. A long-poll of `wait` seconds gets that much more time, and waits for an
+        engine that is restarting instead of failing at once (a poll loop must not spin)."""
+        if not (isinstance(wait, float) and 0 < wait < 86_400 * 7):
+            wait = 0.0   # the engine refuses it, or answers at once
+        wait_for_ready = wait_for_ready or wait > 0
+        if self._stub is None:
+            raise errors.BackendUnavailableError(self.backend, "not started: call start() first")
+        try:
+            return await getattr(self._stub, method)(request, timeout=self.rpc_timeout + wait,
+                                                     wait_for_ready=wait_for_ready)
+        except grpc.aio.AioRpcError as exc:
+            raise self._port_error(exc) from exc
+        except grpc.aio.UsageError as exc:   # the channel was closed
+            raise errors.BackendUnavailableError(self.backend, str(exc)) from exc
+
+    def _port_error(self, exc: grpc.aio.AioRpcError) -> errors.BackendError:
+        for key, value in exc.trailing_metadata() or ():
+            if key == ERROR_KEY:
+                engine_error = decode_error(value)
+                if engine_error is not None:
+                    return _translate(engine_error)
+        code, details = exc.code(), exc.details() or ""
+        if code in _UNAVAILABLE:
+            return errors.BackendUnavailableError(self.backend, f"{code.name}: {details}")
+        if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED):
+            return errors.InvalidRequestError("request", code.name, details)
+        return errors.BackendError(f"{code.name}: {details}")
+
+
+def _translate(engine_error: Exception) -> errors.BackendError:
+    try:
+        with translated():
+            raise engine_error
+    except errors.BackendError as port_error:
+        port_error.__cause__ = None
+        return port_error
+    return errors.BackendError(str(engine_error))   # not reached: every decoded type is translated
+
+
+def _request(cls, **fields):
+    """Build a request; a value protobuf cannot carry is a bad argument, like in the engine."""
+    try:
+        return cls(**{k: v for k, v in fields.items() if v is not None})
+    except (TypeError, ValueError) as exc:
+        raise errors.InvalidRequestError("argument", cls.__name__, str(exc)) from None
+
+
+def _delivery(d: pb.Delivery, settler) -> Delivery:
+    return Delivery(d.topic, d.lite_topic if d.HasField("lite_topic") else None, d.message_id, d.body,
+                    dict(d.headers), d.key if d.HasField("key") else None, d.attempt, d.receipt, settler)
+
+
+class _RemoteSettler:
+    def __init__(self, conn: _Connection) -> None:
+        self._conn = conn
+
+    async def ack(self, delivery: Delivery) -> None:
+        await self._conn.call("Ack", _request(pb.AckRequest, receipt=delivery.receipt))
+
+    async def nack(self, delivery: Delivery, delay: float = 0.0) -> None:
+        await self._conn.call("Nack", _request(pb.NackRequest, receipt=delivery.receipt, delay_seconds=delay))
+
+    async def extend(self, delivery: Delivery, seconds: float) -> None:
+        await self._conn.call("Extend", _request(pb.ExtendRequest, receipt=delivery.receipt, seconds=seconds))
+
+
+class RemoteGroupConsumer(_RemoteSettler):
+    def __init__(self, conn: _Connection, topic: str, group: str, invisible: float) -> None:
+        super().__init__(conn)
+        self.topic, self.group, self._invisible = topic, group, invisible
+
+    async def receive(self, max_messages: int = 1, wait: float = 0.0) -> list[Delivery]:
+        request = _request(pb.ReceiveRequest, topic=self.topic, group=self.group, max_messages=max_messages,
+                           wait_seconds=wait, invisible_seconds=self._invisible)
+        got = await self._conn.call("Receive", request, wait=request.wait_seconds)
+        return [_delivery(d, self) for d in got.deliveries]
+
+    async def close(self) -> None:
+        pass
+
+
+class RemoteLiteConsumer(_RemoteSettler):
+    """A lite client of a remote engine. While open it heartbeats, re-sends its full InterestSet
+    every `full_sync_every` seconds, and reopens itself when the engine forgot it."""
+
+    def __init__(self, conn: _Connection, topic: str, group: str, client_id: str, invisible: float,
+                 heartbeat_every: float, full_sync_every: float) -> None:
+        super().__init__(conn)
+        self.topic, self.group, self.client_id = topic, group, client_id
+        self._invisible = invisible
+        self._interest: set[str] = set()
+        self._versions = itertools.count(1)
+        # Changes are sent one at a time so that the engine sees versions in increasing order.
+        self._changes = asyncio.Lock()
+        self._live = True
+        self.reopened = 0   # times the engine had forgotten this client
+        self._maintenance = asyncio.get_running_loop().create_task(
+            self._maintain(heartbeat_every, full_sync_every))
+
+    @property
+    def live(self) -> bool:
+        return self._live
+
+    @property
+    def interest(self) -> frozenset[str]:
+        return frozenset(self._interest)
+
+    async def subscribe(self, lite_topics: Iterable[str]) -> None:
+        names = list(lite_topics)
+        await self._change(_Action.ADD, names, lambda: self._interest.update(names))
+
+    async def unsubscribe(self, lite_topics: Iterable[str]) -> None:
+        names = list(lite_topics)
+        await self._change(_Action.REMOVE, names, lambda: self._interest.difference_update(names))
+
+    async def sync(self, lite_topics: Iterable[str]) -> None:
+        names = list(lite_topics)
+        await self._change(_Action.SYNC, names, lambda: setattr(self, "_interest", set(names)))
+
+    async def poll(self, max_messages: int = 16, wait: float = 0.0) -> list[Delivery]:
+        request = _request(pb.PollRequest, client_id=self.client_id, max_messages=max_messages,
+                           wait_seconds=wait, invisible_seconds=self._invisible)
+        try:
+            got = await self._conn.call("Poll", request, wait=request.wait_seconds)
+        except errors.UnknownClientError:
+            if not self._live:
+                raise
+            await self._reopen()
+            got = await self._conn.call("Poll", request, wait=request.wait_seconds)
+        return [_delivery(d, self) for d in got.deliveries]
+
+    async def close(self) -> None:
+        await self._stop()
+        with contextlib.suppress(errors.BackendError):
+            await self._conn.call("CloseClient", pb.CloseClientRequest(client_id=self.client_id))
+
+    async def abandon(self) -> None:
+        await self._stop()
+
+    async def _stop(self) -> None:
+        self._live = False
+        self._maintenance.cancel()
+        await asyncio.wait([self._maintenance])
+
+    # ------------------------------------------------------------ InterestSet upkeep
+
+    async def _change(self, action: int, names: list[str], apply) -> None:
+        async with self._changes:
+            try:
+                await self._send(action, names)
+            except errors.UnknownClientError:
+                if not self._live:
+                    raise
+                await self._reopen_locked()
+                await self._send(action, names)
+            apply()
+
+    async def _send(self, action: int, names: Iterable[str]) -> None:
+        request = _request(pb.ChangeSubscriptionRequest, client_id=self.client_id, action=action,
+                           version=next(self._versions), names=names)
+        await self._conn.call("ChangeSubscription", request)
+
+    async def _reopen(self) -> None:
+        async with self._changes:
+            await self._reopen_locked()
+
+    async def _reopen_locked(self) -> None:
+        await self._conn.call("OpenClient", pb.OpenClientRequest(client_id=self.client_id, group=self.group,
+                                                                 topic=self.topic))
+        await self._send(_Action.SYNC, sorted(self._interest))
+        self.reopened += 1
+
+    async def _full_sync(self) -> None:
+        async with self._changes:
+            await self._send(_Action.SYNC, sorted(self._interest))
+
+    async def _maintain(self, heartbeat_every: float, full_sync_every: float) -> None:
+        loop = asyncio.get_running_loop()
+        next_sync = loop.time() + full_sync_every
+        while True:
+            await asyncio.sleep(heartbeat_every)
+            full = loop.time() >= next_sync
+            try:
+                await self._conn.call("Heartbeat", pb.HeartbeatRequest(client_id=self.client_id))
+                if full:
+                    await self._full_sync()
+            except errors.UnknownClientError:
+                with contextlib.suppress(errors.BackendError):
+                    await self._reopen()
+            except errors.BackendError:
+                continue   # the engine is away: try again at the next beat
+            if full:
+                next_sync = loop.time() + full_sync_every
+
+
+class RemoteTable:
+    def __init__(self, conn: _Connection, name: str) -> None:
+        self._conn, self.name = conn, name
+
+    async def put(self, key: str, value: bytes) -> None:
+        await self._conn.call("KvPut", _request(pb.KvPutRequest, table=self.name, key=key, value=value))
+
+    async def get(self, key: str) -> bytes | None:
+        got = await self._conn.call("KvGet", _request(pb.KvGetRequest, table=self.name, key=key))
+        return got.value if got.HasField("value") else None
+
+    async def delete(self, key: str) -> bool:
+        got = await self._conn.call("KvDelete", _request(pb.KvDeleteRequest, table=self.name, key=key))
+        return got.deleted
+
+    async def items(self, prefix: str = "") -> list[tuple[str, bytes]]:
+        got = await self._conn.call("KvList", _request(pb.KvListRequest, table=self.name, prefix=prefix))
+        return [(item.key, item.value) for item in got.items]
+
+
+class RemoteLiteBackend:
+    """The lite engine of a `topicbridge engine` process at `target` ("host:port").
+
+    `session_timeout` paces heartbeats (every third of it); None takes the engine's own.
+    """
+
+    name = "lite-remote"
+
+    def __init__(self, target: str = "127.0.0.1:7600", *, session_timeout: float | None = None,
+                 full_sync_every: float = 30.0, rpc_timeout: float = 10.0, connect_timeout: float = 5.0) -> None:
+        self.target = target
+        self.max_message_bytes = EngineConfig.max_message_bytes
+        self.session_timeout = session_timeout
+        self.full_sync_every = full_sync_every
+        self._connect_timeout = connect_timeout
+        self._conn = _Connection(target, self.name, rpc_timeout)
+        self._consumers: weakref.WeakSet[RemoteLiteConsumer] = weakref.WeakSet()
+
+    async def start(self) -> None:
+        """Connect, waiting up to `connect_timeout` for the engine, and learn its limits."""
+        self._conn.open()
+        try:
+            info = await asyncio.wait_for(self._conn.call("Health", pb.HealthRequest(), wait_for_ready=True),
+                                          self._connect_timeout)
+        except TimeoutError:
+            raise errors.BackendUnavailableError(
+                self.name, f"no engine answered at {self.target} within {self._connect_timeout} s") from None
+        self.max_message_bytes = info.max_message_bytes
+        if self.session_timeout is None:
+            self.session_timeout = info.session_timeout
+
+    async def close(self) -> None:
+        """Close this backend's lite clients on the engine, then the channel."""
+        consumers = [c for c in self._consumers if c.live]
+        await asyncio.gather(*(c.close() for c in consumers), return_exceptions=True)
+        await self._conn.close()
+
+    async def health(self) -> Health:
+        try:
+            h = await self._conn.call("Health", pb.HealthRequest())
+        except errors.BackendError as exc:
+            return Health(False, self.name, {"target": self.target, "error": str(exc)})
+        return Health(h.ok, self.name, {"topics": h.topics, "lite_topics": h.lite_topics, "clients": h.clients,
+                                        "inflight": h.inflight, "target": self.target})
+
+    async def create_topic(self, spec: TopicSpec) -> None:
+        await self._conn.call("CreateTopic", _request(
+            pb.CreateTopicRequest, name=spec.name, lite=spec.lite, ordered=spec.ordered,
+            lite_idle_seconds=spec.lite_idle_seconds, max_attempts=spec.max_attempts))
+
+    async def publish(self, topic: str, message: Message, *, lite_topic: str | None = None) -> str:
+        self._check_size(topic, lite_topic, message.body)
+        got = await self._conn.call("Publish", _request(
+            pb.PublishRequest, topic=topic, lite_topic=lite_topic, body=message.body,
+            headers=dict(message.headers), key=message.key))
+        return got.message_id
+
+    def _check_size(self, topic: str, lite_topic: str | None, body: bytes) -> None:
+        # The engine's answer, without sending a body the transport would refuse.
+        if isinstance(body, (bytes, bytearray)) and len(body) > self.max_message_bytes:
+            with translated():
+                validate_name("topic", topic)
+                if lite_topic is not None:
+                    validate_name("lite topic", lite_topic)
+            raise errors.MessageTooLargeError(len(body), self.max_message_bytes)
+
+    async def group_consumer(self, topic: str, group: str, *, invisible: float = 30.0) -> RemoteGroupConsumer:
+        return RemoteGroupConsumer(self._conn, topic, group, invisible)
+
+    async def lite_consumer(self, topic: str, group: str, client_id: str | None = None,
+                            *, invisible: float = 30.0) -> RemoteLiteConsumer:
+        client_id = client_id or new_client_id(group)
+        await self._conn.call("OpenClient", _request(pb.OpenClientRequest, client_id=client_id, group=group,
+                                                     topic=topic))
+        timeout = self.session_timeout or EngineConfig.session_timeout
+        consumer = RemoteLiteConsumer(self._conn, topic, group, client_id, invisible,
+                                      heartbeat_every=timeout / 3, full_sync_every=self.full_sync_every)
+        self._consumers.add(consumer)
+        return consumer
+
+    def dead_letter_topic(self, group: str) -> str:
+        return lite_engine.dead_letter_topic(group)
+
+    async def table(self, name: str) -> RemoteTable:
+        with translated():
+            validate_name("table", name)
+        return RemoteTable(self._conn, name)
