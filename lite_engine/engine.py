@@ -49,6 +49,8 @@ class Engine:
         self._housekeeper: asyncio.Task | None = None
         self._closed = False
         self._started = False
+        self._background: set[asyncio.Task] = set()
+        self._gated = self._store is not None and self.config.fsync in ("always", "batch")
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -140,8 +142,30 @@ class Engine:
             validate_name("lite topic", lite)
         _check_message(body, headers, key, self.config.max_message_bytes)
         seq, lsn = self._publish(topic, lite, body, headers or None, key)
-        await self._sync(lsn)
+        if lsn is not None and self._gated:
+            await self._reveal_when_durable(topic, lite, lsn)
+        else:
+            await self._sync(lsn)
         return message_id(seq)
+
+    async def _reveal_when_durable(self, topic: str, lite: str | None, lsn: int) -> None:
+        stream = self._topics[topic] if lite is None else self._topics[topic].lites.get(lite)
+        reveal_to = stream.end
+        sync = asyncio.ensure_future(self._sync(lsn))   # survives the publisher being cancelled
+        sync.add_done_callback(lambda f: f.cancelled() or f.exception() or self._reveal(topic, lite, reveal_to))
+        await asyncio.shield(sync)
+
+    # Syncs complete in log order, so revealing up to `offset` never skips an undurable message.
+    def _reveal(self, topic_name: str, lite: str | None, offset: int) -> None:
+        topic = self._topics.get(topic_name)
+        stream = topic if lite is None or topic is None else topic.lites.get(lite)
+        if stream is None or stream.durable is None or stream.durable >= offset:
+            return
+        stream.durable = offset
+        if lite is None:
+            self._wake_groups(topic)
+        else:
+            self._on_lite_message(topic, stream)
 
     def _publish(self, topic_name, lite, body, headers, key) -> tuple[int, int | None]:
         topic = self._topic(topic_name, lite is not None)
@@ -149,11 +173,16 @@ class Engine:
             stream = topic
         else:
             stream = self._lite_topic(topic, lite, create=True)
-            if len(stream.messages) >= self.config.max_messages_per_lite_topic:
-                raise QuotaExceededError("max_messages_per_lite_topic", self.config.max_messages_per_lite_topic)
+            limit = self.config.max_messages_per_lite_topic
+            if len(stream.messages) >= limit:
+                stream.trim_acked(batch=1)   # lite topics keep acked history for re-attach, up to the limit
+                if len(stream.messages) >= limit:
+                    raise QuotaExceededError("max_messages_per_lite_topic", limit)
         seq, ts = self._seq, time.time()
         lsn = self._append(rec.PUBLISH, rec.encode_publish(topic_name, lite or "", seq, ts, key, headers, body))
         self._seq += 1
+        if self._gated and stream.durable is None:
+            stream.durable = stream.end
         stream.messages.append(Message(seq, ts, key, headers, body))
         if lite is None:
             self._wake_groups(topic)
@@ -272,7 +301,12 @@ class Engine:
                         "x-dlq-reason": f"delivered {max_attempts} times without an ack"})
         if isinstance(stream, LiteTopic):
             headers["x-dlq-lite-topic"] = stream.name
-        self._publish(dead_letter_topic(cursor.group), None, msg.body, headers, msg.key)
+        _, lsn = self._publish(dead_letter_topic(cursor.group), None, msg.body, headers, msg.key)
+        if lsn is not None and self._gated:
+            task = asyncio.get_running_loop().create_task(
+                self._reveal_when_durable(dead_letter_topic(cursor.group), None, lsn))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
         cursor.mark_acked(offset)
         self._append(rec.ACK, rec.encode_ack(topic.name, _lite_name(stream), cursor.group, offset))
 

@@ -25,6 +25,7 @@ class InflightTable:
         self._epoch = os.urandom(4).hex()   # receipts of an earlier run are never valid
         self._ids = itertools.count(1)
         self._on_visible = on_visible
+        self._stale = 0     # timer entries whose message was settled or re-timed
 
     def __len__(self) -> int:
         return len(self._by_receipt)
@@ -53,10 +54,20 @@ class InflightTable:
         self._by_receipt.pop(inf.receipt, None)
         inf.done = True
         inf.cursor.inflight -= 1
+        self._went_stale()
 
     def extend(self, inf: Inflight, deadline: float) -> None:
         inf.deadline = deadline
         heapq.heappush(self._timers, (deadline, next(self._order), inf))
+        self._went_stale()
+
+    def _went_stale(self) -> None:
+        """Acked messages leave their timer behind; rebuild the heap before they pile up."""
+        self._stale += 1
+        if self._stale > max(1024, len(self._timers) // 2):
+            self._timers = [t for t in self._timers if not t[2].done and t[2].deadline == t[0]]
+            heapq.heapify(self._timers)
+            self._stale = 0
 
     # Caller: Engine.nack. The message stays invisible (keeping an order lock) until `deadline`.
     def defer(self, inf: Inflight, deadline: float) -> None:

@@ -82,16 +82,23 @@ class Cursor:
 
 
 class Stream:
-    __slots__ = ("messages", "base", "cursors")
+    __slots__ = ("messages", "base", "cursors", "durable")
 
     def __init__(self) -> None:
         self.messages: list[Message] = []
         self.base = 0                 # offset of messages[0]
         self.cursors: list[Cursor] | None = None
+        # Under fsync=always/batch, offsets >= durable are written but not yet fsynced and are
+        # not handed out: a consumer never acts on a message a crash could still take back.
+        self.durable: int | None = None
 
     @property
     def end(self) -> int:
         return self.base + len(self.messages)
+
+    @property
+    def visible_end(self) -> int:
+        return self.end if self.durable is None else self.durable
 
     def cursor(self, group: str, create: bool = True) -> Cursor | None:
         for c in self.cursors or ():
@@ -109,7 +116,7 @@ class Stream:
     def readable(self, cursor: Cursor, ordered: bool) -> bool:
         if ordered and cursor.inflight:
             return False
-        return bool(cursor.redeliver) or cursor.next < self.end
+        return bool(cursor.redeliver) or cursor.next < self.visible_end
 
     def next_offset(self, cursor: Cursor) -> int | None:
         """Take the next deliverable offset for `cursor` (redeliveries first), or None."""
@@ -117,7 +124,8 @@ class Stream:
             off = heapq.heappop(cursor.redeliver)
             if off >= self.base and not cursor.is_acked(off):
                 return off
-        while cursor.next < self.end:
+        end = self.visible_end
+        while cursor.next < end:
             off = cursor.next
             cursor.next += 1
             if not cursor.is_acked(off):
@@ -127,13 +135,13 @@ class Stream:
     def get(self, offset: int) -> Message:
         return self.messages[offset - self.base]
 
-    def trim_acked(self) -> None:
-        """Drop messages every cursor has acked (capability topics only)."""
+    def trim_acked(self, batch: int = 256) -> None:
+        """Drop messages every cursor has acked, at least `batch` at a time (or all)."""
         if not self.cursors:
             return
         low = min(c.floor for c in self.cursors)
         n = low - self.base
-        if n > 0 and (n >= 256 or n == len(self.messages)):
+        if n > 0 and (n >= batch or n == len(self.messages)):
             del self.messages[:n]
             self.base = low
 

@@ -1,5 +1,6 @@
 """Restart on the same data directory: replay, snapshots, segment cleanup."""
 
+import asyncio
 import os
 
 import pytest
@@ -102,4 +103,26 @@ async def test_a_group_created_before_a_restart_keeps_its_unread_messages(tmp_pa
             engine.ack(d.receipt)
     engine = await restarted(engine, tmp_path)
     assert len(await engine.receive("tasks", "slow", max_messages=1000)) == 300
+    await engine.close()
+
+
+async def test_a_message_is_not_delivered_before_it_is_durable(tmp_path):
+    engine = await Engine(config(tmp_path, fsync="batch")).start()
+    await engine.receive("tasks", "g")
+    publishing = asyncio.ensure_future(engine.publish("tasks", b"x"))
+    await asyncio.sleep(0)   # the record is appended, its group commit not yet done
+    assert await engine.receive("tasks", "g") == []
+    await publishing
+    [d] = await engine.receive("tasks", "g")
+    assert d.body == b"x"
+    await engine.close()
+
+
+async def test_acked_receipts_do_not_pile_up_in_the_timer_heap(tmp_path):
+    engine = await Engine(EngineConfig(tick=0.002)).start()
+    for _ in range(5000):
+        await engine.publish("tasks", b"x")
+        [d] = await engine.receive("tasks", "g")
+        engine.ack(d.receipt)
+    assert len(engine._inflight._timers) <= 2048
     await engine.close()

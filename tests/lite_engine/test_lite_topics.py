@@ -280,3 +280,17 @@ async def test_many_messages_drain_through_poll(engine):
         await engine.publish("reply", n.encode(), lite=n)
     got = await drain(engine, c, expect=100)
     assert sorted(d.body for d in got) == sorted(n.encode() for n in names)
+
+
+async def test_acked_history_is_trimmed_when_a_lite_topic_reaches_its_message_limit(make_engine):
+    engine = await make_engine(max_messages_per_lite_topic=3)
+    c = open_client(engine)
+    engine.subscribe(c, ["t"])
+    for i in range(10):
+        await engine.publish("reply", b"%d" % i, lite="t")
+        [d] = await engine.poll(c)
+        engine.ack(d.receipt)
+    for i in range(3):
+        await engine.publish("reply", b"unread", lite="t")
+    with pytest.raises(QuotaExceededError):
+        await engine.publish("reply", b"one too many", lite="t")
