@@ -13,10 +13,11 @@ Exceptions::
     ├── RecordTooLargeError  payload above max_payload (size, limit)
     └── LogClosedError       append/sync on a log that is not open (path, state)
 
-Threads: only the batch flusher, the interval fsync pass, close() and the snapshot writer
-leave the event loop (asyncio.to_thread). A segment fd is closed only by the loop thread
-while no such thread can be using it (`_io_lock` is held around every thread that touches
-segment fds).
+Threads: the batch flusher (write + fsync), the interval fsync pass, close() and the
+snapshot writer leave the event loop via asyncio.to_thread; every such thread that touches
+segment fds runs under `_io_lock`. Segment fds are closed only by the loop thread, and only
+while no such thread runs. Under never/interval the loop thread itself writes (to the page
+cache: cheap) and only fsync happens elsewhere.
 """
 
 from __future__ import annotations
@@ -29,9 +30,9 @@ import logging
 import os
 import re
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 from zlib import crc32
 
 __all__ = [
@@ -46,9 +47,9 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
-# Record: len u32 | crc u32 | type u8 | lsn u64 | payload[len]   (little-endian)
-# crc = zlib.crc32 over type..payload, i.e. everything after the crc field.
+# Record layout: see CommitLog.append, where records are encoded.
 _LEN_CRC = struct.Struct("<II")
 _TYPE_LSN = struct.Struct("<BQ")
 _HEADER = struct.Struct("<IIBQ")
@@ -229,6 +230,7 @@ class CommitLog:
         self._closed = asyncio.Event()
         self._snapshot_lsns: list[int] = []
         self.recovered_truncated_bytes = 0
+        self.batches_flushed = 0
         self.recovery_problem: str | None = None
         self.quarantined_snapshots: list[str] = []
 
@@ -393,7 +395,11 @@ class CommitLog:
             type_lsn = _TYPE_LSN.pack(rtype, lsn)
         except struct.error:
             raise ValueError(f"record type must be an int in 0..255, got {rtype!r}") from None
-        # Record layout (see _HEADER): len u32 | crc u32 | type u8 | lsn u64 | payload.
+        # Record, little-endian, 17-byte header then payload:
+        #   len u32 (payload bytes) | crc u32 | type u8 | lsn u64 | payload[len]
+        # crc = zlib.crc32 of type|lsn|payload (all bytes after the crc field). The LSN is
+        # stored although it is implied by position, so recovery can tell a stale or
+        # misplaced record from the expected one.
         len_crc = _LEN_CRC.pack(size, crc32(payload, crc32(type_lsn)))
         total = _HEADER.size + size
         seg = self._active
@@ -410,7 +416,7 @@ class CommitLog:
         return lsn
 
     def _raise_unwritable(self) -> None:
-        if self._error is not None:
+        if self._state is _State.FAILED and self._error is not None:
             raise self._error.again()
         raise LogClosedError(self._dir, self._state.value)
 
@@ -426,7 +432,7 @@ class CommitLog:
         self._chunks.append((seg, self._tail))
         return self._tail
 
-    def _after_append_hook(self):  # noqa: ANN202 - a bound method per policy
+    def _after_append_hook(self) -> Callable[[int], None]:
         return {
             FsyncPolicy.ALWAYS: self._commit_now,
             FsyncPolicy.BATCH: self._kick_flusher,
@@ -456,6 +462,9 @@ class CommitLog:
             return  # no loop: the 64 KiB threshold, sync() and close() still write
         loop.call_soon(self._scheduled_write)
         self._write_scheduled = True
+        self._ensure_ticker(loop)
+
+    def _ensure_ticker(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._policy is FsyncPolicy.INTERVAL and self._ticker is None:
             self._ticker = loop.create_task(self._fsync_ticker())
 
@@ -483,7 +492,7 @@ class CommitLog:
         if self._policy is FsyncPolicy.NEVER:
             self._close_retired()
 
-    def _guard(self, fn, *args):  # noqa: ANN001, ANN202
+    def _guard(self, fn: Callable[..., _T], *args: object) -> _T:
         """Run an I/O step; on LogWriteError make the log fail (sticky) and re-raise."""
         try:
             return fn(*args)
@@ -546,12 +555,13 @@ class CommitLog:
         """Return once `lsn` is durable according to the policy."""
         if lsn <= self._synced_lsn:
             return
-        if lsn >= self._next_lsn:
-            raise ValueError(f"LSN {lsn!r} has not been appended (next LSN is {self._next_lsn})")
         if self._error is not None:
             raise self._error.again()
+        if lsn >= self._next_lsn:
+            raise ValueError(f"LSN {lsn!r} has not been appended (next LSN is {self._next_lsn})")
         if self._state is _State.OPEN and self._policy in (FsyncPolicy.NEVER, FsyncPolicy.INTERVAL):
             self._write_pending()
+            self._ensure_ticker(asyncio.get_running_loop())
             return
         if self._state is not _State.OPEN and self._state is not _State.CLOSING:
             raise LogClosedError(self._dir, self._state.value)
@@ -595,6 +605,7 @@ class CommitLog:
                     chunks, upto = self._take()
                     segments = [seg for seg, _ in chunks]
                     await asyncio.to_thread(self._write_and_sync, chunks, segments)
+                self.batches_flushed += 1
                 self._synced_lsn = upto
                 self._release_waiters(upto)
                 self._close_retired()
@@ -637,8 +648,8 @@ class CommitLog:
         segments no kept snapshot needs. A failure here is raised but is not sticky."""
         if self._state is not _State.OPEN:
             self._raise_unwritable()
-        self._check_snapshot_lsn(lsn)
         async with self._snapshot_lock:
+            self._check_snapshot_lsn(lsn)
             path = self._snapshot_path(lsn)
             await asyncio.to_thread(_write_snapshot_file, self._dir, path, lsn, bytes(data))
             self._prune_snapshots(lsn)

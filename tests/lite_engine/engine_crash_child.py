@@ -16,7 +16,8 @@ async def publisher(engine: Engine, run: str, worker: int, lite: bool) -> None:
             await engine.publish("reply", body.encode() * 3, lite=f"task-{worker}")
         else:
             await engine.publish("tasks", body.encode() * 3)
-        print("reply" if lite else "tasks", body, flush=True)
+        sys.stdout.write(f"{'reply' if lite else 'tasks'} {body}\n")   # one write: a kill cannot split it
+        sys.stdout.flush()
         n += 1
 
 

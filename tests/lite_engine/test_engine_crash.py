@@ -32,7 +32,9 @@ async def publish_until_killed(directory: Path, fsync: str, workers: int, kill_a
     finally:
         child.send_signal(signal.SIGKILL)
         await child.wait()
-    acked += [tuple(line.split()) for line in (await child.stdout.read()).decode().splitlines()]
+    rest = (await child.stdout.read()).decode()
+    complete = rest[: rest.rfind("\n") + 1]     # an unterminated last line was never reported
+    acked += [tuple(line.split()) for line in complete.splitlines()]
     return acked
 
 
