@@ -137,7 +137,7 @@ class Engine:
                       headers: dict[str, str] | None = None, key: str | None = None) -> str:
         """Append a message; returns its id once durable under the fsync policy."""
         self._check_open()
-        validate_name("topic", topic)
+        validate_name("topic", topic, system_ok=lite is None)
         if lite is not None:
             validate_name("lite topic", lite)
         _check_message(body, headers, key, self.config.max_message_bytes)

@@ -1,0 +1,38 @@
+"""Names of the topics a task travels on. One place, so every backend sees the same names."""
+# Only [A-Za-z0-9_-]: the common ground of lite engine, Kafka and RocketMQ (lite names <= 64 bytes).
+
+from __future__ import annotations
+
+import re
+import uuid
+
+REPLY_TOPIC = "tb-reply"        # lite parent of every task's reply channel
+CONTROL_TOPIC = "tb-control"    # lite parent of every task's control channel (cancel)
+TASK_TABLE = "tasks"            # task index: task id -> folded task
+CAPABILITY_PREFIX = "tb-cap-"
+
+_CAPABILITY = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+
+
+def new_task_id() -> str:
+    return uuid.uuid4().hex
+
+
+def capability_topic(name: str) -> str:
+    return CAPABILITY_PREFIX + name
+
+
+def worker_group(name: str) -> str:
+    return f"tb-workers-{name}"
+
+
+def reply_channel(task_id: str) -> str:
+    return f"task-{task_id}"
+
+
+def control_channel(task_id: str) -> str:
+    return f"ctl-{task_id}"
+
+
+def is_capability_name(name: str) -> bool:
+    return isinstance(name, str) and _CAPABILITY.fullmatch(name) is not None

@@ -1,0 +1,39 @@
+"""Task state is the fold of its reply events."""
+
+from __future__ import annotations
+
+from a2a.types import a2a_pb2
+
+TERMINAL = {a2a_pb2.TASK_STATE_COMPLETED, a2a_pb2.TASK_STATE_FAILED, a2a_pb2.TASK_STATE_CANCELED,
+            a2a_pb2.TASK_STATE_REJECTED}
+INTERRUPTED = {a2a_pb2.TASK_STATE_INPUT_REQUIRED, a2a_pb2.TASK_STATE_AUTH_REQUIRED}
+
+
+def is_final(state: int) -> bool:
+    return state in TERMINAL or state in INTERRUPTED
+
+
+def apply(task: a2a_pb2.Task, event: a2a_pb2.StreamResponse) -> None:
+    """Fold one event into `task` in place."""
+    kind = event.WhichOneof("payload")
+    if kind == "task":
+        task.CopyFrom(event.task)
+    elif kind == "status_update":
+        if task.status.HasField("message"):
+            task.history.append(task.status.message)
+        task.status.CopyFrom(event.status_update.status)
+    elif kind == "artifact_update":
+        _apply_artifact(task, event.artifact_update)
+    elif kind == "message":
+        task.history.append(event.message)
+
+
+def _apply_artifact(task: a2a_pb2.Task, update: a2a_pb2.TaskArtifactUpdateEvent) -> None:
+    for existing in task.artifacts:
+        if existing.artifact_id == update.artifact.artifact_id:
+            if update.append:
+                existing.parts.extend(update.artifact.parts)
+            else:
+                existing.CopyFrom(update.artifact)
+            return
+    task.artifacts.append(update.artifact)

@@ -1,0 +1,276 @@
+"""Tasks over reply channels.
+
+A call becomes a task envelope on the capability's topic; the worker answers on the task's
+reply channel (a lite topic). Each gateway instance runs one lite consumer (one client id) and
+one relay loop that takes ready reply channels, folds every event into the task, writes the
+folded task to the task index table (so any instance can answer GetTask/ListTasks, also after a
+restart) and hands the event to the calls waiting on this instance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import AsyncIterator
+
+from a2a.types import a2a_pb2
+
+from adapters.base import Backend, Delivery, Message, TopicSpec
+from adapters.errors import BackendError, BackendUnavailableError
+
+from . import channels, fold
+from .envelope import ControlEvent, EnvelopeError, ReplyEvent, TaskEnvelope
+
+log = logging.getLogger("topicbridge.tasks")
+
+REPLY_IDLE_SECONDS = 24 * 3600    # a reply channel outlives its task by this long (re-attach)
+WATCH_QUEUE = 1024
+
+
+class TaskError(Exception):
+    """Raised for task-level problems the protocol layers map to their errors."""
+
+    def __init__(self, kind: str, task_id: str, reason: str) -> None:
+        self.kind, self.task_id, self.reason = kind, task_id, reason
+        super().__init__(reason)
+
+
+class Watch:
+    """The events of one task for one waiting call. Bounded: a consumer too slow to keep up
+    is cut off (it can re-subscribe and gets the folded task first)."""
+
+    def __init__(self, task_id: str) -> None:
+        self.task_id = task_id
+        self._queue: asyncio.Queue = asyncio.Queue(WATCH_QUEUE)
+        self.overflowed = False
+
+    def push(self, event: a2a_pb2.StreamResponse | None) -> None:
+        if self.overflowed:
+            return
+        try:
+            self._queue.put_nowait(event)
+        except asyncio.QueueFull:
+            self.overflowed = True
+            log.warning("watcher of task %s fell %d events behind; closing it", self.task_id, WATCH_QUEUE)
+            self._queue = asyncio.Queue(1)
+            self._queue.put_nowait(None)
+
+    async def events(self) -> AsyncIterator[a2a_pb2.StreamResponse]:
+        while (event := await self._queue.get()) is not None:
+            yield event
+        if self.overflowed:
+            raise TaskError("overflow", self.task_id, "subscriber too slow; re-subscribe to continue")
+
+
+@dataclass
+class _Active:
+    task: a2a_pb2.Task
+    position: tuple[int, int] = (0, -1)
+    watches: list[Watch] = field(default_factory=list)
+
+
+class TaskService:
+    def __init__(self, backend: Backend, *, instance_id: str | None = None, poll_wait: float = 1.0) -> None:
+        self.backend = backend
+        self.instance_id = instance_id or f"gw-{os.getpid()}-{os.urandom(3).hex()}"
+        self.poll_wait = poll_wait
+        self._active: dict[str, _Active] = {}
+        self._consumer = None
+        self._table = None
+        self._relay: asyncio.Task | None = None
+        self.bad_events = 0
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        for topic in (channels.REPLY_TOPIC, channels.CONTROL_TOPIC):
+            await self.backend.create_topic(TopicSpec(topic, lite=True, lite_idle_seconds=REPLY_IDLE_SECONDS))
+        self._table = await self.backend.table(channels.TASK_TABLE)
+        self._consumer = await self.backend.lite_consumer(channels.REPLY_TOPIC, self.instance_id,
+                                                          self.instance_id)
+        self._relay = asyncio.get_running_loop().create_task(self._relay_loop())
+
+    async def close(self) -> None:
+        if self._relay is not None:
+            self._relay.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._relay
+        for active in self._active.values():
+            for watch in active.watches:
+                watch.push(None)
+        if self._consumer is not None:
+            await self._consumer.close()
+
+    # ------------------------------------------------------------ calls
+
+    async def submit(self, capability: str, message: a2a_pb2.Message, *, deadline: float | None = None,
+                     metadata: dict | None = None, trace: dict | None = None) -> tuple[a2a_pb2.Task, Watch]:
+        """Publish a task for `capability`; return the submitted task and a watch on its events."""
+        task_id = channels.new_task_id()
+        context_id = message.context_id or channels.new_task_id()
+        message.task_id, message.context_id = task_id, context_id
+        task = a2a_pb2.Task(id=task_id, context_id=context_id)
+        task.status.state = a2a_pb2.TASK_STATE_SUBMITTED
+        task.status.timestamp.GetCurrentTime()
+        task.history.append(message)
+        watch = Watch(task_id)
+        self._active[task_id] = _Active(task, watches=[watch])
+        await self._table.put(task_id, task.SerializeToString())
+        await self._consumer.subscribe([channels.reply_channel(task_id)])
+        envelope = TaskEnvelope(task_id, context_id, capability, message, deadline, time.time(),
+                                trace or {}, metadata or {})
+        try:
+            await self.backend.publish(channels.capability_topic(capability),
+                                       Message(envelope.encode(), {"task_id": task_id}, task_id))
+        except BackendError:
+            self._active.pop(task_id, None)
+            await self._consumer.unsubscribe([channels.reply_channel(task_id)])
+            raise
+        return _copy(task), watch
+
+    async def get(self, task_id: str) -> a2a_pb2.Task | None:
+        active = self._active.get(task_id)
+        if active is not None:
+            return _copy(active.task)
+        raw = await self._table.get(task_id) if _plausible_id(task_id) else None
+        return a2a_pb2.Task.FromString(raw) if raw else None
+
+    async def list(self, *, context_id: str = "", state: int = 0) -> list[a2a_pb2.Task]:
+        """Every indexed task, newest first."""
+        tasks = [a2a_pb2.Task.FromString(raw) for _, raw in await self._table.items()]
+        tasks = [t for t in tasks if (not context_id or t.context_id == context_id)
+                 and (not state or t.status.state == state)]
+        tasks.sort(key=lambda t: t.status.timestamp.ToNanoseconds(), reverse=True)
+        return tasks
+
+    async def cancel(self, task_id: str, reason: str = "") -> a2a_pb2.Task:
+        task = await self.get(task_id)
+        if task is None:
+            raise TaskError("not_found", task_id, f"task {task_id!r} not found")
+        if fold.is_final(task.status.state):
+            raise TaskError("not_cancelable", task_id,
+                            f"task {task_id!r} is {a2a_pb2.TaskState.Name(task.status.state)}")
+        await self.backend.publish(channels.CONTROL_TOPIC, Message(ControlEvent(task_id, "cancel", reason).encode()),
+                                   lite_topic=channels.control_channel(task_id))
+        return task
+
+    async def subscribe(self, task_id: str) -> AsyncIterator[a2a_pb2.StreamResponse]:
+        """The task first, then its events until it ends: from this instance's relay when the task
+        is active here, otherwise by re-attaching to its reply channel."""
+        task = await self.get(task_id)
+        if task is None:
+            raise TaskError("not_found", task_id, f"task {task_id!r} not found")
+        yield a2a_pb2.StreamResponse(task=task)
+        if fold.is_final(task.status.state):
+            return
+        active = self._active.get(task_id)
+        if active is not None:
+            watch = Watch(task_id)
+            active.watches.append(watch)
+            async for event in watch.events():
+                yield event
+            return
+        async for event in self._reattach(task_id, task):
+            yield event
+
+    async def _reattach(self, task_id: str, seen: a2a_pb2.Task) -> AsyncIterator[a2a_pb2.StreamResponse]:
+        group = f"{self.instance_id}-attach-{os.urandom(3).hex()}"
+        consumer = await self.backend.lite_consumer(channels.REPLY_TOPIC, group)
+        try:
+            await consumer.subscribe([channels.reply_channel(task_id)])
+            task, position = a2a_pb2.Task(), (0, -1)
+            while True:
+                for d in await consumer.poll(max_messages=64, wait=self.poll_wait):
+                    event = await self._decode(d)
+                    if event is None or event.position <= position:
+                        continue
+                    position = event.position
+                    fold.apply(task, event.event)
+                    if _news(seen, task, event):
+                        yield event.event
+                    if event.final:
+                        return
+        finally:
+            await consumer.close()
+
+    # ------------------------------------------------------------ relay
+
+    async def _relay_loop(self) -> None:
+        backoff = 0.1
+        while True:
+            try:
+                deliveries = await self._consumer.poll(max_messages=64, wait=self.poll_wait)
+                backoff = 0.1
+            except BackendUnavailableError as e:
+                log.warning("reply poll failed (%s); retrying in %.1fs", e, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            for delivery in deliveries:
+                try:
+                    await self._relay_one(delivery)
+                except BackendError as e:
+                    log.warning("relaying %s failed: %s (it will be redelivered)", delivery.message_id, e)
+
+    async def _relay_one(self, delivery: Delivery) -> None:
+        event = await self._decode(delivery)
+        if event is None:
+            return
+        active = self._active.get(event.task_id)
+        if active is None:
+            active = await self._load_active(event.task_id)
+        if event.position <= active.position:
+            await delivery.ack()    # a duplicate of at-least-once delivery
+            return
+        active.position = event.position
+        fold.apply(active.task, event.event)
+        if not active.task.id:
+            active.task.id = event.task_id
+        await self._table.put(event.task_id, active.task.SerializeToString())
+        for watch in active.watches:
+            watch.push(event.event)
+        await delivery.ack()
+        if event.final:
+            for watch in active.watches:
+                watch.push(None)
+            self._active.pop(event.task_id, None)
+            await self._consumer.unsubscribe([delivery.lite_topic])
+
+    async def _load_active(self, task_id: str) -> _Active:
+        raw = await self._table.get(task_id)
+        active = _Active(a2a_pb2.Task.FromString(raw) if raw else a2a_pb2.Task(id=task_id))
+        self._active[task_id] = active
+        return active
+
+    async def _decode(self, delivery: Delivery) -> ReplyEvent | None:
+        try:
+            return ReplyEvent.decode(delivery.body)
+        except EnvelopeError as e:
+            self.bad_events += 1
+            log.warning("dropping malformed reply event %s on %s: %s", delivery.message_id,
+                        delivery.lite_topic, e.reason)
+            await delivery.ack()
+            return None
+
+
+def _copy(task: a2a_pb2.Task) -> a2a_pb2.Task:
+    out = a2a_pb2.Task()
+    out.CopyFrom(task)
+    return out
+
+
+def _plausible_id(task_id: str) -> bool:
+    return isinstance(task_id, str) and 0 < len(task_id) <= 128 and task_id.isprintable()
+
+
+def _news(seen: a2a_pb2.Task, folded: a2a_pb2.Task, event: ReplyEvent) -> bool:
+    """While re-attaching, skip the replayed events the first `task` snapshot already covered."""
+    if event.final:
+        return True
+    return len(folded.history) > len(seen.history) or len(folded.artifacts) > len(seen.artifacts) \
+        or folded.status.state != seen.status.state or event.event.WhichOneof("payload") == "artifact_update" \
+        and len(folded.artifacts) >= len(seen.artifacts) and folded.status.state != seen.status.state

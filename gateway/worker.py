@@ -1,0 +1,251 @@
+"""The worker SDK: serve a capability as a native agent.
+
+    async def summarise(task: TaskContext) -> None:
+        await task.working("reading")
+        await task.complete(text=summary_of(task.text))
+
+    worker = Worker(backend, "summarise", summarise)
+    await worker.start()
+
+A worker joins the capability's consumer group (instances of one agent share the load), runs
+the handler for each task envelope, and publishes reply events on the task's reply channel.
+Cancellation arrives on the task's control channel. A handler that raises fails the task; a
+handler that returns without finishing completes it. A malformed envelope goes to the group's
+dead-letter topic with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from typing import Awaitable, Callable
+
+from a2a.types import a2a_pb2
+
+from adapters.base import Backend, Delivery, Message, TopicSpec
+from adapters.errors import BackendError
+
+from . import channels, fold
+from .envelope import ControlEvent, EnvelopeError, ReplyEvent, TaskEnvelope
+
+log = logging.getLogger("topicbridge.worker")
+
+Handler = Callable[["TaskContext"], Awaitable[None]]
+
+
+class TaskContext:
+    """One task as its handler sees it."""
+
+    def __init__(self, worker: "Worker", envelope: TaskEnvelope, attempt: int) -> None:
+        self._worker = worker
+        self.envelope = envelope
+        self.attempt = attempt
+        self.cancelled = asyncio.Event()
+        self.finished = False
+        self._seq = 0
+
+    @property
+    def task_id(self) -> str:
+        return self.envelope.task_id
+
+    @property
+    def context_id(self) -> str:
+        return self.envelope.context_id
+
+    @property
+    def message(self) -> a2a_pb2.Message:
+        return self.envelope.message
+
+    @property
+    def text(self) -> str:
+        """The text parts of the request, joined."""
+        return "\n".join(p.text for p in self.message.parts if p.text)
+
+    @property
+    def data(self) -> list:
+        from google.protobuf.json_format import MessageToDict
+        return [MessageToDict(p.data) for p in self.message.parts if p.HasField("data")]
+
+    async def status(self, state: int, text: str | None = None, *, parts=None) -> None:
+        update = a2a_pb2.TaskStatusUpdateEvent(task_id=self.task_id, context_id=self.context_id)
+        update.status.state = state
+        update.status.timestamp.GetCurrentTime()
+        if text is not None or parts:
+            update.status.message.CopyFrom(self._agent_message(text, parts))
+        await self._emit(a2a_pb2.StreamResponse(status_update=update), final=fold.is_final(state))
+
+    async def working(self, text: str | None = None) -> None:
+        await self.status(a2a_pb2.TASK_STATE_WORKING, text)
+
+    async def artifact(self, text: str | None = None, *, parts=None, name: str = "", artifact_id: str = "",
+                       append: bool = False, last_chunk: bool = True) -> None:
+        art = a2a_pb2.Artifact(artifact_id=artifact_id or f"artifact-{self._seq}", name=name,
+                               parts=_parts(text, parts))
+        update = a2a_pb2.TaskArtifactUpdateEvent(task_id=self.task_id, context_id=self.context_id,
+                                                 artifact=art, append=append, last_chunk=last_chunk)
+        await self._emit(a2a_pb2.StreamResponse(artifact_update=update))
+
+    async def complete(self, text: str | None = None, *, parts=None) -> None:
+        if text is not None or parts:
+            await self.artifact(text, parts=parts, name="result")
+        await self.status(a2a_pb2.TASK_STATE_COMPLETED)
+
+    async def fail(self, reason: str) -> None:
+        await self.status(a2a_pb2.TASK_STATE_FAILED, reason)
+
+    async def require_input(self, question: str) -> None:
+        await self.status(a2a_pb2.TASK_STATE_INPUT_REQUIRED, question)
+
+    def _agent_message(self, text, parts) -> a2a_pb2.Message:
+        return a2a_pb2.Message(message_id=os.urandom(8).hex(), role=a2a_pb2.ROLE_AGENT, task_id=self.task_id,
+                               context_id=self.context_id, parts=_parts(text, parts))
+
+    async def _emit(self, event: a2a_pb2.StreamResponse, final: bool = False) -> None:
+        if self.finished:
+            raise RuntimeError(f"task {self.task_id} already reached a final state")
+        body = ReplyEvent(self.task_id, self.attempt, self._seq, event, final).encode()
+        self._seq += 1
+        await self._worker.backend.publish(channels.REPLY_TOPIC, Message(body, {"task_id": self.task_id}),
+                                           lite_topic=channels.reply_channel(self.task_id))
+        self.finished = final
+
+
+def _parts(text, parts) -> list:
+    out = [a2a_pb2.Part(text=text)] if text is not None else []
+    return out + list(parts or [])
+
+
+class Worker:
+    def __init__(self, backend: Backend, capability: str, handler: Handler, *, concurrency: int = 16,
+                 invisible: float = 60.0) -> None:
+        if not channels.is_capability_name(capability):
+            raise ValueError(f"invalid capability name {capability!r}: use a-z, 0-9, _ and -, at most 63")
+        self.backend = backend
+        self.capability = capability
+        self.handler = handler
+        self.concurrency = concurrency
+        self.invisible = invisible
+        self.group = channels.worker_group(capability)
+        self.client_id = f"w-{capability[:20]}-{os.getpid()}-{os.urandom(3).hex()}"
+        self._running: dict[str, TaskContext] = {}
+        self._tasks: set[asyncio.Task] = set()
+        self._loops: list[asyncio.Task] = []
+        self._consumer = None
+        self._control = None
+        self.dead_lettered = 0
+
+    async def start(self) -> None:
+        topic = channels.capability_topic(self.capability)
+        await self.backend.create_topic(TopicSpec(topic))
+        for parent in (channels.REPLY_TOPIC, channels.CONTROL_TOPIC):
+            await self.backend.create_topic(TopicSpec(parent, lite=True))
+        self._consumer = await self.backend.group_consumer(topic, self.group, invisible=self.invisible)
+        self._control = await self.backend.lite_consumer(channels.CONTROL_TOPIC, self.client_id, self.client_id)
+        loop = asyncio.get_running_loop()
+        self._loops = [loop.create_task(self._receive_loop()), loop.create_task(self._control_loop())]
+
+    async def close(self) -> None:
+        for task in self._loops:
+            task.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._loops, *self._tasks, return_exceptions=True)
+        if self._control is not None:
+            await self._control.close()
+        if self._consumer is not None:
+            await self._consumer.close()
+
+    async def _receive_loop(self) -> None:
+        while True:
+            free = self.concurrency - len(self._tasks)
+            if free <= 0:
+                await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
+                continue
+            try:
+                deliveries = await self._consumer.receive(max_messages=free, wait=1.0)
+            except BackendError as e:
+                log.warning("receive on %s failed: %s", self.capability, e)
+                await asyncio.sleep(1.0)
+                continue
+            for delivery in deliveries:
+                task = asyncio.get_running_loop().create_task(self._handle(delivery))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    async def _handle(self, delivery: Delivery) -> None:
+        try:
+            envelope = TaskEnvelope.decode(delivery.body)
+        except EnvelopeError as e:
+            await self._dead_letter(delivery, e.reason)
+            return
+        ctx = TaskContext(self, envelope, delivery.attempt)
+        self._running[ctx.task_id] = ctx
+        await self._control.subscribe([channels.control_channel(ctx.task_id)])
+        keepalive = asyncio.get_running_loop().create_task(self._keep_invisible(delivery))
+        try:
+            await self._run(ctx)
+            await delivery.ack()
+        except BackendError as e:
+            log.warning("task %s: backend failed (%s); it will be redelivered", ctx.task_id, e)
+        finally:
+            keepalive.cancel()
+            self._running.pop(ctx.task_id, None)
+            with contextlib.suppress(BackendError):
+                await self._control.unsubscribe([channels.control_channel(ctx.task_id)])
+
+    async def _run(self, ctx: TaskContext) -> None:
+        await ctx.working()
+        work = asyncio.get_running_loop().create_task(self.handler(ctx))
+        cancelled = asyncio.get_running_loop().create_task(ctx.cancelled.wait())
+        await asyncio.wait({work, cancelled}, return_when=asyncio.FIRST_COMPLETED)
+        cancelled.cancel()
+        if ctx.cancelled.is_set() and not work.done():
+            work.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await work
+            if not ctx.finished:
+                await ctx.status(a2a_pb2.TASK_STATE_CANCELED, "canceled by the caller")
+            return
+        try:
+            work.result()
+        except BackendError:
+            raise
+        except Exception as e:   # the handler's failure is the task's failure, not the worker's
+            log.info("task %s failed in its handler: %r", ctx.task_id, e)
+            if not ctx.finished:
+                await ctx.fail(f"{type(e).__name__}: {e}")
+            return
+        if not ctx.finished:
+            await ctx.status(a2a_pb2.TASK_STATE_COMPLETED)
+
+    async def _keep_invisible(self, delivery: Delivery) -> None:
+        while True:
+            await asyncio.sleep(self.invisible / 2)
+            with contextlib.suppress(BackendError):
+                await delivery.extend(self.invisible)
+
+    async def _control_loop(self) -> None:
+        while True:
+            try:
+                deliveries = await self._control.poll(max_messages=32, wait=1.0)
+            except BackendError as e:
+                log.warning("control poll failed: %s", e)
+                await asyncio.sleep(1.0)
+                continue
+            for d in deliveries:
+                with contextlib.suppress(EnvelopeError):
+                    event = ControlEvent.decode(d.body)
+                    ctx = self._running.get(event.task_id)
+                    if ctx is not None and event.action == "cancel":
+                        ctx.cancelled.set()
+                with contextlib.suppress(BackendError):
+                    await d.ack()
+
+    async def _dead_letter(self, delivery: Delivery, reason: str) -> None:
+        log.warning("dead-lettering malformed task envelope %s: %s", delivery.message_id, reason)
+        self.dead_lettered += 1
+        headers = {**delivery.headers, "x-dlq-reason": reason[:1000], "x-dlq-topic": delivery.topic}
+        await self.backend.publish(self.backend.dead_letter_topic(self.group), Message(delivery.body, headers))
+        await delivery.ack()

@@ -1,0 +1,150 @@
+"""Tasks flow over the backend: envelope on the capability topic, events on the reply channel."""
+
+import asyncio
+
+import pytest
+from a2a.types import a2a_pb2
+
+from adapters.base import Message
+from gateway import channels
+from gateway.tasks import TaskError, TaskService
+from gateway.worker import Worker
+
+
+def user_message(text: str) -> a2a_pb2.Message:
+    return a2a_pb2.Message(message_id="m1", role=a2a_pb2.ROLE_USER, parts=[a2a_pb2.Part(text=text)])
+
+
+async def echo(task):
+    await task.artifact(f"echo: {task.text}", name="echo")
+    await task.complete()
+
+
+async def slow(task):
+    await asyncio.Event().wait()
+
+
+async def broken(task):
+    raise ValueError("no can do")
+
+
+@pytest.fixture
+async def service(backend):
+    s = TaskService(backend, poll_wait=0.2)
+    await s.start()
+    yield s
+    await s.close()
+
+
+@pytest.fixture
+async def workers(backend):
+    started = []
+
+    async def start(name, handler):
+        w = Worker(backend, name, handler)
+        await w.start()
+        started.append(w)
+        return w
+
+    yield start
+    for w in started:
+        await w.close()
+
+
+async def final_state(watch) -> list[a2a_pb2.StreamResponse]:
+    events = []
+    async with asyncio.timeout(10):
+        async for event in watch.events():
+            events.append(event)
+    return events
+
+
+async def test_a_task_travels_to_a_worker_and_its_result_comes_back(service, workers):
+    await workers("echo", echo)
+    task, watch = await service.submit("echo", user_message("hi"))
+    assert task.status.state == a2a_pb2.TASK_STATE_SUBMITTED
+    events = await final_state(watch)
+    kinds = [e.WhichOneof("payload") for e in events]
+    assert kinds[-1] == "status_update" and "artifact_update" in kinds
+    done = await service.get(task.id)
+    assert done.status.state == a2a_pb2.TASK_STATE_COMPLETED
+    assert done.artifacts[0].parts[0].text == "echo: hi"
+
+
+async def test_a_task_published_before_any_worker_runs_when_one_starts(service, workers):
+    task, watch = await service.submit("late", user_message("queued"))
+    await workers("late", echo)
+    await final_state(watch)
+    assert (await service.get(task.id)).status.state == a2a_pb2.TASK_STATE_COMPLETED
+
+
+async def test_a_failing_handler_fails_the_task_with_the_reason(service, workers):
+    await workers("broken", broken)
+    task, watch = await service.submit("broken", user_message("x"))
+    await final_state(watch)
+    failed = await service.get(task.id)
+    assert failed.status.state == a2a_pb2.TASK_STATE_FAILED
+    assert "no can do" in failed.status.message.parts[0].text
+
+
+async def test_cancel_travels_to_the_worker(service, workers):
+    await workers("slow", slow)
+    task, watch = await service.submit("slow", user_message("x"))
+    async with asyncio.timeout(10):
+        async for event in watch.events():
+            if event.status_update.status.state == a2a_pb2.TASK_STATE_WORKING:
+                break
+    await service.cancel(task.id)
+    await final_state(watch)
+    assert (await service.get(task.id)).status.state == a2a_pb2.TASK_STATE_CANCELED
+
+
+async def test_another_gateway_instance_answers_get_and_subscribe(backend, service, workers):
+    other = TaskService(backend, poll_wait=0.2)
+    await other.start()
+    try:
+        await workers("slow", slow)
+        task, watch = await service.submit("slow", user_message("x"))
+        async with asyncio.timeout(10):
+            while (await other.get(task.id)).status.state != a2a_pb2.TASK_STATE_WORKING:
+                await asyncio.sleep(0.01)  # sleep-ok: observing another instance's index
+        stream = other.subscribe(task.id)
+        first = await anext(stream)
+        assert first.task.id == task.id
+        await service.cancel(task.id)
+        rest = [e async for e in stream]
+        assert rest[-1].status_update.status.state == a2a_pb2.TASK_STATE_CANCELED
+        listed = await other.list()
+        assert [t.id for t in listed] == [task.id]
+    finally:
+        await other.close()
+
+
+async def test_cancel_of_unknown_or_finished_task_is_an_error(service, workers):
+    with pytest.raises(TaskError) as err:
+        await service.cancel("nope")
+    assert err.value.kind == "not_found"
+    await workers("echo", echo)
+    task, watch = await service.submit("echo", user_message("hi"))
+    await final_state(watch)
+    with pytest.raises(TaskError) as err:
+        await service.cancel(task.id)
+    assert err.value.kind == "not_cancelable"
+
+
+async def test_a_malformed_envelope_goes_to_the_dead_letter_topic_with_the_reason(backend, workers):
+    worker = await workers("echo", echo)
+    await backend.publish(channels.capability_topic("echo"), Message(b'{"not": "an envelope"}'))
+    dlq = await backend.group_consumer(backend.dead_letter_topic(worker.group), "ops")
+    async with asyncio.timeout(10):
+        while not (got := await dlq.receive(wait=1)):
+            pass
+    assert "x-dlq-reason" in got[0].headers and worker.dead_lettered == 1
+
+
+async def test_malformed_reply_events_are_dropped_and_the_relay_keeps_going(backend, service, workers):
+    await workers("echo", echo)
+    task, watch = await service.submit("echo", user_message("hi"))
+    await backend.publish(channels.REPLY_TOPIC, Message(b"garbage"), lite_topic=channels.reply_channel(task.id))
+    await final_state(watch)
+    assert (await service.get(task.id)).status.state == a2a_pb2.TASK_STATE_COMPLETED
