@@ -5,7 +5,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 DEVSTAMP := $(VENV)/.installed-dev
 
-.PHONY: run test bench clean
+.PHONY: run test bench clean proto
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ bench: $(DEVSTAMP)
 	$(PY) -m bench.readyset
 	$(PY) -m bench.lite_scale --topics 1000000
 	$(PY) -m bench.engine_throughput
+
+# The gRPC code of the engine service is generated and committed; this regenerates it.
+proto: $(DEVSTAMP)
+	$(PY) -m grpc_tools.protoc -I. --python_out=. --pyi_out=. --grpc_python_out=. lite_engine/proto/engine.proto
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -25,7 +25,7 @@ def open_backend(settings: dict) -> Backend:
         if lite.get("mode") == "remote":
             from .lite_remote import RemoteLiteBackend
             return RemoteLiteBackend(lite.get("target", "127.0.0.1:7600"),
-                                     session_timeout=lite.get("session_timeout", 30.0))
+                                     session_timeout=lite.get("session_timeout"))
         from .lite import EmbeddedLiteBackend
         return EmbeddedLiteBackend(engine_config(lite))
     if kind == "kafka":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 
@@ -15,19 +16,51 @@ def main(argv: list[str] | None = None) -> int:
     engine.add_argument("--port", type=int, default=7600)
     engine.add_argument("--data-dir", default=None, help="commit log directory (default: memory only)")
     engine.add_argument("--fsync", choices=["always", "batch", "interval", "never"], default="batch")
+    engine.add_argument("--drain-seconds", type=float, default=5.0,
+                        help="on SIGTERM/SIGINT, how long calls in progress may take to finish")
+    _add_engine_settings(engine)
 
     commands.add_parser("serve", help="start the gateway on the configured backend")
 
     args = parser.parse_args(argv)
     if args.command == "engine":
         from lite_engine.service import run
-        return run(host=args.host, port=args.port, data_dir=args.data_dir, fsync=args.fsync)
+        settings = {name: value for name, value in vars(args).items()
+                    if name in _ENGINE_SETTINGS and value is not None}
+        return run(host=args.host, port=args.port, data_dir=args.data_dir, fsync=args.fsync,
+                   drain_seconds=args.drain_seconds, **settings)
     if args.command == "serve":
         print("topicbridge: the gateway is not built yet; starting the embedded lite engine alone "
               "(gRPC on 127.0.0.1:7600, data in .data/engine)", file=sys.stderr)
         from lite_engine.service import run
         return run(host="127.0.0.1", port=7600, data_dir=".data/engine", fsync="batch")
     return 2
+
+
+# EngineConfig fields the `engine` command exposes as --flags (e.g. --session-timeout 0.5).
+_ENGINE_SETTINGS = ("session_timeout", "tick", "default_invisible", "max_attempts", "lite_idle_seconds",
+                    "min_lite_idle_seconds", "max_lite_topics", "max_subscriptions_per_client",
+                    "max_messages_per_lite_topic", "max_message_bytes", "poll_topic_batch",
+                    "fsync_interval", "segment_bytes", "snapshot_every")
+
+
+def _add_engine_settings(parser: argparse.ArgumentParser) -> None:
+    from lite_engine.config import EngineConfig
+    defaults = EngineConfig()
+    for name in _ENGINE_SETTINGS:
+        default = getattr(defaults, name)
+        parser.add_argument("--" + name.replace("_", "-"), type=_positive(type(default)), default=None,
+                            metavar=type(default).__name__.upper(), help=f"engine setting (default {default})")
+
+
+def _positive(kind: type):
+    def parse(text: str):
+        value = kind(text)
+        if not (value > 0 and math.isfinite(value)):
+            raise argparse.ArgumentTypeError(f"must be a positive {kind.__name__}, got {text!r}")
+        return value
+    parse.__name__ = kind.__name__
+    return parse
 
 
 if __name__ == "__main__":

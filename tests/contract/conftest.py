@@ -88,10 +88,6 @@ async def _remote(tmp_path):
 
 
 HARNESSES = {"lite-embedded": _embedded, "lite-remote": _remote}
-try:
-    import adapters.lite_remote  # noqa: F401  (being built; joins the suite when it exists)
-except ImportError:
-    del HARNESSES["lite-remote"]
 
 
 def pytest_generate_tests(metafunc):

@@ -5,7 +5,7 @@ import pytest
 from lite_engine import (InvalidArgumentError, InvalidNameError, MessageTooLargeError, TopicConfig,
                          TopicKindError, UnknownClientError, UnknownReceiptError)
 
-BAD_NAMES = ["", " ", "a b", "new\nline", "nul\x00", "\x7f", "x" * 256, "-leading-dash", "%DLQ%x", "é", 42, None]
+BAD_NAMES = ["", " ", "a b", "new\nline", "nul\x00", "\x7f", "x" * 256, "-leading-dash", "%reserved", "%DLQ%bad name", "é", 42, None]
 
 
 @pytest.mark.parametrize("name", BAD_NAMES)

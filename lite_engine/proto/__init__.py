@@ -1,0 +1,1 @@
+"""Generated gRPC code for engine.proto (committed; `make proto` regenerates it)."""
