@@ -13,6 +13,7 @@ InterestSet; it also re-sends it periodically so that a lost change is repaired.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import itertools
 import weakref
@@ -148,6 +149,14 @@ class RemoteGroupConsumer(_RemoteSettler):
         pass
 
 
+def _settle(batch, error) -> None:
+    for _, _, apply, done in batch:
+        if error is None:
+            apply()
+        if not done.done():
+            done.set_exception(error) if error is not None else done.set_result(None)
+
+
 class RemoteLiteConsumer(_RemoteSettler):
     """A lite client of a remote engine. While open it heartbeats, re-sends its full InterestSet
     every `full_sync_every` seconds, and reopens itself when the engine forgot it."""
@@ -159,8 +168,11 @@ class RemoteLiteConsumer(_RemoteSettler):
         self._invisible = invisible
         self._interest: set[str] = set()
         self._versions = itertools.count(1)
-        # Changes are sent one at a time so that the engine sees versions in increasing order.
+        # Changes are sent one at a time so that the engine sees versions in increasing order;
+        # changes queued meanwhile go out together (a gateway subscribes once per task).
         self._changes = asyncio.Lock()
+        self._queued: collections.deque = collections.deque()
+        self._pump: asyncio.Task | None = None
         self._live = True
         self.reopened = 0   # times the engine had forgotten this client
         self._maintenance = asyncio.get_running_loop().create_task(
@@ -214,15 +226,41 @@ class RemoteLiteConsumer(_RemoteSettler):
     # ------------------------------------------------------------ InterestSet upkeep
 
     async def _change(self, action: int, names: list[str], apply) -> None:
+        done = asyncio.get_running_loop().create_future()
+        self._queued.append((action, names, apply, done))
+        if self._pump is None or self._pump.done():
+            self._pump = asyncio.get_running_loop().create_task(self._drain())
+        await asyncio.shield(done)
+
+    async def _drain(self) -> None:
         async with self._changes:
-            try:
-                await self._send(action, names)
-            except errors.UnknownClientError:
-                if not self._live:
-                    raise
-                await self._reopen_locked()
-                await self._send(action, names)
-            apply()
+            while self._queued:
+                batch = [self._queued.popleft()]
+                while batch[0][0] != _Action.SYNC and self._queued and self._queued[0][0] == batch[0][0]:
+                    batch.append(self._queued.popleft())
+                try:
+                    await self._send_locked(batch[0][0], [n for _, names, _, _ in batch for n in names])
+                except errors.BackendError as e:
+                    if len(batch) == 1 or not isinstance(e, (errors.InvalidRequestError, errors.QuotaExceededError)):
+                        _settle(batch, e)
+                        continue
+                    for one in batch:       # one bad request must not fail its neighbours
+                        try:
+                            await self._send_locked(one[0], one[1])
+                            _settle([one], None)
+                        except errors.BackendError as single:
+                            _settle([one], single)
+                    continue
+                _settle(batch, None)
+
+    async def _send_locked(self, action: int, names: list[str]) -> None:
+        try:
+            await self._send(action, names)
+        except errors.UnknownClientError:
+            if not self._live:
+                raise
+            await self._reopen_locked()
+            await self._send(action, names)
 
     async def _send(self, action: int, names: Iterable[str]) -> None:
         request = _request(pb.ChangeSubscriptionRequest, client_id=self.client_id, action=action,

@@ -50,3 +50,11 @@ def test_engine_throughput_reports_every_policy_and_concurrency(tmp_path):
             assert runs[run]["messages"] >= 1 and runs[run]["msgs_per_s"] > 0
             assert runs[run]["publishers"] == (1 if run.endswith("_c1") else 4)
     assert list(tmp_path.iterdir()) == []     # every temporary data directory was removed
+
+
+def test_backend_roundtrip_reports_latency_and_throughput_against_the_embedded_baseline():
+    out = run_bench("backend_roundtrip", "--backend", "lite-remote", "--roundtrips", "20", "--concurrency", "1,4")
+    assert out["baseline_backend"] == "lite-embedded"
+    for key in ("c1", "c4"):
+        assert {"p50_us", "p99_us", "roundtrips_per_s"} <= set(out["figures"][key])
+        assert set(out["ratio_vs_baseline"][key]) == {"p50", "roundtrips_per_s"}

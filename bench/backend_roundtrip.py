@@ -1,0 +1,169 @@
+"""Round trip of a task through a backend, the way the gateway uses it.
+
+A requester publishes a task on a capability topic; a worker in the capability's group receives
+it and replies on the task's lite topic; the requester's single poll loop (one client id, as in
+a gateway instance) takes the ready reply channel and hands the reply to the waiting call.
+Latency is measured per round trip (publish -> reply in hand, wall clock); throughput as round
+trips per second with `concurrency` calls in flight.
+
+    python -m bench.backend_roundtrip --backend lite-embedded|lite-remote|kafka|rocketmq
+
+Every run also measures the embedded lite engine (the in-process baseline) with the same
+workload, and prints the ratio of the backend's figures to it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from adapters.base import Message, TopicSpec
+
+from ._util import emit, progress
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+async def roundtrips(backend, *, concurrency: int, total: int) -> dict:
+    run = os.urandom(3).hex()
+    cap, parent = f"rt-cap-{run}", f"rt-reply-{run}"
+    await backend.create_topic(TopicSpec(cap))
+    await backend.create_topic(TopicSpec(parent, lite=True))
+    requester = await backend.lite_consumer(parent, f"rt-gw-{run}")
+    worker = await backend.group_consumer(cap, f"rt-workers-{run}")
+    waiting: dict[str, asyncio.Future] = {}
+
+    async def reply(d):
+        await backend.publish(parent, Message(d.body), lite_topic=d.body.decode())
+        await d.ack()
+
+    async def serve():   # like the worker SDK: the tasks of one batch are handled concurrently
+        while True:
+            await asyncio.gather(*map(reply, await worker.receive(max_messages=64, wait=1.0)))
+
+    async def relay():
+        while True:
+            batch = await requester.poll(max_messages=64, wait=1.0)
+            for d in batch:
+                fut = waiting.pop(d.lite_topic, None)
+                if fut is not None and not fut.done():
+                    fut.set_result(time.perf_counter())
+            await asyncio.gather(*(d.ack() for d in batch))
+
+    latencies: list[float] = []
+    counter = iter(range(total))
+
+    async def caller():
+        for n in counter:
+            name = f"t{n}-{run}"
+            fut = asyncio.get_running_loop().create_future()
+            waiting[name] = fut
+            await requester.subscribe([name])
+            start = time.perf_counter()
+            await backend.publish(cap, Message(name.encode()))
+            end = await asyncio.wait_for(fut, 60)
+            latencies.append(end - start)
+            await requester.unsubscribe([name])
+
+    loops = [asyncio.ensure_future(serve()), asyncio.ensure_future(relay())]
+    try:
+        warm = total // 10
+        counter = iter(range(warm))
+        await asyncio.gather(*(caller() for _ in range(min(concurrency, warm))))
+        latencies.clear()
+        counter = iter(range(warm, warm + total))
+        began = time.perf_counter()
+        await asyncio.gather(*(caller() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - began
+    finally:
+        for task in loops:
+            task.cancel()
+        await asyncio.gather(*loops, return_exceptions=True)
+        await requester.close()
+        await worker.close()
+    latencies.sort()
+    return {"concurrency": concurrency, "roundtrips": len(latencies),
+            "p50_us": round(statistics.median(latencies) * 1e6, 1),
+            "p99_us": round(latencies[int(len(latencies) * 0.99) - 1] * 1e6, 1),
+            "roundtrips_per_s": round(len(latencies) / elapsed, 1)}
+
+
+@contextlib.asynccontextmanager
+async def open_backend(name: str, workdir: Path):
+    """Start (and afterwards stop) the backend `name` and whatever process it needs."""
+    if name == "lite-embedded":
+        from adapters.factory import engine_config
+        from adapters.lite import EmbeddedLiteBackend
+        backend = EmbeddedLiteBackend(engine_config({"data_dir": str(workdir / "embedded"), "fsync": "batch"}))
+        await backend.start()
+        try:
+            yield backend
+        finally:
+            await backend.close()
+    elif name == "lite-remote":
+        sys.path.insert(0, str(ROOT))
+        from adapters.lite_remote import RemoteLiteBackend
+        from tests.lite_engine.engine_process import EngineProcess
+        process = EngineProcess(workdir / "remote", fsync="batch")
+        target = process.start()
+        backend = RemoteLiteBackend(target)
+        await backend.start()
+        try:
+            yield backend
+        finally:
+            await backend.close()
+            process.stop()
+    else:
+        from bench import brokers
+        async with brokers.backend(name, workdir) as backend:
+            yield backend
+
+
+async def measure(name: str, workdir: Path, total: int, concurrencies: list[int]) -> dict:
+    progress(f"{name}: starting")
+    async with open_backend(name, workdir) as backend:
+        out = {}
+        for c in concurrencies:
+            progress(f"{name}: concurrency {c}")
+            out[f"c{c}"] = await roundtrips(backend, concurrency=c, total=total)
+        return out
+
+
+async def main(args) -> dict:
+    with tempfile.TemporaryDirectory(prefix="tb-rt-") as tmp:
+        workdir = Path(tmp)
+        baseline = await measure("lite-embedded", workdir, args.roundtrips, args.concurrency)
+        result = {"bench": "backend_roundtrip", "backend": args.backend, "fsync": "batch",
+                  "baseline_backend": "lite-embedded", "baseline": baseline}
+        if args.backend != "lite-embedded":
+            figures = await measure(args.backend, workdir, args.roundtrips, args.concurrency)
+            result["figures"] = figures
+            result["ratio_vs_baseline"] = {
+                key: {"p50": round(figures[key]["p50_us"] / baseline[key]["p50_us"], 2),
+                      "roundtrips_per_s": round(figures[key]["roundtrips_per_s"]
+                                                / baseline[key]["roundtrips_per_s"], 3)}
+                for key in figures}
+        else:
+            result["figures"] = baseline
+        result["loadavg"] = os.getloadavg()
+        return result
+
+
+def parse(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backend", default="lite-remote",
+                        choices=["lite-embedded", "lite-remote", "kafka", "rocketmq"])
+    parser.add_argument("--roundtrips", type=int, default=2000, help="measured round trips per concurrency")
+    parser.add_argument("--concurrency", type=lambda s: [int(x) for x in s.split(",")], default=[1, 64])
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    emit(asyncio.run(main(parse())))
