@@ -20,7 +20,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="on SIGTERM/SIGINT, how long calls in progress may take to finish")
     _add_engine_settings(engine)
 
-    commands.add_parser("serve", help="start the gateway on the configured backend")
+    serve = commands.add_parser("serve", help="start the gateway on the configured backend")
+    serve.add_argument("--config", default=None, help="TOML config file (default: $TOPICBRIDGE_CONFIG)")
 
     args = parser.parse_args(argv)
     if args.command == "engine":
@@ -30,11 +31,24 @@ def main(argv: list[str] | None = None) -> int:
         return run(host=args.host, port=args.port, data_dir=args.data_dir, fsync=args.fsync,
                    drain_seconds=args.drain_seconds, **settings)
     if args.command == "serve":
-        print("topicbridge: the gateway is not built yet; starting the embedded lite engine alone "
-              "(gRPC on 127.0.0.1:7600, data in .data/engine)", file=sys.stderr)
-        from lite_engine.service import run
-        return run(host="127.0.0.1", port=7600, data_dir=".data/engine", fsync="batch")
+        return _serve(args.config)
     return 2
+
+
+def _serve(config: str | None) -> int:
+    import uvicorn
+
+    from .app import build_app
+    from .settings import ConfigError, load
+    try:
+        settings = load(config)
+    except ConfigError as e:
+        print(f"topicbridge: {e}", file=sys.stderr)
+        return 2
+    host, port = settings["gateway"]["host"], settings["gateway"]["port"]
+    print(f"topicbridge gateway on http://{host}:{port} (backend: {settings['backend']})", file=sys.stderr)
+    uvicorn.run(build_app(settings), host=host, port=port, log_level="info", lifespan="on")
+    return 0
 
 
 # EngineConfig fields the `engine` command exposes as --flags (e.g. --session-timeout 0.5).
