@@ -27,6 +27,7 @@ class Persistence:
         self._since_snapshot = 0
         self._replaying = False
         self._error: StorageError | None = None
+        self._lazy = config.fsync in ("never", "interval")
 
     @property
     def healthy(self) -> bool:
@@ -66,6 +67,8 @@ class Persistence:
         return lsn
 
     async def sync(self, lsn: int) -> None:
+        if self._lazy:
+            return    # never/interval: the log writes at the next loop turn, many records at once
         try:
             await self._log.sync(lsn)
         except CommitLogError as exc:
