@@ -29,6 +29,7 @@ bench: $(DEVSTAMP)
 	$(PY) -m bench.readyset
 	$(PY) -m bench.lite_scale --topics 1000000
 	$(PY) -m bench.engine_throughput
+	$(PY) -m bench.backend_roundtrip --backend lite-remote
 
 # The gRPC code of the engine service is generated and committed; this regenerates it.
 proto: $(DEVSTAMP)
