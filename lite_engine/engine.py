@@ -76,6 +76,11 @@ class Engine:
             for fut in client.waiters:
                 if not fut.done():
                     fut.set_result(None)
+        for topic in self._topics.values():     # receivers waiting on groups return empty
+            for cursor in topic.cursors or ():
+                for fut in cursor.waiters or ():
+                    if not fut.done():
+                        fut.set_result(None)
         if self._store is not None:
             await self._store.close()
 

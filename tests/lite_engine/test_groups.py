@@ -103,3 +103,11 @@ async def test_the_first_group_reads_messages_published_before_any_group_existed
     await engine.publish("tasks", b"early")
     [d] = await engine.receive("tasks", "late-group")
     assert d.body == b"early"
+
+
+async def test_closing_the_engine_ends_waiting_receives(make_engine):
+    engine = await make_engine()
+    waiting = asyncio.create_task(engine.receive("tasks", "g", wait=30))
+    await asyncio.sleep(0)
+    await engine.close()
+    assert await asyncio.wait_for(waiting, 2) == []
