@@ -70,6 +70,8 @@ def _coerce(keys: list[str], raw: str, var: str):
     types = types if isinstance(types, list) else [types]
     if "null" in types and raw.lower() in ("", "null", "none"):
         return None
+    if "array" in types:
+        return [part.strip() for part in raw.split(",") if part.strip()]
     try:
         if "integer" in types:
             return int(raw)
