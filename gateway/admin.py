@@ -1,7 +1,272 @@
-"""Admin REST API: register A2A agents by card URL, list/search/show/remove capabilities."""
+"""Admin REST API: register A2A agents by card URL, list/search/show/remove capabilities.
+
+    POST   /admin/agents          {"card_url": ..., "name"?: ...}  -> 201 capability
+    GET    /admin/agents[?q=&limit=&status=]                       -> {"agents": [...]} (ranked, with scores, for q)
+    GET    /admin/agents/{name}                                    -> capability
+    DELETE /admin/agents/{name}                                    -> {"removed": capability}
+    GET    /admin/openapi.json                                     -> this API in OpenAPI 3.1
+
+Errors are `{"error": {"type", "message", ...}}`: backend and registry errors take their status
+from adapters.errors.STATUS, card errors from CARD_STATUS below.
+"""
 
 from __future__ import annotations
 
+import functools
+import json
+import logging
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from adapters.errors import BackendError, InvalidRequestError, MessageTooLargeError, NotFoundError, status_of
+
+from . import discovery
+from .cardfetch import CardError, InvalidCardError, RefusedURLError, UnreachableError
+
+log = logging.getLogger("topicbridge.admin")
+
+MAX_BODY_BYTES = 64 * 1024
+MAX_LIMIT = 1000
+STATUSES = ("available", "unavailable", "error")
+REGISTER_FIELDS = {"card_url", "name"}
+
+# card error -> HTTP status: a bad card is the caller's bad input; a URL the gateway may not or
+# cannot reach is well-formed but unprocessable.
+CARD_STATUS: dict[type[CardError], int] = {InvalidCardError: 400, RefusedURLError: 422, UnreachableError: 422,
+                                           CardError: 422}
+
 
 def routes(gateway) -> list:
-    return []
+    api = AdminAPI(gateway)
+    return [Route("/admin/agents", api.register, methods=["POST"]),
+            Route("/admin/agents", api.list_agents, methods=["GET"]),
+            Route("/admin/agents/{name}", api.show, methods=["GET"]),
+            Route("/admin/agents/{name}", api.remove, methods=["DELETE"]),
+            Route("/admin/openapi.json", api.openapi, methods=["GET"])]
+
+
+def error_response(error: Exception) -> JSONResponse:
+    if isinstance(error, BackendError):
+        return JSONResponse({"error": error.to_dict()}, status_code=status_of(error)[0])
+    status = next(CARD_STATUS[c] for c in type(error).__mro__ if c in CARD_STATUS)
+    return JSONResponse({"error": error.to_dict()}, status_code=status)
+
+
+def _handles_errors(endpoint):
+    @functools.wraps(endpoint)
+    async def wrapped(self, request: Request) -> Response:
+        try:
+            return await endpoint(self, request)
+        except (BackendError, CardError) as e:
+            return error_response(e)
+    return wrapped
+
+
+class AdminAPI:
+    def __init__(self, gateway) -> None:
+        self.gateway = gateway
+
+    @_handles_errors
+    async def register(self, request: Request) -> Response:
+        body = await read_json(request)
+        if not isinstance(body, dict):
+            raise InvalidRequestError("body", type(body).__name__, "must be a JSON object")
+        unknown = sorted(set(body) - REGISTER_FIELDS)
+        if unknown:
+            raise InvalidRequestError(unknown[0], body[unknown[0]], f"unknown field; expected {sorted(REGISTER_FIELDS)}")
+        card_url, name = body.get("card_url"), body.get("name")
+        if not isinstance(card_url, str) or not card_url.strip():
+            raise InvalidRequestError("card_url", card_url, "required: the agent's card URL or base URL")
+        if name is not None and not isinstance(name, str):
+            raise InvalidRequestError("name", name, "must be a string")
+        capability = await self.gateway.bridges.register(card_url.strip(), name)
+        return JSONResponse(capability.to_json(), status_code=201,
+                            headers={"Location": f"/admin/agents/{capability.name}"})
+
+    @_handles_errors
+    async def list_agents(self, request: Request) -> Response:
+        query = request.query_params.get("q", "").strip()
+        limit = _limit(request.query_params.get("limit"))
+        status = request.query_params.get("status")
+        if status is not None and status not in STATUSES:
+            raise InvalidRequestError("status", status, f"must be one of {', '.join(STATUSES)}")
+        capabilities = [c for c in await self.gateway.registry.list() if status is None or c.status == status]
+        if query:
+            hits = discovery.search(capabilities, query, limit=limit)
+            return JSONResponse({"query": query, "agents": [h.capability.to_json() | {"score": h.score}
+                                                            for h in hits]})
+        capabilities.sort(key=lambda c: c.name)
+        return JSONResponse({"agents": [c.to_json() for c in capabilities[:limit]]})
+
+    @_handles_errors
+    async def show(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        capability = await self.gateway.registry.get(name)
+        if capability is None:
+            raise NotFoundError("capability", name)
+        return JSONResponse(capability.to_json())
+
+    @_handles_errors
+    async def remove(self, request: Request) -> Response:
+        capability = await self.gateway.bridges.remove(request.path_params["name"])
+        return JSONResponse({"removed": capability.to_json()})
+
+    async def openapi(self, request: Request) -> Response:
+        return JSONResponse(OPENAPI)
+
+
+async def read_json(request: Request, limit: int = MAX_BODY_BYTES) -> object:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise MessageTooLargeError(int(declared), limit)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise MessageTooLargeError(len(body), limit)
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InvalidRequestError("body", bytes(body[:80]).decode("utf-8", "replace"), f"not JSON: {e}") from None
+    except RecursionError:
+        raise InvalidRequestError("body", f"<{len(body)} bytes>", "JSON nested too deeply") from None
+
+
+def _limit(raw: str | None) -> int | None:
+    if raw is None:
+        return None
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+        raise InvalidRequestError("limit", raw, f"must be an integer from 1 to {MAX_LIMIT}")
+    return int(raw)
+
+
+# ---------------------------------------------------------------- OpenAPI 3.1
+
+def _error(description: str) -> dict:
+    return {"description": description,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+
+
+def _json_body(ref: str, description: str) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": {"$ref": ref}}}}
+
+
+_NAME_PARAM = {"name": "name", "in": "path", "required": True, "description": "The capability's name.",
+               "schema": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,62}$"}}
+
+OPENAPI: dict = {
+    "openapi": "3.1.0",
+    "info": {"title": "topicbridge admin API", "version": "1.0.0",
+             "description": "Register A2A agents by card URL; list, search, show and remove capabilities."},
+    "paths": {
+        "/admin/agents": {
+            "post": {
+                "operationId": "registerAgent",
+                "summary": "Register an A2A agent by its card URL and bridge it",
+                "description": "Fetches the card (a base URL means <base>/.well-known/agent-card.json), "
+                               "validates it, derives the capability name from the card's name unless one is "
+                               "given, and starts bridging tasks to the agent on every gateway instance.",
+                "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/RegisterRequest"}}}},
+                "responses": {
+                    "201": {**_json_body("#/components/schemas/Capability", "Registered."),
+                            "headers": {"Location": {"description": "The new capability's URL.",
+                                                     "schema": {"type": "string"}}}},
+                    "400": _error("Malformed body, or the URL serves no valid agent card."),
+                    "409": _error("A capability with that name exists."),
+                    "413": _error("Body too large."),
+                    "422": _error("The URL is refused (link-local, cloud metadata, not in "
+                                  "gateway.allowed_agent_hosts) or unreachable."),
+                },
+            },
+            "get": {
+                "operationId": "listAgents",
+                "summary": "List capabilities, or search them by relevance",
+                "parameters": [
+                    {"name": "q", "in": "query", "required": False,
+                     "description": "Words describing the task, e.g. 'summarise a PDF'. Results are ranked "
+                                    "(BM25 over name, description, skills, tags and examples) and carry a score.",
+                     "schema": {"type": "string"}},
+                    {"name": "limit", "in": "query", "required": False,
+                     "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}},
+                    {"name": "status", "in": "query", "required": False,
+                     "description": "Only capabilities in this state, e.g. available ones for routing.",
+                     "schema": {"enum": list(STATUSES)}},
+                ],
+                "responses": {
+                    "200": _json_body("#/components/schemas/AgentList", "Capabilities, by name or by score."),
+                    "400": _error("Bad parameter."),
+                },
+            },
+        },
+        "/admin/agents/{name}": {
+            "parameters": [_NAME_PARAM],
+            "get": {
+                "operationId": "getAgent",
+                "summary": "Show one capability",
+                "responses": {"200": _json_body("#/components/schemas/Capability", "The capability."),
+                              "404": _error("No such capability.")},
+            },
+            "delete": {
+                "operationId": "removeAgent",
+                "summary": "Remove a capability and stop bridging it",
+                "description": "A native capability whose workers still run is announced again by their "
+                               "next heartbeat.",
+                "responses": {"200": _json_body("#/components/schemas/Removed", "Removed."),
+                              "404": _error("No such capability.")},
+            },
+        },
+        "/admin/openapi.json": {
+            "get": {"operationId": "getOpenAPI", "summary": "This description",
+                    "responses": {"200": {"description": "OpenAPI 3.1 document.",
+                                          "content": {"application/json": {"schema": {"type": "object"}}}}}},
+        },
+    },
+    "components": {"schemas": {
+        "RegisterRequest": {
+            "type": "object", "required": ["card_url"], "additionalProperties": False,
+            "properties": {
+                "card_url": {"type": "string", "format": "uri",
+                             "description": "The agent card's URL, or the agent's base URL."},
+                "name": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,62}$",
+                         "description": "Capability name to use instead of the one derived from the card."},
+            },
+        },
+        "Capability": {
+            "type": "object",
+            "required": ["name", "card", "source", "status", "topic"],
+            "properties": {
+                "name": {"type": "string"},
+                "card": {"type": "object", "description": "The A2A 1.0 AgentCard (ProtoJSON)."},
+                "source": {"enum": ["native", "a2a"]},
+                "card_url": {"type": ["string", "null"]},
+                "input_schema": {"type": ["object", "null"]},
+                "output_schema": {"type": ["object", "null"]},
+                "created": {"type": "number", "description": "Unix time."},
+                "status": {"enum": ["available", "unavailable", "error"]},
+                "error": {"type": ["string", "null"]},
+                "last_seen": {"type": "number", "description": "Unix time."},
+                "heartbeat": {"type": ["number", "null"],
+                              "description": "Seconds a native worker may stay silent; null if not tracked."},
+                "workers": {"type": "integer", "description": "Live native workers."},
+                "topic": {"type": "string"},
+                "score": {"type": "number", "description": "Relevance, in search results only."},
+            },
+        },
+        "AgentList": {
+            "type": "object", "required": ["agents"],
+            "properties": {"query": {"type": "string"},
+                           "agents": {"type": "array", "items": {"$ref": "#/components/schemas/Capability"}}},
+        },
+        "Removed": {"type": "object", "required": ["removed"],
+                    "properties": {"removed": {"$ref": "#/components/schemas/Capability"}}},
+        "Error": {
+            "type": "object", "required": ["error"],
+            "properties": {"error": {"type": "object", "required": ["type", "message"],
+                                     "properties": {"type": {"type": "string"}, "message": {"type": "string"}},
+                                     "additionalProperties": True}},
+        },
+    }},
+}

@@ -4,19 +4,34 @@ A capability is a topic plus the AgentCard that describes it (plus optional inpu
 Schemas for native agents), where it came from and its health. Records live in the backend's
 durable `capabilities` table, so every gateway instance sees the same registry and it survives
 restarts.
+
+Health. A native worker announces its capability when it starts and heartbeats while it runs:
+one row per worker in the `capability-workers` table, key `<capability>/<worker id>`, value
+`{"last_seen": unix time, "ttl": seconds}`. A capability announced by workers is `available`
+while one of its workers was seen within its ttl and `unavailable` once all have stopped or gone
+silent; it stays listed. A capability bridged to an A2A agent is `available` until its bridge
+cannot reach the agent, then `error` with the reason in `error`, until a call gets through.
+Records written with `put` and no heartbeat keep the status they were written with.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
+import re
 import time
+import unicodedata
 from dataclasses import asdict, dataclass, field
 
 from adapters.base import Backend
+from adapters.errors import ConflictError, NotFoundError
 
 from . import channels
 
 TABLE = "capabilities"
+WORKER_TABLE = "capability-workers"
+PRUNE_AFTER_TTLS = 10       # a silent worker's row is removed after this many ttls
 
 
 @dataclass
@@ -31,6 +46,8 @@ class Capability:
     status: str = "available"               # available | unavailable | error
     error: str | None = None
     last_seen: float = field(default_factory=time.time)
+    heartbeat: float | None = None          # set when workers announce it: health follows their heartbeats
+    workers: int | None = None              # live native workers, counted when read (heartbeat set)
 
     @property
     def topic(self) -> str:
@@ -48,31 +65,133 @@ class Capability:
 
     @classmethod
     def decode(cls, raw: bytes) -> "Capability":
-        return cls(**json.loads(raw))
+        doc = json.loads(raw)
+        return cls(**{k: v for k, v in doc.items() if k in _FIELDS})
+
+
+_FIELDS = {f.name for f in dataclasses.fields(Capability)}
+
+
+def derive_name(card_name: str) -> str:
+    """A stable capability name from an agent's display name: "PDF Summariser v2" -> "pdf-summariser-v2"."""
+    text = unicodedata.normalize("NFKD", card_name).encode("ascii", "ignore").decode().lower()
+    slug = re.sub(r"[^a-z0-9]+", "-", text).strip("-")[:63].rstrip("-")
+    return slug or "agent-" + hashlib.sha256(card_name.encode()).hexdigest()[:12]
 
 
 class Registry:
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
         self._table = None
+        self._workers = None
 
     async def start(self) -> None:
         self._table = await self.backend.table(TABLE)
+        self._workers = await self.backend.table(WORKER_TABLE)
 
     async def close(self) -> None:
         pass
+
+    # ------------------------------------------------------------ records
 
     async def put(self, capability: Capability) -> None:
         await self._table.put(capability.name, capability.encode())
 
     async def get(self, name: str) -> Capability | None:
+        capability = await self._read(name)
+        if capability is not None and capability.heartbeat is not None:
+            rows = await self._workers.items(f"{name}/")
+            _apply_health(capability, [_row(raw) for _, raw in rows])
+            await self._prune(rows)
+        return capability
+
+    async def delete(self, name: str) -> bool:
+        if not channels.is_capability_name(name):
+            return False
+        for key, _ in await self._workers.items(f"{name}/"):
+            await self._workers.delete(key)
+        return await self._table.delete(name)
+
+    async def list(self) -> list[Capability]:
+        capabilities = [Capability.decode(raw) for _, raw in await self._table.items()]
+        if any(c.heartbeat is not None for c in capabilities):
+            rows = await self._workers.items()
+            by_name: dict[str, list[dict]] = {}
+            for key, raw in rows:
+                by_name.setdefault(key.partition("/")[0], []).append(_row(raw))
+            for capability in capabilities:
+                if capability.heartbeat is not None:
+                    _apply_health(capability, by_name.get(capability.name, []))
+            await self._prune(rows)
+        return capabilities
+
+    async def register(self, capability: Capability) -> Capability:
+        """Add a new capability; ConflictError when the name is taken."""
+        existing = await self._read(capability.name)
+        if existing is not None:
+            where = f" from {existing.card_url}" if existing.card_url else f" ({existing.source})"
+            raise ConflictError(f"capability {capability.name!r} is already registered{where}")
+        await self.put(capability)
+        return capability
+
+    async def set_health(self, name: str, status: str, error: str | None = None) -> bool:
+        """Record a bridge's view of its agent; writes only on a change, never re-creates a removed record."""
+        capability = await self._read(name)
+        if capability is None or (capability.status, capability.error) == (status, error):
+            return False
+        capability.status, capability.error, capability.last_seen = status, error, time.time()
+        await self.put(capability)
+        return True
+
+    async def _read(self, name: str) -> Capability | None:
         if not channels.is_capability_name(name):
             return None
         raw = await self._table.get(name)
         return Capability.decode(raw) if raw else None
 
-    async def delete(self, name: str) -> bool:
-        return await self._table.delete(name) if channels.is_capability_name(name) else False
+    # ------------------------------------------------------------ native workers
 
-    async def list(self) -> list[Capability]:
-        return [Capability.decode(raw) for _, raw in await self._table.items()]
+    async def announce(self, name: str, card: dict, worker_id: str, *, ttl: float,
+                       input_schema: dict | None = None, output_schema: dict | None = None) -> None:
+        """A native worker serves `name` and will heartbeat (announce again) within `ttl` seconds.
+        Raises ConflictError when `name` is bridged to an A2A agent."""
+        existing = await self._read(name)
+        if existing is not None and existing.source != "native":
+            raise ConflictError(f"capability {name!r} is bridged to {existing.card_url}; a native worker "
+                                f"cannot serve it")
+        now = time.time()
+        await self._workers.put(f"{name}/{worker_id}", json.dumps({"last_seen": now, "ttl": ttl}).encode())
+        wanted = (card, input_schema, output_schema)
+        if existing is None or existing.heartbeat is None or (existing.card, existing.input_schema,
+                                                               existing.output_schema) != wanted:
+            await self.put(Capability(name, card, "native", None, input_schema, output_schema,
+                                      created=existing.created if existing else now, heartbeat=ttl))
+
+    async def depart(self, name: str, worker_id: str) -> None:
+        """A worker stopped cleanly; the capability stays, unavailable if it was the last one."""
+        await self._workers.delete(f"{name}/{worker_id}")
+
+    async def _prune(self, rows: list[tuple[str, bytes]]) -> None:
+        now = time.time()
+        for key, raw in rows:
+            row = _row(raw)
+            if now - row["last_seen"] > PRUNE_AFTER_TTLS * row["ttl"]:
+                await self._workers.delete(key)
+
+
+def _row(raw: bytes) -> dict:
+    try:
+        row = json.loads(raw)
+        return {"last_seen": float(row["last_seen"]), "ttl": float(row["ttl"])}
+    except (ValueError, KeyError, TypeError):
+        return {"last_seen": 0.0, "ttl": 0.0}
+
+
+def _apply_health(capability: Capability, rows: list[dict]) -> None:
+    now = time.time()
+    live = [r for r in rows if now - r["last_seen"] <= r["ttl"]]
+    capability.workers = len(live)
+    capability.status = "available" if live else "unavailable"
+    capability.error = None if live else "no live workers: all have stopped or stopped heartbeating"
+    if rows:
+        capability.last_seen = max(r["last_seen"] for r in rows)

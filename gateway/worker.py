@@ -9,6 +9,8 @@
 
 A worker joins the capability's consumer group (instances of one agent share the load), runs
 the handler for each task envelope, and publishes reply events on the task's reply channel.
+Given a `card`, it announces the capability in the registry at start and heartbeats while it
+runs, so the registry shows the capability unavailable once every worker has gone.
 Cancellation arrives on the task's control channel. A handler that raises fails the task; a
 handler that returns without finishing completes it. A malformed envelope goes to the group's
 dead-letter topic with the reason.
@@ -23,12 +25,14 @@ import os
 from typing import Awaitable, Callable
 
 from a2a.types import a2a_pb2
+from google.protobuf import json_format
 
 from adapters.base import Backend, Delivery, Message, TopicSpec
 from adapters.errors import BackendError
 
 from . import channels, fold
 from .envelope import ControlEvent, EnvelopeError, ReplyEvent, TaskEnvelope
+from .registry import Registry
 
 log = logging.getLogger("topicbridge.worker")
 
@@ -76,6 +80,13 @@ class TaskContext:
             update.status.message.CopyFrom(self._agent_message(text, parts))
         await self._emit(a2a_pb2.StreamResponse(status_update=update), final=fold.is_final(state))
 
+    async def emit(self, event: a2a_pb2.StreamResponse) -> None:
+        """Publish a ready-made event (a bridge relaying a remote agent); a final state ends the task."""
+        kind = event.WhichOneof("payload")
+        state = event.status_update.status.state if kind == "status_update" else \
+            event.task.status.state if kind == "task" else None
+        await self._emit(event, final=state is not None and fold.is_final(state))
+
     async def working(self, text: str | None = None) -> None:
         await self.status(a2a_pb2.TASK_STATE_WORKING, text)
 
@@ -119,7 +130,9 @@ def _parts(text, parts) -> list:
 
 class Worker:
     def __init__(self, backend: Backend, capability: str, handler: Handler, *, concurrency: int = 16,
-                 invisible: float = 60.0) -> None:
+                 invisible: float = 60.0, card: dict | a2a_pb2.AgentCard | None = None,
+                 input_schema: dict | None = None, output_schema: dict | None = None,
+                 heartbeat: float = 5.0) -> None:
         if not channels.is_capability_name(capability):
             raise ValueError(f"invalid capability name {capability!r}: use a-z, 0-9, _ and -, at most 63")
         self.backend = backend
@@ -135,8 +148,17 @@ class Worker:
         self._consumer = None
         self._control = None
         self.dead_lettered = 0
+        if isinstance(card, a2a_pb2.AgentCard):
+            card = json_format.MessageToDict(card)
+        self.card, self.input_schema, self.output_schema = card, input_schema, output_schema
+        self.heartbeat = heartbeat
+        self._registry = None
 
     async def start(self) -> None:
+        if self.card is not None:      # first, so a name taken by a bridged agent fails before anything runs
+            self._registry = Registry(self.backend)
+            await self._registry.start()
+            await self._announce()
         topic = channels.capability_topic(self.capability)
         await self.backend.create_topic(TopicSpec(topic))
         for parent in (channels.REPLY_TOPIC, channels.CONTROL_TOPIC):
@@ -144,7 +166,9 @@ class Worker:
         self._consumer = await self.backend.group_consumer(topic, self.group, invisible=self.invisible)
         self._control = await self.backend.lite_consumer(channels.CONTROL_TOPIC, self.client_id, self.client_id)
         loop = asyncio.get_running_loop()
-        self._loops = [loop.create_task(self._receive_loop()), loop.create_task(self._control_loop())]
+        if self._registry is not None:
+            self._loops.append(loop.create_task(self._heartbeat_loop()))
+        self._loops += [loop.create_task(self._receive_loop()), loop.create_task(self._control_loop())]
 
     async def close(self) -> None:
         for task in self._loops:
@@ -152,10 +176,26 @@ class Worker:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._loops, *self._tasks, return_exceptions=True)
+        if self._registry is not None:
+            with contextlib.suppress(BackendError):
+                await self._registry.depart(self.capability, self.client_id)
         if self._control is not None:
             await self._control.close()
         if self._consumer is not None:
             await self._consumer.close()
+
+    async def _announce(self) -> None:
+        # A silent worker counts as gone after three missed heartbeats.
+        await self._registry.announce(self.capability, self.card, self.client_id, ttl=3 * self.heartbeat,
+                                      input_schema=self.input_schema, output_schema=self.output_schema)
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat)
+            try:
+                await self._announce()
+            except BackendError as e:
+                log.warning("heartbeat of %s failed: %s", self.capability, e)
 
     async def _receive_loop(self) -> None:
         while True:
@@ -199,8 +239,13 @@ class Worker:
         await ctx.working()
         work = asyncio.get_running_loop().create_task(self.handler(ctx))
         cancelled = asyncio.get_running_loop().create_task(ctx.cancelled.wait())
-        await asyncio.wait({work, cancelled}, return_when=asyncio.FIRST_COMPLETED)
-        cancelled.cancel()
+        try:
+            await asyncio.wait({work, cancelled}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:     # the worker is closing: the handler goes with it
+            work.cancel()
+            raise
+        finally:
+            cancelled.cancel()
         if ctx.cancelled.is_set() and not work.done():
             work.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -1,0 +1,423 @@
+"""Bridges: A2A agents registered by card URL, served on their capability topic.
+
+Every gateway instance runs a `Bridge` for every capability whose source is "a2a" (`Bridges`
+watches the registry), so the capability's consumer group spreads tasks over the instances. A
+bridge is a `Worker` whose handler forwards the task to the agent with the a2a-sdk client —
+streaming when the agent's card says it streams, else one blocking SendMessage — and republishes
+each event on the task's reply channel under the gateway's task and context ids:
+
+    remote Task snapshot   -> its new agent messages, changed artifacts, then its status
+    status / artifact / message events -> the same event
+    remote SUBMITTED       -> WORKING (the gateway's task is already in a worker's hands)
+
+The message goes out with the gateway's context id and no task id (the agent names its task).
+Cancelling the gateway's task cancels the remote task. While nothing has come back from the
+agent, transport failures (refused connection, timeout, 5xx) are retried with exponential
+backoff; after the last attempt the task fails with the reason and the registry record shows
+status "error" until a call gets through again. Errors the agent answers with fail the task
+without a retry. A stream that breaks after the agent took the task is followed up by polling
+GetTask, within the same bounds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+
+import httpx
+from a2a.client import ClientConfig, ClientFactory
+from a2a.client.errors import A2AClientError, A2AClientTimeoutError
+from a2a.types import a2a_pb2
+from a2a.utils.constants import TransportProtocol
+from google.protobuf import json_format
+
+from adapters.base import Backend, TopicSpec
+from adapters.errors import BackendError, ConflictError, InvalidRequestError, NotFoundError
+
+from . import channels, fold
+from .cardfetch import AddressPolicy, RefusedURLError, bridgeable_interfaces, fetch_card, guarded_client
+from .registry import Capability, Registry, derive_name
+from .worker import TaskContext, Worker
+
+log = logging.getLogger("topicbridge.bridge")
+
+ATTEMPTS = 3
+BACKOFF = 0.2           # seconds before the second attempt; doubles each time
+CONNECT_TIMEOUT = 5.0
+READ_TIMEOUT = 300.0    # longest silence tolerated from an agent mid-call
+CANCEL_TIMEOUT = 5.0
+
+
+class AgentUnreachable(Exception):
+    def __init__(self, reason: str, attempts: int) -> None:
+        self.reason, self.attempts = reason, attempts
+        super().__init__(f"{reason} (gave up after {attempts} attempt{'s' * (attempts != 1)})")
+
+
+class AgentRefused(Exception):
+    """The agent answered, with an error: retrying will not help. `broken` when the answer was an
+    HTTP error rather than an A2A one: the agent's endpoint itself is wrong (moved, needs auth)."""
+
+    def __init__(self, error: Exception) -> None:
+        self.broken = isinstance(error.__cause__, httpx.HTTPStatusError)
+        super().__init__(_describe(error))
+
+
+def transient(error: BaseException) -> bool:
+    """Whether `error` says the agent could not be reached (worth a retry), not that it refused."""
+    if isinstance(error, A2AClientTimeoutError | httpx.TransportError):
+        return True
+    cause = error.__cause__
+    if isinstance(error, A2AClientError) and isinstance(cause, httpx.TransportError | httpx.TimeoutException):
+        return True
+    if isinstance(error, A2AClientError) and isinstance(cause, httpx.HTTPStatusError):
+        return cause.response.status_code >= 500 or cause.response.status_code == 429
+    return False
+
+
+def _describe(error: BaseException) -> str:
+    cause = error.__cause__
+    detail = f"{type(cause).__name__}: {cause}" if isinstance(cause, httpx.HTTPError) else str(error)
+    return f"{type(error).__name__}: {detail or type(error).__name__}"
+
+
+class Bridge:
+    """Serves one A2A agent's capability from this gateway instance."""
+
+    def __init__(self, backend: Backend, registry: Registry, capability: Capability, policy: AddressPolicy, *,
+                 attempts: int = ATTEMPTS, backoff: float = BACKOFF, read_timeout: float = READ_TIMEOUT,
+                 concurrency: int = 64, invisible: float = 60.0) -> None:
+        self.capability = capability
+        self.name = capability.name
+        self.registry = registry
+        self.policy = policy
+        self.attempts, self.backoff, self.read_timeout = attempts, backoff, read_timeout
+        self.worker = Worker(backend, capability.name, self._forward, concurrency=concurrency, invisible=invisible)
+        self.card = json_format.ParseDict(capability.card, a2a_pb2.AgentCard(), ignore_unknown_fields=True)
+        interfaces = bridgeable_interfaces(self.card)
+        self.url = interfaces[0].url if interfaces else capability.card_url
+        self.health = capability.status
+        self._http: httpx.AsyncClient | None = None
+        self._client = None
+        self._broken: str | None = None       # why no client could be built for this card
+
+    async def start(self) -> None:
+        timeout = httpx.Timeout(CONNECT_TIMEOUT, read=self.read_timeout)
+        self._http = guarded_client(self.policy, timeout=timeout)
+        config = ClientConfig(streaming=True, httpx_client=self._http,
+                              supported_protocol_bindings=[TransportProtocol.JSONRPC, TransportProtocol.HTTP_JSON])
+        try:
+            self._client = ClientFactory(config).create(self.card)
+        except ValueError as e:
+            self._broken = f"cannot talk to agent {self.name!r}: {e}"
+            await self._set_health("error", self._broken)
+        await self.worker.start()
+
+    async def close(self) -> None:
+        await self.worker.close()
+        if self._http is not None:
+            await self._http.aclose()
+
+    # ------------------------------------------------------------ one task
+
+    async def _forward(self, ctx: TaskContext) -> None:
+        if self._broken:
+            await ctx.fail(self._broken)
+            return
+        relay = Relay(ctx)
+        deadline = ctx.envelope.deadline
+        try:
+            async with asyncio.timeout(None if deadline is None else max(0.0, deadline - time.time())):
+                await self._call(ctx, relay)
+            return
+        except asyncio.CancelledError:
+            if ctx.cancelled.is_set():          # the caller cancelled, not a worker shutting down
+                await self._cancel_remote(ctx, relay)
+            raise
+        except TimeoutError:
+            await self._cancel_remote(ctx, relay, report=False)
+            reason, agent_broken = f"agent {self.name!r} did not finish before the task's deadline", False
+        except (AgentUnreachable, AgentRefused, RefusedURLError) as e:
+            reason, agent_broken = self._explain(e)
+        if agent_broken:
+            await self._set_health("error", reason)
+        if not ctx.finished:
+            await ctx.fail(reason)
+
+    def _explain(self, error: Exception) -> tuple[str, bool]:
+        """The task's failure reason, and whether it says the agent itself is broken."""
+        if isinstance(error, AgentUnreachable):
+            return f"agent {self.name!r} unreachable at {self.url}: {error}", True
+        if isinstance(error, RefusedURLError):
+            return f"agent {self.name!r} at {self.url}: address refused: {error.reason}", True
+        return f"agent {self.name!r} answered with an error: {error}", error.broken
+
+    async def _call(self, ctx: TaskContext, relay: "Relay") -> None:
+        request = a2a_pb2.SendMessageRequest(message=relay.outgoing())
+        failures = 0
+        while True:
+            relay.sent = True
+            try:
+                async for event in self._client.send_message(request):
+                    await relay.push(event)
+                break
+            except (BackendError, RefusedURLError):
+                raise
+            except Exception as e:
+                if not transient(e):
+                    raise AgentRefused(e) from e
+                if relay.started:
+                    break                       # the agent has the task: follow it up below
+                failures += 1
+                if failures >= self.attempts:
+                    raise AgentUnreachable(_describe(e), failures) from e
+                await asyncio.sleep(self.backoff * 2 ** (failures - 1))
+        await self._set_health("available", None)
+        if relay.remote_id and not relay.final:
+            await self._follow(relay)
+
+    async def _follow(self, relay: "Relay") -> None:
+        """Poll GetTask until the remote task settles (a stream broke, or a blocking call came back early)."""
+        failures, delay = 0, self.backoff
+        while not relay.final:
+            await asyncio.sleep(delay)
+            try:
+                task = await self._client.get_task(a2a_pb2.GetTaskRequest(id=relay.remote_id))
+            except (BackendError, RefusedURLError):
+                raise
+            except Exception as e:
+                if not transient(e):
+                    raise AgentRefused(e) from e
+                failures += 1
+                if failures >= self.attempts:
+                    raise AgentUnreachable(f"lost contact with the agent: {_describe(e)}", failures) from e
+            else:
+                failures = 0
+                await relay.push(a2a_pb2.StreamResponse(task=task))
+            delay = min(delay * 2, 2.0)
+
+    async def _cancel_remote(self, ctx: TaskContext, relay: "Relay", *, report: bool = True) -> None:
+        try:
+            async with asyncio.timeout(CANCEL_TIMEOUT):
+                remote_id = relay.remote_id or (relay.sent and await self._find_remote(ctx, relay))
+                if not remote_id:
+                    log.info("task %s: cancelled before agent %s named its task", ctx.task_id, self.name)
+                    return
+                task = await self._client.cancel_task(a2a_pb2.CancelTaskRequest(id=remote_id))
+            if report:
+                await relay.push(a2a_pb2.StreamResponse(task=task))
+        except BackendError:
+            raise
+        except Exception as e:
+            log.info("task %s: agent %s did not cancel its task: %s", ctx.task_id, self.name, _describe(e))
+
+    async def _find_remote(self, ctx: TaskContext, relay: "Relay") -> str:
+        """The agent's task for our message, when a blocking call was cut short before it answered."""
+        listing = await self._client.list_tasks(a2a_pb2.ListTasksRequest(context_id=ctx.context_id))
+        sent = relay.outgoing().message_id
+        for task in listing.tasks:
+            if not fold.is_final(task.status.state) and any(m.message_id == sent for m in task.history):
+                return task.id
+        return ""
+
+    async def _set_health(self, status: str, error: str | None) -> None:
+        if status == self.health == "available":      # the common case costs no registry round trip
+            return
+        self.health = status
+        try:
+            await self.registry.set_health(self.name, status, error)
+        except BackendError as e:
+            log.warning("could not record the health of %s: %s", self.name, e)
+
+
+class Relay:
+    """Republishes one remote task's events as the gateway's task."""
+
+    def __init__(self, ctx: TaskContext) -> None:
+        self.ctx = ctx
+        self.remote_id = ""
+        self.sent = False           # a request left for the agent
+        self.started = False        # something came back
+        self._state = a2a_pb2.TASK_STATE_WORKING     # the worker announced WORKING before the handler ran
+        self._messages: set[str] = set()
+        self._artifacts: dict[str, bytes] = {}
+
+    @property
+    def final(self) -> bool:
+        return self.ctx.finished
+
+    def outgoing(self) -> a2a_pb2.Message:
+        message = a2a_pb2.Message()
+        message.CopyFrom(self.ctx.message)
+        message.task_id, message.context_id = "", self.ctx.context_id
+        message.message_id = message.message_id or self.ctx.task_id
+        message.role = message.role or a2a_pb2.ROLE_USER
+        return message
+
+    async def push(self, event: a2a_pb2.StreamResponse) -> None:
+        self.started = True
+        if self.final:
+            return
+        kind = event.WhichOneof("payload")
+        if kind == "task":
+            await self._task(event.task)
+        elif kind == "status_update":
+            self.remote_id = self.remote_id or event.status_update.task_id
+            await self._status(event.status_update.status, event.status_update.metadata)
+        elif kind == "artifact_update":
+            self.remote_id = self.remote_id or event.artifact_update.task_id
+            await self._artifact(event.artifact_update)
+        elif kind == "message":
+            await self._message(event.message)
+
+    async def _task(self, task: a2a_pb2.Task) -> None:
+        self.remote_id = self.remote_id or task.id
+        for message in task.history:
+            if message.role == a2a_pb2.ROLE_AGENT and message.message_id not in self._messages:
+                await self._message(message)
+        for artifact in task.artifacts:
+            if self._artifacts.get(artifact.artifact_id) != artifact.SerializeToString():
+                await self._artifact(a2a_pb2.TaskArtifactUpdateEvent(artifact=artifact, last_chunk=True))
+        await self._status(task.status, None)
+
+    async def _status(self, status: a2a_pb2.TaskStatus, metadata) -> None:
+        state = _STATES.get(status.state)
+        if state is None or state == self._state and not status.HasField("message"):
+            return
+        self._state = state
+        update = a2a_pb2.TaskStatusUpdateEvent(task_id=self.ctx.task_id, context_id=self.ctx.context_id)
+        update.status.CopyFrom(status)
+        update.status.state = state
+        if status.HasField("message"):
+            self._own(update.status.message)
+            self._messages.add(status.message.message_id)
+        if metadata is not None and metadata.fields:
+            update.metadata.CopyFrom(metadata)
+        await self.ctx.emit(a2a_pb2.StreamResponse(status_update=update))
+
+    async def _artifact(self, remote: a2a_pb2.TaskArtifactUpdateEvent) -> None:
+        update = a2a_pb2.TaskArtifactUpdateEvent()
+        update.CopyFrom(remote)
+        update.task_id, update.context_id = self.ctx.task_id, self.ctx.context_id
+        key = update.artifact.artifact_id
+        self._artifacts[key] = b"" if update.append else update.artifact.SerializeToString()
+        await self.ctx.emit(a2a_pb2.StreamResponse(artifact_update=update))
+
+    async def _message(self, remote: a2a_pb2.Message) -> None:
+        message = a2a_pb2.Message()
+        message.CopyFrom(remote)
+        self._own(message)
+        self._messages.add(remote.message_id)
+        await self.ctx.emit(a2a_pb2.StreamResponse(message=message))
+
+    def _own(self, message: a2a_pb2.Message) -> None:
+        message.task_id, message.context_id = self.ctx.task_id, self.ctx.context_id
+
+
+_STATES = {a2a_pb2.TASK_STATE_SUBMITTED: a2a_pb2.TASK_STATE_WORKING,
+           **{s: s for s in (a2a_pb2.TASK_STATE_WORKING, a2a_pb2.TASK_STATE_COMPLETED, a2a_pb2.TASK_STATE_FAILED,
+                             a2a_pb2.TASK_STATE_CANCELED, a2a_pb2.TASK_STATE_REJECTED,
+                             a2a_pb2.TASK_STATE_INPUT_REQUIRED, a2a_pb2.TASK_STATE_AUTH_REQUIRED)}}
+
+
+class Bridges:
+    """Keeps a Bridge running on this instance for every capability registered by card URL.
+
+    Watches the registry (every `interval` seconds, and at once when `sync` is called after a
+    registration or removal here), so a registration on any instance reaches every instance.
+    """
+
+    def __init__(self, backend: Backend, registry: Registry, policy: AddressPolicy, *, interval: float = 3.0,
+                 **bridge_options) -> None:
+        self.backend, self.registry, self.policy = backend, registry, policy
+        self.interval = interval
+        self.bridge_options = bridge_options
+        self.running: dict[str, tuple[tuple, Bridge]] = {}
+        self._lock = asyncio.Lock()
+        self._watch: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        await self.sync()
+        self._watch = asyncio.get_running_loop().create_task(self._watch_loop())
+
+    async def register(self, card_url: str, name: str | None = None) -> Capability:
+        """Fetch the card at `card_url`, add the capability and bridge it (ConflictError if the name is taken)."""
+        if name is not None and not channels.is_capability_name(name):
+            raise InvalidRequestError("name", name, "use a-z, 0-9, _ and -, at most 63 characters, "
+                                                    "starting with a letter or digit")
+        fetched = await fetch_card(card_url, self.policy)
+        name = name or derive_name(fetched.card.name)
+        if await self.registry.get(name) is not None:
+            raise ConflictError(f"capability {name!r} is already registered")
+        capability = Capability(name, fetched.to_dict(), "a2a", fetched.url)
+        await self.backend.create_topic(TopicSpec(capability.topic))
+        await self.registry.register(capability)
+        await self._sync_soon()
+        return capability
+
+    async def remove(self, name: str) -> Capability:
+        capability = await self.registry.get(name)
+        if capability is None or not await self.registry.delete(name):
+            raise NotFoundError("capability", name)
+        await self._sync_soon()
+        return capability
+
+    async def _sync_soon(self) -> None:
+        try:
+            await self.sync()
+        except BackendError as e:       # the watch loop will catch up
+            log.warning("bridges did not follow the registry at once: %s", e)
+
+    async def close(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+        async with self._lock:
+            for name in list(self.running):
+                await self._stop(name)
+
+    async def sync(self) -> None:
+        async with self._lock:
+            wanted = {c.name: c for c in await self.registry.list() if c.source == "a2a"}
+            for name, (signature, bridge) in list(self.running.items()):
+                if name not in wanted or _signature(wanted[name]) != signature:
+                    await self._stop(name)
+                else:       # another instance may have recorded an error this one has to clear
+                    bridge.health = wanted[name].status
+            for name, capability in wanted.items():
+                if name not in self.running:
+                    await self._start(capability)
+
+    async def _watch_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await self.sync()
+            except BackendError as e:
+                log.warning("watching the registry failed: %s", e)
+
+    async def _start(self, capability: Capability) -> None:
+        bridge = Bridge(self.backend, self.registry, capability, self.policy, **self.bridge_options)
+        try:
+            await bridge.start()
+        except BackendError as e:
+            log.warning("bridge to %s did not start (%s); retrying on the next sync", capability.name, e)
+            with contextlib.suppress(Exception):
+                await bridge.close()
+            return
+        self.running[capability.name] = (_signature(capability), bridge)
+        log.info("bridging %s to %s", capability.name, bridge.url)
+
+    async def _stop(self, name: str) -> None:
+        _, bridge = self.running.pop(name)
+        with contextlib.suppress(Exception):
+            await bridge.close()
+        log.info("stopped bridging %s", name)
+
+
+def _signature(capability: Capability) -> tuple:
+    return capability.card_url, capability.created, json.dumps(capability.card, sort_keys=True)

@@ -1,0 +1,161 @@
+"""Real, independent A2A agents for the tests: a2a-sdk's own server pieces (routes,
+DefaultRequestHandler, an AgentExecutor), served by uvicorn on 127.0.0.1, port 0.
+
+The summariser answers by the text it is sent:
+    "wait"    works until cancelled          "ask"     asks for input
+    "fail"    fails with a reason            "message" answers with a bare Message, no task
+    anything else: a status, a "summary" artifact, completed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+
+import uvicorn
+from a2a.server.agent_execution import AgentExecutor
+from a2a.server.request_handlers import DefaultRequestHandler
+from a2a.server.routes import create_agent_card_routes, create_jsonrpc_routes, create_rest_routes
+from a2a.server.tasks import InMemoryTaskStore, TaskUpdater
+from a2a.types import a2a_pb2
+from a2a.compat.v0_3 import conversions
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+
+class Summariser(AgentExecutor):
+    def __init__(self) -> None:
+        self.methods: list[str] = []            # JSON-RPC methods the agent was called with
+        self.working = asyncio.Event()          # a "wait" task has started
+        self.cancelled: list[str] = []          # remote task ids cancelled
+        self.cancel_called = asyncio.Event()
+
+    async def execute(self, context, queue) -> None:
+        self.methods.append(context.call_context.state.get("method", ""))
+        text = context.get_user_input()
+        if text == "message":
+            await queue.enqueue_event(a2a_pb2.Message(message_id="answer-1", role=a2a_pb2.ROLE_AGENT,
+                                                      context_id=context.context_id,
+                                                      parts=[a2a_pb2.Part(text="just a message")]))
+            return
+        updater = TaskUpdater(queue, context.task_id, context.context_id)
+        if context.current_task is None:
+            await queue.enqueue_event(a2a_pb2.Task(id=context.task_id, context_id=context.context_id,
+                                                   status=a2a_pb2.TaskStatus(state=a2a_pb2.TASK_STATE_SUBMITTED),
+                                                   history=[context.message]))
+        await updater.start_work(updater.new_agent_message([a2a_pb2.Part(text="reading")]))
+        if text == "wait":
+            self.working.set()
+            await asyncio.Event().wait()
+        elif text == "ask":
+            await updater.requires_input(updater.new_agent_message([a2a_pb2.Part(text="which pages?")]))
+        elif text == "fail":
+            await updater.failed(updater.new_agent_message([a2a_pb2.Part(text="cannot read that")]))
+        else:
+            await updater.add_artifact([a2a_pb2.Part(text=f"summary of: {text}")], name="summary")
+            await updater.complete()
+
+    async def cancel(self, context, queue) -> None:
+        self.cancelled.append(context.task_id)
+        self.cancel_called.set()
+        await TaskUpdater(queue, context.task_id, context.context_id).cancel()
+
+
+def summariser_card(url: str, *, streaming: bool, name: str = "PDF Summariser",
+                    binding: str = "JSONRPC") -> a2a_pb2.AgentCard:
+    return a2a_pb2.AgentCard(
+        name=name, description="Summarises PDF documents and long reports into a few paragraphs.",
+        version="1.0.0",
+        supported_interfaces=[a2a_pb2.AgentInterface(url=url, protocol_binding=binding, protocol_version="1.0")],
+        capabilities=a2a_pb2.AgentCapabilities(streaming=streaming),
+        default_input_modes=["text/plain", "application/pdf"], default_output_modes=["text/plain"],
+        skills=[a2a_pb2.AgentSkill(id="summarise", name="Summarize documents",
+                                   description="Summarizes PDF files and reports",
+                                   tags=["pdf", "summary", "documents"],
+                                   examples=["Summarise this quarterly report"])])
+
+
+class Server:
+    """A Starlette app on 127.0.0.1:<free port> in this event loop."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self._server: uvicorn.Server | None = None
+        self._task: asyncio.Task | None = None
+
+    async def start(self, app, *, lifespan: str = "off") -> None:
+        config = uvicorn.Config(app, log_level="warning", lifespan=lifespan, timeout_graceful_shutdown=1)
+        self._lifespan = lifespan
+        self._server = uvicorn.Server(config)
+        self._task = asyncio.get_running_loop().create_task(self._server.serve(sockets=[self.sock]))
+        async with asyncio.timeout(5):
+            while not self._server.started:
+                if self._task.done():
+                    self._task.result()
+                await asyncio.sleep(0.01)
+
+    async def stop(self) -> None:
+        if self._server is None:
+            return
+        self._server.should_exit = True
+        self._server.force_exit = self._lifespan == "off"     # force_exit would skip the lifespan's shutdown
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(5):
+                await self._task
+        self.sock.close()
+
+
+class Agent(Server):
+    """The summariser, its card at /.well-known/agent-card.json, JSON-RPC at / (and HTTP+JSON at /rest).
+    `legacy` serves the card in its A2A 0.3 form (JSON-RPC 0.3 is served at / either way)."""
+
+    def __init__(self, *, streaming: bool = True, name: str = "PDF Summariser", binding: str = "JSONRPC",
+                 legacy: bool = False) -> None:
+        super().__init__()
+        self.executor = Summariser()
+        url = self.base_url + ("/" if binding == "JSONRPC" else "/rest")
+        self.card = summariser_card(url, streaming=streaming, name=name, binding=binding)
+        self.card_url = self.base_url + "/.well-known/agent-card.json"
+        self.legacy = legacy
+
+    async def start(self) -> None:
+        handler = DefaultRequestHandler(agent_executor=self.executor, task_store=InMemoryTaskStore(),
+                                        agent_card=self.card, validate_input_modes=True)
+        card_routes = [Route("/.well-known/agent-card.json", self._legacy_card)] if self.legacy \
+            else create_agent_card_routes(self.card)
+        await super().start(Starlette(routes=[*card_routes,
+                                              *create_jsonrpc_routes(handler, "/", enable_v0_3_compat=True),
+                                              *create_rest_routes(handler, path_prefix="/rest")]))
+
+    async def _legacy_card(self, request) -> JSONResponse:
+        card = a2a_pb2.AgentCard()
+        card.CopyFrom(self.card)
+        for interface in card.supported_interfaces:
+            interface.protocol_version = "0.3.0"
+        legacy = conversions.to_compat_agent_card(card)
+        return JSONResponse(legacy.model_dump(mode="json", by_alias=True, exclude_none=True))
+
+
+@contextlib.asynccontextmanager
+async def running_agent(**kwargs):
+    agent = Agent(**kwargs)
+    await agent.start()
+    try:
+        yield agent
+    finally:
+        await agent.stop()
+
+
+@contextlib.asynccontextmanager
+async def running_app(app, *, lifespan: str = "off"):
+    server = Server()
+    await server.start(app, lifespan=lifespan)
+    try:
+        yield server
+    finally:
+        await server.stop()
