@@ -1,7 +1,136 @@
-"""The A2A 1.0 surface: one agent per capability under /agents/<name>/, and the gateway's own card."""
+"""The A2A 1.0 surface: one agent per capability under /agents/<name>/, and the gateway's own card.
+
+    GET  /.well-known/agent-card.json                  the gateway: every capability as a skill
+    POST /agents/                                      JSON-RPC, capability = params.tenant
+    GET  /agents/<name>/.well-known/agent-card.json    the capability's card
+    POST /agents/<name>/                               JSON-RPC 1.0 and 0.3 (method names differ)
+         /agents/<name>/message:send, /tasks/...       HTTP+JSON 1.0 (also /agents/<tenant>/...)
+         /agents/<name>/v1/message:send, ...           HTTP+JSON 0.3
+
+Routes come from the a2a-sdk factories (parsing, A2A-Version checks, serialization, SSE, 0.3
+conversion) over the gateway's lean handler (`a2a_handler.py`). Capabilities come and go at
+runtime, so the routes carry `<name>` as a path parameter and `CapabilityGate` looks it up per
+request (a second of positive caching keeps a remote registry off the hot path); an unknown
+name gets 404 in the shape of the protocol asked for.
+
+Not here yet: the gRPC binding, and a custom protocol binding over the broker itself (DESIGN.md
+"Beyond the peers" 3) that would be declared by URI in `supportedInterfaces`.
+"""
 
 from __future__ import annotations
 
+import time
+
+from a2a.extensions.common import HTTP_EXTENSION_HEADER, get_requested_extensions
+from a2a.server.context import ServerCallContext
+from a2a.server.request_handlers.response_helpers import agent_card_to_dict
+from a2a.server.routes import DefaultServerCallContextBuilder, create_jsonrpc_routes, create_rest_routes
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Mount, Route
+
+from adapters.errors import BackendError, NotFoundError, status_of
+
+from . import cards
+from .a2a_handler import CAPABILITY_STATE, GatewayRequestHandler
+from .push import PushService, PushSettings
+from .registry import Capability
+
+_SCOPE_KEY = "topicbridge.capability"     # the Capability record the gate found, for the routes
+
 
 def routes(gateway) -> list:
-    return []
+    push = PushService(gateway.backend, PushSettings.from_settings(gateway.settings))
+    gateway.tasks.on_event.append(push.on_event)
+    _run_with(gateway, push)
+    handler = GatewayRequestHandler(gateway.tasks, gateway.registry, push)
+    builder = _ContextBuilder()
+    rest = [r for r in create_rest_routes(handler, builder, enable_v0_3_compat=True)
+            if not isinstance(r, Mount)]            # its /{tenant} mount: the capability is the tenant
+    agent = [Route("/.well-known/agent-card.json", _capability_card, methods=["GET"]),
+             *create_jsonrpc_routes(handler, "/", builder, enable_v0_3_compat=True), *rest]
+
+    async def gateway_card(request: Request) -> JSONResponse:
+        card = cards.gateway_card(await gateway.registry.list(), str(request.base_url))
+        return JSONResponse(agent_card_to_dict(card))
+
+    return [Route("/.well-known/agent-card.json", gateway_card, methods=["GET"]),
+            Mount(cards.AGENTS_PATH, routes=[
+                *create_jsonrpc_routes(handler, "/", builder, enable_v0_3_compat=True),
+                Mount("/{name}", routes=agent, middleware=[Middleware(CapabilityGate, registry=gateway.registry)]),
+            ])]
+
+
+def _run_with(gateway, part) -> None:
+    """Start `part` with the gateway's long-lived parts and close it before the task service.
+    (Gateway.extra_parts is the app's list of such parts; this adds to it without replacing
+    what another surface added.)"""
+    previous = gateway.extra_parts
+    gateway.extra_parts = lambda: [*previous(), part]
+
+
+class _ContextBuilder(DefaultServerCallContextBuilder):
+    """The SDK's context plus the capability the gate resolved; headers are passed as they are
+    (case-insensitive, which the SDK's A2A-Version check relies on) rather than copied."""
+
+    def build(self, request: Request) -> ServerCallContext:
+        capability = request.scope.get(_SCOPE_KEY)
+        state = {"headers": request.headers, CAPABILITY_STATE: capability.name if capability else ""}
+        if "auth" in request.scope:
+            state["auth"] = request.auth
+        return ServerCallContext(user=self.build_user(request), state=state, requested_extensions=
+                                 get_requested_extensions(request.headers.getlist(HTTP_EXTENSION_HEADER)))
+
+
+async def _capability_card(request: Request) -> JSONResponse:
+    card = cards.capability_card(request.scope[_SCOPE_KEY], str(request.base_url))
+    return JSONResponse(agent_card_to_dict(card))
+
+
+class CapabilityGate:
+    """Pure ASGI middleware in front of one capability's routes: resolves `<name>` or answers
+    404 (JSON-RPC error body for POST /agents/<name>/, an A2A HTTP+JSON error otherwise)."""
+
+    def __init__(self, app, registry, ttl: float = 1.0) -> None:
+        self.app = app
+        self.registry = registry
+        self.ttl = ttl
+        self._known: dict[str, tuple[float, Capability]] = {}
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        name = scope["path_params"].get("name", "")
+        try:
+            capability = await self._lookup(name)
+            error = None if capability is not None else NotFoundError("capability", name)
+        except BackendError as e:
+            capability, error = None, e
+        if error is not None:
+            await _error_response(scope, name, error)(scope, receive, send)
+            return
+        scope[_SCOPE_KEY] = capability
+        await self.app(scope, receive, send)
+
+    async def _lookup(self, name: str) -> Capability | None:
+        now = time.monotonic()
+        hit = self._known.get(name)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        capability = await self.registry.get(name)
+        if capability is None:
+            self._known.pop(name, None)
+        else:
+            self._known[name] = (now + self.ttl, capability)
+        return capability
+
+
+def _error_response(scope, name: str, error: BackendError) -> JSONResponse:
+    http, code, grpc_status = status_of(error)
+    message = str(error)
+    if scope["method"] == "POST" and scope["path"].endswith(f"{cards.AGENTS_PATH}/{name}/"):
+        return JSONResponse({"jsonrpc": "2.0", "id": None, "error": {"code": code, "message": message}},
+                            status_code=http)
+    return JSONResponse({"error": {"code": http, "status": grpc_status, "message": message}}, status_code=http)

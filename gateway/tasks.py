@@ -15,7 +15,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
-from typing import AsyncIterator
+from typing import AsyncIterator, Awaitable, Callable
 
 from a2a.types import a2a_pb2
 
@@ -83,6 +83,10 @@ class TaskService:
         self._table = None
         self._relay: asyncio.Task | None = None
         self.bad_events = 0
+        # Awaited by the relay for each event once folded and indexed, before waiting calls see it
+        # and before its ack (push notifications are published here). A hook that raises leaves the
+        # event unacked.
+        self.on_event: list[Callable[[a2a_pb2.Task, a2a_pb2.StreamResponse], Awaitable[None]]] = []
 
     # ------------------------------------------------------------ lifecycle
 
@@ -210,35 +214,47 @@ class TaskService:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
-            for delivery in deliveries:
-                try:
-                    await self._relay_one(delivery)
-                except BackendError as e:
-                    log.warning("relaying %s failed: %s (it will be redelivered)", delivery.message_id, e)
+            await self._relay_batch(deliveries)
 
-    async def _relay_one(self, delivery: Delivery) -> None:
-        event = await self._decode(delivery)
-        if event is None:
+    async def _relay_batch(self, deliveries: list[Delivery]) -> None:
+        """Fold a poll's events task by task; tasks are handled concurrently, so one fsync of the
+        task index covers many of them."""
+        by_task: dict[str, list[tuple[Delivery, ReplyEvent]]] = {}
+        for delivery in deliveries:
+            event = await self._decode(delivery)
+            if event is not None:
+                by_task.setdefault(event.task_id, []).append((delivery, event))
+        await asyncio.gather(*(self._relay_task(task_id, items) for task_id, items in by_task.items()))
+
+    async def _relay_task(self, task_id: str, items: list[tuple[Delivery, ReplyEvent]]) -> None:
+        try:
+            active = self._active.get(task_id) or await self._load_active(task_id)
+            task, position, fresh = _copy(active.task), active.position, []
+            for delivery, event in sorted(items, key=lambda item: item[1].position):
+                if event.position > position:      # else a duplicate of at-least-once delivery
+                    position = event.position
+                    fold.apply(task, event.event)
+                    fresh.append(event)
+            if fresh:
+                task.id = task.id or task_id
+                await self._table.put(task_id, task.SerializeToString())
+                for event in fresh:
+                    for hook in self.on_event:
+                        await hook(task, event.event)
+                active.task, active.position = task, position   # only once indexed and hooked
+                for event in fresh:
+                    for watch in active.watches:
+                        watch.push(event.event)
+            await asyncio.gather(*(delivery.ack() for delivery, _ in items))
+        except BackendError as e:
+            log.warning("relaying events of task %s failed: %s (they will be redelivered)", task_id, e)
             return
-        active = self._active.get(event.task_id)
-        if active is None:
-            active = await self._load_active(event.task_id)
-        if event.position <= active.position:
-            await delivery.ack()    # a duplicate of at-least-once delivery
-            return
-        active.position = event.position
-        fold.apply(active.task, event.event)
-        if not active.task.id:
-            active.task.id = event.task_id
-        await self._table.put(event.task_id, active.task.SerializeToString())
-        for watch in active.watches:
-            watch.push(event.event)
-        await delivery.ack()
-        if event.final:
+        if any(event.final for event in fresh):
             for watch in active.watches:
                 watch.push(None)
-            self._active.pop(event.task_id, None)
-            await self._consumer.unsubscribe([delivery.lite_topic])
+            self._active.pop(task_id, None)
+            with contextlib.suppress(BackendError):
+                await self._consumer.unsubscribe([channels.reply_channel(task_id)])
 
     async def _load_active(self, task_id: str) -> _Active:
         raw = await self._table.get(task_id)
