@@ -1,0 +1,175 @@
+"""Who may talk to /mcp: Origin and Host checks against DNS rebinding, and bearer tokens.
+
+`McpGuard` is a pure ASGI wrapper in front of the MCP endpoint. In order:
+
+1. Origin. A browser always sends one; an Origin that is not allowed is refused with 403 and a
+   JSON-RPC error without id (the transport spec's MUST). No Origin (a non-browser client) passes.
+2. Host. On a loopback gateway only loopback Host values pass (421 otherwise): a page on a
+   rebound name reaches 127.0.0.1 with its own name in Host.
+3. Bearer token, when tokens are configured: 401 with `WWW-Authenticate: Bearer
+   resource_metadata="…"` naming the RFC 9728 protected resource metadata, which
+   `metadata_routes` serves at `/.well-known/oauth-protected-resource[/mcp]`.
+
+The gateway is an OAuth 2.1 resource server that accepts configured static tokens; the tokens of
+an authorization server listed in `mcp_authorization_servers` need a verifier, which is not
+built yet. A caller's identity is a digest of its token: it binds 2025-11-25 sessions (through
+the SDK's session owner check, `scope["user"]`) and MCP tasks to the token that created them.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp.server.auth.provider import AccessToken
+from starlette.datastructures import Headers
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from .mcp_tasks import owner_of
+
+LOOPBACK = ("127.0.0.1", "localhost", "[::1]", "::1")
+METADATA_PATH = "/.well-known/oauth-protected-resource"
+OWNER_KEY = "topicbridge.mcp_owner"
+_OWS = (b" ", b"\t")
+
+
+@dataclass
+class AccessPolicy:
+    tokens: list[str] = field(default_factory=list)
+    allowed_hosts: list[str] | None = None      # None: any Host
+    allowed_origins: list[str] = field(default_factory=list)
+    authorization_servers: list[str] = field(default_factory=list)
+    endpoint: str = "/mcp"
+
+    @classmethod
+    def from_settings(cls, settings: dict, endpoint: str = "/mcp") -> "AccessPolicy":
+        gateway = settings.get("gateway", {})
+        loopback = gateway.get("host", "127.0.0.1") in LOOPBACK
+        hosts = _listing(gateway.get("mcp_allowed_hosts"))
+        if hosts is None:
+            hosts = [f"{h}:*" for h in LOOPBACK] + list(LOOPBACK) if loopback else None
+        origins = _listing(gateway.get("mcp_allowed_origins"))
+        if origins is None:
+            origins = [f"{scheme}://{h}{port}" for scheme in ("http", "https") for h in LOOPBACK
+                       for port in ("", ":*")]
+        return cls(tokens=_listing(gateway.get("mcp_bearer_tokens")) or [], allowed_hosts=hosts,
+                   allowed_origins=origins,
+                   authorization_servers=_listing(gateway.get("mcp_authorization_servers")) or [],
+                   endpoint=endpoint)
+
+    def host_allowed(self, host: str | None) -> bool:
+        if self.allowed_hosts is None or "*" in self.allowed_hosts:
+            return True
+        return bool(host) and _matches(host.lower(), self.allowed_hosts)
+
+    def origin_allowed(self, origin: str, host: str | None) -> bool:
+        if "*" in self.allowed_origins or _matches(origin.lower().rstrip("/"), self.allowed_origins):
+            return True
+        # Same-origin pages are fine where the Host check means something.
+        return self.allowed_hosts is not None and bool(host) and urlsplit(origin).netloc.lower() == host.lower()
+
+    def token_owner(self, authorization: str | None) -> str | None | bool:
+        """The caller's owner digest; False when tokens are required and this one is missing or bad."""
+        if not self.tokens:
+            return None
+        scheme, _, token = (authorization or "").partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            return False
+        if any(hmac.compare_digest(token.encode(), t.encode()) for t in self.tokens):
+            return owner_of(token)
+        return False
+
+
+def _listing(value) -> list[str] | None:
+    """A list from TOML, or a comma-separated string from an environment variable."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return [str(v) for v in value]
+
+
+def _matches(value: str, patterns: list[str]) -> bool:
+    for pattern in patterns:
+        pattern = pattern.lower()
+        if value == pattern or (pattern.endswith(":*") and value.startswith(pattern[:-1])
+                                and value[len(pattern) - 1:].isdigit()):
+            return True
+    return False
+
+
+class McpGuard:
+    def __init__(self, app: ASGIApp, policy: AccessPolicy) -> None:
+        self.app = app
+        self.policy = policy
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if any(v[:1] in _OWS or v[-1:] in _OWS for _, v in scope["headers"]):
+            # RFC 9110 §5.5: whitespace around a field value is not part of it (the SDK compares exactly).
+            scope = {**scope, "headers": [(k, v.strip(b" \t")) for k, v in scope["headers"]]}
+        headers = Headers(scope=scope)
+        host = headers.get("host")
+        origin = headers.get("origin")
+        if origin is not None and not self.policy.origin_allowed(origin, host):
+            await _error(403, "Forbidden: Origin not allowed")(scope, receive, send)
+            return
+        if not self.policy.host_allowed(host):
+            await _error(421, "Misdirected request: Host not allowed")(scope, receive, send)
+            return
+        owner = self.policy.token_owner(headers.get("authorization"))
+        if owner is False:
+            bad = "authorization" in headers
+            challenge = f'Bearer resource_metadata="{metadata_url(scope, self.policy.endpoint)}"'
+            if bad:
+                challenge += ', error="invalid_token", error_description="The access token is not valid"'
+            await _error(401, "Unauthorized: a valid bearer token is required",
+                         {"WWW-Authenticate": challenge})(scope, receive, send)
+            return
+        if owner is not None:
+            scope.setdefault("state", {})[OWNER_KEY] = owner
+            scope["user"] = AuthenticatedUser(AccessToken(token=owner, client_id=owner, scopes=[]))
+        await self.app(scope, receive, send)
+
+
+def _error(status: int, message: str, headers: dict | None = None) -> Response:
+    body = {"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": message}}
+    return Response(json.dumps(body), status_code=status, media_type="application/json", headers=headers)
+
+
+def base_url(scope: Scope) -> str:
+    request = Request(scope)
+    return f"{request.url.scheme}://{request.url.netloc}"
+
+
+def metadata_url(scope: Scope, endpoint: str) -> str:
+    return f"{base_url(scope)}{METADATA_PATH}{endpoint}"
+
+
+def metadata_routes(policy: AccessPolicy) -> list[Route]:
+    """RFC 9728 protected resource metadata, at the path-suffixed and the root well-known URL."""
+
+    async def metadata(request: Request) -> JSONResponse:
+        doc = {"resource": f"{base_url(request.scope)}{policy.endpoint}",
+               "bearer_methods_supported": ["header"], "resource_name": "topicbridge gateway (MCP)"}
+        if policy.authorization_servers:
+            doc["authorization_servers"] = policy.authorization_servers
+        return JSONResponse(doc, headers={"Cache-Control": "public, max-age=3600"})
+
+    return [Route(METADATA_PATH + policy.endpoint, metadata, methods=["GET"]),
+            Route(METADATA_PATH, metadata, methods=["GET"])]
+
+
+def owner_from(request) -> str | None:
+    """The owner digest the guard put on a request (None without tokens, or off HTTP)."""
+    scope = getattr(request, "scope", None)
+    return (scope.get("state") or {}).get(OWNER_KEY) if scope else None

@@ -1,0 +1,363 @@
+"""MCP tasks over gateway tasks: one MCP task is one gateway task, same id.
+
+A call that outlives its wait is not abandoned: its gateway task keeps running and its folded
+state keeps landing in the backend's task index (TaskService), so any gateway instance can
+answer for it. What MCP needs beyond the folded task is kept in the `mcp-tasks` table, written
+before a task id is handed out (so a `tasks/get` for it resolves at once, on any instance):
+
+    key: task id   value: {"capability": str, "created": unix time, "owner": str | null,
+                           "cancelled": bool}
+
+`owner` binds the task to the bearer token that created it (a digest, never the token);
+`cancelled` makes a 2025-11-25 `tasks/cancel` stick, as that revision requires.
+
+Two wire forms, chosen by the era of each request:
+- 2026-07-28, extension `io.modelcontextprotocol/tasks`: `tools/call` may answer a flat
+  CreateTaskResult (`resultType: "task"`); `tasks/get` inlines `result` or `error`;
+  `tasks/update` and `tasks/cancel` answer an empty ack; requests without the extension in
+  their `_meta` client capabilities are refused with -32021.
+- 2025-11-25 experimental tasks: `tools/call` with a `task` param answers `{task: {...}}`;
+  `tasks/get`, blocking `tasks/result`, `tasks/cancel`. No `tasks/list`: without an
+  authorization context to scope it, a list would show every caller's tasks.
+
+State mapping (A2A -> MCP): submitted/working -> working; completed, input-required and
+auth-required (the gateway cannot resume them, so they end the call with the agent's question)
+-> completed; failed -> completed with `isError` (2026: a tool error) or failed (2025);
+rejected -> failed with a JSON-RPC error (the agent refused the request); canceled -> cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from typing import Awaitable, Callable
+
+import anyio
+import mcp_types as types
+from a2a.types import a2a_pb2
+from mcp.shared.exceptions import MCPError
+from mcp.shared.inbound import MCP_NAME_HEADER, decode_header_value
+from mcp_types import (HEADER_MISMATCH, INTERNAL_ERROR, INVALID_PARAMS, METHOD_NOT_FOUND,
+                       MISSING_REQUIRED_CLIENT_CAPABILITY)
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from pydantic import Field
+
+from adapters.base import Backend
+from adapters.errors import BackendError, InvalidRequestError
+
+from . import fold
+from .mcp_tools import status_text, task_meta, tool_result
+from .tasks import TaskError, TaskService, Watch
+
+log = logging.getLogger("topicbridge.mcp")
+
+TASKS_EXTENSION = "io.modelcontextprotocol/tasks"
+RELATED_TASK = "io.modelcontextprotocol/related-task"
+IMMEDIATE_RESPONSE = "io.modelcontextprotocol/model-immediate-response"
+TABLE = "mcp-tasks"
+TTL_MS = 24 * 3600 * 1000       # reply channels idle out after a day; the task index keeps the task
+POLL_MS = 500
+
+_WORKING = {a2a_pb2.TASK_STATE_UNSPECIFIED, a2a_pb2.TASK_STATE_SUBMITTED, a2a_pb2.TASK_STATE_WORKING}
+
+# TaskError kinds -> (JSON-RPC code, message prefix); the one place tasks errors get their codes.
+TASK_ERRORS = {
+    "not_found": (INVALID_PARAMS, "Failed to retrieve task: Task not found"),
+    "not_cancelable": (INVALID_PARAMS, "Cannot cancel task: already in terminal status"),
+}
+
+
+@contextlib.contextmanager
+def backend_errors():
+    """A backend failure under an MCP request becomes a JSON-RPC error naming it."""
+    try:
+        yield
+    except InvalidRequestError as e:        # e.g. arguments too large for a message
+        raise MCPError(INVALID_PARAMS, f"The request cannot be carried: {e}") from None
+    except BackendError as e:
+        log.warning("backend failure under an MCP request: %r", e)
+        raise MCPError(INTERNAL_ERROR, f"The gateway's messaging backend failed: {type(e).__name__}") from None
+
+
+class TaskIdParams(types.RequestParams):
+    task_id: str = Field(alias="taskId", min_length=1, max_length=128)
+
+
+class UpdateTaskParams(TaskIdParams):
+    input_responses: dict = Field(alias="inputResponses", default_factory=dict)
+
+
+def is_modern(protocol_version: str) -> bool:
+    return protocol_version in MODERN_PROTOCOL_VERSIONS
+
+
+def missing_tasks_extension() -> MCPError:
+    return MCPError(MISSING_REQUIRED_CLIENT_CAPABILITY, "Missing required client capability",
+                    data={"requiredCapabilities": {"extensions": {TASKS_EXTENSION: {}}}})
+
+
+def rejection(task: a2a_pb2.Task) -> MCPError:
+    """A task the agent rejected is a protocol-level failure of the call."""
+    return MCPError(INTERNAL_ERROR, "The agent rejected the request: " + (status_text(task) or "no reason given"),
+                    data={"taskId": task.id, "state": "TASK_STATE_REJECTED"})
+
+
+# ---------------------------------------------------------------- records
+
+@dataclass
+class TaskRecord:
+    capability: str
+    created: float
+    owner: str | None = None
+    cancelled: bool = False
+
+
+class TaskRecords:
+    """The `mcp-tasks` table (see the module docstring)."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self._table = None
+
+    async def start(self) -> None:
+        self._table = await self.backend.table(TABLE)
+
+    async def put(self, task_id: str, record: TaskRecord) -> None:
+        await self._table.put(task_id, json.dumps(asdict(record), separators=(",", ":")).encode())
+
+    async def get(self, task_id: str, owner: str | None) -> TaskRecord | None:
+        """The record, or None when there is none or it belongs to another caller."""
+        raw = await self._table.get(task_id) if 0 < len(task_id) <= 128 else None
+        if raw is None:
+            return None
+        try:
+            record = TaskRecord(**json.loads(raw))
+        except (ValueError, TypeError):
+            log.warning("unreadable mcp task record %s", task_id)
+            return None
+        return record if record.owner is None or record.owner == owner else None
+
+
+def owner_of(token: str | None) -> str | None:
+    return hashlib.sha256(token.encode()).hexdigest()[:32] if token else None
+
+
+# ---------------------------------------------------------------- a running call
+
+class Call:
+    """One submitted task as an MCP call sees it: a pump folds its events until it ends, so the
+    request can wait with a bound, report progress, and leave the task running when it stops
+    waiting. The pump is owned by the surface's task set, not by the request."""
+
+    def __init__(self, task: a2a_pb2.Task, watch: Watch) -> None:
+        self.task = task
+        self.watch = watch
+        self.events = 0
+        self.done = False           # the watch ended: a final state, or this instance is closing
+        self._changed = asyncio.Event()
+
+    @property
+    def final(self) -> bool:
+        return self.done and fold.is_final(self.task.status.state)
+
+    async def pump(self) -> None:
+        try:
+            async for event in self.watch.events():
+                fold.apply(self.task, event)
+                self.events += 1
+                self._changed.set()
+        except TaskError as e:       # too slow to keep up: the task index still has the truth
+            log.warning("call on task %s lost its event stream: %s", self.task.id, e.reason)
+        finally:
+            self.done = True
+            self._changed.set()
+
+    async def wait(self, seconds: float,
+                   progress: Callable[[float, float | None, str | None], Awaitable[None]] | None = None) -> bool:
+        """Wait up to `seconds` for a final state, reporting progress; True when the task ended."""
+        deadline = time.monotonic() + seconds
+        reported = 0
+        while True:
+            self._changed.clear()
+            if progress is not None and self.events > reported:
+                reported = self.events
+                await progress(float(reported), None, status_text(self.task) or None)
+            if self.done:
+                return self.final
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            with anyio.move_on_after(remaining):
+                await self._changed.wait()
+
+
+# ---------------------------------------------------------------- wire forms
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def updated_at(task: a2a_pb2.Task, record: TaskRecord) -> str:
+    if task.status.HasField("timestamp") and task.status.timestamp.seconds:
+        return iso(task.status.timestamp.ToNanoseconds() / 1e9)
+    return iso(record.created)
+
+
+def mcp_status(task: a2a_pb2.Task, record: TaskRecord, *, modern: bool) -> str:
+    state = task.status.state
+    if record.cancelled and not modern:
+        return "cancelled"
+    if state in _WORKING:
+        return "working"
+    if state == a2a_pb2.TASK_STATE_CANCELED:
+        return "cancelled"
+    if state == a2a_pb2.TASK_STATE_REJECTED or (state == a2a_pb2.TASK_STATE_FAILED and not modern):
+        return "failed"
+    return "completed"
+
+
+def modern_task(task: a2a_pb2.Task, record: TaskRecord, output_schema: dict | None, *,
+                detailed: bool) -> dict:
+    """A 2026-07-28 Task; `detailed` inlines the result or error (tasks/get)."""
+    status = mcp_status(task, record, modern=True)
+    wire = {"taskId": task.id, "status": status, "createdAt": iso(record.created),
+            "lastUpdatedAt": updated_at(task, record), "ttlMs": TTL_MS, "pollIntervalMs": POLL_MS}
+    if text := status_text(task):
+        wire["statusMessage"] = text
+    if detailed and status == "completed":
+        wire["result"] = tool_result(task, output_schema)
+    elif detailed and status == "failed":
+        error = rejection(task).error
+        wire["error"] = {"code": error.code, "message": error.message, "data": error.data}
+    return wire
+
+
+def legacy_task(task: a2a_pb2.Task, record: TaskRecord) -> dict:
+    """A 2025-11-25 Task."""
+    wire = {"taskId": task.id, "status": mcp_status(task, record, modern=False), "createdAt": iso(record.created),
+            "lastUpdatedAt": updated_at(task, record), "ttl": TTL_MS, "pollInterval": POLL_MS}
+    if text := status_text(task):
+        wire["statusMessage"] = text
+    elif record.cancelled:
+        wire["statusMessage"] = "The task was cancelled by request."
+    return wire
+
+
+def create_result(task: a2a_pb2.Task, record: TaskRecord, *, modern: bool) -> dict:
+    if modern:
+        return {"resultType": "task", **modern_task(task, record, None, detailed=False)}
+    return {"task": legacy_task(task, record),
+            "_meta": {IMMEDIATE_RESPONSE: f"Started task {task.id} on {record.capability}; "
+                                          "its result will be available through tasks/result."}}
+
+
+def still_running(task: a2a_pb2.Task, seconds: float) -> dict:
+    """What a client without tasks gets when a call outlives its wait."""
+    text = (f"The task is still running after {seconds:g} s (task_id: {task.id}). Call the "
+            f"get_task_result tool with this task_id to fetch its result later.")
+    return {"content": [{"type": "text", "text": text}], "_meta": {"io.topicbridge/task": task_meta(task)}}
+
+
+# ---------------------------------------------------------------- tasks/* handlers
+
+class TaskMethods:
+    """Serves tasks/get, tasks/update, tasks/cancel (both eras) and tasks/result (2025-11-25)."""
+
+    def __init__(self, tasks: TaskService, records: TaskRecords,
+                 output_schema: Callable[[str], dict | None], principal: Callable) -> None:
+        self.tasks = tasks
+        self.records = records
+        self.output_schema = output_schema      # capability name -> its output schema (or None)
+        self.principal = principal              # ctx -> owner digest (or None)
+
+    def register(self, server) -> None:
+        server.add_request_handler("tasks/get", TaskIdParams, self.get)
+        server.add_request_handler("tasks/cancel", TaskIdParams, self.cancel)
+        server.add_request_handler("tasks/update", UpdateTaskParams, self.update)
+        server.add_request_handler("tasks/result", TaskIdParams, self.result)
+
+    async def _load(self, ctx, params: TaskIdParams) -> tuple[a2a_pb2.Task, TaskRecord]:
+        if is_modern(ctx.protocol_version):
+            _require_extension(ctx)
+            _check_name_header(ctx, params.task_id)
+        with backend_errors():
+            record = await self.records.get(params.task_id, self.principal(ctx))
+            task = await self.tasks.get(params.task_id) if record is not None else None
+        if task is None:
+            raise MCPError(*TASK_ERRORS["not_found"])
+        return task, record
+
+    async def get(self, ctx, params: TaskIdParams) -> dict:
+        task, record = await self._load(ctx, params)
+        if is_modern(ctx.protocol_version):
+            return modern_task(task, record, self.output_schema(record.capability), detailed=True)
+        return legacy_task(task, record)
+
+    async def update(self, ctx, params: UpdateTaskParams) -> dict:
+        if not is_modern(ctx.protocol_version):
+            raise MCPError(METHOD_NOT_FOUND, "Method not found", data="tasks/update")
+        await self._load(ctx, params)     # the gateway never asks for input: nothing is outstanding
+        return {}
+
+    async def cancel(self, ctx, params: TaskIdParams) -> dict:
+        task, record = await self._load(ctx, params)
+        modern = is_modern(ctx.protocol_version)
+        if fold.is_final(task.status.state) or record.cancelled:
+            if modern:
+                return {}
+            code, message = TASK_ERRORS["not_cancelable"]
+            raise MCPError(code, f"{message} '{mcp_status(task, record, modern=False)}'")
+        try:
+            with backend_errors():
+                await self.tasks.cancel(task.id, "cancelled by the MCP client")
+        except TaskError as e:
+            if modern:
+                return {}
+            code, message = TASK_ERRORS[e.kind]
+            raise MCPError(code, message) from None
+        if modern:
+            return {}
+        record.cancelled = True
+        with backend_errors():
+            await self.records.put(task.id, record)
+        return legacy_task(task, record)
+
+    async def result(self, ctx, params: TaskIdParams) -> dict:
+        if is_modern(ctx.protocol_version):
+            raise MCPError(METHOD_NOT_FOUND, "Method not found", data="tasks/result")
+        task, record = await self._load(ctx, params)
+        if not fold.is_final(task.status.state) and not record.cancelled:
+            async for event in self.tasks.subscribe(task.id):   # blocks until the task ends
+                fold.apply(task, event)
+        if record.cancelled and not fold.is_final(task.status.state):
+            task.status.state = a2a_pb2.TASK_STATE_CANCELED
+        if task.status.state == a2a_pb2.TASK_STATE_REJECTED:
+            raise rejection(task)
+        result = tool_result(task, self.output_schema(record.capability))
+        result["_meta"] = {**result.get("_meta", {}), RELATED_TASK: {"taskId": task.id}}
+        return result
+
+
+def client_has_tasks(ctx) -> bool:
+    capabilities = ctx.session.client_capabilities
+    return bool(capabilities and capabilities.extensions and TASKS_EXTENSION in capabilities.extensions)
+
+
+def _require_extension(ctx) -> None:
+    if not client_has_tasks(ctx):
+        raise missing_tasks_extension()
+
+
+def _check_name_header(ctx, task_id: str) -> None:
+    """SEP-2663: tasks/* over HTTP carry `Mcp-Name: <taskId>`, validated like any routing header."""
+    request = ctx.request
+    if request is None or not hasattr(request, "headers"):
+        return
+    if decode_header_value(request.headers.get(MCP_NAME_HEADER)) != task_id:
+        raise MCPError(HEADER_MISMATCH, f"{MCP_NAME_HEADER} header does not match params.taskId")

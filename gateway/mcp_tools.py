@@ -1,0 +1,387 @@
+"""Capabilities as MCP tools.
+
+A `Catalog` is a snapshot of the registry seen as tools: one tool per capability (name from the
+capability, title and description from its card's skills and examples, input schema from the
+capability or `DEFAULT_INPUT_SCHEMA`), plus the gateway's own tools `find_capabilities` and
+`get_task_result`. The module also holds the two conversions a call needs: tool arguments into
+the A2A message of a task envelope, and a folded A2A task into an MCP `CallToolResult`.
+
+How a task's parts become MCP content blocks:
+
+    text part                          -> text
+    text part, filename "<scheme>://…" -> embedded text resource at that URI (with its media type)
+    raw part, media type image/*       -> image        audio/* -> audio
+    raw part, other media types        -> embedded blob resource
+    url part                           -> resource_link
+    data part                          -> text (the JSON), and `structuredContent` when the
+                                          capability declares an output schema
+
+A capability says how it wants to be called through the A2A card extension
+`TOOL_EXTENSION_URI`: `{"uri": TOOL_EXTENSION_URI, "params": {"taskSupport": "required"}}` under
+`capabilities.extensions`. `taskSupport` is MCP's vocabulary: `forbidden` (always answered in
+the call), `optional` (the default: a call that outlives its wait becomes a task) and
+`required` (clients that speak tasks get one at once; others are refused).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+
+import jsonschema
+from a2a.types import a2a_pb2
+from google.protobuf import json_format
+
+from . import discovery
+from .registry import Capability
+
+log = logging.getLogger("topicbridge.mcp")
+
+TOOL_EXTENSION_URI = "https://topicbridge.dev/extensions/mcp-tool/v1"
+FIND_CAPABILITIES = "find_capabilities"
+GET_TASK_RESULT = "get_task_result"
+TASK_SUPPORT = ("forbidden", "optional", "required")
+DESCRIPTION_LIMIT = 4000
+PAGE_SIZE = 500
+
+DEFAULT_INPUT_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "message": {"type": "string", "description": "What you ask the agent to do, in plain words."},
+        "data": {"type": "object", "description": "Optional structured input for the agent."},
+        "context_id": {"type": "string",
+                       "description": "Continue an earlier conversation: the context_id a previous result gave."},
+    },
+    "required": ["message"],
+    "additionalProperties": False,
+}
+
+_FIND_INPUT = {
+    "type": "object",
+    "properties": {
+        "query": {"type": "string", "minLength": 1,
+                  "description": "What you need done, in plain words (e.g. \"summarise a PDF\")."},
+        "limit": {"type": "integer", "minimum": 1, "maximum": 50, "default": 10},
+    },
+    "required": ["query"],
+    "additionalProperties": False,
+}
+_FIND_OUTPUT = {
+    "type": "object",
+    "properties": {"capabilities": {"type": "array", "items": {
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "description": {"type": "string"},
+                       "status": {"type": "string"}, "score": {"type": "number"}},
+        "required": ["name", "description", "status", "score"]}}},
+    "required": ["capabilities"],
+}
+_GET_RESULT_INPUT = {
+    "type": "object",
+    "properties": {
+        "task_id": {"type": "string", "minLength": 1, "maxLength": 128,
+                    "description": "The task id a previous call returned."},
+        "wait_seconds": {"type": "number", "minimum": 0,
+                         "description": "How long to wait for the task to finish before answering."},
+    },
+    "required": ["task_id"],
+    "additionalProperties": False,
+}
+
+
+@dataclass(frozen=True)
+class ToolEntry:
+    name: str
+    wire: dict                              # the tool as tools/list shows it (without `execution`)
+    validator: jsonschema.Draft202012Validator
+    capability: Capability | None = None    # None for the gateway's own tools
+    output_schema: dict | None = None
+    task_support: str = "forbidden"
+    default_input: bool = False
+
+    @property
+    def input_schema(self) -> dict:
+        return self.wire["inputSchema"]
+
+    def invalid_arguments(self, arguments: dict) -> str | None:
+        """Why `arguments` fail the input schema, or None."""
+        if self.validator.is_valid(arguments):
+            return None
+        error = jsonschema.exceptions.best_match(self.validator.iter_errors(arguments))
+        if error is None:
+            return None
+        where = "/".join(str(p) for p in error.absolute_path) or "(arguments)"
+        return f"invalid arguments for {self.name!r} at {where}: {error.message}"
+
+
+@dataclass
+class Catalog:
+    """The registry as tools. Immutable once built; `fingerprint` changes when a listed tool does."""
+
+    capabilities: list[Capability] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.entries: dict[str, ToolEntry] = {e.name: e for e in _builtin_entries()}
+        for capability in sorted(self.capabilities, key=lambda c: c.name):
+            if capability.name in self.entries:
+                log.warning("capability %r has the name of a gateway tool; it is not offered as a tool",
+                            capability.name)
+                continue
+            try:
+                self.entries[capability.name] = _capability_entry(capability)
+            except Exception as e:      # one odd record must not hide every other tool
+                log.warning("capability %r cannot be offered as a tool: %r", capability.name, e)
+        digest = hashlib.sha256()
+        for entry in self.entries.values():
+            digest.update(json.dumps([entry.wire, entry.task_support], sort_keys=True).encode())
+        self.fingerprint = digest.hexdigest()
+        self._names = list(self.entries)
+
+    def get(self, name: str) -> ToolEntry | None:
+        return self.entries.get(name)
+
+    def page(self, cursor: str | None, *, legacy: bool) -> tuple[list[dict], str | None]:
+        """One page of tools/list; the cursor is an offset."""
+        start = int(cursor) if cursor and cursor.isdigit() else 0
+        names = self._names[start:start + PAGE_SIZE]
+        tools = [_wire_for(self.entries[n], legacy) for n in names]
+        following = start + PAGE_SIZE
+        return tools, (str(following) if following < len(self._names) else None)
+
+    def find(self, query: str, limit: int) -> dict:
+        """The `find_capabilities` answer as structured content."""
+        offered = [c for c in self.capabilities if c.name in self.entries]
+        hits = discovery.search(offered, query, limit=limit)
+        return {"capabilities": [{"name": h.capability.name, "description": h.capability.description,
+                                  "status": h.capability.status, "score": h.score} for h in hits]}
+
+
+def _wire_for(entry: ToolEntry, legacy: bool) -> dict:
+    if not legacy or entry.capability is None:
+        return entry.wire
+    return {**entry.wire, "execution": {"taskSupport": entry.task_support}}
+
+
+def _builtin_entries() -> list[ToolEntry]:
+    find = {"name": FIND_CAPABILITIES, "title": "Find capabilities",
+            "description": "Search the agents registered at this gateway by what they can do, best match "
+                           "first. Each result's name is also the name of the tool that calls it.",
+            "inputSchema": _FIND_INPUT, "outputSchema": _FIND_OUTPUT,
+            "annotations": {"readOnlyHint": True, "openWorldHint": False}}
+    get = {"name": GET_TASK_RESULT, "title": "Get a task's result",
+           "description": "Fetch the result of a call that was still running when it returned a task id. "
+                          "Waits up to wait_seconds for the task to finish.",
+           "inputSchema": _GET_RESULT_INPUT, "annotations": {"readOnlyHint": True, "openWorldHint": False}}
+    return [ToolEntry(FIND_CAPABILITIES, find, _validator(_FIND_INPUT), output_schema=_FIND_OUTPUT),
+            ToolEntry(GET_TASK_RESULT, get, _validator(_GET_RESULT_INPUT))]
+
+
+def _capability_entry(capability: Capability) -> ToolEntry:
+    card = capability.card if isinstance(capability.card, dict) else {}
+    input_schema = _object_schema(capability.input_schema, capability.name, "input")
+    output_schema = _object_schema(capability.output_schema, capability.name, "output")
+    wire = {"name": capability.name, "description": describe(capability),
+            "inputSchema": input_schema or DEFAULT_INPUT_SCHEMA}
+    if isinstance(card.get("name"), str) and card["name"]:
+        wire["title"] = card["name"]
+    if output_schema:
+        wire["outputSchema"] = output_schema
+    return ToolEntry(capability.name, wire, _validator(wire["inputSchema"]), capability, output_schema,
+                     task_support(card), default_input=input_schema is None)
+
+
+def _object_schema(schema, name: str, kind: str) -> dict | None:
+    """MCP wants an object schema at the root; anything else falls back (input) or is dropped (output)."""
+    if schema is None:
+        return None
+    if not isinstance(schema, dict) or schema.get("type") != "object":
+        log.warning("capability %r declares a non-object %s schema; MCP tools need type object", name, kind)
+        return None
+    try:
+        jsonschema.Draft202012Validator.check_schema(schema)
+    except jsonschema.SchemaError as e:
+        log.warning("capability %r declares an invalid %s schema: %s", name, kind, e.message)
+        return None
+    return schema
+
+
+def _validator(schema: dict) -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(schema)
+
+
+def task_support(card: dict) -> str:
+    capabilities = card.get("capabilities")
+    extensions = capabilities.get("extensions") if isinstance(capabilities, dict) else None
+    for extension in extensions if isinstance(extensions, list) else []:
+        if isinstance(extension, dict) and extension.get("uri") == TOOL_EXTENSION_URI:
+            value = (extension.get("params") or {}).get("taskSupport", "optional")
+            return value if value in TASK_SUPPORT else "optional"
+    return "optional"
+
+
+def describe(capability: Capability) -> str:
+    """The tool description an LLM reads: the card's description, then its skills with examples."""
+    card = capability.card if isinstance(capability.card, dict) else {}
+    first = card.get("description") or card.get("name")
+    lines = [first if isinstance(first, str) else f"The {capability.name} agent."]
+    skills = card.get("skills")
+    skills = [s for s in skills if isinstance(s, dict)] if isinstance(skills, list) else []
+    if skills:
+        lines.append("Skills:")
+    for skill in skills:
+        text = "- " + ": ".join(x for x in (skill.get("name"), skill.get("description")) if isinstance(x, str) and x)
+        examples = skill.get("examples")
+        examples = [e for e in examples if isinstance(e, str)][:3] if isinstance(examples, list) else []
+        if examples:
+            text += " (e.g. " + "; ".join(f"\"{e}\"" for e in examples) + ")"
+        lines.append(text)
+    if capability.status != "available":
+        lines.append(f"Currently {capability.status}" + (f": {capability.error}" if capability.error else "")
+                     + "; calls wait until a worker serves it.")
+    text = "\n".join(lines)
+    return text if len(text) <= DESCRIPTION_LIMIT else text[:DESCRIPTION_LIMIT - 1] + "…"
+
+
+# ---------------------------------------------------------------- arguments -> A2A message
+
+def to_message(entry: ToolEntry, arguments: dict) -> a2a_pb2.Message:
+    """The user message of the task: text and data parts for the default schema, else one data part."""
+    message = a2a_pb2.Message(message_id=os.urandom(16).hex(), role=a2a_pb2.ROLE_USER)
+    if entry.default_input:
+        message.parts.append(a2a_pb2.Part(text=arguments["message"]))
+        if arguments.get("data") is not None:
+            message.parts.append(_data_part(arguments["data"]))
+        message.context_id = arguments.get("context_id", "")
+    else:
+        message.parts.append(_data_part(arguments))
+    return message
+
+
+def _data_part(value) -> a2a_pb2.Part:
+    part = a2a_pb2.Part(media_type="application/json")
+    json_format.ParseDict(value, part.data)
+    return part
+
+
+# ---------------------------------------------------------------- folded task -> CallToolResult
+
+def tool_result(task: a2a_pb2.Task, output_schema: dict | None) -> dict:
+    """The CallToolResult for a task in a final state (REJECTED is a protocol error: see `rejection`)."""
+    state = task.status.state
+    if state == a2a_pb2.TASK_STATE_COMPLETED:
+        return _completed(task, output_schema)
+    if state in (a2a_pb2.TASK_STATE_INPUT_REQUIRED, a2a_pb2.TASK_STATE_AUTH_REQUIRED):
+        question = status_text(task) or "the agent needs more input"
+        return {"content": [{"type": "text", "text": f"The agent needs more input: {question}\n"
+                             f"Call the tool again with context_id={task.context_id!r} to answer."}],
+                "_meta": {"io.topicbridge/task": task_meta(task)}}
+    reason = status_text(task)
+    if state == a2a_pb2.TASK_STATE_CANCELED:
+        text = "The task was cancelled" + (f": {reason}" if reason else ".")
+    else:
+        text = reason or "The task failed."
+    return {"content": [{"type": "text", "text": text}], "isError": True,
+            "_meta": {"io.topicbridge/task": task_meta(task)}}
+
+
+def _completed(task: a2a_pb2.Task, output_schema: dict | None) -> dict:
+    parts = [p for a in task.artifacts for p in a.parts] or _reply_parts(task)
+    content = [block for i, p in enumerate(parts) if (block := content_block(p, task.id, i)) is not None]
+    if not content:
+        content = [{"type": "text", "text": status_text(task) or "Done (the agent returned no output)."}]
+    result = {"content": content, "_meta": {"io.topicbridge/task": task_meta(task)}}
+    if output_schema is None:
+        return result
+    structured = _structured(parts)
+    error = _schema_error(structured, output_schema)
+    if error is not None:
+        return {"content": [{"type": "text", "text": f"The agent's output does not match its output schema: {error}"},
+                            *content], "isError": True, "_meta": result["_meta"]}
+    result["structuredContent"] = structured
+    return result
+
+
+def _reply_parts(task: a2a_pb2.Task) -> list[a2a_pb2.Part]:
+    """Without artifacts, the answer is the agent's last message (or the final status message)."""
+    if task.status.HasField("message") and task.status.message.parts:
+        return list(task.status.message.parts)
+    for message in reversed(task.history):
+        if message.role == a2a_pb2.ROLE_AGENT and message.parts:
+            return list(message.parts)
+    return []
+
+
+def json_value(value):
+    """A protobuf Value as plain JSON: Value keeps every number as a double, so 5 comes back as 5.0."""
+    return _integral(json_format.MessageToDict(value))
+
+
+def _integral(value):
+    if isinstance(value, float) and value.is_integer() and abs(value) <= 2 ** 53:
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _integral(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_integral(v) for v in value]
+    return value
+
+
+def _structured(parts: list[a2a_pb2.Part]):
+    for part in parts:
+        if part.HasField("data"):
+            return json_value(part.data)
+    for part in parts:
+        if part.text:
+            try:
+                return json.loads(part.text)
+            except ValueError:
+                continue
+    return None
+
+
+def _schema_error(value, schema: dict) -> str | None:
+    if value is None:
+        return "no structured output"
+    if not isinstance(value, dict):
+        return "structured output is not an object"
+    error = jsonschema.exceptions.best_match(_validator(schema).iter_errors(value))
+    return None if error is None else error.message
+
+
+def content_block(part: a2a_pb2.Part, task_id: str, index: int) -> dict | None:
+    kind = part.WhichOneof("content")
+    media = part.media_type
+    if kind == "text":
+        if "://" in part.filename:
+            return {"type": "resource", "resource": {"uri": part.filename, "mimeType": media or "text/plain",
+                                                     "text": part.text}}
+        return {"type": "text", "text": part.text}
+    if kind == "raw":
+        data = base64.b64encode(part.raw).decode()
+        if media.startswith("image/"):
+            return {"type": "image", "data": data, "mimeType": media}
+        if media.startswith("audio/"):
+            return {"type": "audio", "data": data, "mimeType": media}
+        uri = part.filename if "://" in part.filename else f"topicbridge://tasks/{task_id}/parts/{index}"
+        return {"type": "resource", "resource": {"uri": uri, "mimeType": media or "application/octet-stream",
+                                                 "blob": data}}
+    if kind == "url":
+        link = {"type": "resource_link", "uri": part.url, "name": part.filename or part.url}
+        if media:
+            link["mimeType"] = media
+        return link
+    if kind == "data":
+        return {"type": "text", "text": json.dumps(json_value(part.data), ensure_ascii=False)}
+    return None
+
+
+def status_text(task: a2a_pb2.Task) -> str:
+    return "\n".join(p.text for p in task.status.message.parts if p.text)
+
+
+def task_meta(task: a2a_pb2.Task) -> dict:
+    return {"taskId": task.id, "contextId": task.context_id,
+            "state": a2a_pb2.TaskState.Name(task.status.state)}

@@ -1,0 +1,168 @@
+"""The native capabilities the MCP conformance scenarios call, served by the worker SDK.
+
+Each fixture tool of `@modelcontextprotocol/conformance` is a capability here: a worker that
+answers with A2A parts, which the gateway turns into MCP content (see gateway/mcp_tools.py), so
+the suite exercises the gateway's mapping rather than a hand-written MCP answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import itertools
+import json
+
+from a2a.types import a2a_pb2
+
+from gateway.mcp_tools import TOOL_EXTENSION_URI
+from gateway.registry import Capability, Registry
+from gateway.worker import Worker
+
+PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg==")
+WAV = base64.b64decode("UklGRiYAAABXQVZFZm10IBAAAAABAAEAQB8AAAB9AAACABAAZGF0YQIAAAA=")
+NO_ARGUMENTS = {"type": "object", "properties": {}}
+
+JSON_SCHEMA_2020_12 = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "$defs": {"address": {"$anchor": "addressDef", "type": "object",
+                          "properties": {"street": {"type": "string"}, "city": {"type": "string"}}}},
+    "properties": {"name": {"type": "string"}, "address": {"$ref": "#/$defs/address"},
+                   "contactMethod": {"type": "string", "enum": ["phone", "email"]},
+                   "phone": {"type": "string"}, "email": {"type": "string"}},
+    "allOf": [{"anyOf": [{"required": ["phone"]}, {"required": ["email"]}]}],
+    "if": {"properties": {"contactMethod": {"const": "phone"}}, "required": ["contactMethod"]},
+    "then": {"required": ["phone"]},
+    "else": {"required": ["email"]},
+    "additionalProperties": False,
+}
+
+
+def _card(name: str, description: str, task_support: str | None = None) -> dict:
+    card = {"name": name, "description": description, "version": "1.0.0",
+            "skills": [{"id": name, "name": name, "description": description, "tags": ["conformance"]}]}
+    if task_support:
+        card["capabilities"] = {"extensions": [{"uri": TOOL_EXTENSION_URI, "params": {"taskSupport": task_support}}]}
+    return card
+
+
+def _raw(data: bytes, media: str) -> a2a_pb2.Part:
+    return a2a_pb2.Part(raw=data, media_type=media)
+
+
+def _resource(uri: str, media: str, text: str) -> a2a_pb2.Part:
+    return a2a_pb2.Part(text=text, filename=uri, media_type=media)
+
+
+async def simple_text(task):
+    await task.complete("This is a simple text response for testing.")
+
+
+async def image(task):
+    await task.complete(parts=[_raw(PNG, "image/png")])
+
+
+async def audio(task):
+    await task.complete(parts=[_raw(WAV, "audio/wav")])
+
+
+async def embedded_resource(task):
+    await task.complete(parts=[_resource("test://embedded-resource", "text/plain",
+                                         "This is an embedded resource content.")])
+
+
+async def mixed(task):
+    await task.complete(parts=[a2a_pb2.Part(text="Multiple content types test:"), _raw(PNG, "image/png"),
+                               _resource("test://mixed-content-resource", "application/json",
+                                         json.dumps({"test": "data", "value": 123}))])
+
+
+async def with_progress(task):
+    for step in ("started", "halfway", "finishing"):
+        await task.working(step)
+        await asyncio.sleep(0.05)
+    await task.complete("Tool with progress executed successfully")
+
+
+async def error_handling(task):
+    raise RuntimeError("This tool intentionally returns an error for testing")
+
+
+async def greet(task):
+    await task.complete(f"Hello, {_args(task).get('name', 'World')}!")
+
+
+async def slow_compute(task):
+    args = _args(task)
+    await task.working(f"computing {args.get('label', '')}".strip())
+    await asyncio.sleep(float(args.get("seconds", 1)))
+    await task.complete(f"computed {args.get('label', '')} in {args.get('seconds', 1)} s".strip())
+
+
+async def failing_job(task):
+    await asyncio.sleep(1.0)
+    raise RuntimeError("failing_job always fails")
+
+
+async def protocol_error_job(task):
+    await task.status(a2a_pb2.TASK_STATE_REJECTED, "protocol_error_job cannot be served")
+
+
+async def custom_headers(task):
+    await task.complete(f"headers echoed: {json.dumps(_args(task), sort_keys=True)}")
+
+
+def _args(task) -> dict:
+    return task.data[0] if task.data else {}
+
+
+_generated = itertools.count()
+
+
+def trigger_tool_change(registry: Registry):
+    """Each call adds or removes a generated capability, so the tool list changes."""
+    async def handler(task):
+        extra = [c for c in await registry.list() if c.name.startswith("conformance-generated-")]
+        if extra:
+            await registry.delete(extra[0].name)
+        else:
+            name = f"conformance-generated-{next(_generated)}"
+            await registry.put(Capability(name, _card(name, "Generated to change the tool list.")))
+        await task.complete("The tool list changed.")
+    return handler
+
+
+def fixtures(registry: Registry) -> list[tuple[str, object, dict, dict | None, str | None]]:
+    """(tool name, handler, input schema, output schema, taskSupport)."""
+    custom = {"type": "object", "properties": {
+        "region": {"type": "string", "x-mcp-header": "Region"},
+        "priority": {"type": "integer", "x-mcp-header": "Priority"}}}
+    return [
+        ("test_simple_text", simple_text, NO_ARGUMENTS, None, None),
+        ("test_image_content", image, NO_ARGUMENTS, None, None),
+        ("test_audio_content", audio, NO_ARGUMENTS, None, None),
+        ("test_embedded_resource", embedded_resource, NO_ARGUMENTS, None, None),
+        ("test_multiple_content_types", mixed, NO_ARGUMENTS, None, None),
+        ("test_tool_with_progress", with_progress, NO_ARGUMENTS, None, None),
+        ("test_error_handling", error_handling, NO_ARGUMENTS, None, None),
+        ("json_schema_2020_12_tool", greet, JSON_SCHEMA_2020_12, None, None),
+        ("test_custom_headers", custom_headers, custom, None, None),
+        ("test_trigger_tool_change", trigger_tool_change(registry), NO_ARGUMENTS, None, None),
+        ("greet", greet, {"type": "object", "properties": {"name": {"type": "string"}}}, None, "forbidden"),
+        ("slow_compute", slow_compute, {"type": "object", "properties": {
+            "seconds": {"type": "number", "minimum": 0}, "label": {"type": "string"}}}, None, "optional"),
+        ("failing_job", failing_job, NO_ARGUMENTS, None, "required"),
+        ("protocol_error_job", protocol_error_job, NO_ARGUMENTS, None, "required"),
+    ]
+
+
+async def start_workers(backend) -> list[Worker]:
+    registry = Registry(backend)
+    await registry.start()
+    workers = []
+    for name, handler, input_schema, output_schema, task_support in fixtures(registry):
+        worker = Worker(backend, name, handler, card=_card(name, f"Conformance fixture {name}.", task_support),
+                        input_schema=input_schema, output_schema=output_schema)
+        await worker.start()
+        workers.append(worker)
+    return workers
