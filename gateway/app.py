@@ -15,6 +15,9 @@ from adapters.base import Backend
 from adapters.factory import open_backend
 
 from . import a2a_surface, admin
+from .bridge import Bridges
+from .cardfetch import AddressPolicy
+from .mcp_surface import McpSurface
 from .registry import Registry
 from .tasks import TaskService
 
@@ -29,6 +32,8 @@ class Gateway:
         self.backend = backend or open_backend(settings)
         self.tasks = TaskService(self.backend)
         self.registry = Registry(self.backend)
+        self.bridges = Bridges(self.backend, self.registry, AddressPolicy.from_settings(settings))
+        self.mcp = McpSurface(self)
         self._parts: list = []          # started objects with an async close()
 
     async def start(self) -> None:
@@ -43,7 +48,7 @@ class Gateway:
 
     def extra_parts(self) -> list:
         """Long-lived parts beyond the task service (registry, bridges, push delivery)."""
-        return []
+        return [self.bridges, self.mcp]
 
     async def close(self) -> None:
         while self._parts:
@@ -53,7 +58,7 @@ class Gateway:
 
     def routes(self) -> list:
         return [Route("/healthz", self._health, methods=["GET"]),
-                *admin.routes(self), *a2a_surface.routes(self)]
+                *admin.routes(self), *a2a_surface.routes(self), *self.mcp.routes()]
 
     async def _health(self, request: Request) -> JSONResponse:
         health = await self.backend.health()

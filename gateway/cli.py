@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 
 
@@ -23,6 +24,17 @@ def main(argv: list[str] | None = None) -> int:
     serve = commands.add_parser("serve", help="start the gateway on the configured backend")
     serve.add_argument("--config", default=None, help="TOML config file (default: $TOPICBRIDGE_CONFIG)")
 
+    mcp = commands.add_parser("mcp-stdio", help="speak MCP on stdin/stdout: proxy to a gateway's /mcp, "
+                                                "or embed a gateway (--embedded)")
+    mcp.add_argument("--url", default=os.environ.get("TOPICBRIDGE_MCP_URL", "http://127.0.0.1:8080/mcp"),
+                     help="the gateway's MCP endpoint (default: $TOPICBRIDGE_MCP_URL or %(default)s)")
+    mcp.add_argument("--token", default=os.environ.get("TOPICBRIDGE_MCP_TOKEN"),
+                     help="bearer token for the gateway (default: $TOPICBRIDGE_MCP_TOKEN)")
+    mcp.add_argument("--embedded", action="store_true", help="run a gateway in this process instead")
+    mcp.add_argument("--config", default=None, help="with --embedded: TOML config file (default: $TOPICBRIDGE_CONFIG)")
+
+    _add_agents(commands)
+
     args = parser.parse_args(argv)
     if args.command == "engine":
         from lite_engine.service import run
@@ -32,6 +44,11 @@ def main(argv: list[str] | None = None) -> int:
                    drain_seconds=args.drain_seconds, **settings)
     if args.command == "serve":
         return _serve(args.config)
+    if args.command == "mcp-stdio":
+        from .mcp_stdio import main as mcp_stdio
+        return mcp_stdio(url=args.url, token=args.token, embedded_gateway=args.embedded, config=args.config)
+    if args.command == "agents":
+        return _agents(args)
     return 2
 
 
@@ -47,8 +64,65 @@ def _serve(config: str | None) -> int:
         return 2
     host, port = settings["gateway"]["host"], settings["gateway"]["port"]
     print(f"topicbridge gateway on http://{host}:{port} (backend: {settings['backend']})", file=sys.stderr)
-    uvicorn.run(build_app(settings), host=host, port=port, log_level="info", lifespan="on")
+    # Open SSE streams (MCP listen/GET streams) would otherwise hold the shutdown forever.
+    uvicorn.run(build_app(settings), host=host, port=port, log_level="info", lifespan="on",
+                timeout_graceful_shutdown=5)
     return 0
+
+
+def _add_agents(commands) -> None:
+    agents = commands.add_parser("agents", help="register, list, show and remove agents on a running gateway",
+                                 description="Talks to a running gateway's admin API and prints its JSON answer. "
+                                             "Exit codes: 0 done, 1 the gateway refused (its error on stderr), "
+                                             "2 bad usage, 3 the gateway could not be reached.")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--gateway", default=os.environ.get("TOPICBRIDGE_GATEWAY", "http://127.0.0.1:8080"),
+                        help="the gateway's base URL (default: $TOPICBRIDGE_GATEWAY or %(default)s)")
+    common.add_argument("--token", default=os.environ.get("TOPICBRIDGE_TOKEN"),
+                        help="bearer token for the admin API (default: $TOPICBRIDGE_TOKEN)")
+    common.add_argument("--timeout", type=_positive(float), default=30.0, help="seconds (default %(default)s)")
+    actions = agents.add_subparsers(dest="action", required=True)
+    register = actions.add_parser("register", parents=[common], help="register an A2A agent by its card or base URL")
+    register.add_argument("card_url")
+    register.add_argument("--name", help="capability name (default: derived from the card's name)")
+    listing = actions.add_parser("list", parents=[common], help="list capabilities, or search them with --query")
+    listing.add_argument("--query", "-q", help="rank by relevance to these words, e.g. 'summarise a PDF'")
+    listing.add_argument("--limit", type=_positive(int))
+    actions.add_parser("show", parents=[common], help="show one capability").add_argument("name")
+    actions.add_parser("remove", parents=[common], help="remove a capability").add_argument("name")
+
+
+def _agents(args) -> int:
+    import json
+    from urllib.parse import quote
+
+    import httpx
+    path = "/admin/agents" + (f"/{quote(args.name, safe='')}" if args.action in ("show", "remove") else "")
+    method = {"register": "POST", "list": "GET", "show": "GET", "remove": "DELETE"}[args.action]
+    body = {"card_url": args.card_url, **({"name": args.name} if args.name else {})} \
+        if args.action == "register" else None
+    params = {k: v for k, v in (("q", getattr(args, "query", None)), ("limit", getattr(args, "limit", None)))
+              if v is not None}
+    headers = {"Authorization": f"Bearer {args.token}"} if args.token else {}
+    try:
+        response = httpx.request(method, args.gateway.rstrip("/") + path, json=body, params=params,
+                                 headers=headers, timeout=args.timeout)
+    except httpx.HTTPError as e:
+        print(f"topicbridge agents: cannot reach the gateway at {args.gateway}: {e or type(e).__name__}",
+              file=sys.stderr)
+        return 3
+    try:
+        doc = response.json()
+    except ValueError:
+        doc = None
+    if doc is not None:
+        print(json.dumps(doc, indent=2, ensure_ascii=False))
+    if response.is_success and doc is not None:
+        return 0
+    error = doc.get("error") if isinstance(doc, dict) else None
+    message = error.get("message") if isinstance(error, dict) else response.text[:300] or response.reason_phrase
+    print(f"topicbridge agents {args.action}: HTTP {response.status_code}: {message}", file=sys.stderr)
+    return 1
 
 
 # EngineConfig fields the `engine` command exposes as --flags (e.g. --session-timeout 0.5).
