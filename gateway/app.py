@@ -4,9 +4,12 @@ service and every long-lived loop. Surfaces add their routes through `Gateway.ro
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
+from pathlib import Path
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -19,9 +22,12 @@ from .bridge import Bridges
 from .cardfetch import AddressPolicy
 from .mcp_surface import McpSurface
 from .registry import Registry
+from .security import GatewayGuard
 from .tasks import TaskService
 
 log = logging.getLogger("topicbridge.gateway")
+
+DEMO_AGENTS = Path(__file__).resolve().parents[1] / "examples" / "demo_agents.py"
 
 
 class Gateway:
@@ -35,6 +41,7 @@ class Gateway:
         self.bridges = Bridges(self.backend, self.registry, AddressPolicy.from_settings(settings))
         self.mcp = McpSurface(self)
         self._parts: list = []          # started objects with an async close()
+        self.ready = False
 
     async def start(self) -> None:
         await self.backend.start()
@@ -45,25 +52,48 @@ class Gateway:
         for part in self.extra_parts():
             await part.start()
             self._parts.append(part)
+        if self.settings.get("gateway", {}).get("demo"):
+            for part in demo_agents(self.backend):
+                await part.start()
+                self._parts.append(part)
+        self.ready = True
 
     def extra_parts(self) -> list:
         """Long-lived parts beyond the task service (registry, bridges, push delivery)."""
         return [self.bridges, self.mcp]
 
     async def close(self) -> None:
+        self.ready = False
         while self._parts:
             with contextlib.suppress(Exception):
                 await self._parts.pop().close()
         await self.backend.close()
 
     def routes(self) -> list:
-        return [Route("/healthz", self._health, methods=["GET"]),
+        return [Route("/healthz", self._health, methods=["GET"]), Route("/readyz", self._ready, methods=["GET"]),
                 *admin.routes(self), *a2a_surface.routes(self), *self.mcp.routes()]
 
     async def _health(self, request: Request) -> JSONResponse:
         health = await self.backend.health()
         return JSONResponse({"ok": health.ok, "backend": health.backend, "detail": health.detail,
                              "instance": self.tasks.instance_id}, status_code=200 if health.ok else 503)
+
+    async def _ready(self, request: Request) -> JSONResponse:
+        """200 once every part has started and the backend answers healthy: the signal for a
+        load balancer to send traffic."""
+        ok = self.ready and (await self.backend.health()).ok
+        return JSONResponse({"ready": ok}, status_code=200 if ok else 503)
+
+
+def demo_agents(backend: Backend) -> list:
+    """The native example agents of `examples/demo_agents.py` (loaded from the source tree,
+    which is not an installed package)."""
+    spec = importlib.util.spec_from_file_location("topicbridge_demo_agents", DEMO_AGENTS)
+    if spec is None or not DEMO_AGENTS.is_file():
+        raise RuntimeError(f"--demo needs {DEMO_AGENTS}, which is not there")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.workers(backend)
 
 
 def build_app(settings: dict, backend: Backend | None = None) -> Starlette:
@@ -77,6 +107,7 @@ def build_app(settings: dict, backend: Backend | None = None) -> Starlette:
         finally:
             await gateway.close()
 
-    app = Starlette(routes=gateway.routes(), lifespan=lifespan)
+    app = Starlette(routes=gateway.routes(), lifespan=lifespan,
+                    middleware=[Middleware(GatewayGuard, **GatewayGuard.settings_kwargs(settings))])
     app.state.gateway = gateway
     return app

@@ -23,6 +23,11 @@ def main(argv: list[str] | None = None) -> int:
 
     serve = commands.add_parser("serve", help="start the gateway on the configured backend")
     serve.add_argument("--config", default=None, help="TOML config file (default: $TOPICBRIDGE_CONFIG)")
+    serve.add_argument("--host", default=None, help="listen address (default: gateway.host, 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="listen port (default: gateway.port, 8080)")
+    serve.add_argument("--data-dir", default=None, help="the embedded engine's commit log directory (lite.data_dir)")
+    serve.add_argument("--demo", action="store_true", default=None,
+                       help="also run two example agents (echo, word-stats) in the gateway process")
 
     mcp = commands.add_parser("mcp-stdio", help="speak MCP on stdin/stdout: proxy to a gateway's /mcp, "
                                                 "or embed a gateway (--embedded)")
@@ -43,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         return run(host=args.host, port=args.port, data_dir=args.data_dir, fsync=args.fsync,
                    drain_seconds=args.drain_seconds, **settings)
     if args.command == "serve":
-        return _serve(args.config)
+        return _serve(args)
     if args.command == "mcp-stdio":
         from .mcp_stdio import main as mcp_stdio
         return mcp_stdio(url=args.url, token=args.token, embedded_gateway=args.embedded, config=args.config)
@@ -52,18 +57,34 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 
 
-def _serve(config: str | None) -> int:
-    import uvicorn
-
-    from .app import build_app
+def _serve(args) -> int:
+    from .security import is_loopback, token_list
     from .settings import ConfigError, load
     try:
-        settings = load(config)
+        settings = load(args.config)
     except ConfigError as e:
         print(f"topicbridge: {e}", file=sys.stderr)
         return 2
-    host, port = settings["gateway"]["host"], settings["gateway"]["port"]
-    print(f"topicbridge gateway on http://{host}:{port} (backend: {settings['backend']})", file=sys.stderr)
+    gateway = settings["gateway"]
+    overrides = {"host": args.host, "port": args.port, "demo": args.demo}
+    gateway.update({key: value for key, value in overrides.items() if value is not None})
+    if args.data_dir is not None:
+        settings["lite"]["data_dir"] = args.data_dir
+    host, port = gateway["host"], gateway["port"]
+    if not is_loopback(host) and not (token_list(gateway.get("bearer_tokens"))
+                                      or token_list(gateway.get("mcp_bearer_tokens"))):
+        print(f"topicbridge: refusing to listen on {host!r} without authentication: set gateway.bearer_tokens "
+              "(TOPICBRIDGE_GATEWAY__BEARER_TOKENS) or gateway.mcp_bearer_tokens, or listen on 127.0.0.1",
+              file=sys.stderr)
+        return 2
+    if not is_loopback(host) and not token_list(gateway.get("bearer_tokens")):
+        print(f"topicbridge: warning: /admin and /agents on {host!r} are open to anyone who can reach it; "
+              "only /mcp has tokens (set gateway.bearer_tokens)", file=sys.stderr)
+    import uvicorn
+
+    from .app import build_app
+    demo = " with the demo agents echo and word-stats" if gateway.get("demo") else ""
+    print(f"topicbridge gateway on http://{host}:{port} (backend: {settings['backend']}){demo}", file=sys.stderr)
     # Open SSE streams (MCP listen/GET streams) would otherwise hold the shutdown forever.
     uvicorn.run(build_app(settings), host=host, port=port, log_level="info", lifespan="on",
                 timeout_graceful_shutdown=5)

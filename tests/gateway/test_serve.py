@@ -1,0 +1,149 @@
+"""`topicbridge serve` as a newcomer runs it: a real subprocess on a free port, with --demo."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import httpx
+import pytest
+from a2a.types import a2a_pb2
+
+from gateway.app import build_app
+
+from .a2a_servers import a2a_client, collect, send_request, state_of
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPLETED = a2a_pb2.TASK_STATE_COMPLETED
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def serve_env(**settings: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOPICBRIDGE_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env | {f"TOPICBRIDGE_{key.upper()}": value for key, value in settings.items()}
+
+
+class Served:
+    """`python -m gateway.cli serve ...`; `wait_for(text)` reads its output up to a line with `text`."""
+
+    def __init__(self, *args: str, env: dict | None = None) -> None:
+        self.process = subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve", *args], cwd=ROOT,
+                                        env=env or serve_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT, text=True)
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.output: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        with self.process.stdout:
+            for line in self.process.stdout:
+                self.lines.put(line)
+        self.lines.put(None)
+
+    def wait_for(self, text: str, timeout: float = 30.0) -> None:
+        while True:
+            try:
+                line = self.lines.get(timeout=timeout)
+            except queue.Empty:
+                raise AssertionError(f"no {text!r} within {timeout} s:\n{''.join(self.output)}") from None
+            if line is None:
+                raise AssertionError(f"serve ended before {text!r}:\n{''.join(self.output)}")
+            self.output.append(line)
+            if text in line:
+                return
+
+    def exit_code(self, timeout: float = 30.0) -> int:
+        code = self.process.wait(timeout)
+        self.wait_for_end()
+        return code
+
+    def wait_for_end(self, timeout: float = 10.0) -> None:
+        """Collect the rest of the output."""
+        while (line := self.lines.get(timeout=timeout)) is not None:
+            self.output.append(line)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """A served gateway with the demo agents: its base URL."""
+    port = free_port()
+    served = Served("--demo", "--port", str(port), "--data-dir", str(tmp_path_factory.mktemp("engine")))
+    try:
+        served.wait_for("Uvicorn running on")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        served.stop()
+
+
+async def test_serve_demo_is_ready_and_lists_the_demo_agents_with_their_cards(demo):
+    async with httpx.AsyncClient(base_url=demo, timeout=10) as http:
+        assert (await http.get("/readyz")).json() == {"ready": True}
+        assert (await http.get("/healthz")).status_code == 200
+        agents = {a["name"]: a for a in (await http.get("/admin/agents")).json()["agents"]}
+        found = (await http.get("/admin/agents", params={"q": "count the words of a text"})).json()["agents"]
+    assert {"echo", "word-stats"} <= set(agents) and agents["echo"]["status"] == "available"
+    skill = agents["word-stats"]["card"]["skills"][0]
+    assert skill["tags"] and skill["examples"] and agents["word-stats"]["card"]["description"]
+    assert found[0]["name"] == "word-stats"
+
+
+async def test_the_demo_echo_agent_answers_the_a2a_sdk_client(demo):
+    async with a2a_client(demo, "echo") as client:
+        events = await collect(client.send_message(send_request("hello, gateway")))
+    assert state_of(events[-1]) == COMPLETED
+    assert events[-1].task.artifacts[0].parts[0].text == "hello, gateway"
+
+
+async def test_the_demo_word_stats_agent_counts_and_quotes_the_first_sentence(demo):
+    async with a2a_client(demo, "word-stats", binding="HTTP+JSON") as client:
+        events = await collect(client.send_message(send_request("The cat sat. The dog ran away!")))
+    stats = json.loads(events[-1].task.artifacts[0].parts[0].text)
+    assert stats == {"words": 7, "sentences": 2, "characters": 30, "first_sentence": "The cat sat."}
+
+
+def test_serve_flags_override_the_config_file(tmp_path):
+    config = tmp_path / "topicbridge.toml"
+    config.write_text('[gateway]\nhost = "0.0.0.0"\nport = 1\n')
+    port = free_port()
+    served = Served("--config", str(config), "--host", "127.0.0.1", "--port", str(port),
+                    "--data-dir", str(tmp_path / "engine"))
+    try:
+        served.wait_for(f"Uvicorn running on http://127.0.0.1:{port}")
+        assert (tmp_path / "engine").is_dir()
+    finally:
+        served.stop()
+
+
+async def test_readyz_is_503_until_the_gateway_has_started_and_after_it_closed():
+    app = build_app({"lite": {"data_dir": None, "tick": 0.005}, "gateway": {}})
+    gateway = app.state.gateway
+    transport = httpx.ASGITransport(app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gw") as http:
+        assert (await http.get("/readyz")).status_code == 503
+        await gateway.start()
+        try:
+            assert (await http.get("/readyz")).status_code == 200
+        finally:
+            await gateway.close()
+        assert (await http.get("/readyz")).status_code == 503
