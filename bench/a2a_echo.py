@@ -44,6 +44,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from ._http import bare_app
 from ._util import emit, environment, progress, words
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,18 +56,6 @@ HEADERS = {"Content-Type": "application/json", "A2A-Version": "1.0"}
 
 
 # ------------------------------------------------------------------ servers (child processes)
-
-def _bare_app():
-    from starlette.applications import Starlette
-    from starlette.responses import JSONResponse
-    from starlette.routing import Route
-
-    async def bare(request):
-        await request.body()
-        return JSONResponse({"jsonrpc": "2.0", "id": 1, "result": {"ok": True}})
-
-    return Starlette(routes=[Route("/bare", bare, methods=["POST"])])
-
 
 def _sdk_app():
     from a2a.server.agent_execution import AgentExecutor
@@ -112,7 +101,7 @@ async def _serve(kind: str, data_dir: str | None) -> None:
     import uvicorn
 
     gateway = kind.startswith("gateway")
-    app = _gateway_app(data_dir) if gateway else {"bare": _bare_app, "sdk": _sdk_app}[kind]()
+    app = _gateway_app(data_dir) if gateway else {"bare": bare_app, "sdk": _sdk_app}[kind]()
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))

@@ -24,14 +24,13 @@ import argparse
 import asyncio
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
+from . import _http
 from ._util import emit, environment, progress, sizes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,19 +42,6 @@ CALL = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
         "params": {"name": "echo", "arguments": {"message": "hi"}, "_meta": ENVELOPE}}
 HEADERS = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream",
            "MCP-Protocol-Version": VERSION, "Mcp-Method": "tools/call", "Mcp-Name": "echo"}
-
-WRK_SCRIPT = """
-wrk.method = "POST"
-wrk.body = %(body)s
-%(headers)s
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format('RESULT {"requests": %%d, "duration_us": %%d, "p50_us": %%d, "p90_us": %%d, "p99_us": %%d, ' ..
-    '"errors": %%d}\\n', summary.requests, summary.duration, latency:percentile(50), latency:percentile(90),
-    latency:percentile(99), e.connect + e.read + e.write + e.status + e.timeout))
-end
-"""
-
 
 # ---------------------------------------------------------------- the two servers (child processes)
 
@@ -207,22 +193,9 @@ def check_call(url: str) -> None:
 
 
 def wrk(url: str, connections: int, seconds: float) -> dict:
-    headers = "\n".join(f'wrk.headers["{k}"] = "{v}"' for k, v in HEADERS.items())
-    script = WRK_SCRIPT % {"body": json.dumps(json.dumps(CALL)), "headers": headers}
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
-        f.write(script)
-    try:
-        out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s", "-s", f.name,
-                              url], capture_output=True, text=True, timeout=seconds + 60)
-    finally:
-        os.unlink(f.name)
-    found = re.search(r"^RESULT (.*)$", out.stdout, re.M)
-    if not found:
-        raise RuntimeError(f"wrk gave no result:\n{out.stdout}\n{out.stderr}")
-    raw = json.loads(found.group(1))
-    return {"calls_per_s": round(raw["requests"] / (raw["duration_us"] / 1e6), 1),
-            "p50_ms": raw["p50_us"] / 1000, "p90_ms": raw["p90_us"] / 1000, "p99_ms": raw["p99_us"] / 1000,
-            "calls": raw["requests"], "errors": raw["errors"]}
+    figures = _http.wrk(url, CALL, HEADERS, connections, seconds)
+    return {"calls_per_s": figures["per_s"], "p50_ms": figures["p50_ms"], "p90_ms": figures["p90_ms"],
+            "p99_ms": figures["p99_ms"], "calls": figures["requests"], "errors": figures["errors"]}
 
 
 def measure(kind: str, concurrency: list[int], seconds: float) -> dict:

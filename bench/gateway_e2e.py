@@ -1,0 +1,227 @@
+"""A2A JSON-RPC `SendMessage` end to end: through the gateway to a native worker and to an a2a-sdk
+agent registered by URL, against calling that agent directly, with a bare Starlette route as the
+ceiling, all in the same run.
+
+    python -m bench.gateway_e2e --backend lite [--duration 5] [--concurrency 1,64]
+
+Three server processes on 127.0.0.1, each uvicorn (uvloop + httptools, one worker):
+
+  bare      a bare Starlette JSON route: the HTTP ceiling
+  agent     an a2a-sdk echo agent (`DefaultRequestHandler`, in-memory task store), card at
+            /.well-known/agent-card.json, JSON-RPC at /
+  gateway   topicbridge on the embedded lite engine (commit log in a temporary directory, fsync
+            "batch": the default; `--backend lite-memory` keeps it in memory), with a native echo
+            worker `echo` in its process and the agent registered by its URL as `remote-echo`
+
+Targets, each driven by `wrk -t1` with a Lua body at every concurrency (connections):
+
+  native    POST /agents/echo/         gateway -> lite engine -> worker -> reply events -> relay
+  bridged   POST /agents/remote-echo/  gateway -> engine -> bridge -> agent over HTTP -> back
+  direct    POST / on the agent        the agent alone
+  bare      POST /bare                 the ceiling
+
+`overhead_ms_p50` is bridged minus direct at p50 and concurrency 1: what the gateway adds in
+front of an agent. Every target answers one checked request before and after its load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from ._http import Child, bare_app, bound_socket, ready, start_uvicorn, wrk
+from ._util import emit, environment, progress, sizes
+
+MODULE = "bench.gateway_e2e"
+REMOTE = "remote-echo"
+BACKENDS = ("lite", "lite-memory")
+REQUEST = {"jsonrpc": "2.0", "id": 1, "method": "SendMessage",
+           "params": {"message": {"messageId": "m1", "role": "ROLE_USER", "parts": [{"text": "hello"}]}}}
+HEADERS = {"Content-Type": "application/json", "A2A-Version": "1.0"}
+ANSWER = "echo: hello"
+
+
+# ---------------------------------------------------------------- servers (child processes)
+
+def agent_app(base_url: str):
+    """The a2a-sdk echo agent: a task, WORKING, one artifact, COMPLETED."""
+    from a2a.server.agent_execution import AgentExecutor
+    from a2a.server.request_handlers import DefaultRequestHandler
+    from a2a.server.routes import create_agent_card_routes, create_jsonrpc_routes
+    from a2a.server.tasks import InMemoryTaskStore, TaskUpdater
+    from a2a.types import a2a_pb2
+    from starlette.applications import Starlette
+
+    class Echo(AgentExecutor):
+        async def execute(self, context, event_queue):
+            if context.current_task is None:
+                await event_queue.enqueue_event(a2a_pb2.Task(
+                    id=context.task_id, context_id=context.context_id, history=[context.message],
+                    status=a2a_pb2.TaskStatus(state=a2a_pb2.TASK_STATE_SUBMITTED)))
+            updater = TaskUpdater(event_queue, context.task_id, context.context_id)
+            await updater.start_work()
+            await updater.add_artifact([a2a_pb2.Part(text=f"echo: {context.get_user_input()}")], name="echo")
+            await updater.complete()
+
+        async def cancel(self, context, event_queue):
+            await TaskUpdater(event_queue, context.task_id, context.context_id).cancel()
+
+    card = a2a_pb2.AgentCard(
+        name="Echo Agent", description="Echoes its input.", version="1.0",
+        capabilities=a2a_pb2.AgentCapabilities(streaming=True),
+        default_input_modes=["text/plain"], default_output_modes=["text/plain"],
+        skills=[a2a_pb2.AgentSkill(id="echo", name="echo", description="echoes", tags=["echo"])],
+        supported_interfaces=[a2a_pb2.AgentInterface(url=base_url + "/", protocol_binding="JSONRPC",
+                                                     protocol_version="1.0")])
+    handler = DefaultRequestHandler(agent_executor=Echo(), task_store=InMemoryTaskStore(), agent_card=card)
+    return Starlette(routes=[*create_agent_card_routes(card), *create_jsonrpc_routes(handler, "/")])
+
+
+async def _echo(task) -> None:
+    await task.artifact(f"echo: {task.text}", name="echo")
+    await task.complete()
+
+
+def gateway_settings(backend: str, data_dir: str | None) -> dict:
+    lite = {"data_dir": data_dir, "fsync": "batch"} if backend == "lite" else {"data_dir": None}
+    return {"backend": "lite", "lite": lite, "gateway": {"host": "127.0.0.1"}}
+
+
+async def _serve_gateway(sock, backend: str, data_dir: str | None, agent_url: str) -> asyncio.Task:
+    from gateway.app import build_app
+    from gateway.worker import Worker
+
+    app = build_app(gateway_settings(backend, data_dir))
+    serving = await start_uvicorn(app, sock)
+    gateway = app.state.gateway
+    worker = Worker(gateway.backend, "echo", _echo, concurrency=256,
+                    card={"name": "Echo", "description": "Echoes the message."})
+    await worker.start()
+    gateway._parts.append(worker)     # closed by the gateway's lifespan, before its backend
+    await gateway.bridges.register(agent_url, name=REMOTE)
+    async with asyncio.timeout(10):
+        while REMOTE not in gateway.bridges.running:
+            await gateway.bridges.sync()
+            await asyncio.sleep(0.05)   # sleep-ok: polling the bridge set, bounded
+    return serving
+
+
+async def _serve(kind: str, args) -> None:
+    sock = bound_socket()
+    port = sock.getsockname()[1]
+    if kind == "gateway":
+        serving = await _serve_gateway(sock, args.backend, args.data_dir, args.agent_url)
+    else:
+        app = bare_app() if kind == "bare" else agent_app(f"http://127.0.0.1:{port}")
+        serving = await start_uvicorn(app, sock)
+    ready(port=port)
+    await serving
+
+
+# ---------------------------------------------------------------- driver
+
+class Servers:
+    """The three server processes; `targets` maps each target to its URL."""
+
+    def __init__(self, backend: str, data_dir: str | None) -> None:
+        self.children: list[Child] = []
+        try:
+            self.bare = self._start("bare")
+            self.agent = self._start("agent")
+            args = ["gateway", "--backend", backend, "--agent-url", self.agent.base_url + "/"]
+            self.gateway = self._start(*args, *(["--data-dir", data_dir] if data_dir else []))
+        except BaseException:
+            self.stop()
+            raise
+        self.targets = {"native": f"{self.gateway.base_url}/agents/echo/",
+                        "bridged": f"{self.gateway.base_url}/agents/{REMOTE}/",
+                        "direct": f"{self.agent.base_url}/", "bare": f"{self.bare.base_url}/bare"}
+
+    def _start(self, *args: str) -> Child:
+        child = Child(MODULE, "--serve", *args)
+        self.children.append(child)
+        return child
+
+    def stop(self) -> None:
+        for child in reversed(self.children):
+            child.stop()
+        self.children.clear()
+
+
+def check(target: str, url: str) -> None:
+    """wrk counts HTTP errors only: make sure a call really completes with the echo."""
+    import httpx
+    answer = httpx.post(url, json=REQUEST, headers=HEADERS, timeout=10).json()
+    if target == "bare":
+        return
+    task = answer.get("result", {}).get("task", {})
+    texts = [p.get("text") for a in task.get("artifacts", []) for p in a.get("parts", [])]
+    if task.get("status", {}).get("state") != "TASK_STATE_COMPLETED" or ANSWER not in texts:
+        raise RuntimeError(f"{target}: unexpected answer {json.dumps(answer)[:500]}")
+
+
+def measure_a2a(servers: Servers, concurrency: list[int], seconds: float, warmup: float = 1.0) -> dict:
+    """Every target at every concurrency: {target: {"c1": {tasks_per_s, p50_ms, ...}}}."""
+    out = {}
+    for target, url in servers.targets.items():
+        check(target, url)
+        if warmup > 0:
+            wrk(url, REQUEST, HEADERS, max(concurrency), warmup)
+        out[target] = {}
+        for c in concurrency:
+            progress(f"a2a {target}: {c} connection(s), {seconds:g} s")
+            figures = wrk(url, REQUEST, HEADERS, c, seconds)
+            out[target][f"c{c}"] = {"tasks_per_s": figures.pop("per_s"), **figures}
+        check(target, url)
+    return out
+
+
+def summary(results: dict, concurrency: list[int]) -> dict:
+    one, top = f"c{min(concurrency)}", f"c{max(concurrency)}"
+    rate = lambda target: results[target][top]["tasks_per_s"]
+    return {"overhead_ms_p50": round(results["bridged"][one]["p50_ms"] - results["direct"][one]["p50_ms"], 3),
+            f"overhead_ms_p50_{top}": round(results["bridged"][top]["p50_ms"] - results["direct"][top]["p50_ms"], 3),
+            f"native_tasks_per_s_{top}": rate("native"),
+            f"native_vs_bare_{top}": round(rate("native") / rate("bare"), 3),
+            f"bridged_vs_direct_{top}": round(rate("bridged") / rate("direct"), 3)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backend", choices=BACKENDS, default="lite")
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per point (default 5)")
+    parser.add_argument("--concurrency", type=sizes, default=[1, 64])
+    parser.add_argument("--warmup", type=float, default=1.0, help="seconds of load before each target")
+    parser.add_argument("--serve", choices=["bare", "agent", "gateway"], help=argparse.SUPPRESS)
+    parser.add_argument("--data-dir", help=argparse.SUPPRESS)
+    parser.add_argument("--agent-url", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve:
+        import uvloop
+        uvloop.run(_serve(args.serve, args))
+        return 0
+    if shutil.which("wrk") is None:
+        print("bench.gateway_e2e needs wrk (Debian: apt-get install -y wrk)", file=sys.stderr)
+        return 2
+    started = time.time()
+    with tempfile.TemporaryDirectory(prefix="gateway-e2e-") as tmp:
+        servers = Servers(args.backend, str(Path(tmp) / "lite") if args.backend == "lite" else None)
+        try:
+            results = measure_a2a(servers, args.concurrency, args.duration, args.warmup)
+        finally:
+            servers.stop()
+    emit({"bench": "gateway_e2e", "what": "A2A JSON-RPC SendMessage (blocking), protocol 1.0",
+          "backend": args.backend, "load_generator": "wrk -t1", "duration_s_per_point": args.duration,
+          "results": results, **summary(results, args.concurrency),
+          "environment": environment(), "wall_s": round(time.time() - started, 1)})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,41 @@
+"""bench.gateway_e2e and bench.mcp_e2e run end to end in a tiny configuration and print one JSON
+object with every target at every concurrency. Timings are never asserted."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = ("--backend", "lite", "--duration", "1", "--warmup", "0")
+
+pytestmark = pytest.mark.skipif(shutil.which("wrk") is None, reason="the end-to-end benches drive wrk")
+
+
+def run_bench(name: str, concurrency: str) -> dict:
+    proc = subprocess.run([sys.executable, "-m", f"bench.{name}", *TINY, "--concurrency", concurrency],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_gateway_e2e_reports_every_target_and_the_bridge_overhead():
+    out = run_bench("gateway_e2e", "1,2")
+    assert set(out["results"]) == {"native", "bridged", "direct", "bare"}
+    for target in out["results"].values():
+        assert set(target) == {"c1", "c2"}
+        assert all(point["requests"] > 0 and point["errors"] == 0 for point in target.values())
+        assert {"tasks_per_s", "p50_ms", "p99_ms"} <= set(target["c1"])
+    assert isinstance(out["overhead_ms_p50"], float) and out["native_tasks_per_s_c2"] > 0
+
+
+def test_mcp_e2e_reports_both_tools_next_to_the_a2a_figures():
+    out = run_bench("mcp_e2e", "2")
+    assert set(out["mcp"]) == {"native", "bridged"} and set(out["a2a"]) == {"native", "bridged", "direct", "bare"}
+    for tool in out["mcp"].values():
+        point = tool["c2"]
+        assert point["requests"] > 0 and point["errors"] == 0 and {"calls_per_s", "p50_ms", "p99_ms"} <= set(point)
+    assert out["mcp_native_calls_per_s_c2"] > 0
