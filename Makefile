@@ -30,6 +30,8 @@ bench: $(DEVSTAMP)
 	$(PY) -m bench.lite_scale --topics 1000000
 	$(PY) -m bench.engine_throughput
 	$(PY) -m bench.backend_roundtrip --backend lite-remote
+	$(PY) -m bench.gateway_e2e --backend lite
+	$(PY) -m bench.mcp_e2e --backend lite
 
 # The gRPC code of the engine service is generated and committed; this regenerates it.
 proto: $(DEVSTAMP)
