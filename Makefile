@@ -32,6 +32,8 @@ bench: $(DEVSTAMP)
 	$(PY) -m bench.backend_roundtrip --backend lite-remote
 	$(PY) -m bench.gateway_e2e --backend lite
 	$(PY) -m bench.mcp_e2e --backend lite
+	$(PY) -m bench.backend_roundtrip --backend kafka
+	$(PY) -m bench.reply_patterns --backend kafka --instances 4
 
 # The gRPC code of the engine service is generated and committed; this regenerates it.
 proto: $(DEVSTAMP)

@@ -112,7 +112,14 @@ async def _rocketmq(tmp_path):
             "checks every 2 min, and never within 15 min of broker start"})
 
 
-HARNESSES = {"lite-embedded": _embedded, "lite-remote": _remote, "rocketmq": _rocketmq}
+async def _kafka(tmp_path):
+    from tests.kafka.support import contract_harness   # one broker per session, started on first use
+
+    async for harness in contract_harness(tmp_path):
+        yield harness
+
+
+HARNESSES = {"lite-embedded": _embedded, "lite-remote": _remote, "rocketmq": _rocketmq, "kafka": _kafka}
 
 
 def pytest_generate_tests(metafunc):

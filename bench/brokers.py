@@ -1,0 +1,59 @@
+"""Real brokers for the benchmarks: start one, hand out started backends on it, stop it.
+
+    async with backend("kafka", workdir) as b:        # a started KafkaBackend on a fresh broker
+        ...
+    async with broker("kafka", workdir) as address:   # just the broker, for several backends
+        b1, b2 = KafkaBackend(address), KafkaBackend(address)
+
+Benchmarks run the broker with the full JIT (not deploy.kafka.FAST_START, which caps its
+throughput) and a larger heap than the tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+
+KAFKA_HEAP = "512m"
+
+
+@contextlib.asynccontextmanager
+async def broker(name: str, workdir: Path):
+    """Start the broker for backend `name` in `workdir`; yield its address; stop it."""
+    if name == "kafka":
+        from deploy.kafka import KafkaBroker
+
+        kafka = KafkaBroker(Path(workdir) / "kafka", heap=KAFKA_HEAP)
+        address = await asyncio.to_thread(kafka.start)
+        try:
+            yield address
+        finally:
+            await asyncio.to_thread(kafka.stop)
+    elif name == "rocketmq":
+        raise NotImplementedError("bench.brokers: the RocketMQ branch is to be written with the RocketMQ adapter")
+    else:
+        raise ValueError(f"no broker for backend {name!r}")
+
+
+def new_backend(name: str, address: str, **settings):
+    """An unstarted backend of kind `name` on the broker at `address`."""
+    if name == "kafka":
+        from adapters.kafka import KafkaBackend
+
+        return KafkaBackend(address, **settings)
+    if name == "rocketmq":
+        raise NotImplementedError("bench.brokers: the RocketMQ branch is to be written with the RocketMQ adapter")
+    raise ValueError(f"no broker-backed backend {name!r}")
+
+
+@contextlib.asynccontextmanager
+async def backend(name: str, workdir: Path, **settings):
+    """Start the broker for `name`, yield a started backend on it, then close both."""
+    async with broker(name, workdir) as address:
+        started = new_backend(name, address, **settings)
+        await started.start()
+        try:
+            yield started
+        finally:
+            await started.close()

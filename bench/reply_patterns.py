@@ -1,0 +1,339 @@
+"""Reply channels on a broker: the patterns the design rejects against the emulated lite topics.
+
+    python -m bench.reply_patterns --backend kafka --instances 4 [--tasks 1000] [--partitions 16]
+
+`instances` gateway instances (each with its own connections, as separate processes would have)
+wait for `tasks` replies at once, spread evenly; one worker publishes every reply (at most
+`--inflight` publishes at a time). Per pattern the result gives:
+
+* ``reads_per_reply``: records all instances fetched from the broker, per reply needed (1.0 is
+  the floor: each reply read once, by the instance waiting for it);
+* ``p50_ms`` / ``p99_ms``: publish call -> reply in the waiting instance's hands;
+* ``topics`` / ``partitions``: what the pattern keeps on the broker for reply channels.
+
+Patterns:
+
+* ``exclusive``: one reply topic per instance; the reply-to names the instance. Reads are
+  minimal, but a task is pinned to its instance: no other instance can take it over when that
+  one dies or is scaled in (its topic has no reader), and every instance is a topic to manage.
+* ``broadcast``: one reply topic; every instance reads all of it and drops other instances'
+  replies.
+* ``polling``: replies are upserted into a shared store (a compacted topic keyed by task id,
+  the adapter's Table: on Kafka every instance's store view reads every write) and each
+  instance checks its pending tasks every `--poll-interval` seconds.
+* ``lite-routed``: the Kafka adapter's lite topics, task ids minted by
+  `KafkaLiteConsumer.routed_name` onto partitions the instance owns.
+* ``lite-hashed``: the same without routing: task ids are random, so an instance reads every
+  partition that holds one of its tasks.
+
+Latency figures come from one Python process that runs every instance and the worker on a
+shared machine: compare patterns within one run, not across runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import statistics
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from adapters.base import Message, TopicSpec
+
+from ._util import emit, environment, progress, words
+
+PATTERNS = ("exclusive", "broadcast", "polling", "lite-routed", "lite-hashed")
+
+
+class Instance:
+    """One gateway instance's side of a pattern: `expect` registers a task and returns where
+    its reply must go; the reply's arrival time is set on the task's future."""
+
+    reads = 0
+
+    async def start(self) -> None: ...
+    async def expect(self, task_id: str, arrived: asyncio.Future) -> str: ...
+    async def close(self) -> None: ...
+
+
+class _KafkaReader(Instance):
+    """A plain consumer on some partitions from their end, resolving waiting tasks by key."""
+
+    def __init__(self, bootstrap: str, tps: list[TopicPartition]) -> None:
+        self._bootstrap, self._tps = bootstrap, tps
+        self._waiting: dict[str, asyncio.Future] = {}
+        self._consumer = None
+        self._task = None
+
+    async def start(self) -> None:
+        self._consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, enable_auto_commit=False,
+                                          fetch_max_wait_ms=100)
+        await self._consumer.start()
+        self._consumer.assign(self._tps)
+        await self._consumer.seek_to_end(*self._tps)
+        for tp in self._tps:
+            await self._consumer.position(tp)
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            for records in (await self._consumer.getmany(timeout_ms=1000)).values():
+                now = time.perf_counter()
+                self.reads += len(records)
+                for record in records:
+                    fut = self._waiting.pop(record.key.decode(), None)
+                    if fut is not None and not fut.done():
+                        fut.set_result(now)
+
+    async def close(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        await self._consumer.stop()
+
+
+class Exclusive(_KafkaReader):
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        super().__init__(bootstrap, [TopicPartition(topic, 0)])
+        self.topic = topic
+
+    async def expect(self, task_id: str, arrived: asyncio.Future) -> str:
+        self._waiting[task_id] = arrived
+        return self.topic
+
+
+class Broadcast(_KafkaReader):
+    def __init__(self, bootstrap: str, topic: str, partitions: int) -> None:
+        super().__init__(bootstrap, [TopicPartition(topic, p) for p in range(partitions)])
+        self.topic = topic
+
+    async def expect(self, task_id: str, arrived: asyncio.Future) -> str:
+        self._waiting[task_id] = arrived
+        return self.topic
+
+
+class Polling(Instance):
+    def __init__(self, backend, table: str, interval: float) -> None:
+        self._backend, self._name, self._interval = backend, table, interval
+        self._waiting: dict[str, asyncio.Future] = {}
+        self.lookups = 0
+
+    async def start(self) -> None:
+        await self._backend.start()
+        self._table = await self._backend.table(self._name)
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)    # polling is the pattern under test
+            for task_id, fut in list(self._waiting.items()):
+                self.lookups += 1
+                if await self._table.get(task_id) is not None:
+                    del self._waiting[task_id]
+                    fut.set_result(time.perf_counter())
+
+    async def expect(self, task_id: str, arrived: asyncio.Future) -> str:
+        self._waiting[task_id] = arrived
+        return task_id
+
+    @property
+    def reads(self) -> int:
+        return self._backend._tables[self._name].records_read
+
+    async def close(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        await self._backend.close()
+
+
+class Lite(Instance):
+    def __init__(self, backend, parent: str, routed: bool) -> None:
+        self._backend, self._parent, self._routed = backend, parent, routed
+        self._waiting: dict[str, asyncio.Future] = {}
+
+    async def start(self) -> None:
+        await self._backend.start()
+        instance_id = f"gw-{uuid.uuid4().hex[:8]}"
+        self.consumer = await self._backend.lite_consumer(self._parent, instance_id, instance_id)
+        if self._routed:
+            await self.consumer.routed_name(lambda: "warm-up")   # joins the owner group once
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            batch = await self.consumer.poll(max_messages=256, wait=1.0)
+            now = time.perf_counter()
+            for d in batch:
+                fut = self._waiting.pop(d.lite_topic, None)
+                if fut is not None and not fut.done():
+                    fut.set_result(now)
+            await asyncio.gather(*(d.ack() for d in batch))
+
+    async def expect(self, task_id: str, arrived: asyncio.Future) -> str:
+        if self._routed:
+            name = await self.consumer.routed_name(lambda: f"task-{uuid.uuid4().hex}")
+        else:
+            name = f"task-{task_id}"
+        self._waiting[name] = arrived
+        await self.consumer.subscribe([name])
+        return name
+
+    @property
+    def reads(self) -> int:
+        return self.consumer.stats()["read"]
+
+    async def close(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        await self._backend.close()
+
+
+# ------------------------------------------------------------------ one pattern end to end
+
+
+async def run_pattern(pattern: str, args, bootstrap: str) -> dict:
+    from adapters.kafka import KafkaBackend
+
+    run = f"rp-{pattern}-{uuid.uuid4().hex[:6]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    await producer.start()
+    worker = KafkaBackend(bootstrap, reply_partitions=args.partitions)
+    await worker.start()
+    n = args.instances
+    topics = partitions = 0
+    if pattern == "exclusive":
+        names = [f"{run}-{i}" for i in range(n)]
+        await _create(admin, [NewTopic(t, 1, 1) for t in names])
+        instances = [Exclusive(bootstrap, t) for t in names]
+        topics, partitions = n, n
+        publish = lambda address, task_id, body: producer.send_and_wait(address, body, key=task_id.encode())
+    elif pattern == "broadcast":
+        await _create(admin, [NewTopic(run, args.partitions, 1)])
+        instances = [Broadcast(bootstrap, run, args.partitions) for _ in range(n)]
+        topics, partitions = 1, args.partitions
+        publish = lambda address, task_id, body: producer.send_and_wait(address, body, key=task_id.encode())
+    elif pattern == "polling":
+        instances = [Polling(KafkaBackend(bootstrap), run, args.poll_interval) for _ in range(n)]
+        store = await worker.table(run)
+        topics, partitions = 1, 1
+        publish = lambda address, task_id, body: store.put(address, body)
+    else:
+        await worker.create_topic(TopicSpec(run, lite=True))
+        routed = pattern == "lite-routed"
+        instances = [Lite(KafkaBackend(bootstrap, reply_partitions=args.partitions), run, routed) for _ in range(n)]
+        topics, partitions = 1, args.partitions
+        publish = lambda address, task_id, body: worker.publish(run, Message(body), lite_topic=address)
+    try:
+        for instance in instances:
+            await instance.start()
+        result = await _exchange(instances, publish, args)
+    finally:
+        for instance in instances:
+            with contextlib.suppress(Exception):
+                await instance.close()
+        await worker.close()
+        await producer.stop()
+        await admin.close()
+    result.update({"topics": topics, "partitions": partitions})
+    if pattern.startswith("lite"):
+        result["note"] = "plus the adapter's shared tb.topics table (1 partition, all parents)"
+    return result
+
+
+async def _exchange(instances: list[Instance], publish, args) -> dict:
+    loop = asyncio.get_running_loop()
+    tasks = []
+    began = time.perf_counter()
+    for k in range(args.tasks):
+        task_id = uuid.uuid4().hex
+        arrived = loop.create_future()
+        address = await instances[k % len(instances)].expect(task_id, arrived)
+        tasks.append((task_id, address, arrived))
+    setup = time.perf_counter() - began
+    reads_before = sum(i.reads for i in instances)
+    gate = asyncio.Semaphore(args.inflight)
+    latencies: list[float] = []
+
+    async def one(task_id: str, address: str, arrived: asyncio.Future) -> None:
+        async with gate:
+            sent = time.perf_counter()
+            await publish(address, task_id, b"reply:" + task_id.encode())
+        latencies.append(await asyncio.wait_for(arrived, 120) - sent)
+
+    began = time.perf_counter()
+    await asyncio.gather(*(one(*t) for t in tasks))
+    elapsed = time.perf_counter() - began
+    reads = sum(i.reads for i in instances) - reads_before
+    latencies.sort()
+    out = {"replies": len(latencies), "reads_per_reply": round(reads / len(latencies), 3),
+           "p50_ms": round(statistics.median(latencies) * 1e3, 2),
+           "p99_ms": round(latencies[max(0, int(len(latencies) * 0.99) - 1)] * 1e3, 2),
+           "replies_per_s": round(len(latencies) / elapsed, 1),
+           "setup_ms_per_task": round(setup / len(latencies) * 1e3, 3)}
+    lookups = sum(getattr(i, "lookups", 0) for i in instances)
+    if lookups:
+        out["store_lookups_per_reply"] = round(lookups / len(latencies), 2)
+    stats = [i.consumer.stats() for i in instances if isinstance(i, Lite)]
+    if stats:
+        out["partitions_read_per_instance"] = [len(s["partitions_read"]) for s in stats]
+        out["skipped_per_reply"] = round(sum(s["skipped"] for s in stats) / len(latencies), 3)
+    return out
+
+
+async def _create(admin: AIOKafkaAdminClient, topics: list[NewTopic]) -> None:
+    response = await admin.create_topics(topics)
+    failed = [t for t in response.to_object()["topic_errors"] if t["error_code"]]
+    if failed:
+        raise RuntimeError(f"could not create topics: {failed}")
+    await asyncio.sleep(0.5)   # let leadership settle before the first fetch (not measured)
+
+
+async def main(args) -> dict:
+    if args.backend != "kafka":
+        raise NotImplementedError(f"reply patterns on {args.backend!r} are not written yet")
+    result = {"bench": "reply_patterns", "backend": args.backend, "instances": args.instances,
+              "tasks": args.tasks, "partitions": args.partitions, "inflight": args.inflight,
+              "poll_interval_s": args.poll_interval, **environment(), "patterns": {}}
+    async with contextlib.AsyncExitStack() as stack:
+        bootstrap = args.bootstrap
+        if bootstrap is None:
+            from .brokers import broker
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tb-rp-")))
+            progress("starting the Kafka broker")
+            bootstrap = await stack.enter_async_context(broker("kafka", workdir))
+        for pattern in args.patterns:
+            progress(f"{pattern}: {args.instances} instances, {args.tasks} tasks")
+            result["patterns"][pattern] = await run_pattern(pattern, args, bootstrap)
+    result["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    return result
+
+
+def parse(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backend", default="kafka", choices=["kafka", "rocketmq"])
+    parser.add_argument("--instances", type=int, default=4)
+    parser.add_argument("--tasks", type=int, default=1000, help="concurrent tasks (replies) in total")
+    parser.add_argument("--partitions", type=int, default=16, help="partitions of a shared reply topic")
+    parser.add_argument("--inflight", type=int, default=64, help="replies being published at once")
+    parser.add_argument("--poll-interval", type=float, default=0.1, help="seconds between store polls")
+    parser.add_argument("--patterns", type=words(PATTERNS), default=list(PATTERNS))
+    parser.add_argument("--bootstrap", help="use this running broker instead of starting one")
+    args = parser.parse_args(argv)
+    if args.instances < 1 or args.tasks < args.instances or args.partitions < 1:
+        parser.error("need instances >= 1, tasks >= instances, partitions >= 1")
+    return args
+
+
+if __name__ == "__main__":
+    emit(asyncio.run(main(parse())))
