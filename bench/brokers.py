@@ -31,7 +31,14 @@ async def broker(name: str, workdir: Path):
         finally:
             await asyncio.to_thread(kafka.stop)
     elif name == "rocketmq":
-        raise NotImplementedError("bench.brokers: the RocketMQ branch is to be written with the RocketMQ adapter")
+        from deploy.rocketmq import RocketMQCluster
+
+        cluster = RocketMQCluster(Path(workdir) / "rocketmq")
+        await asyncio.to_thread(cluster.start)
+        try:
+            yield f"{cluster.endpoint}|{cluster.namesrv_addr}"   # proxy | name server (admin)
+        finally:
+            await asyncio.to_thread(cluster.stop)
     else:
         raise ValueError(f"no broker for backend {name!r}")
 
@@ -43,7 +50,10 @@ def new_backend(name: str, address: str, **settings):
 
         return KafkaBackend(address, **settings)
     if name == "rocketmq":
-        raise NotImplementedError("bench.brokers: the RocketMQ branch is to be written with the RocketMQ adapter")
+        from adapters.rocketmq import RocketMQBackend
+
+        endpoint, admin = address.split("|")
+        return RocketMQBackend(endpoint, admin=admin, **settings)
     raise ValueError(f"no broker-backed backend {name!r}")
 
 
