@@ -95,6 +95,10 @@ class LiteConsumer(Protocol):
         """Vanish without telling the backend, as a crashed process would: stop heartbeating,
         release nothing. The backend must notice by itself (used by the liveness contract)."""
 
+    # Optional: a consumer of a backend that emulates lite topics on shared partitions (Kafka)
+    # may offer `async def routed_name(make: Callable[[], str]) -> str`, returning a new name from
+    # `make()` that lands where this client reads. Callers use it when present.
+
 
 @runtime_checkable
 class Table(Protocol):

@@ -30,6 +30,10 @@ def reply_channel(task_id: str) -> str:
     return f"task-{task_id}"
 
 
+def task_id_of(reply_lite_topic: str) -> str:
+    return reply_lite_topic.removeprefix("task-")
+
+
 def control_channel(task_id: str) -> str:
     return f"ctl-{task_id}"
 

@@ -114,7 +114,7 @@ class TaskService:
     async def submit(self, capability: str, message: a2a_pb2.Message, *, deadline: float | None = None,
                      metadata: dict | None = None, trace: dict | None = None) -> tuple[a2a_pb2.Task, Watch]:
         """Publish a task for `capability`; return the submitted task and a watch on its events."""
-        task_id = channels.new_task_id()
+        task_id = await self._new_task_id()
         context_id = message.context_id or channels.new_task_id()
         message.task_id, message.context_id = task_id, context_id
         task = a2a_pb2.Task(id=task_id, context_id=context_id)
@@ -135,6 +135,16 @@ class TaskService:
             await self._consumer.unsubscribe([channels.reply_channel(task_id)])
             raise
         return _copy(task), watch
+
+    async def _new_task_id(self) -> str:
+        # A backend that emulates lite topics on partitions (Kafka) can pick a name that lands
+        # on a partition this instance reads, so no other instance's replies are read (see
+        # LiteConsumer.routed_name in adapters/base.py).
+        routed = getattr(self._consumer, "routed_name", None)
+        if routed is None:
+            return channels.new_task_id()
+        name = await routed(lambda: channels.reply_channel(channels.new_task_id()))
+        return channels.task_id_of(name)
 
     async def get(self, task_id: str) -> a2a_pb2.Task | None:
         active = self._active.get(task_id)
@@ -183,7 +193,7 @@ class TaskService:
 
     async def _reattach(self, task_id: str, seen: a2a_pb2.Task) -> AsyncIterator[a2a_pb2.StreamResponse]:
         group = f"{self.instance_id}-attach-{os.urandom(3).hex()}"
-        consumer = await self.backend.lite_consumer(channels.REPLY_TOPIC, group)
+        consumer = await self.backend.lite_consumer(channels.REPLY_TOPIC, group, group)
         try:
             await consumer.subscribe([channels.reply_channel(task_id)])
             task, position = a2a_pb2.Task(), (0, -1)
