@@ -25,7 +25,7 @@ import unicodedata
 from dataclasses import asdict, dataclass, field
 
 from adapters.base import Backend
-from adapters.errors import ConflictError, NotFoundError
+from adapters.errors import ConflictError
 
 from . import channels
 

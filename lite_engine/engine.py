@@ -23,10 +23,11 @@ from .errors import (EngineClosedError, InvalidArgumentError, MessageTooLargeErr
                      QuotaExceededError, TopicKindError, UnknownClientError, UnknownTopicError)
 from .inflight import InflightTable
 from .names import validate_name
-from .stream import Cursor, Delivery, Inflight, LiteTopic, Message, Stream, Topic, message_id
+from .stream import (Cursor, Delivery, Inflight, LiteTopic, Message, Stream, Topic, add_subscriber, message_id,
+                     remove_subscriber, subscribers)
+from .validation import check_kv_key, check_message, check_topic_config, lite_names
+from .validation import seconds as check_seconds
 
-MAX_HEADERS = 64
-MAX_HEADER_BYTES = 16 << 10
 MAX_BATCH = 1024
 
 
@@ -106,7 +107,7 @@ class Engine:
         self._check_open()
         validate_name("topic", name)
         config = config or TopicConfig()
-        _check_topic_config(config, self.config)
+        check_topic_config(config, self.config)
         lsn = self._define_topic(name, config)
         await self._sync(lsn)
 
@@ -145,7 +146,7 @@ class Engine:
         validate_name("topic", topic, system_ok=lite is None)
         if lite is not None:
             validate_name("lite topic", lite)
-        _check_message(body, headers, key, self.config.max_message_bytes)
+        check_message(body, headers, key, self.config.max_message_bytes)
         seq, lsn = self._publish(topic, lite, body, headers or None, key)
         if lsn is not None and self._gated:
             await self._reveal_when_durable(topic, lite, lsn)
@@ -249,7 +250,7 @@ class Engine:
     def nack(self, receipt: str, delay: float = 0.0) -> None:
         """Give a message back; it is delivered again after `delay` seconds."""
         self._check_open()
-        delay = _seconds("delay", delay, allow_zero=True)
+        delay = check_seconds("delay", delay, allow_zero=True)
         inf = self._inflight.get(receipt)
         self._forget_receipt(inf)
         if delay == 0:
@@ -260,7 +261,7 @@ class Engine:
     def extend(self, receipt: str, seconds: float) -> None:
         """Keep a received message invisible for `seconds` more from now."""
         self._check_open()
-        seconds = _seconds("seconds", seconds)
+        seconds = check_seconds("seconds", seconds)
         self._inflight.extend(self._inflight.get(receipt), self._clock() + seconds)
 
     def _forget_receipt(self, inf: Inflight) -> None:
@@ -351,21 +352,21 @@ class Engine:
 
     def subscribe(self, client_id: str, lites: Iterable[str], version: int | None = None) -> None:
         client = self._client(client_id)
-        names = _names(lites) - client.interest
+        names = lite_names(lites) - client.interest
         self._check_quotas(client, names, len(client.interest) + len(names))
         if client.accepts(version, full=False):
             self._add_interest(client, names)
 
     def unsubscribe(self, client_id: str, lites: Iterable[str], version: int | None = None) -> None:
         client = self._client(client_id)
-        names = _names(lites)
+        names = lite_names(lites)
         if client.accepts(version, full=False):
             self._remove_interest(client, names & client.interest)
 
     def sync(self, client_id: str, lites: Iterable[str], version: int | None = None) -> None:
         """Replace the client's whole InterestSet (the periodic full sync)."""
         client = self._client(client_id)
-        names = _names(lites)
+        names = lite_names(lites)
         self._check_quotas(client, names - client.interest, len(names))
         if client.accepts(version, full=True):
             self._remove_interest(client, client.interest - names)
@@ -386,7 +387,7 @@ class Engine:
         for name in names:
             lt = self._lite_topic(topic, name, create=True)
             client.interest.add(name)
-            _subs_add(lt, client.id)
+            add_subscriber(lt, client.id)
             if lt.messages:
                 self._make_ready(topic, lt, lt.cursor(client.group))
 
@@ -397,7 +398,7 @@ class Engine:
             lt = topic.lites.get(name)
             if lt is None:
                 continue
-            _subs_remove(lt, client.id)
+            remove_subscriber(lt, client.id)
             self._schedule_expiry(topic, lt, lt.last_active)
             cursor = lt.cursor(client.group, create=False)
             if cursor is not None and cursor.holder == client.id:
@@ -472,7 +473,7 @@ class Engine:
 
     def _choose_holder(self, lt: LiteTopic, group: str) -> LiteClient | None:
         best = None
-        for cid in _subs_iter(lt):
+        for cid in subscribers(lt):
             c = self._clients.get(cid)
             if c is not None and c.group == group and (best is None or len(c.ready) < len(best.ready)):
                 best = c
@@ -480,7 +481,7 @@ class Engine:
 
     def _on_lite_message(self, topic: Topic, lt: LiteTopic) -> None:
         groups = set()
-        for cid in _subs_iter(lt):
+        for cid in subscribers(lt):
             c = self._clients.get(cid)
             if c is not None and c.group not in groups:
                 groups.add(c.group)
@@ -541,7 +542,7 @@ class Engine:
     async def kv_put(self, table: str, key: str, value: bytes) -> None:
         self._check_open()
         validate_name("table", table)
-        _check_kv_key(key)
+        check_kv_key(key)
         if not isinstance(value, (bytes, bytearray)):
             raise InvalidArgumentError(type(value).__name__, "value must be bytes")
         if len(value) > self.config.max_message_bytes:
@@ -591,8 +592,8 @@ class Engine:
     def _check_take(self, max_messages, wait, invisible) -> tuple[int, float, float]:
         if not isinstance(max_messages, int) or isinstance(max_messages, bool) or not 1 <= max_messages <= MAX_BATCH:
             raise InvalidArgumentError(max_messages, f"max_messages must be an integer in 1..{MAX_BATCH}")
-        wait = _seconds("wait", wait, allow_zero=True)
-        invisible = _seconds("invisible", self.config.default_invisible if invisible is None else invisible)
+        wait = check_seconds("wait", wait, allow_zero=True)
+        invisible = check_seconds("invisible", self.config.default_invisible if invisible is None else invisible)
         return max_messages, wait, invisible
 
 
@@ -628,80 +629,3 @@ def _wake_one(waiters) -> None:
 
 def _lite_name(stream: Stream) -> str:
     return stream.name if isinstance(stream, LiteTopic) else ""
-
-
-def _subs_iter(lt: LiteTopic):
-    subs = lt.subs
-    if subs is None:
-        return ()
-    return (subs,) if isinstance(subs, str) else tuple(subs)
-
-
-# The reverse index holds one client id inline and only grows a set for shared topics:
-# a million reply channels with one subscriber each must stay small.
-def _subs_add(lt: LiteTopic, client_id: str) -> None:
-    subs = lt.subs
-    if subs is None:
-        lt.subs = client_id
-    elif isinstance(subs, str):
-        if subs != client_id:
-            lt.subs = {subs, client_id}
-    else:
-        subs.add(client_id)
-
-
-def _subs_remove(lt: LiteTopic, client_id: str) -> None:
-    subs = lt.subs
-    if isinstance(subs, str):
-        if subs == client_id:
-            lt.subs = None
-    elif subs is not None:
-        subs.discard(client_id)
-        if len(subs) == 1:
-            lt.subs = next(iter(subs))
-        elif not subs:
-            lt.subs = None
-
-
-def _names(lites: Iterable[str]) -> set[str]:
-    if isinstance(lites, str):
-        raise InvalidArgumentError(lites, "expected a collection of lite topic names, got one string")
-    return {validate_name("lite topic", n) for n in lites}
-
-
-def _seconds(what: str, value, allow_zero: bool = False) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < 0 or (value == 0 and not allow_zero) or value > 86_400 * 7:
-        raise InvalidArgumentError(value, f"{what} must be a number of seconds in "
-                                          f"{'[0' if allow_zero else '(0'}, 604800]")
-    return float(value)
-
-
-def _check_message(body, headers, key, limit: int) -> None:
-    if not isinstance(body, (bytes, bytearray)):
-        raise InvalidArgumentError(type(body).__name__, "message body must be bytes")
-    if len(body) > limit:
-        raise MessageTooLargeError(len(body), limit)
-    if key is not None and (not isinstance(key, str) or len(key.encode()) > 1024):
-        raise InvalidArgumentError(key, "key must be a string of at most 1024 bytes")
-    if headers is None:
-        return
-    if not isinstance(headers, dict) or len(headers) > MAX_HEADERS:
-        raise InvalidArgumentError(headers, f"headers must be a dict of at most {MAX_HEADERS} entries")
-    for name, value in headers.items():
-        if not isinstance(name, str) or not name or not name.isprintable() or len(name) > 255:
-            raise InvalidArgumentError(name, "header names must be 1..255 printable characters")
-        if not isinstance(value, str) or len(value.encode()) > MAX_HEADER_BYTES:
-            raise InvalidArgumentError(name, f"header values must be strings of at most {MAX_HEADER_BYTES} bytes")
-
-
-def _check_kv_key(key) -> None:
-    if not isinstance(key, str) or not key or len(key.encode()) > 1024 or not key.isprintable():
-        raise InvalidArgumentError(key, "keys must be 1..1024 bytes of printable text")
-
-
-def _check_topic_config(config: TopicConfig, engine: EngineConfig) -> None:
-    if config.lite_idle_seconds is not None:
-        _seconds("lite_idle_seconds", config.lite_idle_seconds)
-    if config.max_attempts is not None and (not isinstance(config.max_attempts, int) or config.max_attempts < 1):
-        raise InvalidArgumentError(config.max_attempts, "max_attempts must be a positive integer")

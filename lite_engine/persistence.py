@@ -9,7 +9,7 @@ from . import records as rec
 from .commitlog import CommitLog, CommitLogError
 from .config import EngineConfig, TopicConfig
 from .errors import StorageError
-from .stream import LiteTopic, Message, Stream, Topic
+from .stream import Message, Stream
 
 if TYPE_CHECKING:
     from .engine import Engine

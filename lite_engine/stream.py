@@ -196,3 +196,36 @@ class Delivery:
     receipt: str
     attempt: int
     timestamp: float
+
+
+def subscribers(lt: LiteTopic):
+    subs = lt.subs
+    if subs is None:
+        return ()
+    return (subs,) if isinstance(subs, str) else tuple(subs)
+
+
+# The reverse index holds one client id inline and only grows a set for shared topics:
+# a million reply channels with one subscriber each must stay small.
+def add_subscriber(lt: LiteTopic, client_id: str) -> None:
+    subs = lt.subs
+    if subs is None:
+        lt.subs = client_id
+    elif isinstance(subs, str):
+        if subs != client_id:
+            lt.subs = {subs, client_id}
+    else:
+        subs.add(client_id)
+
+
+def remove_subscriber(lt: LiteTopic, client_id: str) -> None:
+    subs = lt.subs
+    if isinstance(subs, str):
+        if subs == client_id:
+            lt.subs = None
+    elif subs is not None:
+        subs.discard(client_id)
+        if len(subs) == 1:
+            lt.subs = next(iter(subs))
+        elif not subs:
+            lt.subs = None
