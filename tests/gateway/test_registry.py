@@ -27,7 +27,7 @@ async def registry(backend):
 async def wait_for_status(registry, name, status):
     async with asyncio.timeout(5):
         while (capability := await registry.get(name)).status != status:
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.02)  # sleep-ok: bounded re-check while a TTL or heartbeat runs out
     return capability
 
 
@@ -131,7 +131,7 @@ async def test_one_live_worker_keeps_a_capability_available(registry):
     await registry.announce("echo", CARD, "alive", ttl=60)
     async with asyncio.timeout(5):
         while (await registry.get("echo")).workers != 1:
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.02)  # sleep-ok: bounded re-check while a TTL or heartbeat runs out
     assert (await registry.get("echo")).status == "available"
 
 
@@ -144,7 +144,7 @@ async def test_a_native_worker_announces_heartbeats_and_departs(backend, registr
             ("available", 1, pytest.approx(0.15), {"type": "object"})
         async with asyncio.timeout(5):      # heartbeats move last_seen on and keep it available
             while (await registry.get("echo")).last_seen <= first.last_seen + 0.2:
-                await asyncio.sleep(0.02)
+                await asyncio.sleep(0.02)  # sleep-ok: bounded re-check while a TTL or heartbeat runs out
         assert (await registry.get("echo")).status == "available"
     finally:
         await worker.close()
