@@ -1,6 +1,10 @@
 """Reply channels on a broker: the patterns the design rejects against the emulated lite topics.
 
     python -m bench.reply_patterns --backend kafka --instances 4 [--tasks 1000] [--partitions 16]
+    python -m bench.reply_patterns --backend rocketmq --instances 4 [--tasks 50]
+
+On RocketMQ the patterns are ``exclusive``, ``broadcast``, ``polling`` and ``lite`` (native
+LiteTopic); see bench/_reply_patterns_rocketmq.py. `--bootstrap` is then "proxy|namesrv".
 
 `instances` gateway instances (each with its own connections, as separate processes would have)
 wait for `tasks` replies at once, spread evenly; one worker publishes every reply (at most
@@ -50,6 +54,7 @@ from adapters.base import Message, TopicSpec
 from ._util import emit, environment, progress, words
 
 PATTERNS = ("exclusive", "broadcast", "polling", "lite-routed", "lite-hashed")
+ROCKETMQ_PATTERNS = ("exclusive", "broadcast", "polling", "lite")    # bench/_reply_patterns_rocketmq.py
 
 
 class Instance:
@@ -251,7 +256,9 @@ async def run_pattern(pattern: str, args, bootstrap: str) -> dict:
     return result
 
 
-async def _exchange(instances: list[Instance], publish, args) -> dict:
+async def _exchange(instances: list[Instance], publish, args, settle: float = 0.0) -> dict:
+    """`settle` > 0: before and after the replies, wait until the instances' read counts stay
+    put for `settle` seconds (copies that other instances have yet to read count too)."""
     loop = asyncio.get_running_loop()
     tasks = []
     began = time.perf_counter()
@@ -261,6 +268,8 @@ async def _exchange(instances: list[Instance], publish, args) -> dict:
         address = await instances[k % len(instances)].expect(task_id, arrived)
         tasks.append((task_id, address, arrived))
     setup = time.perf_counter() - began
+    if settle:
+        await _settled(instances, settle)
     reads_before = sum(i.reads for i in instances)
     gate = asyncio.Semaphore(args.inflight)
     latencies: list[float] = []
@@ -274,6 +283,8 @@ async def _exchange(instances: list[Instance], publish, args) -> dict:
     began = time.perf_counter()
     await asyncio.gather(*(one(*t) for t in tasks))
     elapsed = time.perf_counter() - began
+    if settle:
+        await _settled(instances, settle)
     reads = sum(i.reads for i in instances) - reads_before
     latencies.sort()
     out = {"replies": len(latencies), "reads_per_reply": round(reads / len(latencies), 3),
@@ -291,6 +302,17 @@ async def _exchange(instances: list[Instance], publish, args) -> dict:
     return out
 
 
+async def _settled(instances: list[Instance], quiet: float, limit: float = 30.0) -> None:
+    deadline = time.monotonic() + limit
+    last = sum(i.reads for i in instances)
+    while time.monotonic() < deadline:
+        await asyncio.sleep(quiet)
+        now = sum(i.reads for i in instances)
+        if now == last:
+            return
+        last = now
+
+
 async def _create(admin: AIOKafkaAdminClient, topics: list[NewTopic]) -> None:
     response = await admin.create_topics(topics)
     failed = [t for t in response.to_object()["topic_errors"] if t["error_code"]]
@@ -300,8 +322,15 @@ async def _create(admin: AIOKafkaAdminClient, topics: list[NewTopic]) -> None:
 
 
 async def main(args) -> dict:
-    if args.backend != "kafka":
-        raise NotImplementedError(f"reply patterns on {args.backend!r} are not written yet")
+    if args.patterns is None:
+        args.patterns = list(ROCKETMQ_PATTERNS if args.backend == "rocketmq" else PATTERNS)
+    if args.backend == "kafka" and "lite" in args.patterns:
+        raise SystemExit("pattern 'lite' (native LiteTopic) exists on --backend rocketmq only")
+    if args.backend == "rocketmq":
+        from . import _reply_patterns_rocketmq as rocketmq
+        run = rocketmq.run_pattern
+    else:
+        run = run_pattern
     result = {"bench": "reply_patterns", "backend": args.backend, "instances": args.instances,
               "tasks": args.tasks, "partitions": args.partitions, "inflight": args.inflight,
               "poll_interval_s": args.poll_interval, **environment(), "patterns": {}}
@@ -310,11 +339,11 @@ async def main(args) -> dict:
         if bootstrap is None:
             from .brokers import broker
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tb-rp-")))
-            progress("starting the Kafka broker")
-            bootstrap = await stack.enter_async_context(broker("kafka", workdir))
+            progress(f"starting the {args.backend} broker")
+            bootstrap = await stack.enter_async_context(broker(args.backend, workdir))
         for pattern in args.patterns:
             progress(f"{pattern}: {args.instances} instances, {args.tasks} tasks")
-            result["patterns"][pattern] = await run_pattern(pattern, args, bootstrap)
+            result["patterns"][pattern] = await run(pattern, args, bootstrap)
     result["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     return result
 
@@ -327,8 +356,12 @@ def parse(argv=None):
     parser.add_argument("--partitions", type=int, default=16, help="partitions of a shared reply topic")
     parser.add_argument("--inflight", type=int, default=64, help="replies being published at once")
     parser.add_argument("--poll-interval", type=float, default=0.1, help="seconds between store polls")
-    parser.add_argument("--patterns", type=words(PATTERNS), default=list(PATTERNS))
-    parser.add_argument("--bootstrap", help="use this running broker instead of starting one")
+    parser.add_argument("--patterns", type=words(PATTERNS + ROCKETMQ_PATTERNS[-1:]), default=None,
+                        help=f"kafka: {','.join(PATTERNS)} (default all); rocketmq: "
+                             f"{','.join(ROCKETMQ_PATTERNS)} (default), lite-routed/lite-hashed are "
+                             "reported as not expressible")
+    parser.add_argument("--bootstrap", help='use this running broker instead of starting one '
+                                            '(rocketmq: "proxy-host:port|namesrv-host:port")')
     args = parser.parse_args(argv)
     if args.instances < 1 or args.tasks < args.instances or args.partitions < 1:
         parser.error("need instances >= 1, tasks >= instances, partitions >= 1")
