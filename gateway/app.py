@@ -36,7 +36,7 @@ class Gateway:
     def __init__(self, settings: dict, backend: Backend | None = None) -> None:
         self.settings = settings
         self.backend = backend or open_backend(settings)
-        self.tasks = TaskService(self.backend)
+        self.tasks = TaskService(self.backend, instance_id=settings.get("gateway", {}).get("instance_id"))
         self.registry = Registry(self.backend)
         self.bridges = Bridges(self.backend, self.registry, AddressPolicy.from_settings(settings))
         self.mcp = McpSurface(self)
