@@ -124,7 +124,7 @@ class RocketMQBackend:
             raise errors.InvalidRequestError("spec", spec, "must be a TopicSpec")
         name = names.topic(spec.name)
         idle = spec.lite_idle_seconds if spec.lite_idle_seconds is not None else self.lite_idle_seconds
-        seconds("lite_idle_seconds", idle)
+        _check_idle(idle)
         if spec.max_attempts is not None and (not isinstance(spec.max_attempts, int)
                                               or isinstance(spec.max_attempts, bool) or spec.max_attempts < 1):
             raise errors.InvalidRequestError("max_attempts", spec.max_attempts, "must be a positive integer")
@@ -382,3 +382,14 @@ def _missing(kind: str, name: str, command: str) -> errors.NotFoundError:
     error.args = (f"{kind} {name!r} does not exist and this backend has no admin path to create it; "
                   f"create it with: {command}",)
     return error
+
+
+MAX_LITE_EXPIRATION_MINUTES = 43_200   # the range of the topic attribute lite.topic.expiration
+
+
+def _check_idle(idle: object) -> None:
+    ok = isinstance(idle, (int, float)) and not isinstance(idle, bool) and math.isfinite(idle)
+    if not ok or not 0 < idle <= MAX_LITE_EXPIRATION_MINUTES * 60:
+        raise errors.InvalidRequestError("lite_idle_seconds", idle, "must be a number of seconds, more than 0 "
+                                         f"up to {MAX_LITE_EXPIRATION_MINUTES * 60} (lite.topic.expiration "
+                                         f"is at most {MAX_LITE_EXPIRATION_MINUTES} minutes)")

@@ -110,3 +110,13 @@ async def test_without_an_admin_path_missing_topics_name_the_command_to_create_t
     with pytest.raises(NotFoundError) as err:
         await backend.create_topic(TopicSpec(name))
     assert f"mqadmin updateTopic -n <namesrv> -c <cluster> -t {name} -a +message.type=NORMAL" in str(err.value)
+
+
+def test_lite_idle_seconds_may_reach_the_expiration_attributes_range():
+    from adapters.rocketmq.backend import MAX_LITE_EXPIRATION_MINUTES, _check_idle
+
+    _check_idle(24 * 3600)                                   # the gateway's reply channels: a day
+    _check_idle(MAX_LITE_EXPIRATION_MINUTES * 60)
+    for bad in (0, -1, MAX_LITE_EXPIRATION_MINUTES * 60 + 1, float("inf"), True, "600"):
+        with pytest.raises(InvalidRequestError):
+            _check_idle(bad)
