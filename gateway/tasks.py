@@ -295,8 +295,5 @@ def _plausible_id(task_id: str) -> bool:
 
 def _news(seen: a2a_pb2.Task, folded: a2a_pb2.Task, event: ReplyEvent) -> bool:
     """While re-attaching, skip the replayed events the first `task` snapshot already covered."""
-    if event.final:
-        return True
-    return len(folded.history) > len(seen.history) or len(folded.artifacts) > len(seen.artifacts) \
-        or folded.status.state != seen.status.state or event.event.WhichOneof("payload") == "artifact_update" \
-        and len(folded.artifacts) >= len(seen.artifacts) and folded.status.state != seen.status.state
+    return (event.final or folded.status.state != seen.status.state
+            or len(folded.history) > len(seen.history) or len(folded.artifacts) > len(seen.artifacts))
