@@ -97,7 +97,7 @@ class Server:
             while not self._server.started:
                 if self._task.done():
                     self._task.result()
-                await asyncio.sleep(0.01)
+                await asyncio.sleep(0.01)  # sleep-ok: uvicorn has no started event; bounded above
 
     async def stop(self) -> None:
         if self._server is None:

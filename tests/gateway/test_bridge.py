@@ -208,7 +208,7 @@ async def test_every_gateway_instance_bridges_an_agent_registered_on_another(gw)
             capability = await gw.bridges.register(agent.base_url)
             async with asyncio.timeout(5):
                 while capability.name not in other.running:
-                    await asyncio.sleep(0.02)
+                    await asyncio.sleep(0.02)  # sleep-ok: bounded wait for the other instance's registry watch
             await gw.bridges.remove(capability.name)
             assert capability.name not in gw.bridges.running
             async with asyncio.timeout(5):
