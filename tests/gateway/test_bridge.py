@@ -213,7 +213,7 @@ async def test_every_gateway_instance_bridges_an_agent_registered_on_another(gw)
             assert capability.name not in gw.bridges.running
             async with asyncio.timeout(5):
                 while capability.name in other.running:
-                    await asyncio.sleep(0.02)
+                    await asyncio.sleep(0.02)  # sleep-ok: bounded wait for the other instance to stop its bridge
     finally:
         await other.close()
 
