@@ -27,6 +27,7 @@ from .stream import (Cursor, Delivery, Inflight, LiteTopic, Message, Stream, Top
                      remove_subscriber, subscribers)
 from .validation import check_kv_key, check_message, check_topic_config, lite_names
 from .validation import seconds as check_seconds
+from .waiting import wait_woken, wake_one
 
 MAX_BATCH = 1024
 
@@ -215,11 +216,11 @@ class Engine:
             remaining = deadline - self._clock()
             if out or remaining <= 0 or self._closed:
                 if out and t.readable(cursor, False):
-                    _wake_one(cursor.waiters)
+                    wake_one(cursor.waiters)
                 return out
             if cursor.waiters is None:
                 cursor.waiters = deque()
-            if not await _wait(cursor.waiters, remaining, lambda: _wake_one(cursor.waiters)):
+            if not await wait_woken(cursor.waiters, remaining, lambda: wake_one(cursor.waiters)):
                 return []
 
     def _join_group(self, topic: Topic, group: str) -> Cursor:
@@ -231,7 +232,7 @@ class Engine:
     def _wake_groups(self, topic: Topic) -> None:
         for cursor in topic.cursors or ():
             if cursor.waiters:
-                _wake_one(cursor.waiters)
+                wake_one(cursor.waiters)
 
     # ---------------------------------------------------------------- acks
 
@@ -275,7 +276,7 @@ class Engine:
         if isinstance(inf.stream, LiteTopic):
             self._make_ready(inf.topic, inf.stream, inf.cursor)
         elif inf.cursor.waiters:
-            _wake_one(inf.cursor.waiters)
+            wake_one(inf.cursor.waiters)
 
     # ---------------------------------------------------------------- delivery
 
@@ -433,7 +434,7 @@ class Engine:
                 if client.ready:
                     client.wake()
                 return out
-            if not await _wait(client.waiters, remaining, client.wake):
+            if not await wait_woken(client.waiters, remaining, client.wake):
                 return []
             if client.closed:
                 raise UnknownClientError(client_id)
@@ -598,34 +599,6 @@ class Engine:
 
 
 # -------------------------------------------------------------------- helpers
-
-async def _wait(waiters, timeout: float, pass_on) -> bool:
-    """Wait to be woken; False on timeout. A wake-up that arrives for a cancelled waiter is
-    passed on to the next one, so a cancelled poll never swallows a ready event."""
-    fut = asyncio.get_running_loop().create_future()
-    waiters.append(fut)
-    try:
-        async with asyncio.timeout(timeout):
-            await fut
-        return True
-    except TimeoutError:
-        return False
-    except asyncio.CancelledError:
-        if fut.done() and not fut.cancelled():
-            pass_on()
-        raise
-    finally:
-        if fut in waiters:
-            waiters.remove(fut)
-
-
-def _wake_one(waiters) -> None:
-    while waiters:
-        fut = waiters.popleft() if isinstance(waiters, deque) else waiters.pop(0)
-        if not fut.done():
-            fut.set_result(None)
-            return
-
 
 def _lite_name(stream: Stream) -> str:
     return stream.name if isinstance(stream, LiteTopic) else ""

@@ -44,6 +44,8 @@ from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka import errors as kafka_errors
 from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 
+from lite_engine.waiting import wait_woken
+
 from .. import errors
 from ..base import Delivery
 from . import names
@@ -160,20 +162,8 @@ class KafkaGroupConsumer:
                 if out and self._ready:
                     self._wake()
                 return out
-            fut = asyncio.get_running_loop().create_future()
-            self._waiters.append(fut)
-            try:
-                async with asyncio.timeout(remaining):
-                    await fut
-            except TimeoutError:
+            if not await wait_woken(self._waiters, remaining, self._wake):
                 return []
-            except asyncio.CancelledError:
-                if fut.done() and not fut.cancelled():
-                    self._wake()     # pass the wake-up on: a cancelled receive must not swallow it
-                raise
-            finally:
-                if fut in self._waiters:
-                    self._waiters.remove(fut)
 
     async def ack(self, delivery: Delivery) -> None:
         entry = self._claim(delivery)

@@ -69,6 +69,8 @@ from collections.abc import Callable, Iterable
 from aiokafka import TopicPartition
 from aiokafka import errors as kafka_errors
 
+from lite_engine.waiting import wait_woken
+
 from .. import errors
 from ..base import Delivery
 from . import names
@@ -410,20 +412,8 @@ class KafkaLiteConsumer:
                 if self._ready:
                     self._wake()
                 return out
-            fut = asyncio.get_running_loop().create_future()
-            self._waiters.append(fut)
-            try:
-                async with asyncio.timeout(remaining):
-                    await fut
-            except TimeoutError:
+            if not await wait_woken(self._waiters, remaining, self._wake):
                 return []
-            except asyncio.CancelledError:
-                if fut.done() and not fut.cancelled():
-                    self._wake()
-                raise
-            finally:
-                if fut in self._waiters:
-                    self._waiters.remove(fut)
             self._check_open()
 
     # Caller: poll. Cost: the ready lite topics it takes, not the InterestSet.
