@@ -2,7 +2,7 @@
 
 The stubs ship in PyPI's `rocketmq-python-client` (`rocketmq.grpc_protocol`). Importing anything
 under `rocketmq` normally runs the package's `__init__`, which imports the whole client and opens
-`~/logs/rocketmq_python/rocketmq_client.log`. `_load_stubs` imports only the generated modules,
+`~/logs/rocketmq_python/rocketmq_client.log`. `load_stubs` imports only the generated modules,
 with a bare placeholder standing in for the package, so nothing is written under the user's home
 directory; a later real `import rocketmq` still works.
 """
@@ -20,7 +20,7 @@ from .. import errors
 BACKEND = "rocketmq"
 
 
-def _load_stubs() -> tuple[types.ModuleType, types.ModuleType, types.ModuleType]:
+def load_stubs() -> tuple[types.ModuleType, types.ModuleType, types.ModuleType]:
     spec = importlib.util.find_spec("rocketmq")
     if spec is None or not spec.submodule_search_locations:
         raise ImportError("the RocketMQ backend needs the gRPC stubs of `pip install rocketmq-python-client`")
@@ -37,7 +37,7 @@ def _load_stubs() -> tuple[types.ModuleType, types.ModuleType, types.ModuleType]
     return definition_pb2, service_pb2, service_pb2_grpc
 
 
-pb, rpc, rpc_grpc = _load_stubs()
+pb, rpc, rpc_grpc = load_stubs()
 
 # Property names RocketMQ keeps for itself (MessageConst.PROPERTY_*): refused as header names on
 # publish, and removed from received properties (the broker adds some, e.g. INNER_MULTI_DISPATCH).

@@ -12,11 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import importlib.util
 import os
 import socket
-import sys
-import types
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -42,27 +39,10 @@ def skip_or_fail(reason: str) -> None:
     pytest.skip(reason)
 
 
-def load_stubs() -> tuple[types.ModuleType, types.ModuleType, types.ModuleType]:
-    """Import ``rocketmq.grpc_protocol`` without running ``rocketmq/__init__.py``.
-
-    That ``__init__`` imports the whole client, whose logging setup creates
-    ``~/logs/rocketmq_python``. A bare package object stands in for ``rocketmq`` while the
-    stubs load, then is removed so a later real ``import rocketmq`` still works.
-    """
-    spec = importlib.util.find_spec("rocketmq")
-    if spec is None or not spec.submodule_search_locations:
-        raise ImportError("rocketmq-python-client is not installed")
-    saved = sys.modules.get("rocketmq")
-    if saved is None:
-        placeholder = types.ModuleType("rocketmq")
-        placeholder.__path__ = list(spec.submodule_search_locations)
-        sys.modules["rocketmq"] = placeholder
-    try:
-        from rocketmq.grpc_protocol import definition_pb2, service_pb2, service_pb2_grpc
-    finally:
-        if saved is None:
-            del sys.modules["rocketmq"]
-    return definition_pb2, service_pb2, service_pb2_grpc
+def load_stubs():
+    """The RocketMQ gRPC stubs, imported the adapter's way (no ~/logs written)."""
+    from adapters.rocketmq.protocol import load_stubs as adapter_load_stubs
+    return adapter_load_stubs()
 
 
 try:
