@@ -36,15 +36,13 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from ._http import bare_app
+from ._http import Child, bare_app, bound_socket, ready, start_uvicorn
 from ._util import emit, environment, progress, words
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,21 +96,10 @@ async def _echo(task) -> None:
 
 
 async def _serve(kind: str, data_dir: str | None) -> None:
-    import uvicorn
-
     gateway = kind.startswith("gateway")
     app = _gateway_app(data_dir) if gateway else {"bare": bare_app, "sdk": _sdk_app}[kind]()
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, loop="uvloop", http="httptools", log_level="warning",
-                                           access_log=False, lifespan="on"))
-    serving = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        if serving.done():
-            serving.result()
-            raise SystemExit("uvicorn stopped before it started")
-        await asyncio.sleep(0.01)   # sleep-ok: uvicorn has no started event
+    sock = bound_socket()
+    serving = await start_uvicorn(app, sock)
     worker = None
     if gateway:
         from gateway.registry import Capability
@@ -121,7 +108,7 @@ async def _serve(kind: str, data_dir: str | None) -> None:
         worker = Worker(instance.backend, "echo", _echo, concurrency=256)
         await worker.start()
         await instance.registry.put(Capability("echo", {"name": "echo", "description": "echoes its input"}))
-    print(f"READY {sock.getsockname()[1]}", flush=True)
+    ready(port=sock.getsockname()[1])
     await serving
     if worker is not None:
         await worker.close()
@@ -132,26 +119,10 @@ def serve_main(kind: str, data_dir: str | None) -> None:
     uvloop.run(_serve(kind, data_dir))
 
 
-class Server:
+class Server(Child):
     def __init__(self, kind: str, data_dir: str | None) -> None:
-        args = [sys.executable, "-m", "bench.a2a_echo", "--serve", kind]
-        if data_dir:
-            args += ["--data-dir", data_dir]
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        self.process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
-        line = self.process.stdout.readline()
-        if not line.startswith("READY "):
-            self.process.kill()
-            raise RuntimeError(f"{kind} server did not start (got {line!r})")
-        self.url = f"http://127.0.0.1:{int(line.split()[1])}{PATHS[kind]}"
-
-    def stop(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        super().__init__("bench.a2a_echo", "--serve", kind, *(["--data-dir", data_dir] if data_dir else []))
+        self.url = self.base_url + PATHS[kind]
 
 
 # ------------------------------------------------------------------ the A2A layer alone
