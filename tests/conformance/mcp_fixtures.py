@@ -80,7 +80,7 @@ async def mixed(task):
 async def with_progress(task):
     for step in ("started", "halfway", "finishing"):
         await task.working(step)
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)  # sleep-ok: the fixture agent's simulated work between progress steps
     await task.complete("Tool with progress executed successfully")
 
 
@@ -95,12 +95,12 @@ async def greet(task):
 async def slow_compute(task):
     args = _args(task)
     await task.working(f"computing {args.get('label', '')}".strip())
-    await asyncio.sleep(float(args.get("seconds", 1)))
+    await asyncio.sleep(float(args.get("seconds", 1)))  # sleep-ok: simulated work the scenario asks for
     await task.complete(f"computed {args.get('label', '')} in {args.get('seconds', 1)} s".strip())
 
 
 async def failing_job(task):
-    await asyncio.sleep(1.0)
+    await asyncio.sleep(1.0)  # sleep-ok: simulated work before failing
     raise RuntimeError("failing_job always fails")
 
 

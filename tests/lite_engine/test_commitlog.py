@@ -62,7 +62,7 @@ def as_killed(path: Path, tmp_path: Path) -> Path:
 async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
     async with asyncio.timeout(timeout):
         while not condition():
-            await asyncio.sleep(0)
+            await asyncio.sleep(0)  # sleep-ok: one loop turn, so the other task parks
 
 
 async def fill(log: CommitLog, count: int, size: int = 100) -> list[int]:
@@ -214,7 +214,7 @@ async def test_cancelled_sync_does_not_disturb_other_waiters(log_dir: Path) -> N
     log = open_log(log_dir, fsync="batch")
     cancelled = asyncio.create_task(log.sync(log.append(1, b"a")))
     kept = asyncio.create_task(log.sync(log.append(1, b"b")))
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # sleep-ok: one loop turn, so the other task parks
     cancelled.cancel()
 
     async with asyncio.timeout(5):

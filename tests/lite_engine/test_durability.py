@@ -110,7 +110,7 @@ async def test_a_message_is_not_delivered_before_it_is_durable(tmp_path):
     engine = await Engine(config(tmp_path, fsync="batch")).start()
     await engine.receive("tasks", "g")
     publishing = asyncio.ensure_future(engine.publish("tasks", b"x"))
-    await asyncio.sleep(0)   # the record is appended, its group commit not yet done
+    await asyncio.sleep(0)   # sleep-ok: one loop turn: the record is appended, its group commit not yet done
     assert await engine.receive("tasks", "g") == []
     await publishing
     [d] = await engine.receive("tasks", "g")

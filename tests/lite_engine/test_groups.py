@@ -27,7 +27,7 @@ async def test_each_group_receives_every_message_once(engine):
 
 async def test_messages_spread_across_waiting_members_of_a_group(engine):
     members = [asyncio.create_task(engine.receive("tasks", "workers", wait=2)) for _ in range(3)]
-    await asyncio.sleep(0)  # let the members start waiting
+    await asyncio.sleep(0)  # sleep-ok: one loop turn lets the members start waiting
     for i in range(3):
         await engine.publish("tasks", str(i).encode())
     results = await asyncio.gather(*members)
@@ -92,7 +92,7 @@ async def test_receive_long_poll_times_out_empty(engine):
 async def test_cancelled_receive_passes_its_wake_up_on(engine):
     first = asyncio.create_task(engine.receive("tasks", "g", wait=5))
     second = asyncio.create_task(engine.receive("tasks", "g", wait=5))
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # sleep-ok: one loop turn parks the receive
     await engine.publish("tasks", b"one")   # wakes `first`...
     first.cancel()                            # ...which is cancelled before it runs
     [d] = await asyncio.wait_for(second, 2)
@@ -108,6 +108,6 @@ async def test_the_first_group_reads_messages_published_before_any_group_existed
 async def test_closing_the_engine_ends_waiting_receives(make_engine):
     engine = await make_engine()
     waiting = asyncio.create_task(engine.receive("tasks", "g", wait=30))
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # sleep-ok: one loop turn, so the other task parks
     await engine.close()
     assert await asyncio.wait_for(waiting, 2) == []

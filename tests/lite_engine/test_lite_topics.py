@@ -71,7 +71,7 @@ async def test_long_poll_wakes_on_publish(engine):
     c = open_client(engine)
     engine.subscribe(c, ["t1"])
     waiting = asyncio.create_task(engine.poll(c, wait=5))
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # sleep-ok: one loop turn, so the other task parks
     await engine.publish("reply", b"late", lite="t1")
     [d] = await asyncio.wait_for(waiting, 2)
     assert d.body == b"late"
@@ -87,7 +87,7 @@ async def test_cancelled_poll_loses_nothing(engine):
     c = open_client(engine)
     engine.subscribe(c, ["t1"])
     waiting = asyncio.create_task(engine.poll(c, wait=5))
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # sleep-ok: one loop turn, so the other task parks
     await engine.publish("reply", b"kept", lite="t1")
     waiting.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -218,7 +218,7 @@ async def test_ready_topics_of_a_closed_client_move_to_other_subscribers(engine)
 async def test_closed_client_poll_raises(engine):
     c = open_client(engine)
     waiting = asyncio.create_task(engine.poll(c, wait=5))
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # sleep-ok: one loop turn, so the other task parks
     engine.close_client(c)
     with pytest.raises(UnknownClientError):
         await asyncio.wait_for(waiting, 2)
