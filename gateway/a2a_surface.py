@@ -11,7 +11,8 @@ Routes come from the a2a-sdk factories (parsing, A2A-Version checks, serializati
 conversion) over the gateway's lean handler (`a2a_handler.py`). Capabilities come and go at
 runtime, so the routes carry `<name>` as a path parameter and `CapabilityGate` looks it up per
 request (a second of positive caching keeps a remote registry off the hot path); an unknown
-name gets 404 in the shape of the protocol asked for.
+name gets 404 in the shape of the protocol asked for. JSON-RPC `SendMessage`, the hot call, is
+answered in front of these routes by `a2a_lean.LeanSendMessage` over the same handler.
 
 Not here yet: the gRPC binding, and a custom protocol binding over the broker itself (DESIGN.md
 "Beyond the peers" 3) that would be declared by URI in `supportedInterfaces`.
@@ -45,6 +46,8 @@ def routes(gateway) -> list:
     gateway.tasks.on_event.append(push.on_event)
     _run_with(gateway, push)
     handler = GatewayRequestHandler(gateway.tasks, gateway.registry, push)
+    capabilities = CapabilityCache(gateway.registry)
+    gateway.a2a_lean = {"handler": handler, "capabilities": capabilities}    # for a2a_lean.LeanSendMessage
     builder = _ContextBuilder()
     rest = [r for r in create_rest_routes(handler, builder, enable_v0_3_compat=True)
             if not isinstance(r, Mount)]            # its /{tenant} mount: the capability is the tenant
@@ -58,7 +61,7 @@ def routes(gateway) -> list:
     return [Route("/.well-known/agent-card.json", gateway_card, methods=["GET"]),
             Mount(cards.AGENTS_PATH, routes=[
                 *create_jsonrpc_routes(handler, "/", builder, enable_v0_3_compat=True),
-                Mount("/{name}", routes=agent, middleware=[Middleware(CapabilityGate, registry=gateway.registry)]),
+                Mount("/{name}", routes=agent, middleware=[Middleware(CapabilityGate, capabilities=capabilities)]),
             ])]
 
 
@@ -88,33 +91,16 @@ async def _capability_card(request: Request) -> JSONResponse:
     return JSONResponse(agent_card_to_dict(card))
 
 
-class CapabilityGate:
-    """Pure ASGI middleware in front of one capability's routes: resolves `<name>` or answers
-    404 (JSON-RPC error body for POST /agents/<name>/, an A2A HTTP+JSON error otherwise)."""
+class CapabilityCache:
+    """Capability records by name, with a second of positive caching: keeps a remote registry
+    off the hot path. An unknown name is looked up every time (it may be registered any moment)."""
 
-    def __init__(self, app, registry, ttl: float = 1.0) -> None:
-        self.app = app
+    def __init__(self, registry, ttl: float = 1.0) -> None:
         self.registry = registry
         self.ttl = ttl
         self._known: dict[str, tuple[float, Capability]] = {}
 
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        name = scope["path_params"].get("name", "")
-        try:
-            capability = await self._lookup(name)
-            error = None if capability is not None else NotFoundError("capability", name)
-        except BackendError as e:
-            capability, error = None, e
-        if error is not None:
-            await _error_response(scope, name, error)(scope, receive, send)
-            return
-        scope[_SCOPE_KEY] = capability
-        await self.app(scope, receive, send)
-
-    async def _lookup(self, name: str) -> Capability | None:
+    async def get(self, name: str) -> Capability | None:
         now = time.monotonic()
         hit = self._known.get(name)
         if hit is not None and hit[0] > now:
@@ -125,6 +111,31 @@ class CapabilityGate:
         else:
             self._known[name] = (now + self.ttl, capability)
         return capability
+
+
+class CapabilityGate:
+    """Pure ASGI middleware in front of one capability's routes: resolves `<name>` or answers
+    404 (JSON-RPC error body for POST /agents/<name>/, an A2A HTTP+JSON error otherwise)."""
+
+    def __init__(self, app, capabilities: CapabilityCache) -> None:
+        self.app = app
+        self.capabilities = capabilities
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        name = scope["path_params"].get("name", "")
+        try:
+            capability = await self.capabilities.get(name)
+            error = None if capability is not None else NotFoundError("capability", name)
+        except BackendError as e:
+            capability, error = None, e
+        if error is not None:
+            await _error_response(scope, name, error)(scope, receive, send)
+            return
+        scope[_SCOPE_KEY] = capability
+        await self.app(scope, receive, send)
 
 
 def _error_response(scope, name: str, error: BackendError) -> JSONResponse:

@@ -18,6 +18,7 @@ from adapters.base import Backend
 from adapters.factory import open_backend
 
 from . import a2a_surface, admin
+from .a2a_lean import LeanSendMessage
 from .bridge import Bridges
 from .cardfetch import AddressPolicy
 from .mcp_surface import McpSurface
@@ -41,6 +42,7 @@ class Gateway:
         self.bridges = Bridges(self.backend, self.registry, AddressPolicy.from_settings(settings))
         self.mcp = McpSurface(self)
         self._parts: list = []          # started objects with an async close()
+        self.a2a_lean: dict = {}        # set by a2a_surface.routes(): what a2a_lean needs
         self.ready = False
 
     async def start(self) -> None:
@@ -107,7 +109,10 @@ def build_app(settings: dict, backend: Backend | None = None) -> Starlette:
         finally:
             await gateway.close()
 
-    app = Starlette(routes=gateway.routes(), lifespan=lifespan,
-                    middleware=[Middleware(GatewayGuard, **GatewayGuard.settings_kwargs(settings))])
+    routes = gateway.routes()
+    middleware = [Middleware(GatewayGuard, **GatewayGuard.settings_kwargs(settings))]
+    if settings.get("gateway", {}).get("a2a_lean_dispatch", True):
+        middleware.append(Middleware(LeanSendMessage, **gateway.a2a_lean))
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
     app.state.gateway = gateway
     return app

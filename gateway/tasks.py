@@ -68,8 +68,10 @@ class Watch:
 
 @dataclass
 class _Active:
-    task: a2a_pb2.Task
-    position: tuple[int, int] = (0, -1)
+    task: a2a_pb2.Task                      # every event folded in so far: what callers have seen
+    position: tuple[int, int] = (0, -1)     # of the last event folded
+    indexed: tuple[int, int] = (0, -1)      # the task index holds the fold up to here
+    hooked: tuple[int, int] = (0, -1)       # on_event hooks have run up to here
     watches: list[Watch] = field(default_factory=list)
 
 
@@ -122,19 +124,34 @@ class TaskService:
         task.status.timestamp.GetCurrentTime()
         task.history.append(message)
         watch = Watch(task_id)
+        submitted = _copy(task)             # the relay folds events into `task` from now on
         self._active[task_id] = _Active(task, watches=[watch])
-        await self._table.put(task_id, task.SerializeToString())
         await self._consumer.subscribe([channels.reply_channel(task_id)])
         envelope = TaskEnvelope(task_id, context_id, capability, message, deadline, time.time(),
                                 trace or {}, metadata or {})
-        try:
-            await self.backend.publish(channels.capability_topic(capability),
-                                       Message(envelope.encode(), {"task_id": task_id}, task_id))
-        except BackendError:
+        # The index entry and the envelope are written together (one group commit on the lite
+        # engine). The put is issued first, so a reply's later put of the same key lands after it.
+        indexed, published = await asyncio.gather(
+            self._table.put(task_id, task.SerializeToString()),
+            self.backend.publish(channels.capability_topic(capability),
+                                 Message(envelope.encode(), {"task_id": task_id}, task_id)),
+            return_exceptions=True)
+        if isinstance(published, BaseException):
             self._active.pop(task_id, None)
-            await self._consumer.unsubscribe([channels.reply_channel(task_id)])
-            raise
-        return _copy(task), watch
+            with contextlib.suppress(BackendError):
+                await self._consumer.unsubscribe([channels.reply_channel(task_id)])
+            if isinstance(published, BackendError):
+                with contextlib.suppress(BackendError):
+                    await self._table.delete(task_id)
+            raise published
+        if isinstance(indexed, BaseException):
+            # The task is accepted (its envelope is durable): the relay indexes it with its
+            # first reply event, so GetTask on another instance finds it from then on.
+            if not isinstance(indexed, BackendError):
+                raise indexed
+            log.warning("indexing submitted task %s failed (%s); its first reply event indexes it",
+                        task_id, indexed)
+        return submitted, watch
 
     async def _new_task_id(self) -> str:
         # A backend that emulates lite topics on partitions (Kafka) can pick a name that lands
@@ -237,29 +254,35 @@ class TaskService:
         await asyncio.gather(*(self._relay_task(task_id, items) for task_id, items in by_task.items()))
 
     async def _relay_task(self, task_id: str, items: list[tuple[Delivery, ReplyEvent]]) -> None:
+        """Fold the events into the task and show them to waiting calls at once: each is durable on
+        the reply channel already. Then index the folded task and run the hooks; only then ack.
+        A failure there leaves the events unacked: redelivered, they are not shown twice, but are
+        indexed and hooked then (`indexed` and `hooked` trail `position` until that succeeds)."""
         try:
             active = self._active.get(task_id) or await self._load_active(task_id)
-            task, position, fresh = _copy(active.task), active.position, []
-            for delivery, event in sorted(items, key=lambda item: item[1].position):
-                if event.position > position:      # else a duplicate of at-least-once delivery
-                    position = event.position
-                    fold.apply(task, event.event)
-                    fresh.append(event)
-            if fresh:
-                task.id = task.id or task_id
-                await self._table.put(task_id, task.SerializeToString())
-                for event in fresh:
-                    for hook in self.on_event:
-                        await hook(task, event.event)
-                active.task, active.position = task, position   # only once indexed and hooked
-                for event in fresh:
+            pending: dict[tuple, ReplyEvent] = {}
+            for _, event in sorted(items, key=lambda item: item[1].position):
+                if event.position > active.position:   # else a duplicate of at-least-once delivery
+                    active.position = event.position
+                    fold.apply(active.task, event.event)
+                    active.task.id = active.task.id or task_id
                     for watch in active.watches:
                         watch.push(event.event)
+                if event.position > active.hooked:
+                    pending[event.position] = event
+            if active.indexed < active.position:
+                position = active.position
+                await self._table.put(task_id, active.task.SerializeToString())
+                active.indexed = max(active.indexed, position)
+            for position, event in sorted(pending.items()):
+                for hook in self.on_event:
+                    await hook(active.task, event.event)
+                active.hooked = position
             await asyncio.gather(*(delivery.ack() for delivery, _ in items))
         except BackendError as e:
             log.warning("relaying events of task %s failed: %s (they will be redelivered)", task_id, e)
             return
-        if any(event.final for event in fresh):
+        if fold.is_final(active.task.status.state) and any(event.final for _, event in items):
             for watch in active.watches:
                 watch.push(None)
             self._active.pop(task_id, None)
