@@ -95,8 +95,10 @@ def gateway_settings(backend: str, data_dir: str | None) -> dict:
 
 async def _serve_gateway(sock, backend: str, data_dir: str | None, agent_url: str) -> asyncio.Task:
     from gateway.app import build_app
+    from gateway.process import tune_gc
     from gateway.worker import Worker
 
+    tune_gc()                   # as `topicbridge serve` does
     app = build_app(gateway_settings(backend, data_dir))
     serving = await start_uvicorn(app, sock)
     gateway = app.state.gateway

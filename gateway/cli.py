@@ -86,6 +86,8 @@ def _serve(args) -> int:
     demo = " with the demo agents echo and word-stats" if gateway.get("demo") else ""
     print(f"topicbridge gateway on http://{host}:{port} (backend: {settings['backend']}){demo}", file=sys.stderr)
     # Open SSE streams (MCP listen/GET streams) would otherwise hold the shutdown forever.
+    from .process import tune_gc
+    tune_gc()
     uvicorn.run(build_app(settings), host=host, port=port, log_level="info", lifespan="on",
                 timeout_graceful_shutdown=5)
     return 0
