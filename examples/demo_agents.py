@@ -2,7 +2,8 @@
 process, each a capability served with the worker SDK:
 
     echo        answers with the text it was sent
-    word-stats  counts words, sentences and characters, and quotes the first sentence
+    word-stats  counts words, sentences and characters, and quotes the first sentence; sent no
+                text, it asks for some (INPUT_REQUIRED) and counts the answer (multi-turn)
 
 Run them against any gateway's backend yourself with `workers(backend)` and `start()` each.
 """
@@ -36,6 +37,9 @@ async def echo(task: TaskContext) -> None:
 
 async def word_stats(task: TaskContext) -> None:
     text = task.text.strip()
+    if not text:        # ask; the caller answers with a message naming this task (task.turn 1)
+        await task.require_input("Which text should I count?")
+        return
     sentences = [s for s in re.split(r"(?<=[.!?])\s+", text) if s]
     stats = {"words": len(text.split()), "sentences": len(sentences), "characters": len(text),
              "first_sentence": sentences[0] if sentences else ""}

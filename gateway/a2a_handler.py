@@ -6,6 +6,12 @@ SendMessage is `TaskService.submit` plus, unless `return_immediately`, the fold 
 events until it ends or needs input. The SDK's `DefaultRequestHandler` costs ~2 ms of CPU a call
 in its active-task machinery and tracing; none of that is on this path.
 
+A SendMessage whose message names a task (`task_id`) continues it (`TaskService.resume`), as A2A
+1.0 multi-turn does: only a task waiting for input (INPUT_REQUIRED, AUTH_REQUIRED) takes one. A
+finished task cannot be restarted and a running one takes no message (UnsupportedOperationError,
+as the SDK's own handler answers); an unknown task is TaskNotFoundError; a `context_id` other
+than the task's is InvalidParamsError.
+
 Errors: task problems become the SDK's A2A errors; backend errors take their JSON-RPC code from
 `adapters.errors.STATUS` and become the A2A error class that carries that code.
 """
@@ -54,7 +60,9 @@ log = logging.getLogger("topicbridge.a2a")
 
 CAPABILITY_STATE = "topicbridge.capability"   # ServerCallContext.state key set by the routes
 _A2A_BY_CODE = {code: cls for cls, code in JSON_RPC_ERROR_CODE_MAP.items()}
-_TASK_ERRORS = {"not_found": TaskNotFoundError, "not_cancelable": TaskNotCancelableError}
+_TASK_ERRORS = {"not_found": TaskNotFoundError, "not_cancelable": TaskNotCancelableError,
+                "terminal": UnsupportedOperationError, "running": UnsupportedOperationError,
+                "context_mismatch": InvalidParamsError, "wrong_capability": InvalidParamsError}
 
 
 def a2a_error(error: Exception) -> A2AError:
@@ -104,18 +112,20 @@ class GatewayRequestHandler(RequestHandler):
             if params.configuration.HasField("task_push_notification_config") else None
         if push is not None:
             await self._check_push_url(push.url)
-        if params.message.task_id:
-            await self._refuse_continuation(params.message.task_id)
         metadata = json_format.MessageToDict(params.metadata) if params.HasField("metadata") else None
         try:
-            task, watch = await self.tasks.submit(name, params.message, metadata=metadata)
+            if params.message.task_id:      # a continuation (multi-turn)
+                task, watch = await self.tasks.resume(params.message.task_id, params.message, capability=name,
+                                                      metadata=metadata)
+            else:
+                task, watch = await self.tasks.submit(name, params.message, metadata=metadata)
             if push is not None:
                 with self.push.holding(task.id, push) as config:    # the relay hook sees it from now on
                     folded = await self.tasks.get(task.id)          # events folded before that, if any
                     await self.push.create(config)
                     if folded is not None and folded.status.state != a2a_pb2.TASK_STATE_SUBMITTED:
                         await self.push.publish_snapshot(folded)
-        except BackendError as e:
+        except (TaskError, BackendError) as e:
             raise a2a_error(e) from None
         return task, watch
 
@@ -135,14 +145,6 @@ class GatewayRequestHandler(RequestHandler):
         if found is None:
             raise a2a_error(NotFoundError("capability", context.tenant))
         return found.name
-
-    async def _refuse_continuation(self, task_id: str) -> None:
-        task = await self._task(task_id)
-        state = a2a_pb2.TaskState.Name(task.status.state)
-        if task.status.state in fold.TERMINAL:
-            raise UnsupportedOperationError(message=f"task {task_id!r} is {state}; start a new task")
-        raise UnsupportedOperationError(message=f"task {task_id!r} is {state}: continuing a task with a "
-                                                "further message is not supported by this gateway yet")
 
     async def _check_push_url(self, url: str) -> None:
         try:

@@ -17,6 +17,14 @@ backoff; after the last attempt the task fails with the reason and the registry 
 status "error" until a call gets through again. Errors the agent answers with fail the task
 without a retry. A stream that breaks after the agent took the task is followed up by polling
 GetTask, within the same bounds.
+
+Multi-turn. The agent names its own task, and may name its own context, on the first turn.
+When its task stops for input (INPUT_REQUIRED, AUTH_REQUIRED), the bridge writes the agent's ids
+to the backend table "bridge-tasks" (gateway task id -> {"task_id", "context_id"} as JSON), and
+only then relays that state, so whichever instance takes the continuation finds them. A
+continuation envelope (turn > 0) goes to the agent as a message carrying those ids; the
+agent's messages of earlier turns (the envelope's history) are not relayed again. The row goes
+when a continuation turn ends the task; a task left waiting for input keeps its (small) row.
 """
 
 from __future__ import annotations
@@ -49,6 +57,8 @@ BACKOFF = 0.2           # seconds before the second attempt; doubles each time
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 300.0    # longest silence tolerated from an agent mid-call
 CANCEL_TIMEOUT = 5.0
+POOL_CONNECTIONS = 8    # connections per httpx pool (see Bridge.start)
+REMOTE_TABLE = "bridge-tasks"   # gateway task id -> the agent's task and context ids (multi-turn)
 
 
 class AgentUnreachable(Exception):
@@ -100,17 +110,28 @@ class Bridge:
         interfaces = bridgeable_interfaces(self.card)
         self.url = interfaces[0].url if interfaces else capability.card_url
         self.health = capability.status
-        self._http: httpx.AsyncClient | None = None
-        self._client = None
+        self._https: list[httpx.AsyncClient] = []
+        self._clients: list = []              # one a2a-sdk client per connection pool
+        self._client = None                   # the first, for the odd follow-up call
+        self._calls = 0
         self._broken: str | None = None       # why no client could be built for this card
+        self._remote_table = None             # REMOTE_TABLE, opened on first use
 
     async def start(self) -> None:
+        # Calls spread over a few small connection pools rather than one big one: httpcore walks
+        # every pooled connection (a readability check each) for every request it places, so
+        # one pool of 64 connections spent half the gateway's CPU at 64 concurrent calls
+        # (bench.gateway_e2e). Each pool keeps all its connections alive.
         timeout = httpx.Timeout(CONNECT_TIMEOUT, read=self.read_timeout)
-        self._http = guarded_client(self.policy, timeout=timeout)
-        config = ClientConfig(streaming=True, httpx_client=self._http,
-                              supported_protocol_bindings=[TransportProtocol.JSONRPC, TransportProtocol.HTTP_JSON])
+        limits = httpx.Limits(max_connections=POOL_CONNECTIONS, max_keepalive_connections=POOL_CONNECTIONS)
+        pools = max(1, -(-self.worker.concurrency // POOL_CONNECTIONS))
+        self._https = [guarded_client(self.policy, timeout=timeout, limits=limits) for _ in range(pools)]
         try:
-            self._client = ClientFactory(config).create(self.card)
+            self._clients = [ClientFactory(ClientConfig(
+                streaming=True, httpx_client=http,
+                supported_protocol_bindings=[TransportProtocol.JSONRPC, TransportProtocol.HTTP_JSON])).create(self.card)
+                for http in self._https]
+            self._client = self._clients[0]
         except ValueError as e:
             self._broken = f"cannot talk to agent {self.name!r}: {e}"
             await self._set_health("error", self._broken)
@@ -118,8 +139,8 @@ class Bridge:
 
     async def close(self) -> None:
         await self.worker.close()
-        if self._http is not None:
-            await self._http.aclose()
+        for http in self._https:
+            await http.aclose()
 
     # ------------------------------------------------------------ one task
 
@@ -127,11 +148,16 @@ class Bridge:
         if self._broken:
             await ctx.fail(self._broken)
             return
-        relay = Relay(ctx)
+        remote = await self._recall(ctx.task_id) if ctx.turn else None
+        if ctx.turn and remote is None:
+            await ctx.fail(f"agent {self.name!r}: no record of the agent's task to continue")
+            return
+        relay = Relay(ctx, remote, self._remember)
         deadline = ctx.envelope.deadline
         try:
             async with asyncio.timeout(None if deadline is None else max(0.0, deadline - time.time())):
                 await self._call(ctx, relay)
+            await self._forget(ctx, relay)
             return
         except asyncio.CancelledError:
             if ctx.cancelled.is_set():          # the caller cancelled, not a worker shutting down
@@ -146,6 +172,7 @@ class Bridge:
             await self._set_health("error", reason)
         if not ctx.finished:
             await ctx.fail(reason)
+        await self._forget(ctx, relay)
 
     def _explain(self, error: Exception) -> tuple[str, bool]:
         """The task's failure reason, and whether it says the agent itself is broken."""
@@ -161,7 +188,9 @@ class Bridge:
         while True:
             relay.sent = True
             try:
-                async for event in self._client.send_message(request):
+                self._calls += 1
+                client = self._clients[self._calls % len(self._clients)]
+                async for event in client.send_message(request):
                     await relay.push(event)
                 break
             except (BackendError, RefusedURLError):
@@ -223,6 +252,28 @@ class Bridge:
                 return task.id
         return ""
 
+    # ------------------------------------------------------------ the agent's ids (multi-turn)
+
+    async def _remote_ids(self):
+        if self._remote_table is None:
+            self._remote_table = await self.worker.backend.table(REMOTE_TABLE)
+        return self._remote_table
+
+    async def _remember(self, relay: "Relay") -> None:
+        """Before the task stops for input: the agent's ids, for the continuation on any instance."""
+        row = {"task_id": relay.remote_id, "context_id": relay.remote_context or relay.ctx.context_id}
+        await (await self._remote_ids()).put(relay.ctx.task_id, json.dumps(row).encode())
+
+    async def _recall(self, task_id: str) -> dict | None:
+        raw = await (await self._remote_ids()).get(task_id)
+        return json.loads(raw) if raw else None
+
+    async def _forget(self, ctx: TaskContext, relay: "Relay") -> None:
+        """A continuation turn that did not stop for input again ended the task: drop its row."""
+        if ctx.turn and not relay.interrupted:
+            with contextlib.suppress(BackendError):
+                await (await self._remote_ids()).delete(ctx.task_id)
+
     async def _set_health(self, status: str, error: str | None) -> None:
         if status == self.health == "available":      # the common case costs no registry round trip
             return
@@ -236,24 +287,39 @@ class Bridge:
 class Relay:
     """Republishes one remote task's events as the gateway's task."""
 
-    def __init__(self, ctx: TaskContext) -> None:
+    def __init__(self, ctx: TaskContext, remote: dict | None = None, remember=None) -> None:
+        """`remote`: the agent's ids of the task a continuation continues; `remember(relay)` is
+        awaited before an interrupted state is relayed."""
         self.ctx = ctx
-        self.remote_id = ""
+        self.remote_id = remote["task_id"] if remote else ""
+        self.remote_context = remote["context_id"] if remote else ""
+        self._continues = remote
+        self._remember = remember
         self.sent = False           # a request left for the agent
         self.started = False        # something came back
         self._state = a2a_pb2.TASK_STATE_WORKING     # the worker announced WORKING before the handler ran
-        self._messages: set[str] = set()
+        # On a continuation, the messages of earlier turns are in the gateway's task already.
+        self._earlier: set[str] = {m.message_id for m in ctx.history} if remote else set()
+        self._messages: set[str] = set(self._earlier)
         self._artifacts: dict[str, bytes] = {}
 
     @property
     def final(self) -> bool:
         return self.ctx.finished
 
+    @property
+    def interrupted(self) -> bool:
+        return self._state in fold.INTERRUPTED
+
     def outgoing(self) -> a2a_pb2.Message:
         message = a2a_pb2.Message()
         message.CopyFrom(self.ctx.message)
-        message.task_id, message.context_id = "", self.ctx.context_id
-        message.message_id = message.message_id or self.ctx.task_id
+        if self._continues:
+            message.task_id, message.context_id = self._continues["task_id"], self._continues["context_id"]
+            message.message_id = message.message_id or f"{self.ctx.task_id}-{self.ctx.turn}"
+        else:
+            message.task_id, message.context_id = "", self.ctx.context_id
+            message.message_id = message.message_id or self.ctx.task_id
         message.role = message.role or a2a_pb2.ROLE_USER
         return message
 
@@ -266,6 +332,7 @@ class Relay:
             await self._task(event.task)
         elif kind == "status_update":
             self.remote_id = self.remote_id or event.status_update.task_id
+            self.remote_context = self.remote_context or event.status_update.context_id
             await self._status(event.status_update.status, event.status_update.metadata)
         elif kind == "artifact_update":
             self.remote_id = self.remote_id or event.artifact_update.task_id
@@ -275,6 +342,7 @@ class Relay:
 
     async def _task(self, task: a2a_pb2.Task) -> None:
         self.remote_id = self.remote_id or task.id
+        self.remote_context = self.remote_context or task.context_id
         for message in task.history:
             if message.role == a2a_pb2.ROLE_AGENT and message.message_id not in self._messages:
                 await self._message(message)
@@ -287,6 +355,10 @@ class Relay:
         state = _STATES.get(status.state)
         if state is None or state == self._state and not status.HasField("message"):
             return
+        if self._earlier and status.HasField("message") and status.message.message_id in self._earlier:
+            return      # an earlier turn's status (the question this turn answers), in a snapshot
+        if state in fold.INTERRUPTED and self._remember is not None and self.remote_id:
+            await self._remember(self)
         self._state = state
         update = a2a_pb2.TaskStatusUpdateEvent(task_id=self.ctx.task_id, context_id=self.ctx.context_id)
         update.status.CopyFrom(status)

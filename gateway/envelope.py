@@ -53,13 +53,18 @@ def _load(kind: str, raw: bytes) -> dict:
 
 _TASK_ID = re.compile(_validator("task-envelope").schema["properties"]["task_id"]["pattern"])
 _ENVELOPE_KEYS = frozenset({"version", "task_id", "context_id", "capability", "reply_to", "control", "message",
-                            "deadline", "created", "trace", "metadata"})
-_REPLY_KEYS = frozenset({"version", "task_id", "attempt", "seq", "final", "event"})
+                            "turn", "history", "deadline", "created", "trace", "metadata"})
+_REPLY_KEYS = frozenset({"version", "task_id", "turn", "attempt", "seq", "final", "event"})
 _EVENT_KINDS = frozenset({"task", "message", "statusUpdate", "artifactUpdate"})
 
 
 def _text(value, low: int = 1, high: int | None = None) -> bool:
     return type(value) is str and low <= len(value) and (high is None or len(value) <= high)
+
+
+def _turn(doc: dict) -> bool:
+    turn = doc.get("turn", 0)
+    return type(turn) is int and turn >= 0
 
 
 def _route(value) -> bool:
@@ -70,11 +75,13 @@ def _envelope_valid(doc) -> bool:
     if type(doc) is not dict or not _ENVELOPE_KEYS.issuperset(doc):
         return False
     task_id, message, trace = doc.get("task_id"), doc.get("message"), doc.get("trace", {})
+    history = doc.get("history", ())
     return (doc.get("version") == 1 and type(doc["version"]) is int
             and type(task_id) is str and _TASK_ID.search(task_id) is not None
             and _text(doc.get("context_id"), 1, 256) and _text(doc.get("capability"), 1, 128)
             and _route(doc.get("reply_to")) and ("control" not in doc or _route(doc["control"]))
             and type(message) is dict and type(message.get("parts")) is list
+            and _turn(doc) and (history == () or type(history) is list and all(type(m) is dict for m in history))
             and all(type(doc.get(k, 0.0)) in (int, float) for k in ("deadline", "created"))
             and type(trace) is dict and all(type(v) is str for v in trace.values())
             and type(doc.get("metadata", {})) is dict)
@@ -85,7 +92,7 @@ def _reply_valid(doc) -> bool:
         return False
     attempt, seq, event = doc.get("attempt"), doc.get("seq"), doc.get("event")
     return (doc.get("version") == 1 and type(doc["version"]) is int and _text(doc.get("task_id"))
-            and type(attempt) is int and attempt >= 1 and type(seq) is int and seq >= 0
+            and _turn(doc) and type(attempt) is int and attempt >= 1 and type(seq) is int and seq >= 0
             and type(doc.get("final", False)) is bool
             and type(event) is dict and len(event) == 1
             and all(k in _EVENT_KINDS and type(v) is dict for k, v in event.items()))
@@ -174,6 +181,8 @@ class TaskEnvelope:
     created: float = field(default_factory=time.time)
     trace: dict[str, str] = field(default_factory=dict)
     metadata: dict = field(default_factory=dict)
+    turn: int = 0           # n > 0: the n-th continuation of the task (A2A multi-turn)
+    history: list[a2a_pb2.Message] = field(default_factory=list)    # a continuation's earlier messages
 
     def encode(self) -> bytes:
         doc = {"version": 1, "task_id": self.task_id, "context_id": self.context_id,
@@ -184,14 +193,19 @@ class TaskEnvelope:
                "trace": self.trace, "metadata": self.metadata}
         if self.deadline is not None:
             doc["deadline"] = self.deadline
+        if self.turn:       # a first turn's envelope stays what readers without turns accept
+            doc["turn"] = self.turn
+            doc["history"] = [proto_to_dict(m) for m in self.history]
         return _dump(doc)
 
     @classmethod
     def decode(cls, raw: bytes) -> "TaskEnvelope":
         doc = _load("task-envelope", raw)
         message = _parse("task-envelope", doc["message"], a2a_pb2.Message())
+        history = [_parse("task-envelope", m, a2a_pb2.Message()) for m in doc.get("history", ())]
         return cls(doc["task_id"], doc["context_id"], doc["capability"], message, doc.get("deadline"),
-                   doc.get("created", time.time()), doc.get("trace", {}), doc.get("metadata", {}))
+                   doc.get("created", time.time()), doc.get("trace", {}), doc.get("metadata", {}),
+                   doc.get("turn", 0), history)
 
 
 @dataclass
@@ -201,15 +215,20 @@ class ReplyEvent:
     seq: int
     event: a2a_pb2.StreamResponse
     final: bool = False
+    turn: int = 0           # of the task envelope that produced the event
 
     @property
-    def position(self) -> tuple[int, int]:
-        return (self.attempt, self.seq)
+    def position(self) -> tuple[int, int, int]:
+        """Orders a task's events: a later turn's events come after every event of earlier turns,
+        whose workers counted attempts and seq from the start again."""
+        return (self.turn, self.attempt, self.seq)
 
     def encode(self) -> bytes:
-        return _dump({"version": 1, "task_id": self.task_id, "attempt": self.attempt, "seq": self.seq,
-                      "final": self.final,
-                      "event": _plain_status_to_dict(self.event) or proto_to_dict(self.event)})
+        doc = {"version": 1, "task_id": self.task_id, "attempt": self.attempt, "seq": self.seq,
+               "final": self.final, "event": _plain_status_to_dict(self.event) or proto_to_dict(self.event)}
+        if self.turn:       # a first turn's event stays what readers without turns accept
+            doc["turn"] = self.turn
+        return _dump(doc)
 
     @classmethod
     def decode(cls, raw: bytes) -> "ReplyEvent":
@@ -217,7 +236,7 @@ class ReplyEvent:
         event = _plain_status_from_dict(doc["event"])
         if event is None:
             event = _parse("reply-event", doc["event"], a2a_pb2.StreamResponse())
-        return cls(doc["task_id"], doc["attempt"], doc["seq"], event, doc.get("final", False))
+        return cls(doc["task_id"], doc["attempt"], doc["seq"], event, doc.get("final", False), doc.get("turn", 0))
 
 
 @dataclass

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from a2a.types import a2a_pb2
+from google.protobuf import struct_pb2
 
 TERMINAL = {a2a_pb2.TASK_STATE_COMPLETED, a2a_pb2.TASK_STATE_FAILED, a2a_pb2.TASK_STATE_CANCELED,
             a2a_pb2.TASK_STATE_REJECTED}
 INTERRUPTED = {a2a_pb2.TASK_STATE_INPUT_REQUIRED, a2a_pb2.TASK_STATE_AUTH_REQUIRED}
+# The gateway's own bookkeeping in task.metadata (capability, turn: see tasks.TaskService.resume).
+OWN_METADATA = "topicbridge"
 
 
 def is_final(state: int) -> bool:
@@ -17,7 +20,11 @@ def apply(task: a2a_pb2.Task, event: a2a_pb2.StreamResponse) -> None:
     """Fold one event into `task` in place."""
     kind = event.WhichOneof("payload")
     if kind == "task":
+        own = task.metadata.fields.get(OWN_METADATA)
+        own = struct_pb2.Value(struct_value=own.struct_value) if own is not None else None
         task.CopyFrom(event.task)
+        if own is not None:     # a worker's snapshot does not know the gateway's bookkeeping
+            task.metadata.fields[OWN_METADATA].CopyFrom(own)
     elif kind == "status_update":
         if task.status.HasField("message"):
             task.history.append(task.status.message)

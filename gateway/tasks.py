@@ -5,6 +5,12 @@ reply channel (a lite topic). Each gateway instance runs one lite consumer (one 
 one relay loop that takes ready reply channels, folds every event into the task, writes the
 folded task to the task index table (so any instance can answer GetTask/ListTasks, also after a
 restart) and hands the event to the calls waiting on this instance.
+
+A task that needs input (INPUT_REQUIRED, AUTH_REQUIRED) is continued with `resume`: the answer
+joins the task's history and goes out as a new envelope on the capability topic with the next
+`turn`. The task records its capability and turn in `task.metadata["topicbridge"]`, so any
+instance can continue it; a turn's reply events carry the turn, and events are ordered (and
+de-duplicated) by (turn, attempt, seq).
 """
 
 from __future__ import annotations
@@ -68,10 +74,10 @@ class Watch:
 
 @dataclass
 class _Active:
-    task: a2a_pb2.Task                      # every event folded in so far: what callers have seen
-    position: tuple[int, int] = (0, -1)     # of the last event folded
-    indexed: tuple[int, int] = (0, -1)      # the task index holds the fold up to here
-    hooked: tuple[int, int] = (0, -1)       # on_event hooks have run up to here
+    task: a2a_pb2.Task                          # every event folded in so far: what callers have seen
+    position: tuple[int, int, int] = (0, 0, -1)     # (turn, attempt, seq) of the last event folded
+    indexed: tuple[int, int, int] = (0, 0, -1)      # the task index holds the fold up to here
+    hooked: tuple[int, int, int] = (0, 0, -1)       # on_event hooks have run up to here
     watches: list[Watch] = field(default_factory=list)
 
 
@@ -123,6 +129,7 @@ class TaskService:
         task.status.state = a2a_pb2.TASK_STATE_SUBMITTED
         task.status.timestamp.GetCurrentTime()
         task.history.append(message)
+        task.metadata[fold.OWN_METADATA] = {"capability": capability}     # for `resume`, on any instance
         watch = Watch(task_id)
         submitted = _copy(task)             # the relay folds events into `task` from now on
         self._active[task_id] = _Active(task, watches=[watch])
@@ -152,6 +159,86 @@ class TaskService:
             log.warning("indexing submitted task %s failed (%s); its first reply event indexes it",
                         task_id, indexed)
         return submitted, watch
+
+    async def resume(self, task_id: str, message: a2a_pb2.Message, *, capability: str | None = None,
+                     deadline: float | None = None, metadata: dict | None = None,
+                     trace: dict | None = None) -> tuple[a2a_pb2.Task, Watch]:
+        """Continue a task that needs input (A2A multi-turn) with the caller's `message`: it joins
+        the task's history and goes to the task's capability as the envelope of the next turn.
+        Returns the task as resubmitted (SUBMITTED) and a watch on the new turn's events.
+
+        TaskError kinds: not_found; context_mismatch (the message names another context);
+        wrong_capability (`capability`, the one the caller addressed, is not the task's);
+        terminal (the task has ended, it cannot be restarted); running (it does not wait for input)."""
+        found = await self.get(task_id)
+        if found is None:
+            raise TaskError("not_found", task_id, f"task {task_id[:200]!r} not found")
+        if message.context_id and message.context_id != found.context_id:
+            raise TaskError("context_mismatch", task_id, f"context {message.context_id[:200]!r} does not match "
+                                                         f"context {found.context_id!r} of task {task_id!r}")
+        # From here to the subscribe below nothing awaits: two calls on this instance cannot both
+        # take the task. (Two instances can, in a race this table offers no compare-and-set for.)
+        active = self._active.get(task_id)
+        task = active.task if active is not None else found
+        state = task.status.state
+        if state in fold.TERMINAL:
+            raise TaskError("terminal", task_id, f"task {task_id!r} is {a2a_pb2.TaskState.Name(state)}: a task "
+                                                 "that ended cannot be restarted; send a new message without "
+                                                 "task_id to start a new task")
+        if state not in fold.INTERRUPTED:
+            raise TaskError("running", task_id, f"task {task_id!r} is {a2a_pb2.TaskState.Name(state)}: it does "
+                                                "not wait for input; follow it with SubscribeToTask or cancel it")
+        recorded, turn = _recorded(task)
+        recorded = recorded or capability or ""
+        if not recorded:
+            raise TaskError("wrong_capability", task_id, f"task {task_id!r} does not record its capability")
+        if capability and capability != recorded:
+            raise TaskError("wrong_capability", task_id, f"task {task_id!r} belongs to {recorded!r}, "
+                                                         f"not {capability!r}")
+        turn += 1
+        before = _copy(task)
+        if task.status.HasField("message"):         # the question joins the history, as the fold does
+            task.history.append(task.status.message)
+        history = list(a2a_pb2.Task(history=task.history).history)      # for the envelope: a copy
+        message.task_id, message.context_id = task_id, task.context_id
+        task.history.append(message)
+        task.status.Clear()
+        task.status.state = a2a_pb2.TASK_STATE_SUBMITTED
+        task.status.timestamp.GetCurrentTime()
+        task.metadata[fold.OWN_METADATA] = {"capability": recorded, "turn": turn}
+        start = (turn, 0, -1)      # whatever earlier turns left on the channel is not news
+        watch = Watch(task_id)
+        if active is None:
+            active = self._active[task_id] = _Active(task, start, start, start)
+        else:       # the relay may still be finishing the interrupted turn: its calls have their answer
+            for old in active.watches:
+                old.push(None)
+            active.position = active.indexed = start
+        active.watches = [watch]
+        resumed = _copy(task)
+        await self._consumer.subscribe([channels.reply_channel(task_id)])
+        envelope = TaskEnvelope(task_id, task.context_id, recorded, message, deadline, time.time(), trace or {},
+                                metadata or {}, turn, history)
+        indexed, published = await asyncio.gather(
+            self._table.put(task_id, task.SerializeToString()),
+            self.backend.publish(channels.capability_topic(recorded),
+                                 Message(envelope.encode(), {"task_id": task_id}, task_id)),
+            return_exceptions=True)
+        if isinstance(published, BaseException):        # the task stays as it was, waiting for input
+            task.CopyFrom(before)
+            watch.push(None)
+            if self._active.get(task_id) is active:
+                self._active.pop(task_id)
+            with contextlib.suppress(BackendError):
+                await self._consumer.unsubscribe([channels.reply_channel(task_id)])
+            with contextlib.suppress(BackendError):
+                await self._table.put(task_id, before.SerializeToString())
+            raise published
+        if isinstance(indexed, BaseException):
+            if not isinstance(indexed, BackendError):
+                raise indexed
+            log.warning("indexing resumed task %s failed (%s); its next reply event indexes it", task_id, indexed)
+        return resumed, watch
 
     async def _new_task_id(self) -> str:
         # A backend that emulates lite topics on partitions (Kafka) can pick a name that lands
@@ -213,7 +300,7 @@ class TaskService:
         consumer = await self.backend.lite_consumer(channels.REPLY_TOPIC, group, group)
         try:
             await consumer.subscribe([channels.reply_channel(task_id)])
-            task, position = a2a_pb2.Task(), (0, -1)
+            task, position, turn = a2a_pb2.Task(), (0, 0, -1), _recorded(seen)[1]
             while True:
                 for d in await consumer.poll(max_messages=64, wait=self.poll_wait):
                     event = await self._decode(d)
@@ -221,6 +308,8 @@ class TaskService:
                         continue
                     position = event.position
                     fold.apply(task, event.event)
+                    if event.turn < turn:       # an earlier turn's: folded, never news
+                        continue
                     if _news(seen, task, event):
                         yield event.event
                     if event.final:
@@ -288,10 +377,14 @@ class TaskService:
             self._active.pop(task_id, None)
             with contextlib.suppress(BackendError):
                 await self._consumer.unsubscribe([channels.reply_channel(task_id)])
+                if task_id in self._active:     # continued (`resume`) meanwhile: it reads the channel again
+                    await self._consumer.subscribe([channels.reply_channel(task_id)])
 
     async def _load_active(self, task_id: str) -> _Active:
         raw = await self._table.get(task_id)
-        active = _Active(a2a_pb2.Task.FromString(raw) if raw else a2a_pb2.Task(id=task_id))
+        task = a2a_pb2.Task.FromString(raw) if raw else a2a_pb2.Task(id=task_id)
+        start = (_recorded(task)[1], 0, -1)     # earlier turns are in the indexed task already
+        active = _Active(task, start, start, start)
         self._active[task_id] = active
         return active
 
@@ -316,7 +409,23 @@ def _plausible_id(task_id: str) -> bool:
     return isinstance(task_id, str) and 0 < len(task_id) <= 128 and task_id.isprintable()
 
 
+def _recorded(task: a2a_pb2.Task) -> tuple[str, int]:
+    """The capability and turn a task records in metadata["topicbridge"] ("", 0 if it does not)."""
+    value = task.metadata.fields.get(fold.OWN_METADATA)
+    if value is None or not value.HasField("struct_value"):
+        return "", 0
+    own = value.struct_value.fields
+    capability = own["capability"].string_value if "capability" in own else ""
+    return capability, int(own["turn"].number_value) if "turn" in own else 0
+
+
 def _news(seen: a2a_pb2.Task, folded: a2a_pb2.Task, event: ReplyEvent) -> bool:
-    """While re-attaching, skip the replayed events the first `task` snapshot already covered."""
+    """While re-attaching, skip the replayed events the first `task` snapshot already covered.
+    The callers' messages are in the task's history but not on the reply channel: only the
+    agent's count."""
     return (event.final or folded.status.state != seen.status.state
-            or len(folded.history) > len(seen.history) or len(folded.artifacts) > len(seen.artifacts))
+            or _agent_messages(folded) > _agent_messages(seen) or len(folded.artifacts) > len(seen.artifacts))
+
+
+def _agent_messages(task: a2a_pb2.Task) -> int:
+    return sum(m.role != a2a_pb2.ROLE_USER for m in task.history)

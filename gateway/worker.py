@@ -14,6 +14,16 @@ runs, so the registry shows the capability unavailable once every worker has gon
 Cancellation arrives on the task's control channel. A handler that raises fails the task; a
 handler that returns without finishing completes it. A malformed envelope goes to the group's
 dead-letter topic with the reason.
+
+A handler may ask for input and end its turn there; the caller's answer comes back as a new
+run of the handler for the same task (A2A multi-turn), with `task.turn` > 0 and the earlier
+messages in `task.history`:
+
+    async def book(task: TaskContext) -> None:
+        if task.turn == 0:
+            await task.require_input("which day?")
+        else:
+            await task.complete(text=f"booked {task.history[0].parts[0].text} on {task.text}")
 """
 
 from __future__ import annotations
@@ -60,7 +70,19 @@ class TaskContext:
 
     @property
     def message(self) -> a2a_pb2.Message:
+        """This turn's message: the request, or on a continuation the caller's answer."""
         return self.envelope.message
+
+    @property
+    def turn(self) -> int:
+        """0 for a new task; n for its n-th continuation (the caller answered a require_input)."""
+        return self.envelope.turn
+
+    @property
+    def history(self) -> list[a2a_pb2.Message]:
+        """The task's messages before `message`, oldest first (empty on turn 0): the caller's
+        earlier messages and the agent's, including the question this turn answers."""
+        return self.envelope.history
 
     @property
     def text(self) -> str:
@@ -92,7 +114,8 @@ class TaskContext:
 
     async def artifact(self, text: str | None = None, *, parts=None, name: str = "", artifact_id: str = "",
                        append: bool = False, last_chunk: bool = True) -> None:
-        art = a2a_pb2.Artifact(artifact_id=artifact_id or f"artifact-{self._seq}", name=name,
+        default_id = f"artifact-{self._seq}" if not self.turn else f"artifact-{self.turn}-{self._seq}"
+        art = a2a_pb2.Artifact(artifact_id=artifact_id or default_id, name=name,
                                parts=_parts(text, parts))
         update = a2a_pb2.TaskArtifactUpdateEvent(task_id=self.task_id, context_id=self.context_id,
                                                  artifact=art, append=append, last_chunk=last_chunk)
@@ -116,7 +139,7 @@ class TaskContext:
     async def _emit(self, event: a2a_pb2.StreamResponse, final: bool = False) -> None:
         if self.finished:
             raise RuntimeError(f"task {self.task_id} already reached a final state")
-        body = ReplyEvent(self.task_id, self.attempt, self._seq, event, final).encode()
+        body = ReplyEvent(self.task_id, self.attempt, self._seq, event, final, self.envelope.turn).encode()
         self._seq += 1
         await self._worker.backend.publish(channels.REPLY_TOPIC, Message(body, {"task_id": self.task_id}),
                                            lite_topic=channels.reply_channel(self.task_id))
@@ -231,9 +254,12 @@ class Worker:
             log.warning("task %s: backend failed (%s); it will be redelivered", ctx.task_id, e)
         finally:
             keepalive.cancel()
-            self._running.pop(ctx.task_id, None)
-            with contextlib.suppress(BackendError):
-                await self._control.unsubscribe([channels.control_channel(ctx.task_id)])
+            if self._running.get(ctx.task_id) is ctx:      # else the task's next turn runs here already
+                del self._running[ctx.task_id]
+                with contextlib.suppress(BackendError):
+                    await self._control.unsubscribe([channels.control_channel(ctx.task_id)])
+                    if ctx.task_id in self._running:       # its next turn started meanwhile
+                        await self._control.subscribe([channels.control_channel(ctx.task_id)])
 
     async def _run(self, ctx: TaskContext) -> None:
         await ctx.working()

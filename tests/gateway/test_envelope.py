@@ -14,16 +14,18 @@ WRONG_VALUES = [None, True, False, 0, 1, -1, 1.0, 1.5, "", "x", "bad id!", "x" *
                 {"task": 1}, {"k": 1}, {"k": "v"}]
 
 
-def envelope_doc() -> dict:
+def envelope_doc(turn: int = 1) -> dict:
+    """A continuation's envelope by default: it has every field."""
     message = a2a_pb2.Message(message_id="m1", role=a2a_pb2.ROLE_USER, parts=[a2a_pb2.Part(text="hi")])
+    question = a2a_pb2.Message(message_id="q1", role=a2a_pb2.ROLE_AGENT, parts=[a2a_pb2.Part(text="which?")])
     return json.loads(TaskEnvelope("t1", "c1", "echo", message, deadline=5.0, trace={"traceparent": "00"},
-                                   metadata={"a": 1}).encode())
+                                   metadata={"a": 1}, turn=turn, history=[message, question]).encode())
 
 
-def reply_doc() -> dict:
+def reply_doc(turn: int = 1) -> dict:
     update = a2a_pb2.TaskStatusUpdateEvent(task_id="t1", context_id="c1")
     update.status.state = a2a_pb2.TASK_STATE_COMPLETED
-    return json.loads(ReplyEvent("t1", 1, 0, a2a_pb2.StreamResponse(status_update=update), True).encode())
+    return json.loads(ReplyEvent("t1", 1, 0, a2a_pb2.StreamResponse(status_update=update), True, turn).encode())
 
 
 def variants(doc: dict):
@@ -76,9 +78,30 @@ def test_envelope_and_reply_event_round_trip():
     decoded = TaskEnvelope.decode(json.dumps(envelope_doc()).encode())
     assert (decoded.task_id, decoded.capability, decoded.message.parts[0].text, decoded.deadline) == \
         ("t1", "echo", "hi", 5.0)
+    assert decoded.turn == 1 and [m.message_id for m in decoded.history] == ["m1", "q1"]
     event = ReplyEvent.decode(json.dumps(reply_doc()).encode())
-    assert event.final and event.position == (1, 0)
+    assert event.final and event.position == (1, 1, 0)
     assert event.event.status_update.status.state == a2a_pb2.TASK_STATE_COMPLETED
+
+
+def test_a_first_turn_writes_no_turn_and_documents_without_one_are_turn_0():
+    first, event = envelope_doc(turn=0), reply_doc(turn=0)
+    assert "turn" not in first and "history" not in first and "turn" not in event   # as readers without turns expect
+    old_reply = {"version": 1, "task_id": "t1", "attempt": 2, "seq": 3, "final": False,
+                 "event": {"statusUpdate": {"taskId": "t1", "status": {"state": "TASK_STATE_WORKING"}}}}
+    decoded = ReplyEvent.decode(json.dumps(old_reply).encode())
+    assert decoded.turn == 0 and decoded.position == (0, 2, 3)
+    assert decoded.position < ReplyEvent.decode(json.dumps(reply_doc(turn=1)).encode()).position
+    envelope = TaskEnvelope.decode(json.dumps(first).encode())
+    assert envelope.turn == 0 and envelope.history == []
+
+
+@pytest.mark.parametrize("kind, doc", [("task-envelope", {**envelope_doc(), "turn": -1}),
+                                       ("task-envelope", {**envelope_doc(), "history": [1]}),
+                                       ("reply-event", {**reply_doc(), "turn": "1"})])
+def test_a_bad_turn_or_history_is_refused(kind, doc):
+    with pytest.raises(EnvelopeError):
+        envelope._load(kind, json.dumps(doc).encode())
 
 
 def status_events():
