@@ -269,12 +269,35 @@ class TaskService:
         task = await self.get(task_id)
         if task is None:
             raise TaskError("not_found", task_id, f"task {task_id!r} not found")
-        if fold.is_final(task.status.state):
+        if task.status.state in fold.TERMINAL:
             raise TaskError("not_cancelable", task_id,
                             f"task {task_id!r} is {a2a_pb2.TaskState.Name(task.status.state)}")
+        if task.status.state in fold.INTERRUPTED:
+            await self._cancel_waiting(task, reason)
+            return task
         await self.backend.publish(channels.CONTROL_TOPIC, Message(ControlEvent(task_id, "cancel", reason).encode()),
                                    lite_topic=channels.control_channel(task_id))
         return task
+
+    async def _cancel_waiting(self, task: a2a_pb2.Task, reason: str) -> None:
+        """No worker holds a task that waits for input, so the gateway ends it itself: a CANCELED
+        status as the one event of a turn no worker runs, folded and indexed by this instance's
+        relay like any other. (A bridged agent's own task is left waiting; see bridge.py.)"""
+        _, turn = _recorded(task)
+        update = a2a_pb2.TaskStatusUpdateEvent(task_id=task.id, context_id=task.context_id)
+        update.status.state = a2a_pb2.TASK_STATE_CANCELED
+        update.status.timestamp.GetCurrentTime()
+        if reason:
+            update.status.message.CopyFrom(a2a_pb2.Message(
+                message_id=f"{task.id}-canceled", role=a2a_pb2.ROLE_AGENT, task_id=task.id,
+                context_id=task.context_id, parts=[a2a_pb2.Part(text=reason)]))
+        event = ReplyEvent(task.id, 1, 0, a2a_pb2.StreamResponse(status_update=update), True, turn + 1)
+        if task.id not in self._active:     # this relay folds it; the channel's earlier turns are old news
+            start = (turn + 1, 0, -1)
+            self._active[task.id] = _Active(task, start, start, start)
+        await self._consumer.subscribe([channels.reply_channel(task.id)])
+        await self.backend.publish(channels.REPLY_TOPIC, Message(event.encode(), {"task_id": task.id}),
+                                   lite_topic=channels.reply_channel(task.id))
 
     async def subscribe(self, task_id: str) -> AsyncIterator[a2a_pb2.StreamResponse]:
         """The task first, then its events until it ends: from this instance's relay when the task
@@ -283,9 +306,9 @@ class TaskService:
         if task is None:
             raise TaskError("not_found", task_id, f"task {task_id!r} not found")
         yield a2a_pb2.StreamResponse(task=task)
-        if fold.is_final(task.status.state):
-            return
         active = self._active.get(task_id)
+        if fold.is_final(task.status.state) and active is None:
+            return      # (an ended turn still active here ends its watches soon: a cancel or the relay's clean-up)
         if active is not None:
             watch = Watch(task_id)
             active.watches.append(watch)
@@ -371,7 +394,8 @@ class TaskService:
         except BackendError as e:
             log.warning("relaying events of task %s failed: %s (they will be redelivered)", task_id, e)
             return
-        if fold.is_final(active.task.status.state) and any(event.final for _, event in items):
+        if any(event.final and event.position == active.position for _, event in items):
+            # the task's latest event ends the turn (an earlier turn's final event, replayed, does not)
             for watch in active.watches:
                 watch.push(None)
             self._active.pop(task_id, None)

@@ -113,6 +113,22 @@ async def test_return_immediately_on_a_continuation_answers_with_the_resubmitted
     assert json.loads(done.artifacts[0].parts[0].text)["answer"] == "one"
 
 
+async def test_a_task_waiting_for_input_can_be_canceled_on_another_instance(gateways, asker):
+    async with a2a_client(gateways[0], "asker") as first, a2a_client(gateways[1], "asker") as second:
+        [asked] = await collect(first.send_message(send_request("tea")))
+        assert asked.task.status.state == INPUT_REQUIRED
+        canceled = await second.cancel_task(a2a_pb2.CancelTaskRequest(id=asked.task.id))
+        async with asyncio.timeout(15):
+            while (seen := await first.get_task(a2a_pb2.GetTaskRequest(id=asked.task.id))).status.state \
+                    != a2a_pb2.TASK_STATE_CANCELED:
+                await asyncio.sleep(0.02)  # sleep-ok: GetTask until the cancel is folded
+        with pytest.raises(Exception) as again:
+            await collect(first.send_message(answer(asked.task.id, "one")))
+    assert canceled.status.state == a2a_pb2.TASK_STATE_CANCELED
+    assert user_texts(seen) == ["tea"]
+    assert "TASK_STATE_CANCELED" in str(again.value)
+
+
 # ------------------------------------------------------------------ bad continuations
 
 def rpc(method: str, params) -> dict:
