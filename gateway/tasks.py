@@ -35,6 +35,10 @@ log = logging.getLogger("topicbridge.tasks")
 
 REPLY_IDLE_SECONDS = 24 * 3600    # a reply channel outlives its task by this long (re-attach)
 WATCH_QUEUE = 1024
+# Events that do not end a turn are indexed (and acked) at most this long after they arrive, many
+# at once: a quick task is indexed once, when it ends, rather than once per event. GetTask on
+# another instance may show such a task this much behind; this instance answers from memory.
+INDEX_DELAY = 0.2
 
 
 class TaskError(Exception):
@@ -74,18 +78,23 @@ class Watch:
 
 @dataclass
 class _Active:
-    task: a2a_pb2.Task                          # every event folded in so far: what callers have seen
-    position: tuple[int, int, int] = (0, 0, -1)     # (turn, attempt, seq) of the last event folded
-    indexed: tuple[int, int, int] = (0, 0, -1)      # the task index holds the fold up to here
-    hooked: tuple[int, int, int] = (0, 0, -1)       # on_event hooks have run up to here
+    task: a2a_pb2.Task                      # every event folded in so far: what callers have seen
+    position: tuple = (0, -1)               # of the last event folded
+    indexed: tuple = (0, -1)                # the task index holds the fold up to here
+    hooked: tuple = (0, -1)                 # on_event hooks have run up to here
     watches: list[Watch] = field(default_factory=list)
+    unhooked: dict = field(default_factory=dict)        # position -> ReplyEvent, hooks not run yet
+    unacked: list[Delivery] = field(default_factory=list)   # acked once indexed and hooked
 
 
 class TaskService:
-    def __init__(self, backend: Backend, *, instance_id: str | None = None, poll_wait: float = 1.0) -> None:
+    def __init__(self, backend: Backend, *, instance_id: str | None = None, poll_wait: float = 1.0,
+                 index_delay: float = INDEX_DELAY) -> None:
         self.backend = backend
         self.instance_id = instance_id or f"gw-{os.getpid()}-{os.urandom(3).hex()}"
         self.poll_wait = poll_wait
+        self.index_delay = index_delay
+        self._due: dict[str, float] = {}        # task id -> when its un-indexed events must be indexed
         self._active: dict[str, _Active] = {}
         self._consumer = None
         self._table = None
@@ -111,6 +120,7 @@ class TaskService:
             self._relay.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._relay
+        await self._index_due(float("inf"))     # what was shown gets indexed and acked before leaving
         for active in self._active.values():
             for watch in active.watches:
                 watch.push(None)
@@ -346,7 +356,10 @@ class TaskService:
         backoff = 0.1
         while True:
             try:
-                deliveries = await self._consumer.poll(max_messages=64, wait=self.poll_wait)
+                wait = self.poll_wait
+                if self._due:
+                    wait = max(0.0, min(wait, min(self._due.values()) - time.monotonic()))
+                deliveries = await self._consumer.poll(max_messages=64, wait=wait)
                 backoff = 0.1
             except BackendUnavailableError as e:
                 log.warning("reply poll failed (%s); retrying in %.1fs", e, backoff)
@@ -354,6 +367,11 @@ class TaskService:
                 backoff = min(backoff * 2, 5.0)
                 continue
             await self._relay_batch(deliveries)
+            await self._index_due(time.monotonic())
+
+    async def _index_due(self, now: float) -> None:
+        due = [task_id for task_id, when in self._due.items() if when <= now]
+        await asyncio.gather(*(self._index(task_id) for task_id in due))
 
     async def _relay_batch(self, deliveries: list[Delivery]) -> None:
         """Fold a poll's events task by task; tasks are handled concurrently, so one fsync of the
@@ -367,35 +385,55 @@ class TaskService:
 
     async def _relay_task(self, task_id: str, items: list[tuple[Delivery, ReplyEvent]]) -> None:
         """Fold the events into the task and show them to waiting calls at once: each is durable on
-        the reply channel already. Then index the folded task and run the hooks; only then ack.
-        A failure there leaves the events unacked: redelivered, they are not shown twice, but are
-        indexed and hooked then (`indexed` and `hooked` trail `position` until that succeeds)."""
+        the reply channel already. An event that ends the turn is indexed (the folded task written
+        to the task index), hooked and acked now; others within `index_delay`, together. Until
+        then they stay unacked: if this instance dies they are redelivered and folded again."""
         try:
             active = self._active.get(task_id) or await self._load_active(task_id)
-            pending: dict[tuple, ReplyEvent] = {}
-            for _, event in sorted(items, key=lambda item: item[1].position):
-                if event.position > active.position:   # else a duplicate of at-least-once delivery
-                    active.position = event.position
-                    fold.apply(active.task, event.event)
-                    active.task.id = active.task.id or task_id
-                    for watch in active.watches:
-                        watch.push(event.event)
-                if event.position > active.hooked:
-                    pending[event.position] = event
+        except BackendError as e:
+            log.warning("relaying events of task %s failed: %s (they will be redelivered)", task_id, e)
+            return
+        for delivery, event in sorted(items, key=lambda item: item[1].position):
+            if event.position > active.position:   # else a duplicate of at-least-once delivery
+                active.position = event.position
+                fold.apply(active.task, event.event)
+                active.task.id = active.task.id or task_id
+                for watch in active.watches:
+                    watch.push(event.event)
+            if event.position > active.hooked:
+                active.unhooked[event.position] = event
+            active.unacked.append(delivery)
+        # the task's latest event ends the turn (an earlier turn's final event, replayed, does not)
+        if any(event.final and event.position == active.position for _, event in items) or self.index_delay <= 0:
+            await self._index(task_id, ending=True)
+        else:
+            self._due.setdefault(task_id, time.monotonic() + self.index_delay)
+
+    async def _index(self, task_id: str, *, ending: bool = False) -> None:
+        """Write the folded task to the index, run the hooks of its new events, ack them; and if
+        the turn ended, let its waiting calls go and stop reading its reply channel."""
+        self._due.pop(task_id, None)
+        active = self._active.get(task_id)
+        if active is None:
+            return
+        deliveries, active.unacked = active.unacked, []
+        try:
             if active.indexed < active.position:
                 position = active.position
                 await self._table.put(task_id, active.task.SerializeToString())
                 active.indexed = max(active.indexed, position)
-            for position, event in sorted(pending.items()):
-                for hook in self.on_event:
-                    await hook(active.task, event.event)
-                active.hooked = position
-            await asyncio.gather(*(delivery.ack() for delivery, _ in items))
+            for position in sorted(active.unhooked):
+                event = active.unhooked.pop(position)
+                if position > active.hooked:
+                    for hook in self.on_event:
+                        await hook(active.task, event.event)
+                    active.hooked = position
+            await asyncio.gather(*(delivery.ack() for delivery in deliveries))
         except BackendError as e:
-            log.warning("relaying events of task %s failed: %s (they will be redelivered)", task_id, e)
+            # unacked, they come back after their invisibility and are indexed and hooked then
+            log.warning("indexing events of task %s failed: %s (they will be redelivered)", task_id, e)
             return
-        if any(event.final and event.position == active.position for _, event in items):
-            # the task's latest event ends the turn (an earlier turn's final event, replayed, does not)
+        if ending and fold.is_final(active.task.status.state):
             for watch in active.watches:
                 watch.push(None)
             self._active.pop(task_id, None)
