@@ -59,6 +59,7 @@ class TaskContext:
         self.cancelled = asyncio.Event()
         self.finished = False
         self._seq = 0
+        self._before: asyncio.Task | None = None      # the WORKING announcement, while in flight
 
     @property
     def task_id(self) -> str:
@@ -136,14 +137,38 @@ class TaskContext:
         return a2a_pb2.Message(message_id=os.urandom(8).hex(), role=a2a_pb2.ROLE_AGENT, task_id=self.task_id,
                                context_id=self.context_id, parts=_parts(text, parts))
 
+    def _announce(self) -> None:
+        """Publish WORKING while the handler starts (a bridge's call to its agent overlaps the
+        publish); the handler's first event waits for it, so the order holds."""
+        update = a2a_pb2.TaskStatusUpdateEvent(task_id=self.task_id, context_id=self.context_id)
+        update.status.state = a2a_pb2.TASK_STATE_WORKING
+        update.status.timestamp.GetCurrentTime()
+        body = self._encode(a2a_pb2.StreamResponse(status_update=update), False)
+        self._before = asyncio.get_running_loop().create_task(self._publish(body))
+
+    def _drop_announcement(self) -> None:
+        if self._before is not None:
+            self._before.cancel()
+            self._before = None
+
     async def _emit(self, event: a2a_pb2.StreamResponse, final: bool = False) -> None:
         if self.finished:
             raise RuntimeError(f"task {self.task_id} already reached a final state")
+        body = self._encode(event, final)
+        if self._before is not None:
+            before, self._before = self._before, None
+            await before
+        await self._publish(body)
+        self.finished = final
+
+    def _encode(self, event: a2a_pb2.StreamResponse, final: bool) -> bytes:
         body = ReplyEvent(self.task_id, self.attempt, self._seq, event, final, self.envelope.turn).encode()
         self._seq += 1
+        return body
+
+    async def _publish(self, body: bytes) -> None:
         await self._worker.backend.publish(channels.REPLY_TOPIC, Message(body, {"task_id": self.task_id}),
                                            lite_topic=channels.reply_channel(self.task_id))
-        self.finished = final
 
 
 def _parts(text, parts) -> list:
@@ -254,6 +279,7 @@ class Worker:
             log.warning("task %s: backend failed (%s); it will be redelivered", ctx.task_id, e)
         finally:
             keepalive.cancel()
+            ctx._drop_announcement()        # unawaited only when the worker is closing
             if self._running.get(ctx.task_id) is ctx:      # else the task's next turn runs here already
                 del self._running[ctx.task_id]
                 with contextlib.suppress(BackendError):
@@ -262,7 +288,7 @@ class Worker:
                         await self._control.subscribe([channels.control_channel(ctx.task_id)])
 
     async def _run(self, ctx: TaskContext) -> None:
-        await ctx.working()
+        ctx._announce()
         work = asyncio.get_running_loop().create_task(self.handler(ctx))
         cancelled = asyncio.get_running_loop().create_task(ctx.cancelled.wait())
         try:
