@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _serve(args) -> int:
-    from .security import is_loopback, token_list
+    from .security import is_loopback, token_list, uvicorn_options
     from .settings import ConfigError, load
     try:
         settings = load(args.config)
@@ -89,7 +89,7 @@ def _serve(args) -> int:
     from .process import tune_gc
     tune_gc()
     uvicorn.run(build_app(settings), host=host, port=port, log_level="info", lifespan="on",
-                timeout_graceful_shutdown=5)
+                timeout_graceful_shutdown=5, **uvicorn_options(settings))
     return 0
 
 
