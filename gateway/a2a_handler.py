@@ -77,11 +77,14 @@ def a2a_error(error: Exception) -> A2AError:
 
 class GatewayRequestHandler(RequestHandler):
     def __init__(self, tasks: TaskService, registry: Registry, push: PushService, *,
-                 cancel_wait: float = 2.0) -> None:
+                 cancel_wait: float = 2.0, blocking_wait: float | None = None) -> None:
         self.tasks = tasks
         self.registry = registry
         self.push = push
         self.cancel_wait = cancel_wait     # how long CancelTask waits to report the canceled state
+        # how long a blocking SendMessage waits before it answers with the task as it is then
+        # (still running: the client follows it with GetTask or SubscribeToTask)
+        self.blocking_wait = blocking_wait
 
     # ------------------------------------------------------------ messages
 
@@ -156,10 +159,13 @@ class GatewayRequestHandler(RequestHandler):
         """Fold the watched events into `task` until it ends or needs input: the relay folds the
         same events from the same start, so this equals the indexed task without reading it."""
         try:
-            async for event in watch.events():
-                fold.apply(task, event)
+            async with asyncio.timeout(self.blocking_wait):
+                async for event in watch.events():
+                    fold.apply(task, event)
         except TaskError:           # fell behind the relay: read the indexed task instead
             return await self._task(task.id)
+        except TimeoutError:        # the task runs on; this call answers with what it has
+            self.tasks.unwatch(watch)
         return task
 
     # ------------------------------------------------------------ tasks

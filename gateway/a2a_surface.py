@@ -38,6 +38,7 @@ from .a2a_handler import CAPABILITY_STATE, GatewayRequestHandler
 from .push import PushService, PushSettings
 from .registry import Capability
 
+DEFAULT_WAIT_SECONDS = 300.0
 _SCOPE_KEY = "topicbridge.capability"     # the Capability record the gate found, for the routes
 
 
@@ -45,7 +46,8 @@ def routes(gateway) -> list:
     push = PushService(gateway.backend, PushSettings.from_settings(gateway.settings))
     gateway.tasks.on_event.append(push.on_event)
     _run_with(gateway, push)
-    handler = GatewayRequestHandler(gateway.tasks, gateway.registry, push)
+    handler = GatewayRequestHandler(gateway.tasks, gateway.registry, push, blocking_wait=gateway.settings.get(
+        "gateway", {}).get("a2a_wait_seconds", DEFAULT_WAIT_SECONDS))
     capabilities = CapabilityCache(gateway.registry)
     gateway.a2a_lean = {"handler": handler, "capabilities": capabilities}    # for a2a_lean.LeanSendMessage
     builder = _ContextBuilder()

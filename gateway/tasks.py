@@ -289,6 +289,12 @@ class TaskService:
                                    lite_topic=channels.control_channel(task_id))
         return task
 
+    def unwatch(self, watch: Watch) -> None:
+        """Stop handing events to `watch` (its caller stopped listening)."""
+        active = self._active.get(watch.task_id)
+        if active is not None and watch in active.watches:
+            active.watches.remove(watch)
+
     async def _cancel_waiting(self, task: a2a_pb2.Task, reason: str) -> None:
         """No worker holds a task that waits for input, so the gateway ends it itself: a CANCELED
         status as the one event of a turn no worker runs, folded and indexed by this instance's
