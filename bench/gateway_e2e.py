@@ -12,10 +12,13 @@ Three server processes on 127.0.0.1, each uvicorn (uvloop + httptools, one worke
   gateway   topicbridge on the embedded lite engine (commit log in a temporary directory, fsync
             "batch": the default; `--backend lite-memory` keeps it in memory), with a native echo
             worker `echo` in its process and the agent registered by its URL as `remote-echo`
+  gateway-sdk  the same with `gateway.a2a_lean_dispatch = false`: SendMessage through the
+            a2a-sdk's JSON-RPC dispatcher instead of the gateway's lean one (gateway/a2a_lean.py)
 
 Targets, each driven by `wrk -t1` with a Lua body at every concurrency (connections):
 
   native    POST /agents/echo/         gateway -> lite engine -> worker -> reply events -> relay
+  native_sdk  the same on gateway-sdk: what the lean dispatcher saves
   bridged   POST /agents/remote-echo/  gateway -> engine -> bridge -> agent over HTTP -> back
   direct    POST / on the agent        the agent alone
   bare      POST /bare                 the ceiling
@@ -88,18 +91,18 @@ async def _echo(task) -> None:
     await task.complete()
 
 
-def gateway_settings(backend: str, data_dir: str | None) -> dict:
+def gateway_settings(backend: str, data_dir: str | None, lean: bool = True) -> dict:
     lite = {"data_dir": data_dir, "fsync": "batch"} if backend == "lite" else {"data_dir": None}
-    return {"backend": "lite", "lite": lite, "gateway": {"host": "127.0.0.1"}}
+    return {"backend": "lite", "lite": lite, "gateway": {"host": "127.0.0.1", "a2a_lean_dispatch": lean}}
 
 
-async def _serve_gateway(sock, backend: str, data_dir: str | None, agent_url: str) -> asyncio.Task:
+async def _serve_gateway(sock, backend: str, data_dir: str | None, agent_url: str, lean: bool = True) -> asyncio.Task:
     from gateway.app import build_app
     from gateway.process import tune_gc
     from gateway.worker import Worker
 
     tune_gc()                   # as `topicbridge serve` does
-    app = build_app(gateway_settings(backend, data_dir))
+    app = build_app(gateway_settings(backend, data_dir, lean))
     serving = await start_uvicorn(app, sock)
     gateway = app.state.gateway
     worker = Worker(gateway.backend, "echo", _echo, concurrency=256,
@@ -117,8 +120,8 @@ async def _serve_gateway(sock, backend: str, data_dir: str | None, agent_url: st
 async def _serve(kind: str, args) -> None:
     sock = bound_socket()
     port = sock.getsockname()[1]
-    if kind == "gateway":
-        serving = await _serve_gateway(sock, args.backend, args.data_dir, args.agent_url)
+    if kind in ("gateway", "gateway-sdk"):
+        serving = await _serve_gateway(sock, args.backend, args.data_dir, args.agent_url, kind == "gateway")
     else:
         app = bare_app() if kind == "bare" else agent_app(f"http://127.0.0.1:{port}")
         serving = await start_uvicorn(app, sock)
@@ -136,12 +139,14 @@ class Servers:
         try:
             self.bare = self._start("bare")
             self.agent = self._start("agent")
-            args = ["gateway", "--backend", backend, "--agent-url", self.agent.base_url + "/"]
-            self.gateway = self._start(*args, *(["--data-dir", data_dir] if data_dir else []))
+            args = ["--backend", backend, "--agent-url", self.agent.base_url + "/"]
+            self.gateway = self._start("gateway", *args, *(["--data-dir", data_dir] if data_dir else []))
+            self.gateway_sdk = self._start("gateway-sdk", *args, *(["--data-dir", data_dir + "-sdk"] if data_dir else []))
         except BaseException:
             self.stop()
             raise
         self.targets = {"native": f"{self.gateway.base_url}/agents/echo/",
+                        "native_sdk": f"{self.gateway_sdk.base_url}/agents/echo/",
                         "bridged": f"{self.gateway.base_url}/agents/{REMOTE}/",
                         "direct": f"{self.agent.base_url}/", "bare": f"{self.bare.base_url}/bare"}
 
@@ -191,6 +196,7 @@ def summary(results: dict, concurrency: list[int]) -> dict:
             f"overhead_ms_p50_{top}": round(results["bridged"][top]["p50_ms"] - results["direct"][top]["p50_ms"], 3),
             f"native_tasks_per_s_{top}": rate("native"),
             f"native_vs_bare_{top}": round(rate("native") / rate("bare"), 3),
+            f"lean_vs_sdk_dispatch_{top}": round(rate("native") / rate("native_sdk"), 3),
             f"bridged_vs_direct_{top}": round(rate("bridged") / rate("direct"), 3)}
 
 
@@ -200,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per point (default 5)")
     parser.add_argument("--concurrency", type=sizes, default=[1, 64])
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds of load before each target")
-    parser.add_argument("--serve", choices=["bare", "agent", "gateway"], help=argparse.SUPPRESS)
+    parser.add_argument("--serve", choices=["bare", "agent", "gateway", "gateway-sdk"], help=argparse.SUPPRESS)
     parser.add_argument("--data-dir", help=argparse.SUPPRESS)
     parser.add_argument("--agent-url", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
