@@ -46,7 +46,7 @@ from starlette.routing import Route
 
 from adapters.errors import BackendError
 
-from . import fold
+from . import fold, mcp_lean
 from .mcp_auth import AccessPolicy, McpGuard, metadata_routes, owner_from
 from .mcp_tasks import (TASKS_EXTENSION, Call, TaskMethods, TaskRecord, TaskRecords, backend_errors,
                         client_has_tasks, create_result, is_modern, missing_tasks_extension, rejection,
@@ -62,7 +62,7 @@ INSTRUCTIONS = ("This gateway offers AI agents as tools: each tool is one agent 
 NOTIFY_TIMEOUT = 5.0
 
 DEFAULTS = {"mcp_call_wait_seconds": 30.0, "mcp_task_wait_seconds": 0.5, "mcp_registry_poll_seconds": 2.0,
-            "mcp_session_idle_seconds": 1800.0}
+            "mcp_session_idle_seconds": 1800.0, "mcp_lean_dispatch": True}
 
 
 class _GatewayServer(Server):
@@ -90,6 +90,7 @@ class McpSurface:
         self.task_wait = float(settings.get("mcp_task_wait_seconds", DEFAULTS["mcp_task_wait_seconds"]))
         self.poll = float(settings.get("mcp_registry_poll_seconds", DEFAULTS["mcp_registry_poll_seconds"]))
         self.policy = AccessPolicy.from_settings(gateway.settings, ENDPOINT)
+        self.lean = bool(settings.get("mcp_lean_dispatch", DEFAULTS["mcp_lean_dispatch"])) and mcp_lean.AVAILABLE
         self.records = TaskRecords(gateway.backend)
         self.catalog = Catalog([])
         self._source = ""                                   # digest of the registry the catalog was built from
@@ -103,6 +104,7 @@ class McpSurface:
             security_settings=TransportSecuritySettings(enable_dns_rebinding_protection=False),
             session_idle_timeout=float(settings.get("mcp_session_idle_seconds",
                                                     DEFAULTS["mcp_session_idle_seconds"])))
+        self.lean_path: mcp_lean.LeanToolCalls | None = None     # set by routes() when self.lean
         self._legacy: weakref.WeakSet = weakref.WeakSet()    # 2025-11-25 connections, for list_changed
         self._background: set[asyncio.Task] = set()
         self._watcher: asyncio.Task | None = None
@@ -124,7 +126,11 @@ class McpSurface:
         return server
 
     def routes(self) -> list:
-        return [Route(ENDPOINT, McpGuard(self.manager.handle_request, self.policy)), *metadata_routes(self.policy)]
+        endpoint = self.manager.handle_request
+        if self.lean:       # the hot tools/call in front of the SDK (mcp_lean); everything else is the SDK's
+            self.lean_path = mcp_lean.LeanToolCalls(self, endpoint, self.manager.max_request_body_size)
+            endpoint = self.lean_path
+        return [Route(ENDPOINT, McpGuard(endpoint, self.policy)), *metadata_routes(self.policy)]
 
     async def start(self) -> None:
         await self.records.start()

@@ -161,6 +161,7 @@ class Call:
         self.events = 0
         self.done = False           # the watch ended: a final state, or this instance is closing
         self._changed = asyncio.Event()
+        self.ended = asyncio.get_running_loop().create_future()     # resolved when `done` turns True
 
     @property
     def final(self) -> bool:
@@ -177,6 +178,8 @@ class Call:
         finally:
             self.done = True
             self._changed.set()
+            if not self.ended.done():
+                self.ended.set_result(None)
 
     async def wait(self, seconds: float,
                    progress: Callable[[float, float | None, str | None], Awaitable[None]] | None = None) -> bool:

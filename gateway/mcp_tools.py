@@ -31,10 +31,12 @@ import json
 import logging
 import os
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import jsonschema
 from a2a.types import a2a_pb2
 from google.protobuf import json_format
+from mcp.shared.inbound import X_MCP_HEADER_KEY
 
 from . import discovery
 from .registry import Capability
@@ -106,8 +108,15 @@ class ToolEntry:
     def input_schema(self) -> dict:
         return self.wire["inputSchema"]
 
+    @cached_property
+    def param_headers(self) -> bool:
+        """Whether the input schema declares `x-mcp-header` anywhere (`Mcp-Param-*` headers to check)."""
+        return _mentions(self.input_schema, X_MCP_HEADER_KEY)
+
     def invalid_arguments(self, arguments: dict) -> str | None:
         """Why `arguments` fail the input schema, or None."""
+        if self.default_input and _plainly_valid_default_input(arguments):
+            return None                     # what the validator would say, without running it
         if self.validator.is_valid(arguments):
             return None
         error = jsonschema.exceptions.best_match(self.validator.iter_errors(arguments))
@@ -206,6 +215,31 @@ def _object_schema(schema, name: str, kind: str) -> dict | None:
         log.warning("capability %r declares an invalid %s schema: %s", name, kind, e.message)
         return None
     return schema
+
+
+_DEFAULT_INPUT_KEYS = frozenset(DEFAULT_INPUT_SCHEMA["properties"])
+
+
+def _plainly_valid_default_input(arguments) -> bool:
+    """True when `arguments` (decoded JSON) certainly satisfy DEFAULT_INPUT_SCHEMA: an object with a
+    string `message`, an optional object `data`, an optional string `context_id`, nothing else."""
+    return (isinstance(arguments, dict) and isinstance(arguments.get("message"), str)
+            and arguments.keys() <= _DEFAULT_INPUT_KEYS
+            and isinstance(arguments.get("data", {}), dict) and isinstance(arguments.get("context_id", ""), str))
+
+
+def _mentions(value, key: str) -> bool:
+    """Whether `key` is a key of any object anywhere in the JSON value."""
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if key in node:
+                return True
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return False
 
 
 def _validator(schema: dict) -> jsonschema.Draft202012Validator:

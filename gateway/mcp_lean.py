@@ -1,0 +1,305 @@
+"""A lean path for the one hot MCP request: a stateless (2026-07-28) `tools/call` of a capability.
+
+The SDK's per-request machinery for a 2026-07-28 POST costs more CPU than the gateway's own work
+for a call: a Starlette Request, a transport-security object, a task group with a sibling task
+watching for the disconnect, a memory object stream for notifications, a Connection, a dispatch
+context, a ServerRunner, a ServerSession and a request context, the middleware chain, and cancel
+scopes around all of it. `LeanToolCalls` sits between the guard (mcp_auth.McpGuard: Origin, Host,
+token) and the SDK's session manager and answers that one request itself:
+
+- it runs the same checks the SDK runs, with the SDK's own functions where it has them: the body
+  limit, Content-Type, Accept (`check_accept_headers`), JSON parsing, `JSONRPCRequest`, the
+  routing headers and the `_meta` envelope (`classify_inbound_request`), `Mcp-Param-*` (none
+  declared and none sent), the per-version request surface (`validate_client_request`), the
+  typed params a handler gets (`CallToolRequestParams`);
+- it submits the task and waits for it as McpSurface does (`Call`, the same wait, the same
+  cancellation of the task when the client closes the response stream, the same hand-out of the
+  task id when the call outlives `mcp_call_wait_seconds`);
+- it shapes the result with the SDK's own serializer (`ServerRunner._serialize`: the result
+  surface's sieve and the serverInfo stamp) and writes what the SDK writes: the JSON-RPC response
+  as `application/json` when the task ends within the SDK's SSE deferral window, otherwise
+  `text/event-stream` with the same keep-alive pings and the response as the final event;
+  errors through the SDK's own mapping (`modern_error_data`) and writers.
+
+Anything it does not fully recognise goes to the SDK untouched (the body replayed): other methods
+and eras, a progress token or any `_meta` beyond the envelope, the tasks extension (the call may
+become an MCP task), a tool that requires tasks, the gateway's own tools, unknown tools (the
+registry is asked again there), arguments that fail the input schema, `Mcp-Param-*` headers,
+repeated routing headers, and every malformed request, so errors keep the SDK's shape, codes and
+HTTP statuses. tests/gateway/test_mcp_lean.py holds both paths to the same bytes.
+
+`gateway.mcp_lean_dispatch = false` turns it off (the benchmark measures both).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import logging
+import time
+from types import SimpleNamespace
+
+from a2a.types import a2a_pb2
+from mcp_types import (CLIENT_CAPABILITIES_META_KEY, CLIENT_INFO_META_KEY, PROTOCOL_VERSION_META_KEY,
+                       CallToolRequestParams, JSONRPCError, JSONRPCRequest)
+from mcp_types import methods as _methods
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from pydantic import ValidationError
+
+from .mcp_auth import OWNER_KEY
+from .mcp_tasks import TASKS_EXTENSION, Call, TaskRecord, backend_errors, rejection, still_running
+from .mcp_tools import ToolEntry, to_message, tool_result
+
+log = logging.getLogger("topicbridge.mcp")
+
+try:        # the SDK internals the lean path mirrors; without them it stays off
+    from mcp.server import _streamable_http_modern as _sdk_http
+    from mcp.server.runner import ServerRunner, modern_error_data
+    from mcp.server.streamable_http import check_accept_headers
+    from mcp.shared.inbound import (MCP_METHOD_HEADER, MCP_NAME_HEADER, MCP_PARAM_HEADER_PREFIX,
+                                    MCP_PROTOCOL_VERSION_HEADER, classify_inbound_request)
+    _sdk_http._write, _sdk_http._sse_event, _sdk_http._SSE_HEADERS, _sdk_http._SSE_PING_INTERVAL  # noqa: B018
+    AVAILABLE = True
+except (ImportError, AttributeError) as e:      # pragma: no cover - a different SDK release
+    log.warning("the lean MCP tools/call path is off: the SDK lacks what it mirrors (%r)", e)
+    AVAILABLE = False
+
+METHOD = "tools/call"
+_VERSIONS = frozenset(v.encode() for v in MODERN_PROTOCOL_VERSIONS) if AVAILABLE else frozenset()
+_ENVELOPE_KEYS = frozenset({PROTOCOL_VERSION_META_KEY, CLIENT_INFO_META_KEY, CLIENT_CAPABILITIES_META_KEY})
+_PARAMS_KEYS = frozenset({"name", "arguments", "_meta"})
+_PING = b": ping\r\n\r\n"
+if AVAILABLE:
+    _VERSION_HEADER = MCP_PROTOCOL_VERSION_HEADER.encode()
+    _METHOD_HEADER = MCP_METHOD_HEADER.encode()
+    _NAME_HEADER = MCP_NAME_HEADER.encode()
+    _PARAM_PREFIX = MCP_PARAM_HEADER_PREFIX.lower().encode()
+
+
+class _Fallthrough(Exception):
+    """Not the lean path's request: the SDK answers it."""
+
+
+class LeanToolCalls:
+    """ASGI app in front of the SDK's `handle_request` (see the module docstring)."""
+
+    def __init__(self, surface, app, max_body_size: int) -> None:
+        self.surface = surface
+        self.app = app
+        self.max_body_size = max_body_size
+        self.runner = ServerRunner(surface.server, None, None)     # for its result serializer only
+        self.answered = 0           # calls the lean path took (the rest went to the SDK)
+
+    async def __call__(self, scope, receive, send) -> None:
+        headers = _routing_headers(scope, self.max_body_size) if scope["type"] == "http" else None
+        if headers is None:
+            await self.app(scope, receive, send)
+            return
+        body, messages = await _read_body(receive, self.max_body_size)
+        try:
+            if body is None:
+                raise _Fallthrough
+            request_id, version, entry, arguments = self._recognise(body, headers)
+        except Exception as e:      # _Fallthrough, or a surprise: the SDK judges the request
+            if not isinstance(e, _Fallthrough):
+                log.debug("the lean tools/call path passes a request on after %r", e)
+            await self.app(scope, _replay(messages, receive), send)
+            return
+        self.answered += 1
+        await self._serve(scope, receive, send, request_id, version, entry, arguments)
+
+    # ------------------------------------------------------------ what the SDK would check
+
+    def _recognise(self, body: bytes, headers: dict) -> tuple[object, str, ToolEntry, dict]:
+        """(request id, protocol version, tool, arguments) of a call the lean path serves exactly
+        as the SDK would, else _Fallthrough."""
+        try:
+            decoded = json.loads(body)
+            if not isinstance(decoded, dict) or "id" not in decoded:
+                raise _Fallthrough
+            request = JSONRPCRequest.model_validate(decoded)
+        except (ValueError, RecursionError, ValidationError):
+            raise _Fallthrough from None
+        params = request.params
+        if request.method != METHOD or not isinstance(params, dict) or not params.keys() <= _PARAMS_KEYS:
+            raise _Fallthrough
+        meta = params.get("_meta")
+        if not isinstance(meta, dict) or not meta.keys() <= _ENVELOPE_KEYS:
+            raise _Fallthrough                  # a progress token, a log level, ...: the SDK's
+        route = classify_inbound_request(decoded, headers=headers)
+        if not hasattr(route, "protocol_version"):
+            raise _Fallthrough                  # the ladder's rejection, from the SDK
+        capabilities = route.client_capabilities
+        if isinstance(capabilities, dict) and TASKS_EXTENSION in (capabilities.get("extensions") or ()):
+            raise _Fallthrough                  # the call may become an MCP task
+        try:
+            _methods.validate_client_request(METHOD, route.protocol_version, params)
+            typed = CallToolRequestParams.model_validate(params, by_name=False)     # what a handler gets
+        except (KeyError, ValueError, ValidationError):
+            raise _Fallthrough from None
+        name, arguments = typed.name, typed.arguments or {}
+        entry = self.surface.catalog.get(name)
+        if entry is None or entry.capability is None or entry.task_support == "required" \
+                or entry.param_headers or entry.invalid_arguments(arguments) is not None:
+            raise _Fallthrough
+        return request.id, route.protocol_version, entry, arguments
+
+    # ------------------------------------------------------------ the call
+
+    async def _serve(self, scope, receive, send, request_id, version: str, entry: ToolEntry, arguments: dict) -> None:
+        surface = self.surface
+        loop = asyncio.get_running_loop()
+        gone = loop.create_task(_disconnect(receive))
+        streaming = False
+        task_id = None
+        try:
+            try:
+                created = time.time()
+                with backend_errors():
+                    task, watch = await surface.tasks.submit(entry.name, to_message(entry, arguments))
+                task_id = task.id
+                call = Call(task, watch)
+                surface._spawn(call.pump())
+                wait = surface.call_wait
+                now = loop.time()
+                deadline, ping = now + wait, now + _sdk_http._SSE_PING_INTERVAL
+                while not call.ended.done() and now < deadline:
+                    await asyncio.wait((call.ended, gone), timeout=min(deadline, ping) - now,
+                                       return_when=asyncio.FIRST_COMPLETED)
+                    if gone.done():
+                        raise asyncio.CancelledError      # the client closed the response stream
+                    now = loop.time()
+                    if not call.ended.done() and now >= ping:
+                        if not streaming:       # as the SDK: commit to SSE and keep the stream alive
+                            streaming = True
+                            await send({"type": "http.response.start", "status": 200,
+                                        "headers": _sdk_http._SSE_HEADERS})
+                        await send({"type": "http.response.body", "body": _PING, "more_body": True})
+                        ping = now + _sdk_http._SSE_PING_INTERVAL
+                if wait > 0 and call.final:
+                    if call.task.status.state == a2a_pb2.TASK_STATE_REJECTED:
+                        raise rejection(call.task)
+                    result = tool_result(call.task, entry.output_schema)
+                else:
+                    record = TaskRecord(entry.name, created, (scope.get("state") or {}).get(OWNER_KEY))
+                    with backend_errors():
+                        await surface.records.put(task.id, record)
+                    result = still_running(call.task, wait)
+                result.setdefault("resultType", "complete")
+                result = self.runner._serialize(METHOD, version, result)
+                message = {"jsonrpc": "2.0", "id": request_id, "result": result}
+            except Exception as e:
+                message = JSONRPCError(jsonrpc="2.0", id=request_id, error=modern_error_data(e))
+        except BaseException as e:
+            if isinstance(e, asyncio.CancelledError) and task_id is not None and not surface._closing:
+                surface._spawn(surface._cancel(task_id))     # the client gave up: so does the task
+            if gone.done() and isinstance(e, asyncio.CancelledError):
+                return          # nobody to answer (the SDK's task group ends the same way)
+            raise
+        finally:
+            if not gone.done():
+                gone.cancel()
+        if isinstance(message, dict):       # a result: what the SDK's JSONRPCResponse dumps to, as is
+            data = json.dumps(message, separators=(",", ":"))
+            if streaming:
+                body = f"event: message\r\ndata: {data}\r\n\r\n".encode()
+                await send({"type": "http.response.body", "body": body, "more_body": False})
+            else:
+                body = data.encode()
+                await send({"type": "http.response.start", "status": 200, "headers": [
+                    (b"content-length", str(len(body)).encode()), (b"content-type", b"application/json")]})
+                await send({"type": "http.response.body", "body": body})
+        elif streaming:
+            await send({"type": "http.response.body", "body": _sdk_http._sse_event(message), "more_body": False})
+        else:
+            await _sdk_http._write(message, scope, receive, send)
+
+
+# ---------------------------------------------------------------- ASGI helpers
+
+def _routing_headers(scope, max_body_size: int) -> dict | None:
+    """The routing headers of a POST that may be a lean `tools/call`, else None (the SDK's).
+
+    Every check here is one the SDK makes before reading the body: the era (a modern
+    MCP-Protocol-Version), Content-Type, Accept (JSON and SSE: the manager serves SSE mode), the
+    body limit; plus what the lean path leaves to the SDK: repeated routing headers (a
+    rejection), `Mcp-Param-*` headers, another method."""
+    if scope["method"] != "POST":
+        return None
+    version = method = name = content_type = accept = length = None
+    for key, value in scope["headers"]:
+        if key == _VERSION_HEADER:
+            if version is not None:
+                return None
+            version = value
+        elif key == _METHOD_HEADER:
+            if method is not None:
+                return None
+            method = value
+        elif key == _NAME_HEADER:
+            if name is not None:
+                return None
+            name = value
+        elif key == b"content-type":
+            content_type = content_type or value
+        elif key == b"accept":
+            accept = accept or value
+        elif key == b"content-length":
+            length = length or value
+        elif key.startswith(_PARAM_PREFIX):
+            return None
+    if version not in _VERSIONS or method != b"tools/call" or name is None or content_type is None:
+        return None
+    if not content_type.decode("latin-1").lower().startswith("application/json"):
+        return None
+    has_json, has_sse = check_accept_headers(_accept_only(accept))
+    if not (has_json and has_sse):
+        return None
+    if length is not None and length.isdigit() and int(length) > max_body_size:
+        return None
+    return {MCP_PROTOCOL_VERSION_HEADER: version.decode("latin-1"), MCP_METHOD_HEADER: method.decode("latin-1"),
+            MCP_NAME_HEADER: name.decode("latin-1")}
+
+
+def _accept_only(accept: bytes | None) -> SimpleNamespace:
+    """What `check_accept_headers` reads of a request."""
+    return SimpleNamespace(headers={"accept": accept.decode("latin-1")} if accept is not None else {})
+
+
+async def _read_body(receive, limit: int) -> tuple[bytes | None, list]:
+    """(the body, or None when it is not whole and within `limit`; the messages read, for a replay)."""
+    messages = []
+    size = 0
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request":
+            return None, messages
+        size += len(message.get("body", b""))
+        if size > limit:
+            return None, messages
+        if not message.get("more_body", False):
+            if len(messages) == 1:
+                return message.get("body", b""), messages
+            return b"".join(m.get("body", b"") for m in messages), messages
+
+
+def _replay(messages: list, receive):
+    """`receive` for the SDK: the messages the lean path read, as they came, then the rest."""
+    pending = collections.deque(messages)
+
+    async def replayed():
+        if pending:
+            return pending.popleft()
+        return await receive()
+    return replayed
+
+
+async def _disconnect(receive) -> None:
+    """Returns when the client has gone (or the response is complete), as the SDK's watch does."""
+    try:
+        while (await receive()).get("type") != "http.disconnect":
+            pass
+    except Exception as e:      # a server that cannot tell: treat it as gone, as the SDK's task group would
+        log.debug("receive failed while a lean tools/call waited: %r", e)
