@@ -21,10 +21,13 @@ Targets, each driven by `wrk -t1` with a Lua body at every concurrency (connecti
   native_sdk  the same on gateway-sdk: what the lean dispatcher saves
   bridged   POST /agents/remote-echo/  gateway -> engine -> bridge -> agent over HTTP -> back
   direct    POST / on the agent        the agent alone
+  direct_stream  the agent alone, SendStreamingMessage: the call a bridge makes to an agent that
+            streams (SSE costs the a2a-sdk agent more than one JSON answer)
   bare      POST /bare                 the ceiling
 
 `overhead_ms_p50` is bridged minus direct at p50 and concurrency 1: what the gateway adds in
-front of an agent. Every target answers one checked request before and after its load.
+front of an agent. `overhead_vs_stream_ms_p50` is bridged minus direct_stream: the same, for
+the same work on the agent (the bridge streams from agents whose card says they stream). Every target answers one checked request before and after its load.
 """
 
 from __future__ import annotations
@@ -47,6 +50,8 @@ BACKENDS = ("lite", "lite-memory")
 REQUEST = {"jsonrpc": "2.0", "id": 1, "method": "SendMessage",
            "params": {"message": {"messageId": "m1", "role": "ROLE_USER", "parts": [{"text": "hello"}]}}}
 HEADERS = {"Content-Type": "application/json", "A2A-Version": "1.0"}
+STREAM_REQUEST = {**REQUEST, "method": "SendStreamingMessage"}
+STREAM_HEADERS = {**HEADERS, "Accept": "text/event-stream"}
 ANSWER = "echo: hello"
 
 
@@ -148,7 +153,8 @@ class Servers:
         self.targets = {"native": f"{self.gateway.base_url}/agents/echo/",
                         "native_sdk": f"{self.gateway_sdk.base_url}/agents/echo/",
                         "bridged": f"{self.gateway.base_url}/agents/{REMOTE}/",
-                        "direct": f"{self.agent.base_url}/", "bare": f"{self.bare.base_url}/bare"}
+                        "direct": f"{self.agent.base_url}/", "direct_stream": f"{self.agent.base_url}/",
+                        "bare": f"{self.bare.base_url}/bare"}
 
     def _start(self, *args: str) -> Child:
         child = Child(MODULE, "--serve", *args)
@@ -164,6 +170,13 @@ class Servers:
 def check(target: str, url: str) -> None:
     """wrk counts HTTP errors only: make sure a call really completes with the echo."""
     import httpx
+    if target == "direct_stream":
+        events = [json.loads(line[5:]) for line in httpx.post(url, json=STREAM_REQUEST, headers=STREAM_HEADERS,
+                                                              timeout=10).text.splitlines() if line.startswith("data:")]
+        states = [e.get("result", {}).get("statusUpdate", {}).get("status", {}).get("state") for e in events]
+        if "TASK_STATE_COMPLETED" not in states:
+            raise RuntimeError(f"{target}: unexpected stream {json.dumps(events)[:500]}")
+        return
     answer = httpx.post(url, json=REQUEST, headers=HEADERS, timeout=10).json()
     if target == "bare":
         return
@@ -173,17 +186,21 @@ def check(target: str, url: str) -> None:
         raise RuntimeError(f"{target}: unexpected answer {json.dumps(answer)[:500]}")
 
 
+def _request(target: str) -> tuple[dict, dict]:
+    return (STREAM_REQUEST, STREAM_HEADERS) if target == "direct_stream" else (REQUEST, HEADERS)
+
+
 def measure_a2a(servers: Servers, concurrency: list[int], seconds: float, warmup: float = 1.0) -> dict:
     """Every target at every concurrency: {target: {"c1": {tasks_per_s, p50_ms, ...}}}."""
     out = {}
     for target, url in servers.targets.items():
         check(target, url)
         if warmup > 0:
-            wrk(url, REQUEST, HEADERS, max(concurrency), warmup)
+            wrk(url, *_request(target), max(concurrency), warmup)
         out[target] = {}
         for c in concurrency:
             progress(f"a2a {target}: {c} connection(s), {seconds:g} s")
-            figures = wrk(url, REQUEST, HEADERS, c, seconds)
+            figures = wrk(url, *_request(target), c, seconds)
             out[target][f"c{c}"] = {"tasks_per_s": figures.pop("per_s"), **figures}
         check(target, url)
     return out
@@ -193,6 +210,8 @@ def summary(results: dict, concurrency: list[int]) -> dict:
     one, top = f"c{min(concurrency)}", f"c{max(concurrency)}"
     rate = lambda target: results[target][top]["tasks_per_s"]
     return {"overhead_ms_p50": round(results["bridged"][one]["p50_ms"] - results["direct"][one]["p50_ms"], 3),
+            "overhead_vs_stream_ms_p50": round(results["bridged"][one]["p50_ms"]
+                                               - results["direct_stream"][one]["p50_ms"], 3),
             f"overhead_ms_p50_{top}": round(results["bridged"][top]["p50_ms"] - results["direct"][top]["p50_ms"], 3),
             f"native_tasks_per_s_{top}": rate("native"),
             f"native_vs_bare_{top}": round(rate("native") / rate("bare"), 3),
