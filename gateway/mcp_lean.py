@@ -141,7 +141,8 @@ class LeanToolCalls:
         name, arguments = typed.name, typed.arguments or {}
         entry = self.surface.catalog.get(name)
         if entry is None or entry.capability is None or entry.task_support == "required" \
-                or entry.param_headers or entry.invalid_arguments(arguments) is not None:
+                or entry.param_headers or entry.invalid_arguments(arguments) is not None \
+                or entry.default_input and arguments.get("task_id"):      # an answer: the SDK path resumes
             raise _Fallthrough
         return request.id, route.protocol_version, entry, arguments
 

@@ -51,6 +51,7 @@ from .mcp_auth import AccessPolicy, McpGuard, metadata_routes, owner_from
 from .mcp_tasks import (TASKS_EXTENSION, Call, TaskMethods, TaskRecord, TaskRecords, backend_errors,
                         client_has_tasks, create_result, is_modern, missing_tasks_extension, rejection,
                         still_running)
+from .tasks import TaskError
 from .mcp_tools import FIND_CAPABILITIES, GET_TASK_RESULT, Catalog, ToolEntry, status_text, to_message, tool_result
 
 log = logging.getLogger("topicbridge.mcp")
@@ -276,7 +277,7 @@ class McpSurface:
     async def _call_capability(self, ctx, entry: ToolEntry, arguments: dict, legacy_task: bool) -> dict:
         as_task, wait = self._task_policy(ctx, entry, legacy_task)
         created = time.time()
-        task, watch = await self.tasks.submit(entry.name, to_message(entry, arguments))
+        task, watch = await self._start(entry, arguments)
         call = Call(task, watch)
         self._spawn(call.pump())
         try:
@@ -294,6 +295,18 @@ class McpSurface:
         if as_task:
             return create_result(call.task, record, modern=is_modern(ctx.protocol_version))
         return still_running(call.task, wait)
+
+    async def _start(self, entry: ToolEntry, arguments: dict):
+        """A new task, or with `task_id` (default schema) the next turn of a task that asked for
+        input (A2A multi-turn): the answer goes to the same agent on the same task."""
+        message = to_message(entry, arguments)
+        answering = arguments.get("task_id") if entry.default_input else None
+        if not answering:
+            return await self.tasks.submit(entry.name, message)
+        try:
+            return await self.tasks.resume(answering, message, capability=entry.name)
+        except TaskError as e:
+            raise MCPError(INVALID_PARAMS, f"task_id: {e.reason}") from None
 
     async def _cancel(self, task_id: str) -> None:
         try:

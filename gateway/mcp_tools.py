@@ -57,6 +57,9 @@ DEFAULT_INPUT_SCHEMA = {
         "data": {"type": "object", "description": "Optional structured input for the agent."},
         "context_id": {"type": "string",
                        "description": "Continue an earlier conversation: the context_id a previous result gave."},
+        "task_id": {"type": "string",
+                    "description": "Answer a task that asked for more input: the task_id that result gave. "
+                                   "`message` is the answer."},
     },
     "required": ["message"],
     "additionalProperties": False,
@@ -222,10 +225,11 @@ _DEFAULT_INPUT_KEYS = frozenset(DEFAULT_INPUT_SCHEMA["properties"])
 
 def _plainly_valid_default_input(arguments) -> bool:
     """True when `arguments` (decoded JSON) certainly satisfy DEFAULT_INPUT_SCHEMA: an object with a
-    string `message`, an optional object `data`, an optional string `context_id`, nothing else."""
+    string `message`, an optional object `data`, optional strings `context_id` and `task_id`, nothing else."""
     return (isinstance(arguments, dict) and isinstance(arguments.get("message"), str)
             and arguments.keys() <= _DEFAULT_INPUT_KEYS
-            and isinstance(arguments.get("data", {}), dict) and isinstance(arguments.get("context_id", ""), str))
+            and isinstance(arguments.get("data", {}), dict) and isinstance(arguments.get("context_id", ""), str)
+            and isinstance(arguments.get("task_id", ""), str))
 
 
 def _mentions(value, key: str) -> bool:
@@ -310,7 +314,7 @@ def tool_result(task: a2a_pb2.Task, output_schema: dict | None) -> dict:
     if state in (a2a_pb2.TASK_STATE_INPUT_REQUIRED, a2a_pb2.TASK_STATE_AUTH_REQUIRED):
         question = status_text(task) or "the agent needs more input"
         return {"content": [{"type": "text", "text": f"The agent needs more input: {question}\n"
-                             f"Call the tool again with context_id={task.context_id!r} to answer."}],
+                             f"Call the tool again with task_id={task.id!r} and your answer as the message."}],
                 "_meta": {"io.topicbridge/task": task_meta(task)}}
     reason = status_text(task)
     if state == a2a_pb2.TASK_STATE_CANCELED:

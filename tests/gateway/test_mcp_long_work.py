@@ -86,3 +86,28 @@ def _state(gw, task_id, state):
         task = await gw.gateway.tasks.get(task_id)
         return task if task is not None and task.status.state == state else None
     return check
+
+
+async def _asks(agents, task):
+    if task.turn == 0:
+        await task.require_input("which size?")
+    else:
+        await task.complete(f"one {task.text} coffee")
+
+
+@pytest.mark.parametrize("mode", ERAS)
+async def test_a_task_that_asks_for_input_is_answered_by_calling_again_with_its_task_id(gw, agents, mode):
+    await agents.serve("barista", _asks)
+    async with Client(gw.url, mode=mode) as client:
+        asked = await client.call_tool("barista", {"message": "a coffee"})
+        task_id = asked.meta["io.topicbridge/task"]["taskId"]
+        assert "which size?" in asked.content[0].text and task_id in asked.content[0].text
+        done = await client.call_tool("barista", {"message": "large", "task_id": task_id})
+        assert done.content[0].text == "one large coffee" and not done.is_error
+        assert done.meta["io.topicbridge/task"]["taskId"] == task_id
+        for bad in (task_id, "0" * 32):        # now completed; never existed
+            with pytest.raises(Exception) as refused:
+                await client.call_tool("barista", {"message": "again", "task_id": bad})
+            assert "task_id" in str(refused.value)
+        assert (await client.call_tool("barista", {"message": "x", "task_id": 7})).is_error     # not a string
+        assert not (await client.call_tool("steps", {"message": "still serving"})).is_error

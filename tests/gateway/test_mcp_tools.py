@@ -50,7 +50,7 @@ async def test_every_capability_is_a_tool_with_its_card_and_schemas(gw, catalog,
     assert echo_tool.title == "Echo"
     assert "Repeats the message" in echo_tool.description and "say hello back" in echo_tool.description
     assert echo_tool.input_schema["required"] == ["message"]
-    assert set(echo_tool.input_schema["properties"]) == {"message", "data", "context_id"}
+    assert set(echo_tool.input_schema["properties"]) == {"message", "data", "context_id", "task_id"}
     assert add_tool.input_schema == ADD_INPUT and add_tool.output_schema == ADD_OUTPUT
     if mode == "legacy":
         assert echo_tool.execution.task_support == "optional"
@@ -179,6 +179,6 @@ async def test_an_a2a_agent_registered_by_url_is_a_tool_too(gw, mode):
             question = await client.call_tool(capability.name, {"message": "ask"})
             failure = await client.call_tool(capability.name, {"message": "fail"})
     assert answer.content[0].text == "summary of: the quarterly report" and not answer.is_error
-    assert "which pages?" in question.content[0].text and "context_id" in question.content[0].text
+    assert "which pages?" in question.content[0].text and "task_id" in question.content[0].text
     assert question.meta["io.topicbridge/task"]["state"] == "TASK_STATE_INPUT_REQUIRED"
     assert failure.is_error and "cannot read that" in failure.content[0].text
