@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
+import socket
 import sys
 
 
@@ -71,6 +73,8 @@ def _serve(args) -> int:
     if args.data_dir is not None:
         settings["lite"]["data_dir"] = args.data_dir
     host, port = gateway["host"], gateway["port"]
+    if gateway.get("instance_id") is None and port:
+        gateway["instance_id"] = stable_instance_id(port)
     if not is_loopback(host) and not (token_list(gateway.get("bearer_tokens"))
                                       or token_list(gateway.get("mcp_bearer_tokens"))):
         print(f"topicbridge: refusing to listen on {host!r} without authentication: set gateway.bearer_tokens "
@@ -91,6 +95,14 @@ def _serve(args) -> int:
     uvicorn.run(build_app(settings), host=host, port=port, log_level="info", lifespan="on",
                 timeout_graceful_shutdown=5, **uvicorn_options(settings))
     return 0
+
+
+def stable_instance_id(port: int) -> str:
+    """`gw-<host name>-<port>`: the same after a restart, so the instance reads its reply-channel
+    group again and folds the events of the tasks it was following before it stopped (a random
+    id would leave them unread). Two live instances never share a host and port."""
+    host = re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname())[:36] or "host"
+    return f"gw-{host}-{port}"
 
 
 def _add_agents(commands) -> None:

@@ -99,13 +99,16 @@ def demo(tmp_path_factory):
 async def test_serve_demo_is_ready_and_lists_the_demo_agents_with_their_cards(demo):
     async with httpx.AsyncClient(base_url=demo, timeout=10) as http:
         assert (await http.get("/readyz")).json() == {"ready": True}
-        assert (await http.get("/healthz")).status_code == 200
+        health = await http.get("/healthz")
         agents = {a["name"]: a for a in (await http.get("/admin/agents")).json()["agents"]}
         found = (await http.get("/admin/agents", params={"q": "count the words of a text"})).json()["agents"]
     assert {"echo", "word-stats"} <= set(agents) and agents["echo"]["status"] == "available"
     skill = agents["word-stats"]["card"]["skills"][0]
     assert skill["tags"] and skill["examples"] and agents["word-stats"]["card"]["description"]
     assert found[0]["name"] == "word-stats"
+    port = demo.rsplit(":", 1)[1]
+    assert health.status_code == 200 and health.json()["instance"].startswith("gw-") \
+        and health.json()["instance"].endswith(f"-{port}")      # stable across restarts
 
 
 async def test_the_demo_echo_agent_answers_the_a2a_sdk_client(demo):
