@@ -15,7 +15,7 @@ import jsonschema
 from a2a.types import a2a_pb2
 from google.protobuf import json_format
 
-from . import channels
+from . import channels, plain
 
 SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
 
@@ -34,7 +34,7 @@ def _validator(name: str) -> jsonschema.Draft202012Validator:
 def _load(kind: str, raw: bytes) -> dict:
     try:
         doc = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise EnvelopeError(kind, f"not JSON: {e}") from None
     if _SURELY_VALID[kind](doc):
         return doc
@@ -101,73 +101,40 @@ def _reply_valid(doc) -> bool:
 _SURELY_VALID = {"task-envelope": _envelope_valid, "reply-event": _reply_valid, "control-event": lambda doc: False}
 
 
+_ENCODE = json.JSONEncoder(separators=(",", ":")).encode    # json.dumps(doc, separators=...) without a new encoder a call
+
+
 def _dump(doc: dict) -> bytes:
-    return json.dumps(doc, separators=(",", ":")).encode()
+    return _ENCODE(doc).encode()
 
 
 def proto_to_dict(msg) -> dict:
     return json_format.MessageToDict(msg)
 
 
-# A worker's own status updates (a state and a timestamp: WORKING, COMPLETED) are two of the three
-# events of a typical task, and json_format spends ~35 us converting each one. These two handle
-# exactly that shape, with json_format's output, and return None for anything else.
-_STATE_NAMES = {value.number: value.name for value in a2a_pb2.TaskState.DESCRIPTOR.values}
-_STATE_NUMBERS = {name: number for number, name in _STATE_NAMES.items()}
-_UPDATE_KEYS = frozenset({"taskId", "contextId", "status"})
-_STATUS_KEYS = frozenset({"state", "timestamp"})
+# json_format costs 5-15 us a message each way, most of what a task's documents cost after
+# validation; gateway/plain.py converts the plain shapes (text parts, status and artifact
+# updates, timestamps) to exactly json_format's result and returns None for anything else.
+
+def _message_to_dict(message: a2a_pb2.Message) -> dict:
+    doc = plain.message_to_dict(message)
+    return proto_to_dict(message) if doc is None else doc
 
 
-def _plain_status_to_dict(event: a2a_pb2.StreamResponse) -> dict | None:
-    if event.WhichOneof("payload") != "status_update":
-        return None
-    update = event.status_update
-    status = update.status
-    if update.HasField("metadata") or status.HasField("message") or status.state not in _STATE_NAMES:
-        return None
-    doc = {}
-    if update.task_id:
-        doc["taskId"] = update.task_id
-    if update.context_id:
-        doc["contextId"] = update.context_id
-    if update.HasField("status"):
-        doc["status"] = {}
-        if status.state:
-            doc["status"]["state"] = _STATE_NAMES[status.state]
-        if status.HasField("timestamp"):
-            doc["status"]["timestamp"] = status.timestamp.ToJsonString()
-    return {"statusUpdate": doc}
+def _event_to_dict(event: a2a_pb2.StreamResponse) -> dict:
+    doc = plain.event_to_dict(event)
+    return proto_to_dict(event) if doc is None else doc
 
 
-def _plain_status_from_dict(doc: dict) -> a2a_pb2.StreamResponse | None:
-    update = doc.get("statusUpdate")
-    if type(update) is not dict or not _UPDATE_KEYS.issuperset(update):
-        return None
-    task_id, context_id, status = update.get("taskId", ""), update.get("contextId", ""), update.get("status", {})
-    if type(task_id) is not str or type(context_id) is not str or type(status) is not dict \
-            or not _STATUS_KEYS.issuperset(status):
-        return None
-    name, timestamp = status.get("state", "TASK_STATE_UNSPECIFIED"), status.get("timestamp")
-    if type(name) is not str or name not in _STATE_NUMBERS or not (timestamp is None or type(timestamp) is str):
-        return None
-    event = a2a_pb2.StreamResponse()
-    out = event.status_update
-    out.task_id, out.context_id = task_id, context_id
-    if "status" in update:
-        out.status.SetInParent()
-        out.status.state = _STATE_NUMBERS[name]
-        if timestamp is not None:
-            try:
-                out.status.timestamp.FromJsonString(timestamp)
-            except ValueError:
-                return None         # json_format names the error
-    return event
+def _message_from_dict(kind: str, data) -> a2a_pb2.Message:
+    message = plain.message_from_dict(data)
+    return _parse(kind, data, a2a_pb2.Message()) if message is None else message
 
 
 def _parse(kind: str, data: dict, proto):
     try:
         return json_format.ParseDict(data, proto, ignore_unknown_fields=True)
-    except json_format.ParseError as e:
+    except (json_format.ParseError, RecursionError) as e:
         raise EnvelopeError(kind, str(e)) from None
 
 
@@ -189,20 +156,20 @@ class TaskEnvelope:
                "capability": self.capability,
                "reply_to": {"topic": channels.REPLY_TOPIC, "lite_topic": channels.reply_channel(self.task_id)},
                "control": {"topic": channels.CONTROL_TOPIC, "lite_topic": channels.control_channel(self.task_id)},
-               "message": proto_to_dict(self.message) or {"parts": []}, "created": self.created,
+               "message": _message_to_dict(self.message) or {"parts": []}, "created": self.created,
                "trace": self.trace, "metadata": self.metadata}
         if self.deadline is not None:
             doc["deadline"] = self.deadline
         if self.turn:       # a first turn's envelope stays what readers without turns accept
             doc["turn"] = self.turn
-            doc["history"] = [proto_to_dict(m) for m in self.history]
+            doc["history"] = [_message_to_dict(m) for m in self.history]
         return _dump(doc)
 
     @classmethod
     def decode(cls, raw: bytes) -> "TaskEnvelope":
         doc = _load("task-envelope", raw)
-        message = _parse("task-envelope", doc["message"], a2a_pb2.Message())
-        history = [_parse("task-envelope", m, a2a_pb2.Message()) for m in doc.get("history", ())]
+        message = _message_from_dict("task-envelope", doc["message"])
+        history = [_message_from_dict("task-envelope", m) for m in doc.get("history", ())]
         return cls(doc["task_id"], doc["context_id"], doc["capability"], message, doc.get("deadline"),
                    doc.get("created", time.time()), doc.get("trace", {}), doc.get("metadata", {}),
                    doc.get("turn", 0), history)
@@ -225,7 +192,7 @@ class ReplyEvent:
 
     def encode(self) -> bytes:
         doc = {"version": 1, "task_id": self.task_id, "attempt": self.attempt, "seq": self.seq,
-               "final": self.final, "event": _plain_status_to_dict(self.event) or proto_to_dict(self.event)}
+               "final": self.final, "event": _event_to_dict(self.event)}
         if self.turn:       # a first turn's event stays what readers without turns accept
             doc["turn"] = self.turn
         return _dump(doc)
@@ -233,7 +200,7 @@ class ReplyEvent:
     @classmethod
     def decode(cls, raw: bytes) -> "ReplyEvent":
         doc = _load("reply-event", raw)
-        event = _plain_status_from_dict(doc["event"])
+        event = plain.event_from_dict(doc["event"])
         if event is None:
             event = _parse("reply-event", doc["event"], a2a_pb2.StreamResponse())
         return cls(doc["task_id"], doc["attempt"], doc["seq"], event, doc.get("final", False), doc.get("turn", 0))

@@ -6,7 +6,7 @@ import pytest
 from a2a.types import a2a_pb2
 from google.protobuf import json_format
 
-from gateway import envelope
+from gateway import envelope, plain
 from gateway.envelope import EnvelopeError, ReplyEvent, TaskEnvelope
 
 WRONG_VALUES = [None, True, False, 0, 1, -1, 1.0, 1.5, "", "x", "bad id!", "x" * 300, [], [1], {}, {"a": 1},
@@ -123,19 +123,19 @@ def status_events():
 @pytest.mark.parametrize("event", list(status_events()), ids=str)
 def test_the_status_update_shortcut_matches_json_format_both_ways(event):
     expected = json_format.MessageToDict(event)
-    fast = envelope._plain_status_to_dict(event)
+    fast = plain.event_to_dict(event)
     assert fast is None or fast == expected
-    parsed = envelope._plain_status_from_dict(expected)
+    parsed = plain.event_from_dict(expected)
     assert parsed is None or parsed == json_format.ParseDict(expected, a2a_pb2.StreamResponse())
 
 
 def test_a_workers_status_update_takes_the_shortcut():
     event = next(status_events())
-    assert envelope._plain_status_to_dict(event) is not None
-    assert envelope._plain_status_from_dict(json_format.MessageToDict(event)) is not None
+    assert plain.event_to_dict(event) is not None
+    assert plain.event_from_dict(json_format.MessageToDict(event)) is not None
 
 
 @pytest.mark.parametrize("status", [{"state": "TASK_STATE_NOPE"}, {"state": 3}, {"state": ["x"]},
                                     {"timestamp": "yesterday"}, {"timestamp": 5}, {"other": 1}, None])
 def test_status_updates_the_shortcut_does_not_know_go_through_json_format(status):
-    assert envelope._plain_status_from_dict({"statusUpdate": {"taskId": "t1", "status": status}}) is None
+    assert plain.event_from_dict({"statusUpdate": {"taskId": "t1", "status": status}}) is None
