@@ -16,7 +16,6 @@ from gateway.cardfetch import AddressPolicy
 from gateway.envelope import ReplyEvent, TaskEnvelope
 from gateway.registry import Registry
 from gateway.tasks import TaskError, TaskService
-from gateway.worker import Worker
 
 from .remote_agents import running_agent
 
@@ -53,35 +52,12 @@ def texts(task: a2a_pb2.Task) -> list[str]:
 
 
 @pytest.fixture
-async def service(backend):
-    s = TaskService(backend, poll_wait=0.2)
-    await s.start()
-    yield s
-    await s.close()
-
-
-@pytest.fixture
 async def other(backend):
     """A second gateway instance on the same backend."""
     s = TaskService(backend, poll_wait=0.2)
     await s.start()
     yield s
     await s.close()
-
-
-@pytest.fixture
-async def workers(backend):
-    started = []
-
-    async def start(name, handler):
-        worker = Worker(backend, name, handler)
-        await worker.start()
-        started.append(worker)
-        return worker
-
-    yield start
-    for worker in started:
-        await worker.close()
 
 
 async def asker(task) -> None:

@@ -8,7 +8,6 @@ from a2a.types import a2a_pb2
 from adapters.base import Message
 from gateway import channels
 from gateway.tasks import TaskError, TaskService
-from gateway.worker import Worker
 
 
 def user_message(text: str) -> a2a_pb2.Message:
@@ -26,29 +25,6 @@ async def slow(task):
 
 async def broken(task):
     raise ValueError("no can do")
-
-
-@pytest.fixture
-async def service(backend):
-    s = TaskService(backend, poll_wait=0.2)
-    await s.start()
-    yield s
-    await s.close()
-
-
-@pytest.fixture
-async def workers(backend):
-    started = []
-
-    async def start(name, handler):
-        w = Worker(backend, name, handler)
-        await w.start()
-        started.append(w)
-        return w
-
-    yield start
-    for w in started:
-        await w.close()
 
 
 async def final_state(watch) -> list[a2a_pb2.StreamResponse]:
