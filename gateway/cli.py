@@ -60,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _serve(args) -> int:
-    from .security import is_loopback, token_list, uvicorn_options
+    from .security import is_loopback, token_list
+    from .serving import uvicorn_options
     from .settings import ConfigError, load
     try:
         settings = load(args.config)

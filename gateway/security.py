@@ -24,9 +24,7 @@ HTTP+JSON routes, the admin API's `{"error": {"type", "message", ...}}` under `/
 `Connection: close`. The app then sees the body end in a byte no JSON parser accepts, so it
 answers (unheard) a parse error instead of acting on a partial body, and logs no traceback.
 
-`uvicorn_options` adds what uvicorn itself lacks for a server facing the network: a deadline
-and a size cap for request headers (`GatewayHttpProtocol`), a keep-alive timeout and a cap on
-concurrent connections and requests.
+How `serve` runs uvicorn (header deadline and size cap, keep-alive, concurrency): serving.py.
 """
 
 from __future__ import annotations
@@ -34,7 +32,6 @@ from __future__ import annotations
 import asyncio
 import hmac
 import ipaddress
-import itertools
 import json
 import re
 
@@ -42,13 +39,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from adapters.errors import InvalidRequestError, MessageTooLargeError, status_of
 
+from .json_depth import JsonDepth
+
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 DEFAULT_MAX_JSON_DEPTH = 64
 DEFAULT_BODY_TIMEOUT = 30.0
-DEFAULT_HEADER_TIMEOUT = 10.0
-DEFAULT_KEEP_ALIVE = 5.0
-DEFAULT_MAX_CONCURRENCY = 4096
-MAX_HEADER_BYTES = 64 * 1024            # request line and headers of one request
 
 _PROTECTED = re.compile(r"^/(admin|agents)(/|$)")
 _MCP = re.compile(r"^/mcp/?$")
@@ -250,184 +245,3 @@ async def _send_json(send: Send, status: int, doc: dict, headers: list) -> None:
                 "headers": [(b"content-type", b"application/json"),
                             (b"content-length", str(len(body)).encode()), *headers]})
     await send({"type": "http.response.body", "body": body})
-
-
-# ---------------------------------------------------------------- JSON nesting depth
-
-_STEPS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")     # opening +1, closing -1 (as signed bytes)
-_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
-
-
-def _eight_step_table() -> dict[int, tuple[int, int]]:
-    """Every run of 8 steps, read as one little-endian 64-bit word -> (net change, highest point)."""
-    table = {}
-    for steps in itertools.product((1, -1), repeat=8):
-        heights = list(itertools.accumulate(steps))
-        table[int.from_bytes(bytes(s & 0xFF for s in steps), "little")] = (heights[-1], max(heights))
-    return table
-
-
-_EIGHT_STEPS = _eight_step_table()
-
-
-class JsonDepth:
-    """How deep the JSON read so far nests, chunk by chunk, at C speed for all but deep bodies.
-
-    Per chunk: escapes go first (`\\\\` pairs, then `\\"`: backslashes only occur inside strings in
-    valid JSON, and pairing them from the left is how a parser reads them), so every quote left
-    opens or closes a string; splitting on quotes and keeping every other piece leaves what is
-    outside strings; `bytes.translate` keeps only its brackets, as +1/-1 steps. When the depth at
-    the start of the chunk plus every opening bracket in it stays within the limit, that is all
-    (a typical body: a couple of microseconds). Otherwise the steps are walked eight at a time
-    through a table of (net change, highest point), stopping as soon as the limit is passed.
-
-    State carried between chunks: the depth, whether a string is open, and a backslash the
-    chunk ended on. Invalid JSON is measured as if it were JSON up to where a parser would stop
-    reading it (depth never goes below 0), which is all that matters: nothing parses past it.
-    """
-
-    __slots__ = ("limit", "depth", "in_string", "backslash")
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.depth = 0
-        self.in_string = False
-        self.backslash = False
-
-    def feed(self, chunk: bytes, last: bool = False) -> str | None:
-        """None while the body is acceptable, else why it is not. `last`: no chunk follows, so
-        when even every bracket in it, strings and all, stays within the limit, that is all."""
-        if b"\x00" in chunk:
-            return "not UTF-8 JSON (it contains NUL bytes)"
-        if last and self.depth + chunk.count(b"[") + chunk.count(b"{") <= self.limit:
-            return None
-        if self.backslash:
-            chunk = b"\\" + chunk
-            self.backslash = False
-        if b"\\" in chunk:
-            if (len(chunk) - len(chunk.rstrip(b"\\"))) & 1:     # ends inside an escape: finish it next time
-                self.backslash = True
-                chunk = chunk[:-1]
-            chunk = chunk.replace(b"\\\\", b"").replace(b'\\"', b"")
-        pieces = chunk.split(b'"')
-        if len(pieces) > 1:
-            outside = b"".join(pieces[self.in_string::2])
-            self.in_string ^= (len(pieces) - 1) & 1
-        elif self.in_string:
-            return None
-        else:
-            outside = chunk
-        steps = outside.translate(_STEPS, _NOT_BRACKETS)
-        if not steps:
-            return None
-        opens = steps.count(1)
-        depth, limit = self.depth, self.limit
-        if depth + opens <= limit:
-            self.depth = max(depth + 2 * opens - len(steps), 0)
-            return None
-        whole = len(steps) & ~7
-        for word in memoryview(steps[:whole]).cast("Q"):
-            net, top = _EIGHT_STEPS[word]
-            if depth + top > limit:
-                return self._too_deep()
-            depth = max(depth + net, 0)
-        for step in memoryview(steps[whole:]).cast("b"):
-            depth = max(depth + step, 0)
-            if depth > limit:
-                return self._too_deep()
-        self.depth = depth
-        return None
-
-    def _too_deep(self) -> str:
-        return f"JSON nested deeper than {self.limit} levels"
-
-
-# ---------------------------------------------------------------- uvicorn
-
-def uvicorn_options(settings: dict) -> dict:
-    """`uvicorn.run` keyword arguments for `topicbridge serve`."""
-    gateway = settings.get("gateway", {})
-    return {"http": http_protocol(float(gateway.get("header_timeout_seconds") or DEFAULT_HEADER_TIMEOUT)),
-            "ws": "none",                   # no WebSocket routes: upgrades are plain requests
-            "timeout_keep_alive": gateway.get("keep_alive_seconds") or DEFAULT_KEEP_ALIVE,
-            "limit_concurrency": gateway.get("max_concurrency", DEFAULT_MAX_CONCURRENCY),
-            "h11_max_incomplete_event_size": MAX_HEADER_BYTES}
-
-
-def http_protocol(header_timeout: float, max_header_bytes: int = MAX_HEADER_BYTES, base: type | None = None) -> type:
-    """uvicorn's HTTP/1.1 protocol (httptools, else h11) with what it lacks: a deadline for each
-    request's headers, and a cap on their size (httptools has none).
-
-    uvicorn times only idle keep-alive connections, and only until the first byte of the next
-    request: a client that connects and sends nothing, or trickles a header line every few
-    seconds, holds its connection for ever. Here the headers of a request must be complete
-    `header_timeout` seconds after the connection opened or their first byte arrived (408 and
-    close if some arrived, else just close), and within `max_header_bytes` (431 and close).
-    The body is the app's concern (GatewayGuard's body timeout). `base`: uvicorn's protocol class
-    to extend (default: the one uvicorn picks, httptools if installed)."""
-    if base is None:
-        from uvicorn.protocols.http.auto import AutoHTTPProtocol as base
-
-    class GatewayHttpProtocol(base):
-        _header_timer: asyncio.TimerHandle | None = None
-        _header_bytes = 0
-
-        def connection_made(self, transport) -> None:
-            super().connection_made(transport)
-            self._arm()
-
-        def data_received(self, data: bytes) -> None:
-            if not self._awaiting_headers():
-                super().data_received(data)
-                return
-            super().data_received(data)
-            if not self._awaiting_headers():            # these bytes completed the headers
-                self._header_bytes = 0
-                self._disarm()
-                return
-            if self._header_timer is None:  # armed only for headers that take more than one read
-                self._arm()
-            self._header_bytes += len(data)
-            if self._header_bytes > max_header_bytes:
-                self._close_with(b"431 Request Header Fields Too Large")
-
-        def on_response_complete(self) -> None:
-            super().on_response_complete()
-            self._header_bytes = 0
-
-        def connection_lost(self, exc) -> None:
-            self._disarm()
-            super().connection_lost(exc)
-
-        def _awaiting_headers(self) -> bool:
-            return self.cycle is None or self.cycle.response_complete
-
-        def _arm(self) -> None:
-            self._disarm()
-            self._header_timer = self.loop.call_later(header_timeout, self._header_timeout)
-
-        def _disarm(self) -> None:
-            if self._header_timer is not None:
-                self._header_timer.cancel()
-                self._header_timer = None
-
-        def _header_timeout(self) -> None:
-            self._header_timer = None
-            if not self._awaiting_headers() or self.transport.is_closing():
-                return
-            if self._header_bytes:
-                self._close_with(b"408 Request Timeout")
-            else:
-                self.transport.close()
-
-        def _close_with(self, status: bytes) -> None:
-            if self.transport.is_closing():
-                return
-            self._disarm()
-            text = status[4:] + b"\n"
-            self.transport.write(b"HTTP/1.1 " + status + b"\r\ncontent-type: text/plain; charset=utf-8\r\n"
-                                 b"connection: close\r\ncontent-length: " + str(len(text)).encode() +
-                                 b"\r\n\r\n" + text)
-            self.transport.close()
-
-    return GatewayHttpProtocol
