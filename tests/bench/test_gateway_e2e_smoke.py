@@ -17,25 +17,27 @@ pytestmark = pytest.mark.skipif(shutil.which("wrk") is None, reason="the end-to-
 
 def run_bench(name: str, concurrency: str) -> dict:
     proc = subprocess.run([sys.executable, "-m", f"bench.{name}", *TINY, "--concurrency", concurrency],
-                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+                          cwd=ROOT, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
 
 
 def test_gateway_e2e_reports_every_target_and_the_bridge_overhead():
     out = run_bench("gateway_e2e", "1,2")
-    assert set(out["results"]) == {"native", "bridged", "direct", "bare"}
+    assert set(out["results"]) == {"native", "native_sdk", "bridged", "direct", "direct_stream", "bare"}
     for target in out["results"].values():
         assert set(target) == {"c1", "c2"}
         assert all(point["requests"] > 0 and point["errors"] == 0 for point in target.values())
         assert {"tasks_per_s", "p50_ms", "p99_ms"} <= set(target["c1"])
     assert isinstance(out["overhead_ms_p50"], float) and out["native_tasks_per_s_c2"] > 0
+    assert isinstance(out["overhead_vs_stream_ms_p50"], float) and out["lean_vs_sdk_dispatch_c2"] > 0
 
 
 def test_mcp_e2e_reports_both_tools_next_to_the_a2a_figures():
     out = run_bench("mcp_e2e", "2")
-    assert set(out["mcp"]) == {"native", "bridged"} and set(out["a2a"]) == {"native", "bridged", "direct", "bare"}
+    assert set(out["mcp"]) == {"native", "native_sdk", "bridged"}
+    assert set(out["a2a"]) == {"native", "native_sdk", "bridged", "direct", "direct_stream", "bare"}
     for tool in out["mcp"].values():
         point = tool["c2"]
         assert point["requests"] > 0 and point["errors"] == 0 and {"calls_per_s", "p50_ms", "p99_ms"} <= set(point)
-    assert out["mcp_native_calls_per_s_c2"] > 0
+    assert out["mcp_native_calls_per_s_c2"] > 0 and out["mcp_lean_vs_sdk_native_c2"] > 0
