@@ -26,7 +26,7 @@ from typing import AsyncIterator, Awaitable, Callable
 from a2a.types import a2a_pb2
 
 from adapters.base import Backend, Delivery, Message, TopicSpec
-from adapters.errors import BackendError, BackendUnavailableError
+from adapters.errors import BackendError
 
 from . import channels, fold
 from .envelope import ControlEvent, EnvelopeError, ReplyEvent, TaskEnvelope
@@ -367,13 +367,16 @@ class TaskService:
                     wait = max(0.0, min(wait, min(self._due.values()) - time.monotonic()))
                 deliveries = await self._consumer.poll(max_messages=64, wait=wait)
                 backoff = 0.1
-            except BackendUnavailableError as e:
+            except BackendError as e:       # unavailable, or anything else the backend says: retry
                 log.warning("reply poll failed (%s); retrying in %.1fs", e, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
-            await self._relay_batch(deliveries)
-            await self._index_due(time.monotonic())
+            try:
+                await self._relay_batch(deliveries)
+                await self._index_due(time.monotonic())
+            except Exception:       # a bug must not stop every task's relay: unacked, they come back
+                log.exception("relaying reply events failed; they will be redelivered")
 
     async def _index_due(self, now: float) -> None:
         due = [task_id for task_id, when in self._due.items() if when <= now]
@@ -410,8 +413,13 @@ class TaskService:
                 active.unhooked[event.position] = event
             active.unacked.append(delivery)
         # the task's latest event ends the turn (an earlier turn's final event, replayed, does not)
-        if any(event.final and event.position == active.position for _, event in items) or self.index_delay <= 0:
-            await self._index(task_id, ending=True)
+        ends = any(event.final and event.position == active.position for _, event in items)
+        if ends:            # the calls waiting on this turn have their answer, whatever indexing does
+            for watch in active.watches:
+                watch.push(None)
+            active.watches = []
+        if ends or self.index_delay <= 0:
+            await self._index(task_id, ending=ends)
         else:
             self._due.setdefault(task_id, time.monotonic() + self.index_delay)
 

@@ -124,3 +124,29 @@ async def test_malformed_reply_events_are_dropped_and_the_relay_keeps_going(back
     await backend.publish(channels.REPLY_TOPIC, Message(b"garbage"), lite_topic=channels.reply_channel(task.id))
     await final_state(watch)
     assert (await service.get(task.id)).status.state == a2a_pb2.TASK_STATE_COMPLETED
+
+
+async def test_a_failing_hook_does_not_stop_the_relay(service, workers):
+    """A bug in an on_event hook leaves that event unacked (redelivered), and later tasks still
+    get their answers."""
+    calls = []
+
+    async def flaky(task, event):
+        calls.append(task.id)
+        if len(calls) == 1:
+            raise RuntimeError("a bug in a hook")
+
+    async def quick(task):
+        await task.complete("ok")
+
+    service.on_event.append(flaky)
+    await workers("quick", quick)
+    for text in ("first", "second"):
+        message = a2a_pb2.Message(message_id=text, role=a2a_pb2.ROLE_USER, parts=[a2a_pb2.Part(text=text)])
+        task, watch = await service.submit("quick", message)
+        async with asyncio.timeout(15):
+            events = [event async for event in watch.events()]
+        assert events[-1].status_update.status.state == a2a_pb2.TASK_STATE_COMPLETED
+    async with asyncio.timeout(15):
+        while len(calls) < 2:       # the second task's hook runs once it is indexed, after its answer
+            await asyncio.sleep(0.01)  # sleep-ok: bounded wait for the relay's hook
