@@ -123,6 +123,11 @@ class Health:
 class Backend(Protocol):
     name: str
     max_message_bytes: int
+    # True when publishes land in the order they were started even if the caller does not wait
+    # for one to be durable before starting the next (coroutines first run in start order). A
+    # worker then pipelines a task's reply events: several share one group commit. Optional:
+    # a backend without it is taken to be False.
+    ordered_publish: bool
 
     async def start(self) -> None: ...
     async def close(self) -> None: ...

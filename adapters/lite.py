@@ -157,6 +157,8 @@ class EmbeddedLiteBackend:
     """The default backend: the lite engine in this process."""
 
     name = "lite"
+    ordered_publish = True      # Engine.publish appends before its first await
+
 
     def __init__(self, config: EngineConfig | None = None) -> None:
         self.config = config or EngineConfig()

@@ -13,7 +13,10 @@ Given a `card`, it announces the capability in the registry at start and heartbe
 runs, so the registry shows the capability unavailable once every worker has gone.
 Cancellation arrives on the task's control channel. A handler that raises fails the task; a
 handler that returns without finishing completes it. A malformed envelope goes to the group's
-dead-letter topic with the reason.
+dead-letter topic with the reason. The envelope is acked only once every reply event of the run
+is durable; until then a crash means the task runs again (a higher `attempt`). On a backend that
+keeps publishes in start order (the embedded engine), `await task.artifact(...)` returns once
+the event is on its way, so a task's events share group commits; the final event waits for all.
 
 A handler may ask for input and end its turn there; the caller's answer comes back as a new
 run of the handler for the same task (A2A multi-turn), with `task.turn` > 0 and the earlier
@@ -45,6 +48,7 @@ from .envelope import ControlEvent, EnvelopeError, ReplyEvent, TaskEnvelope
 from .registry import Registry
 
 log = logging.getLogger("topicbridge.worker")
+MAX_INFLIGHT = 16        # a task's reply events published but not yet waited for (ordered backends)
 
 Handler = Callable[["TaskContext"], Awaitable[None]]
 
@@ -59,7 +63,7 @@ class TaskContext:
         self.cancelled = asyncio.Event()
         self.finished = False
         self._seq = 0
-        self._before: asyncio.Task | None = None      # the WORKING announcement, while in flight
+        self._inflight: list[asyncio.Task] = []       # publishes started, not yet waited for
 
     @property
     def task_id(self) -> str:
@@ -139,26 +143,36 @@ class TaskContext:
 
     def _announce(self) -> None:
         """Publish WORKING while the handler starts (a bridge's call to its agent overlaps the
-        publish); the handler's first event waits for it, so the order holds."""
+        publish); the handler's first event is published after it, so the order holds."""
         update = a2a_pb2.TaskStatusUpdateEvent(task_id=self.task_id, context_id=self.context_id)
         update.status.state = a2a_pb2.TASK_STATE_WORKING
         update.status.timestamp.GetCurrentTime()
         body = self._encode(a2a_pb2.StreamResponse(status_update=update), False)
-        self._before = asyncio.get_running_loop().create_task(self._publish(body))
+        self._inflight.append(asyncio.get_running_loop().create_task(self._publish(body)))
 
     def _drop_announcement(self) -> None:
-        if self._before is not None:
-            self._before.cancel()
-            self._before = None
+        """Cancel publishes nobody waited for (only when the worker closes mid-task)."""
+        for publish in self._inflight:
+            publish.cancel()
+        self._inflight.clear()
 
     async def _emit(self, event: a2a_pb2.StreamResponse, final: bool = False) -> None:
+        """Publish `event` on the reply channel. On a backend that keeps the order of publishes
+        started without waiting (`ordered_publish`), a non-final event is only started: the
+        task's events then share group commits, and the final one waits for them all (the
+        worker acks the task after that). Elsewhere each waits for the one before it."""
         if self.finished:
             raise RuntimeError(f"task {self.task_id} already reached a final state")
         body = self._encode(event, final)
-        if self._before is not None:
-            before, self._before = self._before, None
-            await before
-        await self._publish(body)
+        if self._worker.ordered_publish:
+            self._inflight.append(asyncio.get_running_loop().create_task(self._publish(body)))
+            if final or len(self._inflight) >= MAX_INFLIGHT:
+                inflight, self._inflight = self._inflight, []
+                await _all(inflight)
+        else:
+            inflight, self._inflight = self._inflight, []
+            await _all(inflight)
+            await self._publish(body)
         self.finished = final
 
     def _encode(self, event: a2a_pb2.StreamResponse, final: bool) -> bytes:
@@ -169,6 +183,14 @@ class TaskContext:
     async def _publish(self, body: bytes) -> None:
         await self._worker.backend.publish(channels.REPLY_TOPIC, Message(body, {"task_id": self.task_id}),
                                            lite_topic=channels.reply_channel(self.task_id))
+
+
+async def _all(publishes: list[asyncio.Task]) -> None:
+    """Wait for every publish; raise the first failure once all have settled."""
+    if publishes:
+        for result in await asyncio.gather(*publishes, return_exceptions=True):
+            if isinstance(result, BaseException):
+                raise result
 
 
 def _parts(text, parts) -> list:
@@ -184,6 +206,7 @@ class Worker:
         if not channels.is_capability_name(capability):
             raise ValueError(f"invalid capability name {capability!r}: use a-z, 0-9, _ and -, at most 63")
         self.backend = backend
+        self.ordered_publish = bool(getattr(backend, "ordered_publish", False))
         self.capability = capability
         self.handler = handler
         self.concurrency = concurrency

@@ -6,7 +6,7 @@ import pytest
 from a2a.types import a2a_pb2
 
 from adapters.base import Message
-from gateway import channels
+from gateway import channels, fold
 from gateway.tasks import TaskError, TaskService
 
 
@@ -150,3 +150,23 @@ async def test_a_failing_hook_does_not_stop_the_relay(service, workers):
     async with asyncio.timeout(15):
         while len(calls) < 2:       # the second task's hook runs once it is indexed, after its answer
             await asyncio.sleep(0.01)  # sleep-ok: bounded wait for the relay's hook
+
+
+async def test_a_burst_of_events_arrives_complete_and_in_order(service, workers, backend):
+    """On the embedded engine a worker starts its events without waiting for each to be durable
+    (ordered_publish): they still fold in the order they were emitted, past the in-flight cap."""
+    assert backend.ordered_publish
+
+    async def chatty(task):
+        for i in range(40):
+            await task.artifact(f"chunk {i}", artifact_id="stream", append=i > 0)
+        await task.complete()
+
+    await workers("chatty", chatty)
+    message = a2a_pb2.Message(message_id="m", role=a2a_pb2.ROLE_USER, parts=[a2a_pb2.Part(text="go")])
+    task, watch = await service.submit("chatty", message)
+    async with asyncio.timeout(15):
+        async for event in watch.events():
+            fold.apply(task, event)
+    assert task.status.state == a2a_pb2.TASK_STATE_COMPLETED
+    assert [p.text for p in task.artifacts[0].parts] == [f"chunk {i}" for i in range(40)]
