@@ -85,6 +85,7 @@ class _Active:
     watches: list[Watch] = field(default_factory=list)
     unhooked: dict = field(default_factory=dict)        # position -> ReplyEvent, hooks not run yet
     unacked: list[Delivery] = field(default_factory=list)   # acked once indexed and hooked
+    held: list = field(default_factory=list)    # final events shown to waiting calls once indexed
 
 
 class TaskService:
@@ -220,9 +221,8 @@ class TaskService:
         watch = Watch(task_id)
         if active is None:
             active = self._active[task_id] = _Active(task, start, start, start)
-        else:       # the relay may still be finishing the interrupted turn: its calls have their answer
-            for old in active.watches:
-                old.push(None)
+        else:       # the relay may still be finishing the interrupted turn: its calls get their answer
+            _release(active, ending=True)
             active.position = active.indexed = start
         active.watches = [watch]
         resumed = _copy(task)
@@ -393,10 +393,12 @@ class TaskService:
         await asyncio.gather(*(self._relay_task(task_id, items) for task_id, items in by_task.items()))
 
     async def _relay_task(self, task_id: str, items: list[tuple[Delivery, ReplyEvent]]) -> None:
-        """Fold the events into the task and show them to waiting calls at once: each is durable on
-        the reply channel already. An event that ends the turn is indexed (the folded task written
-        to the task index), hooked and acked now; others within `index_delay`, together. Until
-        then they stay unacked: if this instance dies they are redelivered and folded again."""
+        """Fold the events into the task. Waiting calls see an event at once (it is durable on
+        the reply channel already), except the event that ends a turn: that one is indexed first
+        (the folded task written to the task index), so a caller who answers an INPUT_REQUIRED
+        on another instance, or asks it for the task, finds the turn's end there. Then hooks
+        run and the events are acked; events that do not end a turn are indexed, hooked and
+        acked within `index_delay`, together. Until acked, they come back if this instance dies."""
         try:
             active = self._active.get(task_id) or await self._load_active(task_id)
         except BackendError as e:
@@ -407,35 +409,38 @@ class TaskService:
                 active.position = event.position
                 fold.apply(active.task, event.event)
                 active.task.id = active.task.id or task_id
-                for watch in active.watches:
-                    watch.push(event.event)
+                if event.final:
+                    active.held.append(event.event)
+                else:
+                    for watch in active.watches:
+                        watch.push(event.event)
             if event.position > active.hooked:
                 active.unhooked[event.position] = event
             active.unacked.append(delivery)
         # the task's latest event ends the turn (an earlier turn's final event, replayed, does not)
         ends = any(event.final and event.position == active.position for _, event in items)
-        if ends:            # the calls waiting on this turn have their answer, whatever indexing does
-            for watch in active.watches:
-                watch.push(None)
-            active.watches = []
-        if ends or self.index_delay <= 0:
+        if ends or active.held or self.index_delay <= 0:
             await self._index(task_id, ending=ends)
         else:
             self._due.setdefault(task_id, time.monotonic() + self.index_delay)
 
     async def _index(self, task_id: str, *, ending: bool = False) -> None:
-        """Write the folded task to the index, run the hooks of its new events, ack them; and if
-        the turn ended, let its waiting calls go and stop reading its reply channel."""
+        """Write the folded task to the index, hand waiting calls the events held for it (and
+        the end of the turn), run the hooks of the new events and ack them; if the turn ended,
+        stop reading its reply channel."""
         self._due.pop(task_id, None)
         active = self._active.get(task_id)
         if active is None:
             return
         deliveries, active.unacked = active.unacked, []
         try:
-            if active.indexed < active.position:
-                position = active.position
-                await self._table.put(task_id, active.task.SerializeToString())
-                active.indexed = max(active.indexed, position)
+            try:
+                if active.indexed < active.position:
+                    position = active.position
+                    await self._table.put(task_id, active.task.SerializeToString())
+                    active.indexed = max(active.indexed, position)
+            finally:        # indexed or not, the waiting calls get their answer (unless `resume` took the task on)
+                _release(active, ending and fold.is_final(active.task.status.state))
             for position in sorted(active.unhooked):
                 event = active.unhooked.pop(position)
                 if position > active.hooked:
@@ -448,8 +453,6 @@ class TaskService:
             log.warning("indexing events of task %s failed: %s (they will be redelivered)", task_id, e)
             return
         if ending and fold.is_final(active.task.status.state):
-            for watch in active.watches:
-                watch.push(None)
             self._active.pop(task_id, None)
             with contextlib.suppress(BackendError):
                 await self._consumer.unsubscribe([channels.reply_channel(task_id)])
@@ -473,6 +476,18 @@ class TaskService:
                         delivery.lite_topic, e.reason)
             await delivery.ack()
             return None
+
+
+def _release(active: _Active, ending: bool) -> None:
+    """Hand the held events to the waiting calls; at a turn's end, end their watches too."""
+    held, active.held = active.held, []
+    for event in held:
+        for watch in active.watches:
+            watch.push(event)
+    if ending:
+        for watch in active.watches:
+            watch.push(None)
+        active.watches = []
 
 
 def _copy(task: a2a_pb2.Task) -> a2a_pb2.Task:

@@ -91,11 +91,15 @@ async def test_compacted_topic_is_created_with_the_compact_cleanup_policy(kafka_
             NewTopic(topic, num_partitions=1, replication_factor=1, topic_configs={"cleanup.policy": "compact"}),
         )
         async with admin_client(kafka_broker.bootstrap) as admin:
-            [response] = await admin.describe_configs(
-                [ConfigResource(ConfigResourceType.TOPIC, topic, {"cleanup.policy": None})]
-            )
+            while True:     # CreateTopics answers before every broker knows the topic (error 3 until then)
+                [response] = await admin.describe_configs(
+                    [ConfigResource(ConfigResourceType.TOPIC, topic, {"cleanup.policy": None})]
+                )
+                [resource] = response.to_object()["resources"]
+                if resource["error_code"] != 3:     # UNKNOWN_TOPIC_OR_PARTITION
+                    break
+                await asyncio.sleep(0.05)  # sleep-ok: bounded by STEP, waiting for topic metadata
 
-    [resource] = response.to_object()["resources"]
     entries = {e["config_names"]: e["config_value"] for e in resource["config_entries"]}
     assert (resource["error_code"], entries) == (0, {"cleanup.policy": "compact"})
 
