@@ -42,6 +42,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from ._agents import echo, sdk_echo_app
 from ._http import Child, bare_app, bound_socket, ready, start_uvicorn
 from ._util import emit, environment, progress, words
 
@@ -56,43 +57,12 @@ HEADERS = {"Content-Type": "application/json", "A2A-Version": "1.0"}
 # ------------------------------------------------------------------ servers (child processes)
 
 def _sdk_app():
-    from a2a.server.agent_execution import AgentExecutor
-    from a2a.server.request_handlers import DefaultRequestHandler
-    from a2a.server.routes import create_jsonrpc_routes
-    from a2a.server.tasks import InMemoryTaskStore, TaskUpdater
-    from a2a.types import a2a_pb2
-    from starlette.applications import Starlette
-
-    class Echo(AgentExecutor):
-        async def execute(self, context, event_queue):
-            await event_queue.enqueue_event(a2a_pb2.Task(
-                id=context.task_id, context_id=context.context_id, history=[context.message],
-                status=a2a_pb2.TaskStatus(state=a2a_pb2.TASK_STATE_SUBMITTED)))
-            updater = TaskUpdater(event_queue, context.task_id, context.context_id)
-            await updater.start_work()
-            await updater.add_artifact([a2a_pb2.Part(text=f"echo: {context.get_user_input()}")], name="echo")
-            await updater.complete()
-
-        async def cancel(self, context, event_queue):
-            await TaskUpdater(event_queue, context.task_id, context.context_id).cancel()
-
-    card = a2a_pb2.AgentCard(name="echo", description="echo", version="1.0", capabilities={"streaming": True},
-                             default_input_modes=["text/plain"], default_output_modes=["text/plain"],
-                             skills=[a2a_pb2.AgentSkill(id="echo", name="echo", description="echo", tags=["echo"])],
-                             supported_interfaces=[a2a_pb2.AgentInterface(
-                                 url="http://127.0.0.1/", protocol_binding="JSONRPC", protocol_version="1.0")])
-    handler = DefaultRequestHandler(agent_executor=Echo(), task_store=InMemoryTaskStore(), agent_card=card)
-    return Starlette(routes=create_jsonrpc_routes(handler, "/"))
+    return sdk_echo_app("http://127.0.0.1")
 
 
 def _gateway_app(data_dir: str | None):
     from gateway.app import build_app
     return build_app({"backend": "lite", "lite": {"data_dir": data_dir, "fsync": "batch"}})
-
-
-async def _echo(task) -> None:
-    await task.artifact(f"echo: {task.text}", name="echo")
-    await task.complete()
 
 
 async def _serve(kind: str, data_dir: str | None) -> None:
@@ -105,7 +75,7 @@ async def _serve(kind: str, data_dir: str | None) -> None:
         from gateway.registry import Capability
         from gateway.worker import Worker
         instance = app.state.gateway
-        worker = Worker(instance.backend, "echo", _echo, concurrency=256)
+        worker = Worker(instance.backend, "echo", echo, concurrency=256)
         await worker.start()
         await instance.registry.put(Capability("echo", {"name": "echo", "description": "echoes its input"}))
     ready(port=sock.getsockname()[1])

@@ -41,6 +41,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from ._agents import echo, sdk_echo_app
 from ._http import Child, bare_app, bound_socket, ready, start_uvicorn, wrk
 from ._util import emit, environment, progress, sizes
 
@@ -57,45 +58,6 @@ ANSWER = "echo: hello"
 
 # ---------------------------------------------------------------- servers (child processes)
 
-def agent_app(base_url: str):
-    """The a2a-sdk echo agent: a task, WORKING, one artifact, COMPLETED."""
-    from a2a.server.agent_execution import AgentExecutor
-    from a2a.server.request_handlers import DefaultRequestHandler
-    from a2a.server.routes import create_agent_card_routes, create_jsonrpc_routes
-    from a2a.server.tasks import InMemoryTaskStore, TaskUpdater
-    from a2a.types import a2a_pb2
-    from starlette.applications import Starlette
-
-    class Echo(AgentExecutor):
-        async def execute(self, context, event_queue):
-            if context.current_task is None:
-                await event_queue.enqueue_event(a2a_pb2.Task(
-                    id=context.task_id, context_id=context.context_id, history=[context.message],
-                    status=a2a_pb2.TaskStatus(state=a2a_pb2.TASK_STATE_SUBMITTED)))
-            updater = TaskUpdater(event_queue, context.task_id, context.context_id)
-            await updater.start_work()
-            await updater.add_artifact([a2a_pb2.Part(text=f"echo: {context.get_user_input()}")], name="echo")
-            await updater.complete()
-
-        async def cancel(self, context, event_queue):
-            await TaskUpdater(event_queue, context.task_id, context.context_id).cancel()
-
-    card = a2a_pb2.AgentCard(
-        name="Echo Agent", description="Echoes its input.", version="1.0",
-        capabilities=a2a_pb2.AgentCapabilities(streaming=True),
-        default_input_modes=["text/plain"], default_output_modes=["text/plain"],
-        skills=[a2a_pb2.AgentSkill(id="echo", name="echo", description="echoes", tags=["echo"])],
-        supported_interfaces=[a2a_pb2.AgentInterface(url=base_url + "/", protocol_binding="JSONRPC",
-                                                     protocol_version="1.0")])
-    handler = DefaultRequestHandler(agent_executor=Echo(), task_store=InMemoryTaskStore(), agent_card=card)
-    return Starlette(routes=[*create_agent_card_routes(card), *create_jsonrpc_routes(handler, "/")])
-
-
-async def _echo(task) -> None:
-    await task.artifact(f"echo: {task.text}", name="echo")
-    await task.complete()
-
-
 def gateway_settings(backend: str, data_dir: str | None, lean: bool = True) -> dict:
     lite = {"data_dir": data_dir, "fsync": "batch"} if backend == "lite" else {"data_dir": None}
     return {"backend": "lite", "lite": lite, "gateway": {"host": "127.0.0.1", "a2a_lean_dispatch": lean}}
@@ -110,7 +72,7 @@ async def _serve_gateway(sock, backend: str, data_dir: str | None, agent_url: st
     app = build_app(gateway_settings(backend, data_dir, lean))
     serving = await start_uvicorn(app, sock)
     gateway = app.state.gateway
-    worker = Worker(gateway.backend, "echo", _echo, concurrency=256,
+    worker = Worker(gateway.backend, "echo", echo, concurrency=256,
                     card={"name": "Echo", "description": "Echoes the message."})
     await worker.start()
     gateway._parts.append(worker)     # closed by the gateway's lifespan, before its backend
@@ -128,7 +90,7 @@ async def _serve(kind: str, args) -> None:
     if kind in ("gateway", "gateway-sdk"):
         serving = await _serve_gateway(sock, args.backend, args.data_dir, args.agent_url, kind == "gateway")
     else:
-        app = bare_app() if kind == "bare" else agent_app(f"http://127.0.0.1:{port}")
+        app = bare_app() if kind == "bare" else sdk_echo_app(f"http://127.0.0.1:{port}")
         serving = await start_uvicorn(app, sock)
     ready(port=port)
     await serving

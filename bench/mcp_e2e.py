@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 from . import gateway_e2e
+from ._agents import echo
 from ._http import Child, bound_socket, ready, start_uvicorn, wrk
 from ._util import emit, environment, progress, sizes
 from .mcp_calls import CALL, HEADERS
@@ -52,7 +53,7 @@ async def _serve_sdk_gateway(backend: str, data_dir: str | None) -> None:
     sock = bound_socket()
     serving = await start_uvicorn(app, sock)
     gateway = app.state.gateway
-    worker = Worker(gateway.backend, "echo", gateway_e2e._echo, concurrency=256,
+    worker = Worker(gateway.backend, "echo", echo, concurrency=256,
                     card={"name": "Echo", "description": "Echoes the message."})
     await worker.start()
     gateway._parts.append(worker)     # closed by the gateway's lifespan, before its backend
