@@ -147,14 +147,8 @@ class TaskService:
         await self._consumer.subscribe([channels.reply_channel(task_id)])
         envelope = TaskEnvelope(task_id, context_id, capability, message, deadline, time.time(),
                                 trace or {}, metadata or {})
-        # The index entry and the envelope are written together (one group commit on the lite
-        # engine). The put is issued first, so a reply's later put of the same key lands after it.
-        indexed, published = await asyncio.gather(
-            self._table.put(task_id, task.SerializeToString()),
-            self.backend.publish(channels.capability_topic(capability),
-                                 Message(envelope.encode(), {"task_id": task_id}, task_id)),
-            return_exceptions=True)
-        if isinstance(published, BaseException):
+        published = await self._write_turn(task, envelope)
+        if published is not None:
             self._active.pop(task_id, None)
             with contextlib.suppress(BackendError):
                 await self._consumer.unsubscribe([channels.reply_channel(task_id)])
@@ -162,13 +156,6 @@ class TaskService:
                 with contextlib.suppress(BackendError):
                     await self._table.delete(task_id)
             raise published
-        if isinstance(indexed, BaseException):
-            # The task is accepted (its envelope is durable): the relay indexes it with its
-            # first reply event, so GetTask on another instance finds it from then on.
-            if not isinstance(indexed, BackendError):
-                raise indexed
-            log.warning("indexing submitted task %s failed (%s); its first reply event indexes it",
-                        task_id, indexed)
         return submitted, watch
 
     async def resume(self, task_id: str, message: a2a_pb2.Message, *, capability: str | None = None,
@@ -229,12 +216,8 @@ class TaskService:
         await self._consumer.subscribe([channels.reply_channel(task_id)])
         envelope = TaskEnvelope(task_id, task.context_id, recorded, message, deadline, time.time(), trace or {},
                                 metadata or {}, turn, history)
-        indexed, published = await asyncio.gather(
-            self._table.put(task_id, task.SerializeToString()),
-            self.backend.publish(channels.capability_topic(recorded),
-                                 Message(envelope.encode(), {"task_id": task_id}, task_id)),
-            return_exceptions=True)
-        if isinstance(published, BaseException):        # the task stays as it was, waiting for input
+        published = await self._write_turn(task, envelope)
+        if published is not None:       # the task stays as it was, waiting for input
             task.CopyFrom(before)
             watch.push(None)
             if self._active.get(task_id) is active:
@@ -244,11 +227,25 @@ class TaskService:
             with contextlib.suppress(BackendError):
                 await self._table.put(task_id, before.SerializeToString())
             raise published
+        return resumed, watch
+
+    async def _write_turn(self, task: a2a_pb2.Task, envelope: TaskEnvelope) -> BaseException | None:
+        """Index `task` and publish its envelope together (one group commit on the lite engine; the
+        put is issued first, so a reply's later put of the same key lands after it). Returns the
+        publish's failure for the caller to undo. A failed index write is only logged: the turn is
+        accepted (its envelope is durable) and its first reply event indexes the task."""
+        indexed, published = await asyncio.gather(
+            self._table.put(task.id, task.SerializeToString()),
+            self.backend.publish(channels.capability_topic(envelope.capability),
+                                 Message(envelope.encode(), {"task_id": task.id}, task.id)),
+            return_exceptions=True)
+        if isinstance(published, BaseException):
+            return published
         if isinstance(indexed, BaseException):
             if not isinstance(indexed, BackendError):
                 raise indexed
-            log.warning("indexing resumed task %s failed (%s); its next reply event indexes it", task_id, indexed)
-        return resumed, watch
+            log.warning("indexing task %s failed (%s); its first reply event indexes it", task.id, indexed)
+        return None
 
     async def _new_task_id(self) -> str:
         # A backend that emulates lite topics on partitions (Kafka) can pick a name that lands
