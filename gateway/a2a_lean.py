@@ -16,20 +16,17 @@ from __future__ import annotations
 import json
 import logging
 
-from a2a.auth.user import UnauthenticatedUser
-from a2a.extensions.common import HTTP_EXTENSION_HEADER, get_requested_extensions
-from a2a.server.context import ServerCallContext
 from a2a.server.request_handlers.response_helpers import build_error_response
 from a2a.types import a2a_pb2
 from a2a.utils.errors import A2AError, InternalError
-from a2a.server.routes.common import StarletteUser
 from google.protobuf import json_format
-from starlette.datastructures import Headers
+from starlette.requests import Request
 
 from adapters.errors import BackendError
 
 from . import cards
-from .a2a_handler import CAPABILITY_STATE, GatewayRequestHandler
+from .a2a_handler import GatewayRequestHandler
+from .a2a_surface import CAPABILITY_SCOPE_KEY
 
 log = logging.getLogger("topicbridge.a2a")
 
@@ -38,10 +35,11 @@ _VERSION = b"a2a-version"
 
 
 class LeanSendMessage:
-    def __init__(self, app, *, handler: GatewayRequestHandler, capabilities) -> None:
+    def __init__(self, app, *, handler: GatewayRequestHandler, capabilities, builder) -> None:
         self.app = app
         self.handler = handler
         self.capabilities = capabilities      # a2a_surface.CapabilityCache
+        self.builder = builder                # the routes' context builder (a2a_surface._ContextBuilder)
 
     async def __call__(self, scope, receive, send) -> None:
         name = _capability_path(scope)
@@ -60,7 +58,10 @@ class LeanSendMessage:
             await self.app(scope, _replay(body, more, receive), send)
             return
         request_id, params = request
-        context = _context(scope, capability.name, request_id, params.tenant)
+        scope[CAPABILITY_SCOPE_KEY] = capability
+        context = self.builder.build(Request(scope))
+        context.tenant = params.tenant
+        context.state.update(method="SendMessage", request_id=request_id)     # as the SDK's dispatcher
         try:
             task = await self.handler.on_message_send(params, context)
             answer = {"jsonrpc": "2.0", "id": request_id,
@@ -134,20 +135,6 @@ def _send_message_request(body: bytes) -> tuple[int | str | None, a2a_pb2.SendMe
         return request_id, json_format.ParseDict(params, a2a_pb2.SendMessageRequest(), ignore_unknown_fields=True)
     except (json_format.ParseError, ValueError, TypeError, RecursionError):
         return None
-
-
-def _context(scope, capability: str, request_id, tenant: str) -> ServerCallContext:
-    """What the SDK's context builder (a2a_surface._ContextBuilder) makes of the request."""
-    headers = Headers(scope=scope)
-    state = {"headers": headers, CAPABILITY_STATE: capability, "method": "SendMessage",
-             "request_id": request_id}
-    if "auth" in scope:
-        state["auth"] = scope["auth"]
-    user = StarletteUser(scope["user"]) if "user" in scope else UnauthenticatedUser()
-    context = ServerCallContext(user=user, state=state, requested_extensions=get_requested_extensions(
-        headers.getlist(HTTP_EXTENSION_HEADER)))
-    context.tenant = tenant
-    return context
 
 
 async def _send_json(send, doc: dict) -> None:

@@ -39,7 +39,7 @@ from .push import PushService, PushSettings
 from .registry import Capability
 
 DEFAULT_WAIT_SECONDS = 300.0
-_SCOPE_KEY = "topicbridge.capability"     # the Capability record the gate found, for the routes
+CAPABILITY_SCOPE_KEY = "topicbridge.capability"     # the Capability record the gate found, for the routes
 
 
 def routes(gateway) -> list:
@@ -49,8 +49,8 @@ def routes(gateway) -> list:
     handler = GatewayRequestHandler(gateway.tasks, gateway.registry, push, blocking_wait=gateway.settings.get(
         "gateway", {}).get("a2a_wait_seconds", DEFAULT_WAIT_SECONDS))
     capabilities = CapabilityCache(gateway.registry)
-    gateway.a2a_lean = {"handler": handler, "capabilities": capabilities}    # for a2a_lean.LeanSendMessage
     builder = _ContextBuilder()
+    gateway.a2a_lean = {"handler": handler, "capabilities": capabilities, "builder": builder}   # for a2a_lean
     rest = [r for r in create_rest_routes(handler, builder, enable_v0_3_compat=True)
             if not isinstance(r, Mount)]            # its /{tenant} mount: the capability is the tenant
     agent = [Route("/.well-known/agent-card.json", _capability_card, methods=["GET"]),
@@ -80,7 +80,7 @@ class _ContextBuilder(DefaultServerCallContextBuilder):
     (case-insensitive, which the SDK's A2A-Version check relies on) rather than copied."""
 
     def build(self, request: Request) -> ServerCallContext:
-        capability = request.scope.get(_SCOPE_KEY)
+        capability = request.scope.get(CAPABILITY_SCOPE_KEY)
         state = {"headers": request.headers, CAPABILITY_STATE: capability.name if capability else ""}
         if "auth" in request.scope:
             state["auth"] = request.auth
@@ -89,7 +89,7 @@ class _ContextBuilder(DefaultServerCallContextBuilder):
 
 
 async def _capability_card(request: Request) -> JSONResponse:
-    card = cards.capability_card(request.scope[_SCOPE_KEY], str(request.base_url))
+    card = cards.capability_card(request.scope[CAPABILITY_SCOPE_KEY], str(request.base_url))
     return JSONResponse(agent_card_to_dict(card))
 
 
@@ -136,7 +136,7 @@ class CapabilityGate:
         if error is not None:
             await _error_response(scope, name, error)(scope, receive, send)
             return
-        scope[_SCOPE_KEY] = capability
+        scope[CAPABILITY_SCOPE_KEY] = capability
         await self.app(scope, receive, send)
 
 
