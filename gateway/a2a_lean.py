@@ -26,6 +26,7 @@ from adapters.errors import BackendError
 
 from . import cards
 from .a2a_handler import GatewayRequestHandler
+from .asgi_body import read_body, replay
 from .a2a_surface import CAPABILITY_SCOPE_KEY
 
 log = logging.getLogger("topicbridge.a2a")
@@ -46,8 +47,8 @@ class LeanSendMessage:
         if name is None or not _speaks_1_0(scope["headers"]):
             await self.app(scope, receive, send)
             return
-        body, more = await _read_body(receive)
-        request = None if more else _send_message_request(body)
+        body, messages = await read_body(receive)
+        request = None if body is None else _send_message_request(body)
         capability = None
         if request is not None:
             try:
@@ -55,7 +56,7 @@ class LeanSendMessage:
             except BackendError:
                 capability = None       # the SDK path's gate answers with the error
         if capability is None:
-            await self.app(scope, _replay(body, more, receive), send)
+            await self.app(scope, replay(messages, receive), send)
             return
         request_id, params = request
         scope[CAPABILITY_SCOPE_KEY] = capability
@@ -91,31 +92,6 @@ def _speaks_1_0(headers) -> bool:
         if key.lower() == _VERSION:
             return value == b"1.0" or value.startswith(b"1.")
     return False
-
-
-async def _read_body(receive) -> tuple[bytes, bool]:
-    """The whole body, unless the client sent something other than body chunks (a disconnect):
-    then what was read, and True, and the rest is left to the SDK path."""
-    chunks = []
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            return b"".join(chunks), True
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return b"".join(chunks), False
-
-
-def _replay(body: bytes, more: bool, receive):
-    sent = False
-
-    async def replayed():
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": more}
-        return await receive()
-    return replayed
 
 
 def _send_message_request(body: bytes) -> tuple[int | str | None, a2a_pb2.SendMessageRequest] | None:

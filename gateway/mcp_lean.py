@@ -34,7 +34,6 @@ HTTP statuses. tests/gateway/test_mcp_lean.py holds both paths to the same bytes
 from __future__ import annotations
 
 import asyncio
-import collections
 import json
 import logging
 import time
@@ -47,6 +46,7 @@ from mcp_types import methods as _methods
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 
+from .asgi_body import read_body, replay
 from .mcp_auth import OWNER_KEY
 from .mcp_tasks import TASKS_EXTENSION, Call, TaskRecord, backend_errors, rejection, still_running
 from .mcp_tools import ToolEntry, to_message, tool_result
@@ -96,7 +96,7 @@ class LeanToolCalls:
         if headers is None:
             await self.app(scope, receive, send)
             return
-        body, messages = await _read_body(receive, self.max_body_size)
+        body, messages = await read_body(receive, self.max_body_size)
         try:
             if body is None:
                 raise _Fallthrough
@@ -104,7 +104,7 @@ class LeanToolCalls:
         except Exception as e:      # _Fallthrough, or a surprise: the SDK judges the request
             if not isinstance(e, _Fallthrough):
                 log.debug("the lean tools/call path passes a request on after %r", e)
-            await self.app(scope, _replay(messages, receive), send)
+            await self.app(scope, replay(messages, receive), send)
             return
         self.answered += 1
         await self._serve(scope, receive, send, request_id, version, entry, arguments)
@@ -266,35 +266,6 @@ def _routing_headers(scope, max_body_size: int) -> dict | None:
 def _accept_only(accept: bytes | None) -> SimpleNamespace:
     """What `check_accept_headers` reads of a request."""
     return SimpleNamespace(headers={"accept": accept.decode("latin-1")} if accept is not None else {})
-
-
-async def _read_body(receive, limit: int) -> tuple[bytes | None, list]:
-    """(the body, or None when it is not whole and within `limit`; the messages read, for a replay)."""
-    messages = []
-    size = 0
-    while True:
-        message = await receive()
-        messages.append(message)
-        if message["type"] != "http.request":
-            return None, messages
-        size += len(message.get("body", b""))
-        if size > limit:
-            return None, messages
-        if not message.get("more_body", False):
-            if len(messages) == 1:
-                return message.get("body", b""), messages
-            return b"".join(m.get("body", b"") for m in messages), messages
-
-
-def _replay(messages: list, receive):
-    """`receive` for the SDK: the messages the lean path read, as they came, then the rest."""
-    pending = collections.deque(messages)
-
-    async def replayed():
-        if pending:
-            return pending.popleft()
-        return await receive()
-    return replayed
 
 
 async def _disconnect(receive) -> None:

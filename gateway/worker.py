@@ -150,7 +150,7 @@ class TaskContext:
         body = self._encode(a2a_pb2.StreamResponse(status_update=update), False)
         self._inflight.append(asyncio.get_running_loop().create_task(self._publish(body)))
 
-    def _drop_announcement(self) -> None:
+    def _drop_unawaited(self) -> None:
         """Cancel publishes nobody waited for (only when the worker closes mid-task)."""
         for publish in self._inflight:
             publish.cancel()
@@ -302,7 +302,7 @@ class Worker:
             log.warning("task %s: backend failed (%s); it will be redelivered", ctx.task_id, e)
         finally:
             keepalive.cancel()
-            ctx._drop_announcement()        # unawaited only when the worker is closing
+            ctx._drop_unawaited()        # unawaited only when the worker is closing
             if self._running.get(ctx.task_id) is ctx:      # else the task's next turn runs here already
                 del self._running[ctx.task_id]
                 with contextlib.suppress(BackendError):
