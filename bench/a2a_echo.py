@@ -72,8 +72,8 @@ async def _serve(kind: str, data_dir: str | None) -> None:
     serving = await start_uvicorn(app, sock)
     worker = None
     if gateway:
-        from gateway.registry import Capability
-        from gateway.worker import Worker
+        from gateway.registry.capabilities import Capability
+        from gateway.workers.worker import Worker
         instance = app.state.gateway
         worker = Worker(instance.backend, "echo", echo, concurrency=256)
         await worker.start()
@@ -104,9 +104,9 @@ def _stub_gateway_app():
     from a2a.types import a2a_pb2
     from starlette.applications import Starlette
 
-    from gateway import a2a_surface
-    from gateway.registry import Capability
-    from gateway.tasks import Watch
+    from gateway.a2a import routes as a2a_surface
+    from gateway.registry.capabilities import Capability
+    from gateway.tasks.service import Watch
 
     class Tasks:
         on_event: list = []

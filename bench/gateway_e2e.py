@@ -66,7 +66,7 @@ def gateway_settings(backend: str, data_dir: str | None, lean: bool = True) -> d
 async def _serve_gateway(sock, backend: str, data_dir: str | None, agent_url: str, lean: bool = True) -> asyncio.Task:
     from gateway.app import build_app
     from gateway.process import tune_gc
-    from gateway.worker import Worker
+    from gateway.workers.worker import Worker
 
     tune_gc()                   # as `topicbridge serve` does
     app = build_app(gateway_settings(backend, data_dir, lean))

@@ -51,7 +51,7 @@ async def serve_gateway(port: int) -> None:
     import uvicorn
 
     from gateway.app import build_app
-    from gateway.worker import Worker
+    from gateway.workers.worker import Worker
 
     settings = {"backend": "lite", "lite": {"data_dir": None}, "gateway": {"host": "127.0.0.1"}}
     app = build_app(settings)
@@ -116,8 +116,8 @@ async def task_flow(concurrency: list[int], seconds: float) -> dict:
     from a2a.types import a2a_pb2
 
     from adapters.factory import open_backend
-    from gateway.tasks import TaskService
-    from gateway.worker import Worker
+    from gateway.tasks.service import TaskService
+    from gateway.workers.worker import Worker
 
     backend = open_backend({"backend": "lite", "lite": {"data_dir": None}})
     await backend.start()

@@ -45,7 +45,7 @@ ANSWER = "echo: hi"
 
 async def _serve_sdk_gateway(backend: str, data_dir: str | None) -> None:
     from gateway.app import build_app
-    from gateway.worker import Worker
+    from gateway.workers.worker import Worker
 
     settings = gateway_e2e.gateway_settings(backend, data_dir)
     settings["gateway"]["mcp_lean_dispatch"] = False

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 
-from gateway.worker import TaskContext, Worker
+from gateway.workers.worker import TaskContext, Worker
 
 
 def _card(name: str, description: str, skill: str, tags: list[str], examples: list[str]) -> dict:

@@ -17,14 +17,15 @@ from starlette.routing import Route
 from adapters.base import Backend
 from adapters.factory import open_backend
 
-from . import a2a_surface, admin
-from .a2a_lean import LeanSendMessage
-from .bridge import Bridges
-from .cardfetch import AddressPolicy
-from .mcp_surface import McpSurface
-from .registry import Registry
-from .security import GatewayGuard
-from .tasks import TaskService
+from gateway.a2a import routes as a2a_surface
+from gateway.admin import api as admin
+from gateway.a2a.lean import LeanSendMessage
+from gateway.workers.bridge import Bridges
+from gateway.registry.cardfetch import AddressPolicy
+from gateway.mcp.server import McpSurface
+from gateway.registry.capabilities import Registry
+from gateway.http.guard import GatewayGuard
+from gateway.tasks.service import TaskService
 
 log = logging.getLogger("topicbridge.gateway")
 

@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         return _serve(args)
     if args.command == "mcp-stdio":
-        from .mcp_stdio import main as mcp_stdio
+        from gateway.mcp_stdio import main as mcp_stdio
         return mcp_stdio(url=args.url, token=args.token, embedded_gateway=args.embedded, config=args.config)
     if args.command == "agents":
         return _agents(args)
@@ -60,9 +60,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _serve(args) -> int:
-    from .security import is_loopback, token_list
-    from .serving import uvicorn_options
-    from .settings import ConfigError, load
+    from gateway.http.guard import is_loopback, token_list
+    from gateway.http.serving import uvicorn_options
+    from gateway.settings import ConfigError, load
     try:
         settings = load(args.config)
     except ConfigError as e:
@@ -87,11 +87,11 @@ def _serve(args) -> int:
               "only /mcp has tokens (set gateway.bearer_tokens)", file=sys.stderr)
     import uvicorn
 
-    from .app import build_app
+    from gateway.app import build_app
     demo = " with the demo agents echo and word-stats" if gateway.get("demo") else ""
     print(f"topicbridge gateway on http://{host}:{port} (backend: {settings['backend']}){demo}", file=sys.stderr)
     # Open SSE streams (MCP listen/GET streams) would otherwise hold the shutdown forever.
-    from .process import tune_gc
+    from gateway.process import tune_gc
     tune_gc()
     uvicorn.run(build_app(settings), host=host, port=port, log_level="info", lifespan="on",
                 timeout_graceful_shutdown=5, **uvicorn_options(settings))

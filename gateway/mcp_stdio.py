@@ -112,7 +112,7 @@ async def proxy(url: str, token: str | None = None) -> None:
 
 
 async def embedded(settings: dict) -> None:
-    from .app import Gateway
+    from gateway.app import Gateway
     gateway = Gateway(settings)
     await gateway.start()
     try:
@@ -125,7 +125,7 @@ def main(*, url: str, token: str | None, embedded_gateway: bool, config: str | N
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if embedded_gateway:
-        from .settings import ConfigError, load
+        from gateway.settings import ConfigError, load
         try:
             settings = load(config)
         except ConfigError as e:

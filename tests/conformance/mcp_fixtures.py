@@ -14,9 +14,9 @@ import json
 
 from a2a.types import a2a_pb2
 
-from gateway.mcp_tools import TOOL_EXTENSION_URI
-from gateway.registry import Capability, Registry
-from gateway.worker import Worker
+from gateway.mcp.tools import TOOL_EXTENSION_URI
+from gateway.registry.capabilities import Capability, Registry
+from gateway.workers.worker import Worker
 
 PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg==")
 WAV = base64.b64decode("UklGRiYAAABXQVZFZm10IBAAAAABAAEAQB8AAAB9AAACABAAZGF0YQIAAAA=")

@@ -37,8 +37,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from adapters.lite_remote import RemoteLiteBackend
-from gateway.registry import Capability, Registry
-from gateway.worker import Worker
+from gateway.registry.capabilities import Capability, Registry
+from gateway.workers.worker import Worker
 from tests.lite_engine.engine_process import EngineProcess
 
 ROOT = Path(__file__).resolve().parents[2]

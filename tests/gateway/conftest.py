@@ -2,8 +2,8 @@ import pytest
 
 from adapters.factory import engine_config
 from adapters.lite import EmbeddedLiteBackend
-from gateway.tasks import TaskService
-from gateway.worker import Worker
+from gateway.tasks.service import TaskService
+from gateway.workers.worker import Worker
 
 
 @pytest.fixture

@@ -14,9 +14,9 @@ from google.protobuf import json_format
 
 from adapters.lite_remote import RemoteLiteBackend
 from gateway.app import build_app
-from gateway.mcp_tools import TOOL_EXTENSION_URI
-from gateway.registry import Capability
-from gateway.worker import Worker
+from gateway.mcp.tools import TOOL_EXTENSION_URI
+from gateway.registry.capabilities import Capability
+from gateway.workers.worker import Worker
 
 BASE_SETTINGS = {"backend": "lite", "lite": {"data_dir": None, "tick": 0.005, "session_timeout": 5.0},
                  "gateway": {"host": "127.0.0.1", "mcp_registry_poll_seconds": 0.1,
@@ -110,7 +110,7 @@ class Agents:
         worker = Worker(self.backend, name, recording, card=card_doc if announce else None, heartbeat=1.0,
                         **capability)
         if not announce:
-            from gateway.registry import Registry
+            from gateway.registry.capabilities import Registry
             registry = Registry(self.backend)
             await registry.start()
             await registry.put(Capability(name, card_doc, input_schema=capability.get("input_schema"),

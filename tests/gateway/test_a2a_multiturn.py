@@ -18,8 +18,8 @@ from a2a.types import a2a_pb2
 
 from adapters.lite_remote import RemoteLiteBackend
 from gateway.app import build_app
-from gateway.registry import Capability, Registry
-from gateway.worker import Worker
+from gateway.registry.capabilities import Capability, Registry
+from gateway.workers.worker import Worker
 from tests.gateway.a2a_servers import (  # noqa: F401  (fixtures)
     a2a_client,
     agents,

@@ -10,7 +10,7 @@ import pytest
 from a2a.types import a2a_pb2
 from a2a.utils.errors import TaskNotFoundError
 
-from gateway import push
+from gateway.a2a import push
 from tests.gateway.a2a_servers import (  # noqa: F401  (fixtures)
     Agents,
     GatewayProcess,

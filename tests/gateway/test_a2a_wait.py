@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from gateway.app import build_app
-from gateway.worker import Worker
+from gateway.workers.worker import Worker
 
 from .remote_agents import running_app
 

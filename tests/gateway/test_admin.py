@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import httpx
 import pytest
 
-from gateway.admin import OPENAPI
+from gateway.admin.api import OPENAPI
 from gateway.app import build_app
 
 from .remote_agents import running_agent, running_app

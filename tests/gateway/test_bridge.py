@@ -8,11 +8,11 @@ import pytest
 from a2a.types import a2a_pb2
 
 from adapters.errors import ConflictError
-from gateway.bridge import Bridges
-from gateway.cardfetch import AddressPolicy
-from gateway.registry import Registry
-from gateway.tasks import TaskService
-from gateway.worker import Worker
+from gateway.workers.bridge import Bridges
+from gateway.registry.cardfetch import AddressPolicy
+from gateway.registry.capabilities import Registry
+from gateway.tasks.service import TaskService
+from gateway.workers.worker import Worker
 
 from .remote_agents import running_agent
 

@@ -11,7 +11,7 @@ from starlette.applications import Starlette
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from gateway.cardfetch import (AddressPolicy, InvalidCardError, RefusedURLError, UnreachableError, card_location,
+from gateway.registry.cardfetch import (AddressPolicy, InvalidCardError, RefusedURLError, UnreachableError, card_location,
                                fetch_card, guarded_client, parse_card, refusal)
 
 from .remote_agents import running_agent, running_app

@@ -2,8 +2,8 @@
 
 import pytest
 
-from gateway.discovery import Index, search, stem, tokens
-from gateway.registry import Capability
+from gateway.registry.discovery import Index, search, stem, tokens
+from gateway.registry.capabilities import Capability
 
 
 def capability(name, display, description, *skills, source="a2a"):

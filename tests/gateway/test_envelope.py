@@ -6,8 +6,9 @@ import pytest
 from a2a.types import a2a_pb2
 from google.protobuf import json_format
 
-from gateway import envelope, plain
-from gateway.envelope import EnvelopeError, ReplyEvent, TaskEnvelope
+from gateway.tasks import envelope
+from gateway.tasks import protojson as plain
+from gateway.tasks.envelope import EnvelopeError, ReplyEvent, TaskEnvelope
 
 WRONG_VALUES = [None, True, False, 0, 1, -1, 1.0, 1.5, "", "x", "bad id!", "x" * 300, [], [1], {}, {"a": 1},
                 {"topic": "t", "lite_topic": "l"}, {"parts": []}, {"task": {}}, {"task": {}, "message": {}},

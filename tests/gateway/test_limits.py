@@ -21,8 +21,8 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from gateway.app import build_app
-from gateway.json_depth import JsonDepth
-from gateway.serving import MAX_HEADER_BYTES, http_protocol, uvicorn_options
+from gateway.http.json_depth import JsonDepth
+from gateway.http.serving import MAX_HEADER_BYTES, http_protocol, uvicorn_options
 from gateway.settings import ConfigError, load, schema
 
 from .mcp_support import agents_on, until_released, wait_until

@@ -20,8 +20,8 @@ from mcp import Client
 from mcp.server import _streamable_http_modern
 from mcp.shared.exceptions import MCPError
 
-from gateway.mcp_tools import Catalog
-from gateway.registry import Capability
+from gateway.mcp.tools import Catalog
+from gateway.registry.capabilities import Capability
 
 from tests.gateway.mcp_support import (ADD_INPUT, ADD_OUTPUT, agents_on, broken, card, echo, refusing,
                                        running_gateway, settings, structured, until_released, wait_until)

@@ -6,9 +6,9 @@ import pytest
 from a2a.types import a2a_pb2
 from google.protobuf import json_format
 
-from gateway.mcp_tasks import TaskRecord, legacy_task, mcp_status, modern_task
-from gateway.mcp_tools import DEFAULT_INPUT_SCHEMA, TOOL_EXTENSION_URI, Catalog, to_message, tool_result
-from gateway.registry import Capability
+from gateway.mcp.tasks import TaskRecord, legacy_task, mcp_status, modern_task
+from gateway.mcp.tools import DEFAULT_INPUT_SCHEMA, TOOL_EXTENSION_URI, Catalog, to_message, tool_result
+from gateway.registry.capabilities import Capability
 
 
 def task_with(state, *parts, status_text=None) -> a2a_pb2.Task:

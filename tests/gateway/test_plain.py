@@ -13,8 +13,9 @@ from google.protobuf import json_format, timestamp_pb2
 from hypothesis import HealthCheck, example, find, given, settings
 from hypothesis import strategies as st
 
-from gateway import envelope, plain
-from gateway.envelope import EnvelopeError, ReplyEvent, TaskEnvelope
+from gateway.tasks import envelope
+from gateway.tasks import protojson as plain
+from gateway.tasks.envelope import EnvelopeError, ReplyEvent, TaskEnvelope
 
 SETTINGS = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -10,9 +10,9 @@ from hypothesis import given, strategies as st
 from adapters.errors import ConflictError
 from adapters.factory import engine_config
 from adapters.lite import EmbeddedLiteBackend
-from gateway import channels
-from gateway.registry import TABLE, Capability, Registry, derive_name
-from gateway.worker import Worker
+from gateway.tasks import channels
+from gateway.registry.capabilities import TABLE, Capability, Registry, derive_name
+from gateway.workers.worker import Worker
 
 CARD = {"name": "Echo", "description": "Says it back", "skills": [{"id": "echo", "name": "echo"}]}
 

@@ -13,7 +13,7 @@ from a2a.client.card_resolver import A2ACardResolver
 from a2a.types import a2a_pb2
 
 from gateway.app import build_app
-from gateway.security import is_loopback
+from gateway.http.guard import is_loopback
 from gateway.settings import load
 
 from .a2a_servers import collect, send_request, state_of

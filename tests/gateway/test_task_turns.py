@@ -10,12 +10,12 @@ import pytest
 from a2a.types import a2a_pb2
 
 from adapters.base import Message, TopicSpec
-from gateway import channels
-from gateway.bridge import REMOTE_TABLE, Bridges
-from gateway.cardfetch import AddressPolicy
-from gateway.envelope import ReplyEvent, TaskEnvelope
-from gateway.registry import Registry
-from gateway.tasks import TaskError, TaskService
+from gateway.tasks import channels
+from gateway.workers.bridge import REMOTE_TABLE, Bridges
+from gateway.registry.cardfetch import AddressPolicy
+from gateway.tasks.envelope import ReplyEvent, TaskEnvelope
+from gateway.registry.capabilities import Registry
+from gateway.tasks.service import TaskError, TaskService
 
 from .remote_agents import running_agent
 

@@ -6,8 +6,9 @@ import pytest
 from a2a.types import a2a_pb2
 
 from adapters.base import Message
-from gateway import channels, fold
-from gateway.tasks import TaskError, TaskService
+from gateway.tasks import channels
+from gateway.tasks import fold
+from gateway.tasks.service import TaskError, TaskService
 
 
 def user_message(text: str) -> a2a_pb2.Message:

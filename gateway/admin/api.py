@@ -22,8 +22,8 @@ from starlette.routing import Route
 
 from adapters.errors import BackendError, InvalidRequestError, MessageTooLargeError, NotFoundError, status_of
 
-from . import discovery
-from .cardfetch import CardError, InvalidCardError, RefusedURLError, UnreachableError
+from gateway.registry import discovery
+from gateway.registry.cardfetch import CardError, InvalidCardError, RefusedURLError, UnreachableError
 
 log = logging.getLogger("topicbridge.admin")
 

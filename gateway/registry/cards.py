@@ -17,7 +17,7 @@ from a2a.types import a2a_pb2
 from a2a.utils.constants import PROTOCOL_VERSION_0_3, PROTOCOL_VERSION_1_0, TransportProtocol
 from google.protobuf import json_format
 
-from .registry import Capability
+from .capabilities import Capability
 
 log = logging.getLogger("topicbridge.cards")
 

@@ -46,10 +46,10 @@ from mcp_types import methods as _methods
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 
-from .asgi_body import read_body, replay
-from .mcp_auth import OWNER_KEY
-from .mcp_tasks import TASKS_EXTENSION, Call, TaskRecord, backend_errors, rejection, still_running
-from .mcp_tools import ToolEntry, to_message, tool_result
+from gateway.http.body import read_body, replay
+from .auth import OWNER_KEY
+from .tasks import TASKS_EXTENSION, Call, TaskRecord, backend_errors, rejection, still_running
+from .tools import ToolEntry, to_message, tool_result
 
 log = logging.getLogger("topicbridge.mcp")
 

@@ -28,7 +28,8 @@ from a2a.types import a2a_pb2
 from adapters.base import Backend, Delivery, Message, TopicSpec
 from adapters.errors import BackendError
 
-from . import channels, fold
+from . import channels
+from . import fold
 from .envelope import ControlEvent, EnvelopeError, ReplyEvent, TaskEnvelope
 
 log = logging.getLogger("topicbridge.tasks")

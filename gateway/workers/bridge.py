@@ -45,9 +45,10 @@ from google.protobuf import json_format
 from adapters.base import Backend, TopicSpec
 from adapters.errors import BackendError, ConflictError, InvalidRequestError, NotFoundError
 
-from . import channels, fold
-from .cardfetch import AddressPolicy, RefusedURLError, bridgeable_interfaces, fetch_card, guarded_client
-from .registry import Capability, Registry, derive_name
+from gateway.tasks import channels
+from gateway.tasks import fold
+from gateway.registry.cardfetch import AddressPolicy, RefusedURLError, bridgeable_interfaces, fetch_card, guarded_client
+from gateway.registry.capabilities import Capability, Registry, derive_name
 from .worker import TaskContext, Worker
 
 log = logging.getLogger("topicbridge.bridge")

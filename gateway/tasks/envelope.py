@@ -15,9 +15,10 @@ import jsonschema
 from a2a.types import a2a_pb2
 from google.protobuf import json_format
 
-from . import channels, plain
+from . import channels
+from . import protojson as plain
 
-SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
+SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 
 
 class EnvelopeError(ValueError):

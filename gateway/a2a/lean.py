@@ -24,10 +24,10 @@ from starlette.requests import Request
 
 from adapters.errors import BackendError
 
-from . import cards
-from .a2a_handler import GatewayRequestHandler
-from .asgi_body import read_body, replay
-from .a2a_surface import CAPABILITY_SCOPE_KEY
+from gateway.registry import cards
+from .handler import GatewayRequestHandler
+from gateway.http.body import read_body, replay
+from .routes import CAPABILITY_SCOPE_KEY
 
 log = logging.getLogger("topicbridge.a2a")
 

@@ -38,8 +38,8 @@ from a2a.types import a2a_pb2
 from google.protobuf import json_format
 from mcp.shared.inbound import X_MCP_HEADER_KEY
 
-from . import discovery
-from .registry import Capability
+from gateway.registry import discovery
+from gateway.registry.capabilities import Capability
 
 log = logging.getLogger("topicbridge.mcp")
 

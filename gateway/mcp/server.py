@@ -46,13 +46,14 @@ from starlette.routing import Route
 
 from adapters.errors import BackendError
 
-from . import fold, mcp_lean
-from .mcp_auth import AccessPolicy, McpGuard, metadata_routes, owner_from
-from .mcp_tasks import (TASKS_EXTENSION, Call, TaskMethods, TaskRecord, TaskRecords, backend_errors,
+from gateway.tasks import fold
+from . import lean as mcp_lean
+from .auth import AccessPolicy, McpGuard, metadata_routes, owner_from
+from .tasks import (TASKS_EXTENSION, Call, TaskMethods, TaskRecord, TaskRecords, backend_errors,
                         client_has_tasks, create_result, is_modern, missing_tasks_extension, rejection,
                         still_running)
-from .tasks import TaskError
-from .mcp_tools import FIND_CAPABILITIES, GET_TASK_RESULT, Catalog, ToolEntry, status_text, to_message, tool_result
+from gateway.tasks.service import TaskError
+from .tools import FIND_CAPABILITIES, GET_TASK_RESULT, Catalog, ToolEntry, status_text, to_message, tool_result
 
 log = logging.getLogger("topicbridge.mcp")
 

@@ -43,9 +43,10 @@ from google.protobuf import json_format
 from adapters.base import Backend, Delivery, Message, TopicSpec
 from adapters.errors import BackendError
 
-from . import channels, fold
-from .envelope import ControlEvent, EnvelopeError, ReplyEvent, TaskEnvelope
-from .registry import Registry
+from gateway.tasks import channels
+from gateway.tasks import fold
+from gateway.tasks.envelope import ControlEvent, EnvelopeError, ReplyEvent, TaskEnvelope
+from gateway.registry.capabilities import Registry
 
 log = logging.getLogger("topicbridge.worker")
 MAX_INFLIGHT = 16        # a task's reply events published but not yet waited for (ordered backends)

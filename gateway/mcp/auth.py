@@ -31,7 +31,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .mcp_tasks import owner_of
+from .tasks import owner_of
 
 LOOPBACK = ("127.0.0.1", "localhost", "[::1]", "::1")
 METADATA_PATH = "/.well-known/oauth-protected-resource"

@@ -51,9 +51,9 @@ from pydantic import Field
 from adapters.base import Backend
 from adapters.errors import BackendError, InvalidRequestError
 
-from . import fold
-from .mcp_tools import status_text, task_meta, tool_result
-from .tasks import TaskError, TaskService, Watch
+from gateway.tasks import fold
+from .tools import status_text, task_meta, tool_result
+from gateway.tasks.service import TaskError, TaskService, Watch
 
 log = logging.getLogger("topicbridge.mcp")
 

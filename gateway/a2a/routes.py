@@ -33,10 +33,10 @@ from starlette.routing import Mount, Route
 
 from adapters.errors import BackendError, NotFoundError, status_of
 
-from . import cards
-from .a2a_handler import CAPABILITY_STATE, GatewayRequestHandler
+from gateway.registry import cards
+from .handler import CAPABILITY_STATE, GatewayRequestHandler
 from .push import PushService, PushSettings
-from .registry import Capability
+from gateway.registry.capabilities import Capability
 
 DEFAULT_WAIT_SECONDS = 300.0
 CAPABILITY_SCOPE_KEY = "topicbridge.capability"     # the Capability record the gate found, for the routes

@@ -16,7 +16,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Iterable
 
-from .registry import Capability
+from .capabilities import Capability
 
 K1 = 1.2
 B = 0.75

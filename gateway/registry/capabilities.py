@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from adapters.base import Backend
 from adapters.errors import ConflictError
 
-from . import channels
+from gateway.tasks import channels
 
 TABLE = "capabilities"
 WORKER_TABLE = "capability-workers"

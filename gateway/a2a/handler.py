@@ -51,10 +51,10 @@ from google.protobuf.descriptor import FieldDescriptor
 
 from adapters.errors import BackendError, NotFoundError, status_of
 
-from . import fold
+from gateway.tasks import fold
 from .push import PushService, PushUrlError
-from .registry import Registry
-from .tasks import TaskError, TaskService, Watch
+from gateway.registry.capabilities import Registry
+from gateway.tasks.service import TaskError, TaskService, Watch
 
 log = logging.getLogger("topicbridge.a2a")
 
