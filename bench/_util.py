@@ -63,7 +63,7 @@ def process_cpu_s() -> float:
     return time.process_time()
 
 
-def check_fine_clock(clock=time.thread_time_ns, need_ns: int = 1_000) -> int:
+def check_fine_clock(clock=time.thread_time_ns, need_ns: int = 10_000) -> int:
     """Return the smallest step the clock shows; raise if it is coarser than `need_ns`.
 
     Per-message medians of a few microseconds are meaningless on a tick-based clock (some
