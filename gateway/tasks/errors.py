@@ -1,0 +1,64 @@
+"""What can go wrong with a task, one class per case. The protocol layers map each class to
+their own error through the one table in `gateway/errors.py`; they never look at messages.
+
+    TaskError
+     ├── TaskNotFoundError          no such task (or not visible to this caller)
+     ├── UnknownCapabilityError     the capability a call addresses is not registered
+     ├── TaskTerminalError          the task has ended: it cannot be continued
+     ├── TaskRunningError           the task does not wait for input: it cannot be continued
+     ├── ContextMismatchError       the message names another context than the task's
+     ├── WrongCapabilityError       the task belongs to another capability than the one addressed
+     ├── NotCancelableError         the task has ended: it cannot be canceled
+     └── SubscriberTooSlowError     a watcher fell too far behind and was cut off
+"""
+
+from __future__ import annotations
+
+
+class TaskError(Exception):
+    """A task-level problem; `task_id` names the task (or the capability, for an unknown one)."""
+
+    kind = "task"
+
+    def __init__(self, task_id: str, reason: str) -> None:
+        self.task_id, self.reason = task_id, reason
+        super().__init__(reason)
+
+
+class TaskNotFoundError(TaskError):
+    kind = 'not_found'
+    def __init__(self, task_id: str) -> None:
+        super().__init__(task_id, f"task {task_id[:200]!r} not found")
+
+
+class UnknownCapabilityError(TaskError):
+    kind = 'unknown_capability'
+    def __init__(self, capability: str) -> None:
+        self.capability = capability
+        super().__init__("", f"capability {capability[:200]!r} is not registered")
+
+
+class TaskTerminalError(TaskError):
+    kind = 'terminal'
+
+
+class TaskRunningError(TaskError):
+    kind = 'running'
+
+
+class ContextMismatchError(TaskError):
+    kind = 'context_mismatch'
+
+
+class WrongCapabilityError(TaskError):
+    kind = 'wrong_capability'
+
+
+class NotCancelableError(TaskError):
+    kind = 'not_cancelable'
+
+
+class SubscriberTooSlowError(TaskError):
+    kind = 'overflow'
+    def __init__(self, task_id: str) -> None:
+        super().__init__(task_id, "subscriber too slow; re-subscribe to continue")

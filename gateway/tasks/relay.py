@@ -1,0 +1,215 @@
+"""The relay: one loop per gateway instance that polls the instance's reply channels, folds every
+event into its task, writes the folded task to the task index and hands the event to the calls
+waiting on this instance.
+
+Waiting calls see an event at once (it is durable on the reply channel already), except the event
+that ends a turn: that one is indexed first, so a caller who answers an INPUT_REQUIRED on another
+instance, or asks it for the task, finds the turn's end there. Hooks (`on_event`) run after the
+index write and before the ack; unacked events come back if this instance dies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable
+
+from a2a.types import a2a_pb2
+
+from adapters.base import Delivery, LiteConsumer, Table
+from adapters.errors import BackendError
+
+from . import channels
+from . import fold
+from .envelope import EnvelopeError, ReplyEvent
+from .watch import Watch
+
+log = logging.getLogger("topicbridge.tasks")
+
+# Events that do not end a turn are indexed (and acked) at most this long after they arrive, many
+# at once: a quick task is indexed once, when it ends, rather than once per event. GetTask on
+# another instance may show such a task this much behind; this instance answers from memory.
+INDEX_DELAY = 0.2
+
+Hook = Callable[[a2a_pb2.Task, a2a_pb2.StreamResponse], Awaitable[None]]
+
+
+@dataclass
+class Active:
+    task: a2a_pb2.Task                      # every event folded in so far: what callers have seen
+    position: tuple = (0, -1)               # of the last event folded
+    indexed: tuple = (0, -1)                # the task index holds the fold up to here
+    hooked: tuple = (0, -1)                 # on_event hooks have run up to here
+    watches: list[Watch] = field(default_factory=list)
+    unhooked: dict = field(default_factory=dict)        # position -> ReplyEvent, hooks not run yet
+    unacked: list[Delivery] = field(default_factory=list)   # acked once indexed and hooked
+    held: list = field(default_factory=list)    # final events shown to waiting calls once indexed
+
+
+class Relay:
+    """Caller: TaskService (start, close, and the call side's bookkeeping in `active`).
+    Affects: the task index, waiting calls' watches, the reply consumer's subscriptions."""
+
+    def __init__(self, consumer: LiteConsumer, table: Table, *, poll_wait: float = 1.0,
+                 index_delay: float = INDEX_DELAY) -> None:
+        self.consumer = consumer
+        self.table = table
+        self.poll_wait = poll_wait
+        self.index_delay = index_delay
+        self.active: dict[str, Active] = {}     # tasks this instance follows
+        self._due: dict[str, float] = {}        # task id -> when its un-indexed events must be indexed
+        self.bad_events = 0
+        # Awaited for each event once folded and indexed, before waiting calls see it and before
+        # its ack (push notifications are published here). A hook that raises leaves the event unacked.
+        self.on_event: list[Hook] = []
+
+    async def close(self) -> None:
+        """Index and ack what was shown, then end every waiting call's watch."""
+        await self.index_due(float("inf"))
+        for active in self.active.values():
+            for watch in active.watches:
+                watch.push(None)
+
+    async def run(self) -> None:
+        backoff = 0.1
+        while True:
+            try:
+                wait = self.poll_wait
+                if self._due:
+                    wait = max(0.0, min(wait, min(self._due.values()) - time.monotonic()))
+                deliveries = await self.consumer.poll(max_messages=64, wait=wait)
+                backoff = 0.1
+            except BackendError as e:       # unavailable, or anything else the backend says: retry
+                log.warning("reply poll failed (%s); retrying in %.1fs", e, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            try:
+                await self._relay_batch(deliveries)
+                await self.index_due(time.monotonic())
+            except Exception:       # a bug must not stop every task's relay: unacked, they come back
+                log.exception("relaying reply events failed; they will be redelivered")
+
+    async def index_due(self, now: float) -> None:
+        due = [task_id for task_id, when in self._due.items() if when <= now]
+        await asyncio.gather(*(self._index(task_id) for task_id in due))
+
+    async def _relay_batch(self, deliveries: list[Delivery]) -> None:
+        """Fold a poll's events task by task; tasks are handled concurrently, so one fsync of the
+        task index covers many of them."""
+        by_task: dict[str, list[tuple[Delivery, ReplyEvent]]] = {}
+        for delivery in deliveries:
+            event = await self.decode(delivery)
+            if event is not None:
+                by_task.setdefault(event.task_id, []).append((delivery, event))
+        await asyncio.gather(*(self._relay_task(task_id, items) for task_id, items in by_task.items()))
+
+    async def _relay_task(self, task_id: str, items: list[tuple[Delivery, ReplyEvent]]) -> None:
+        """Fold the events into the task. Waiting calls see an event at once (it is durable on
+        the reply channel already), except the event that ends a turn: that one is indexed first
+        (the folded task written to the task index), so a caller who answers an INPUT_REQUIRED
+        on another instance, or asks it for the task, finds the turn's end there. Then hooks
+        run and the events are acked; events that do not end a turn are indexed, hooked and
+        acked within `index_delay`, together. Until acked, they come back if this instance dies."""
+        try:
+            active = self.active.get(task_id) or await self.load_active(task_id)
+        except BackendError as e:
+            log.warning("relaying events of task %s failed: %s (they will be redelivered)", task_id, e)
+            return
+        for delivery, event in sorted(items, key=lambda item: item[1].position):
+            if event.position > active.position:   # else a duplicate of at-least-once delivery
+                active.position = event.position
+                fold.apply(active.task, event.event)
+                active.task.id = active.task.id or task_id
+                if event.final:
+                    active.held.append(event.event)
+                else:
+                    for watch in active.watches:
+                        watch.push(event.event)
+            if event.position > active.hooked:
+                active.unhooked[event.position] = event
+            active.unacked.append(delivery)
+        # the task's latest event ends the turn (an earlier turn's final event, replayed, does not)
+        ends = any(event.final and event.position == active.position for _, event in items)
+        if ends or active.held or self.index_delay <= 0:
+            await self._index(task_id, ending=ends)
+        else:
+            self._due.setdefault(task_id, time.monotonic() + self.index_delay)
+
+    async def _index(self, task_id: str, *, ending: bool = False) -> None:
+        """Write the folded task to the index, hand waiting calls the events held for it (and
+        the end of the turn), run the hooks of the new events and ack them; if the turn ended,
+        stop reading its reply channel."""
+        self._due.pop(task_id, None)
+        active = self.active.get(task_id)
+        if active is None:
+            return
+        deliveries, active.unacked = active.unacked, []
+        try:
+            try:
+                if active.indexed < active.position:
+                    position = active.position
+                    await self.table.put(task_id, active.task.SerializeToString())
+                    active.indexed = max(active.indexed, position)
+            finally:        # indexed or not, the waiting calls get their answer (unless `resume` took the task on)
+                release(active, ending and fold.is_final(active.task.status.state))
+            for position in sorted(active.unhooked):
+                event = active.unhooked.pop(position)
+                if position > active.hooked:
+                    for hook in self.on_event:
+                        await hook(active.task, event.event)
+                    active.hooked = position
+            await asyncio.gather(*(delivery.ack() for delivery in deliveries))
+        except BackendError as e:
+            # unacked, they come back after their invisibility and are indexed and hooked then
+            log.warning("indexing events of task %s failed: %s (they will be redelivered)", task_id, e)
+            return
+        if ending and fold.is_final(active.task.status.state):
+            self.active.pop(task_id, None)
+            with contextlib.suppress(BackendError):
+                await self.consumer.unsubscribe([channels.reply_channel(task_id)])
+                if task_id in self.active:     # continued (`resume`) meanwhile: it reads the channel again
+                    await self.consumer.subscribe([channels.reply_channel(task_id)])
+
+    async def load_active(self, task_id: str) -> _Active:
+        raw = await self.table.get(task_id)
+        task = a2a_pb2.Task.FromString(raw) if raw else a2a_pb2.Task(id=task_id)
+        start = (recorded(task)[1], 0, -1)     # earlier turns are in the indexed task already
+        active = Active(task, start, start, start)
+        self.active[task_id] = active
+        return active
+
+    async def decode(self, delivery: Delivery) -> ReplyEvent | None:
+        try:
+            return ReplyEvent.decode(delivery.body)
+        except EnvelopeError as e:
+            self.bad_events += 1
+            log.warning("dropping malformed reply event %s on %s: %s", delivery.message_id,
+                        delivery.lite_topic, e.reason)
+            await delivery.ack()
+            return None
+
+
+def release(active: Active, ending: bool) -> None:
+    """Hand the held events to the waiting calls; at a turn's end, end their watches too."""
+    held, active.held = active.held, []
+    for event in held:
+        for watch in active.watches:
+            watch.push(event)
+    if ending:
+        for watch in active.watches:
+            watch.push(None)
+        active.watches = []
+
+
+def recorded(task: a2a_pb2.Task) -> tuple[str, int]:
+    """The capability and turn a task records in metadata["topicbridge"] ("", 0 if it does not)."""
+    value = task.metadata.fields.get(fold.OWN_METADATA)
+    if value is None or not value.HasField("struct_value"):
+        return "", 0
+    own = value.struct_value.fields
+    capability = own["capability"].string_value if "capability" in own else ""
+    return capability, int(own["turn"].number_value) if "turn" in own else 0
