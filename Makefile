@@ -23,6 +23,7 @@ run: $(STAMP)
 	$(VENV)/bin/topicbridge serve
 
 test: $(DEVSTAMP)
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q
 
 bench: $(DEVSTAMP)
