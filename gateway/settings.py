@@ -37,7 +37,7 @@ def load(path: str | os.PathLike | None = None, env: Mapping[str, str] | None = 
     for var, value in env.items():
         if var.startswith(ENV_PREFIX) and var not in _NOT_SETTINGS:
             keys = [k.lower() for k in var[len(ENV_PREFIX):].split("__")]
-            _set(data, keys, _coerce(keys, value, var))
+            _set(data, keys, _coerce(keys, value, var), var)
             sources[".".join(keys)] = var
     _validate(data, sources, path)
     return _with_defaults(data, schema())
@@ -52,11 +52,11 @@ def _read_toml(path) -> tuple[dict, dict]:
         raise ConfigError("", f"invalid TOML: {e}", str(path)) from e
 
 
-def _set(data: dict, keys: list[str], value) -> None:
+def _set(data: dict, keys: list[str], value, var: str) -> None:
     for key in keys[:-1]:
         child = data.setdefault(key, {})
         if not isinstance(child, dict):
-            raise ConfigError(".".join(keys), f"{key!r} is not a table", "environment")
+            raise ConfigError(".".join(keys), f"{key!r} is not a table", var)
         data = child
     data[keys[-1]] = value
 
@@ -98,7 +98,20 @@ def _validate(data: dict, sources: dict, path) -> None:
         reason = f"unknown setting; known here: {', '.join(sorted(error.schema.get('properties', {})))}"
     else:
         reason = error.message
-    raise ConfigError(key, reason, sources.get(key) or (str(path) if path else "defaults"))
+    raise ConfigError(key, reason, _source(key, sources, path))
+
+
+def _source(key: str, sources: dict, path) -> str:
+    """Where the value at `key` came from. An error can point inside what one variable set (an
+    item of a list: gateway.bearer_tokens.0), so the nearest enclosing key that a variable set
+    counts. Defaults are filled in after validation: every bad value came from the file or the
+    environment."""
+    parts = key.split(".") if key else []
+    for end in range(len(parts), 0, -1):
+        var = sources.get(".".join(parts[:end]))
+        if var is not None:
+            return var
+    return str(path) if path else "environment"
 
 
 def _with_defaults(data: dict, node: dict) -> dict:

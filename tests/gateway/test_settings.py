@@ -50,6 +50,9 @@ def test_empty_data_dir_means_memory_only():
     ({"TOPICBRIDGE_NOPE": "1"}, "nope", "TOPICBRIDGE_NOPE"),
     ({"TOPICBRIDGE_LITE__TARGET": "no port"}, "lite.target", "TOPICBRIDGE_LITE__TARGET"),
     ({"TOPICBRIDGE_GATEWAY__PORT": "70000"}, "gateway.port", "TOPICBRIDGE_GATEWAY__PORT"),
+    ({"TOPICBRIDGE_GATEWAY__BEARER_TOKENS": "too-short"}, "gateway.bearer_tokens.0",
+     "TOPICBRIDGE_GATEWAY__BEARER_TOKENS"),
+    ({"TOPICBRIDGE_LITE": "x", "TOPICBRIDGE_LITE__FSYNC": "always"}, "lite.fsync", "TOPICBRIDGE_LITE__FSYNC"),
 ])
 def test_bad_values_name_the_key_and_where_they_came_from(env, key, source):
     with pytest.raises(ConfigError) as err:
@@ -70,6 +73,18 @@ def test_bad_files_are_reported(tmp_path, text, reason):
     with pytest.raises(ConfigError) as err:
         load(path, env={})
     assert reason in str(err.value)
+
+
+def test_a_bad_list_item_names_the_variable_that_set_it_not_the_defaults(tmp_path):
+    path = tmp_path / "tb.toml"
+    path.write_text('[gateway]\nmcp_bearer_tokens = ["short"]\n')
+    with pytest.raises(ConfigError) as from_file:
+        load(path, env={})
+    path.write_text('[gateway]\nport = 8080\n')
+    with pytest.raises(ConfigError) as from_env:
+        load(path, env={"TOPICBRIDGE_GATEWAY__BEARER_TOKENS": "short,also-short"})
+    assert from_env.value.source == "TOPICBRIDGE_GATEWAY__BEARER_TOKENS"
+    assert from_file.value.key == "gateway.mcp_bearer_tokens.0" and from_file.value.source == str(path)
 
 
 def test_a_missing_file_is_reported(tmp_path):
