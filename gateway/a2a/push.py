@@ -20,12 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import json
 import logging
 import random
-import socket
-import urllib.parse
 import uuid
 from dataclasses import dataclass
 
@@ -36,6 +33,8 @@ from google.protobuf import json_format
 from adapters.base import Backend, Delivery, Message, TopicSpec
 from adapters.errors import BackendError, QuotaExceededError
 
+from gateway.http.outbound import AddressPolicy, OutboundError, guarded_client
+
 log = logging.getLogger("topicbridge.push")
 
 TABLE = "push_configs"
@@ -43,7 +42,6 @@ TOPIC = "tb-push"
 GROUP = "tb-push-senders"
 TOKEN_HEADER = "X-A2A-Notification-Token"
 _RETRYABLE_STATUS = {408, 425, 429}
-_METADATA_HOSTS = {"metadata.google.internal", "metadata", "instance-data"}
 
 
 class PushUrlError(ValueError):
@@ -85,6 +83,9 @@ class PushService:
     def __init__(self, backend: Backend, settings: PushSettings | None = None) -> None:
         self.backend = backend
         self.settings = settings or PushSettings()
+        # The receivers' addresses pass the gateway's one outbound policy, checked again at
+        # every connection (no second DNS answer between the check and the POST).
+        self.policy = AddressPolicy(self.settings.allow_hosts or None, setting="push.allow_hosts")
         self._table = None
         self._consumer = None
         self._http: httpx.AsyncClient | None = None
@@ -100,7 +101,7 @@ class PushService:
         await self.backend.create_topic(TopicSpec(TOPIC, max_attempts=self.settings.max_attempts))
         self._table = await self.backend.table(TABLE)
         self._consumer = await self.backend.group_consumer(TOPIC, GROUP, invisible=self.settings.invisible)
-        self._http = httpx.AsyncClient(timeout=self.settings.timeout, follow_redirects=False)
+        self._http = guarded_client(self.policy, timeout=self.settings.timeout, follow_redirects=False)
         self._loop_task = asyncio.get_running_loop().create_task(self._receive_loop())
 
     async def close(self) -> None:
@@ -119,26 +120,9 @@ class PushService:
         """Refuse URLs the gateway must not call: not http(s), cloud metadata, link-local,
         multicast or unspecified addresses, and hosts outside `allow_hosts` when it is set."""
         try:
-            parsed = urllib.parse.urlsplit(url)
-            port = parsed.port or (443 if parsed.scheme == "https" else 80)
-        except ValueError as e:
-            raise PushUrlError(url, f"not a URL ({e})") from None
-        if parsed.scheme not in ("http", "https") or not parsed.hostname:
-            raise PushUrlError(url, "must be an absolute http or https URL")
-        host = parsed.hostname.lower()
-        if self.settings.allow_hosts and host not in self.settings.allow_hosts:
-            raise PushUrlError(url, f"host {host!r} is not in push.allow_hosts")
-        if host in _METADATA_HOSTS:
-            raise PushUrlError(url, "cloud metadata hosts are never called")
-        try:
-            addresses = {info[4][0] for info in await asyncio.get_running_loop().getaddrinfo(
-                host, port, type=socket.SOCK_STREAM)}
-        except OSError as e:
-            raise PushUrlError(url, f"host {host!r} does not resolve ({e.strerror or e})") from None
-        for address in addresses:
-            reason = _blocked(address)
-            if reason:
-                raise PushUrlError(url, f"{host!r} resolves to {address}, {reason}")
+            await self.policy.check_url(url)
+        except OutboundError as e:
+            raise PushUrlError(url, e.reason) from None
 
     async def configs(self, task_id: str) -> list[a2a_pb2.TaskPushNotificationConfig]:
         raw = await self._table.get(task_id)
@@ -267,7 +251,11 @@ class PushService:
         if config.authentication.scheme and config.authentication.credentials:
             headers["Authorization"] = f"{config.authentication.scheme} {config.authentication.credentials}"
         try:
-            response = await self._http.post(config.url, json=event, headers=headers)
+            # The receiver's answer is not read: only its status matters, however big the body.
+            async with self._http.stream("POST", config.url, json=event, headers=headers) as response:
+                pass
+        except OutboundError as e:
+            return e.reason, False
         except httpx.HTTPError as e:
             return f"{type(e).__name__}: {e}", True
         if response.is_success:
@@ -291,18 +279,3 @@ def normalized(config: a2a_pb2.TaskPushNotificationConfig, task_id: str = "") ->
     out.id = out.id or uuid.uuid4().hex
     out.ClearField("tenant")
     return out
-
-
-def _blocked(address: str) -> str | None:
-    try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-    except ValueError:
-        return "not an IP address"
-    ip = getattr(ip, "ipv4_mapped", None) or ip
-    if ip.is_link_local:
-        return "a link-local address (cloud metadata lives there)"
-    if ip.is_multicast or ip.is_unspecified or ip.is_reserved:
-        return "not a unicast destination"
-    if ip == ipaddress.ip_address("fd00:ec2::254"):
-        return "a cloud metadata address"
-    return None

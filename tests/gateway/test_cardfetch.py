@@ -11,8 +11,8 @@ from starlette.applications import Starlette
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from gateway.registry.cardfetch import (AddressPolicy, InvalidCardError, RefusedURLError, UnreachableError, card_location,
-                               fetch_card, guarded_client, parse_card, refusal)
+from gateway.http.outbound import AddressPolicy, RefusedURLError, UnreachableError, guarded_client, refusal
+from gateway.registry.cardfetch import InvalidCardError, card_location, fetch_card, parse_card
 
 from .remote_agents import running_agent, running_app
 
