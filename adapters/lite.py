@@ -39,12 +39,21 @@ def translated():
         raise errors.NotFoundError("topic", e.topic) from e
     except lite_engine.TopicKindError as e:
         raise errors.ConflictError(str(e)) from e
+    except lite_engine.ConflictError as e:
+        raise table_conflict(e) from e
     except lite_engine.QuotaExceededError as e:
         raise errors.QuotaExceededError(e.quota, e.limit, e.client_id) from e
     except lite_engine.EngineClosedError as e:
         raise errors.BackendUnavailableError("lite", str(e)) from e
     except lite_engine.StorageError as e:
         raise errors.StorageError(e.reason) from e
+
+
+def table_conflict(e: lite_engine.ConflictError) -> errors.ConflictError:
+    """The port's ConflictError, carrying the row and both versions (0: no row)."""
+    conflict = errors.ConflictError(str(e))
+    conflict.table, conflict.key, conflict.expected, conflict.actual = e.table, e.key, e.expected, e.actual
+    return conflict
 
 
 def _delivery(d: lite_engine.Delivery, settler) -> Delivery:
@@ -138,19 +147,29 @@ class EngineTable:
     def __init__(self, engine: Engine, name: str) -> None:
         self._engine, self.name = engine, name
 
-    async def put(self, key: str, value: bytes) -> None:
+    async def put(self, key: str, value: bytes, *, expect: int | None = None) -> int:
         with translated():
-            await self._engine.kv_put(self.name, key, value)
+            return await self._engine.kv_put(self.name, key, value, expect=expect)
 
     async def get(self, key: str) -> bytes | None:
-        return self._engine.kv_get(self.name, key)
-
-    async def delete(self, key: str) -> bool:
         with translated():
-            return await self._engine.kv_delete(self.name, key)
+            return self._engine.kv_get(self.name, key)
+
+    async def read(self, key: str) -> tuple[bytes, int] | None:
+        with translated():
+            return self._engine.kv_read(self.name, key)
+
+    async def delete(self, key: str, *, expect: int | None = None) -> bool:
+        with translated():
+            return await self._engine.kv_delete(self.name, key, expect=expect)
+
+    async def scan(self, prefix: str = "", *, after: str = "", limit: int = 100) -> list[tuple[str, bytes]]:
+        with translated():
+            return self._engine.kv_scan(self.name, prefix, after=after, limit=limit)
 
     async def items(self, prefix: str = "") -> list[tuple[str, bytes]]:
-        return self._engine.kv_items(self.name, prefix)
+        with translated():
+            return self._engine.kv_items(self.name, prefix)
 
 
 class EmbeddedLiteBackend:

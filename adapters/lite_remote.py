@@ -23,6 +23,7 @@ import grpc
 
 import lite_engine
 from lite_engine import EngineConfig
+from lite_engine.kv import check_expect, check_scan
 from lite_engine.names import validate_name
 from lite_engine.proto import engine_pb2 as pb
 from lite_engine.proto import engine_pb2_grpc as pb_grpc
@@ -113,6 +114,11 @@ def _request(cls, **fields):
         return cls(**{k: v for k, v in fields.items() if v is not None})
     except (TypeError, ValueError) as exc:
         raise errors.InvalidRequestError("argument", cls.__name__, str(exc)) from None
+
+
+def _check_expect(expect) -> None:
+    with translated():
+        check_expect(expect)   # the engine's own check: protobuf cannot carry a negative one
 
 
 def _delivery(d: pb.Delivery, settler) -> Delivery:
@@ -304,16 +310,32 @@ class RemoteTable:
     def __init__(self, conn: _Connection, name: str) -> None:
         self._conn, self.name = conn, name
 
-    async def put(self, key: str, value: bytes) -> None:
-        await self._conn.call("KvPut", _request(pb.KvPutRequest, table=self.name, key=key, value=value))
+    async def put(self, key: str, value: bytes, *, expect: int | None = None) -> int:
+        _check_expect(expect)
+        got = await self._conn.call("KvPut", _request(pb.KvPutRequest, table=self.name, key=key, value=value,
+                                                      expect=expect))
+        return got.version
 
     async def get(self, key: str) -> bytes | None:
         got = await self._conn.call("KvGet", _request(pb.KvGetRequest, table=self.name, key=key))
         return got.value if got.HasField("value") else None
 
-    async def delete(self, key: str) -> bool:
-        got = await self._conn.call("KvDelete", _request(pb.KvDeleteRequest, table=self.name, key=key))
+    async def read(self, key: str) -> tuple[bytes, int] | None:
+        got = await self._conn.call("KvRead", _request(pb.KvReadRequest, table=self.name, key=key))
+        return (got.value, got.version) if got.HasField("value") else None
+
+    async def delete(self, key: str, *, expect: int | None = None) -> bool:
+        _check_expect(expect)
+        got = await self._conn.call("KvDelete", _request(pb.KvDeleteRequest, table=self.name, key=key,
+                                                         expect=expect))
         return got.deleted
+
+    async def scan(self, prefix: str = "", *, after: str = "", limit: int = 100) -> list[tuple[str, bytes]]:
+        with translated():
+            check_scan(prefix, after, limit)   # protobuf would wrap a negative limit
+        got = await self._conn.call("KvScan", _request(pb.KvScanRequest, table=self.name, prefix=prefix,
+                                                       after=after, limit=limit))
+        return [(item.key, item.value) for item in got.items]
 
     async def items(self, prefix: str = "") -> list[tuple[str, bytes]]:
         got = await self._conn.call("KvList", _request(pb.KvListRequest, table=self.name, prefix=prefix))

@@ -22,6 +22,7 @@ from .config import EngineConfig, TopicConfig, dead_letter_topic
 from .errors import (EngineClosedError, InvalidArgumentError, MessageTooLargeError,
                      QuotaExceededError, TopicKindError, UnknownClientError, UnknownTopicError)
 from .inflight import InflightTable
+from .kv import KvStore, check_expect, check_scan
 from .names import validate_name
 from .stream import (Cursor, Delivery, Inflight, LiteTopic, Message, Stream, Topic, add_subscriber, message_id,
                      remove_subscriber, subscribers)
@@ -38,7 +39,7 @@ class Engine:
         self._clock = clock
         self._topics: dict[str, Topic] = {}
         self._clients: dict[str, LiteClient] = {}
-        self._kv: dict[str, dict[str, bytes]] = {}
+        self._kv = KvStore()
         self._inflight = InflightTable(self._on_visible)
         self._expiry: dict[int, list[tuple[Topic, LiteTopic]]] = {}
         self._expiry_seconds: list[int] = []
@@ -538,32 +539,61 @@ class Engine:
         self._lite_count -= 1
         self._append(rec.DELETE, rec.encode_delete(topic.name, lt.name))
 
-    # ---------------------------------------------------------------- durable key-value table
+    # ---------------------------------------------------------------- durable key-value tables
 
-    async def kv_put(self, table: str, key: str, value: bytes) -> None:
-        self._check_open()
-        validate_name("table", table)
-        check_kv_key(key)
+    async def kv_put(self, table: str, key: str, value: bytes, *, expect: int | None = None) -> int:
+        """Write a row; returns its new version. `expect`: None unconditional, 0 only if absent,
+        v only if the row is at version v (else ConflictError)."""
+        self._check_kv(table, key)
+        expect = check_expect(expect)
         if not isinstance(value, (bytes, bytearray)):
             raise InvalidArgumentError(type(value).__name__, "value must be bytes")
         if len(value) > self.config.max_message_bytes:
             raise MessageTooLargeError(len(value), self.config.max_message_bytes)
-        self._kv.setdefault(table, {})[key] = bytes(value)
-        await self._sync(self._append(rec.KV_PUT, rec.encode_kv(table, key, bytes(value))))
+        self._kv.check(table, key, expect)
+        version, value = self._kv.next_version(), bytes(value)
+        lsn = self._append(rec.KV_PUT, rec.encode_kv(table, key, version, value))
+        self._kv.apply_put(table, key, value, version)
+        await self._sync(lsn)
+        return version
 
-    async def kv_delete(self, table: str, key: str) -> bool:
-        self._check_open()
-        rows = self._kv.get(table)
-        if not rows or rows.pop(key, None) is None:
+    async def kv_delete(self, table: str, key: str, *, expect: int | None = None) -> bool:
+        self._check_kv(table, key)
+        expect = check_expect(expect)
+        self._kv.check(table, key, expect)
+        if self._kv.read(table, key) is None:
             return False
-        await self._sync(self._append(rec.KV_DEL, rec.encode_kv(table, key)))
+        version = self._kv.next_version()
+        lsn = self._append(rec.KV_DEL, rec.encode_kv(table, key, version))
+        self._kv.apply_delete(table, key, version)
+        await self._sync(lsn)
         return True
 
+    def kv_read(self, table: str, key: str) -> tuple[bytes, int] | None:
+        self._check_kv(table, key)
+        return self._kv.read(table, key)
+
     def kv_get(self, table: str, key: str) -> bytes | None:
-        return self._kv.get(table, {}).get(key)
+        row = self.kv_read(table, key)
+        return row[0] if row is not None else None
+
+    def kv_scan(self, table: str, prefix: str = "", *, after: str = "", limit: int = 100) -> list[tuple[str, bytes]]:
+        """Rows whose key starts with `prefix` and sorts after `after`, in key order, at most `limit`."""
+        self._check_open()
+        validate_name("table", table)
+        check_scan(prefix, after, limit)
+        return self._kv.scan(table, prefix, after, limit)
 
     def kv_items(self, table: str, prefix: str = "") -> list[tuple[str, bytes]]:
-        return sorted((k, v) for k, v in self._kv.get(table, {}).items() if k.startswith(prefix))
+        self._check_open()
+        validate_name("table", table)
+        check_scan(prefix, "", 1)
+        return self._kv.items(table, prefix)
+
+    def _check_kv(self, table: str, key: str) -> None:
+        self._check_open()
+        validate_name("table", table)
+        check_kv_key(key)
 
     # ---------------------------------------------------------------- housekeeping and storage
 

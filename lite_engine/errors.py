@@ -9,6 +9,7 @@
     │   ├── UnknownReceiptError(receipt)
     │   └── UnknownTopicError(topic)
     ├── TopicKindError(topic, expected)
+    ├── ConflictError(table, key, expected, actual)   -- a table write's `expect` did not hold
     ├── QuotaExceededError(quota, limit, client_id)
     ├── EngineClosedError
     └── StorageError(reason)          -- the commit log failed; raised on every later write
@@ -73,6 +74,19 @@ class TopicKindError(EngineError):
         self.topic = topic
         self.expected = expected
         super().__init__(f"topic {topic!r} is not a {expected} topic")
+
+
+class ConflictError(EngineError):
+    """A conditional table write found another version: `actual` 0 means the row is absent."""
+
+    def __init__(self, table: str, key: str, expected: int, actual: int) -> None:
+        self.table = table
+        self.key = key
+        self.expected = expected
+        self.actual = actual
+        want = "no row" if expected == 0 else f"version {expected}"
+        found = "no row" if actual == 0 else f"version {actual}"
+        super().__init__(f"table {table!r} key {_shorten(key)!r}: expected {want}, found {found}")
 
 
 class QuotaExceededError(EngineError):

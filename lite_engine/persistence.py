@@ -117,12 +117,14 @@ def apply(engine: "Engine", rtype: int, payload: bytes) -> None:
         t = engine._topics.get(topic)
         if t is not None and t.lites and lite in t.lites:
             engine._delete_lite(t, t.lites[lite])
-    elif rtype in (rec.KV_PUT, rec.KV_DEL):
-        table, key, value = rec.decode_kv(payload)
-        if rtype == rec.KV_PUT:
-            engine._kv.setdefault(table, {})[key] = value
-        else:
-            engine._kv.get(table, {}).pop(key, None)
+    elif rtype == rec.KV_PUT:
+        table, key, version, value = rec.decode_kv(payload)
+        engine._kv.apply_put(table, key, value, version)
+    elif rtype == rec.KV_DEL:
+        table, key, version, _ = rec.decode_kv(payload)
+        engine._kv.apply_delete(table, key, version)
+    elif rtype == rec.KV_CLOCK:
+        engine._kv.clock = max(engine._kv.clock, rec.decode_u64(payload))
     elif rtype == rec.META:
         engine._seq = max(engine._seq, rec.decode_meta(payload))
     elif rtype == rec.STREAM:
@@ -169,9 +171,9 @@ def snapshot_records(engine: "Engine"):
         else:
             for lt in topic.lites.values():
                 yield from _stream_records(topic.name, lt.name, lt)
-    for table, rows in engine._kv.items():
-        for key, value in rows.items():
-            yield rec.frame(rec.KV_PUT, rec.encode_kv(table, key, value))
+    yield rec.frame(rec.KV_CLOCK, rec.encode_u64(engine._kv.clock))
+    for table, key, value, version in engine._kv.rows():
+        yield rec.frame(rec.KV_PUT, rec.encode_kv(table, key, version, value))
 
 
 def _stream_records(topic: str, lite: str, stream: Stream):

@@ -9,8 +9,8 @@ are little-endian.
             | u16 n_headers | n * (str name | str value) | body (rest of the record)
     ACK     str topic | str lite | str group | u64 offset
     DELETE  str topic | str lite                -- a lite topic expired
-    KV_PUT  str table | str key | value (rest)
-    KV_DEL  str table | str key
+    KV_PUT  str table | str key | u64 version | value (rest)
+    KV_DEL  str table | str key | u64 version   -- a delete consumes a version too
 
 The commit log adds length, CRC, type and LSN around each payload (see commitlog.py).
 """
@@ -102,23 +102,34 @@ def decode_delete(payload: bytes) -> tuple[str, str]:
     return topic, lite
 
 
-def encode_kv(table: str, key: str, value: bytes = b"") -> bytes:
-    return _s(table) + _s(key) + value
+def encode_kv(table: str, key: str, version: int, value: bytes = b"") -> bytes:
+    return _s(table) + _s(key) + _U64.pack(version) + value
 
 
-def decode_kv(payload: bytes) -> tuple[str, str, bytes]:
+def decode_kv(payload: bytes) -> tuple[str, str, int, bytes]:
+    """Return (table, key, version, value); value is b"" for a delete."""
     buf = memoryview(payload)
     table, pos = _read_s(buf, 0)
     key, pos = _read_s(buf, pos)
-    return table, key, bytes(buf[pos:])
+    (version,) = _U64.unpack_from(buf, pos)
+    return table, key, version, bytes(buf[pos + 8:])
 
 
 # Snapshot-only records: a snapshot is the engine state written as records that replay into it.
 #   META    u64 next_seq
+#   KV_CLOCK u64 last table version handed out (a deleted row's version is never reused)
 #   STREAM  str topic | str lite | u64 base       -- offset of the first retained message
 #   CURSOR  str topic | str lite | str group | u64 floor | u32 n | n * u64 acked-above-floor
-META, STREAM, CURSOR = 7, 8, 9
+META, STREAM, CURSOR, KV_CLOCK = 7, 8, 9, 10
 _U32 = struct.Struct("<I")
+
+
+def encode_u64(value: int) -> bytes:
+    return _U64.pack(value)
+
+
+def decode_u64(payload: bytes) -> int:
+    return _U64.unpack_from(payload, 0)[0]
 
 
 def encode_meta(next_seq: int) -> bytes:

@@ -25,7 +25,6 @@ import grpc
 from . import errors as err
 from .config import EngineConfig, TopicConfig
 from .engine import Engine
-from .names import validate_name
 from .proto import engine_pb2 as pb
 from .proto import engine_pb2_grpc as pb_grpc
 from .stream import Delivery
@@ -50,6 +49,7 @@ STATUS: dict[type[err.EngineError], tuple[grpc.StatusCode, tuple[str, ...]]] = {
     err.UnknownReceiptError: (grpc.StatusCode.NOT_FOUND, ("receipt",)),
     err.UnknownTopicError: (grpc.StatusCode.NOT_FOUND, ("topic",)),
     err.TopicKindError: (grpc.StatusCode.FAILED_PRECONDITION, ("topic", "expected")),
+    err.ConflictError: (grpc.StatusCode.FAILED_PRECONDITION, ("table", "key", "expected", "actual")),
     err.QuotaExceededError: (grpc.StatusCode.RESOURCE_EXHAUSTED, ("quota", "limit", "client_id")),
     err.EngineClosedError: (grpc.StatusCode.UNAVAILABLE, ()),
     err.StorageError: (grpc.StatusCode.INTERNAL, ("reason",)),
@@ -203,23 +203,32 @@ class LiteEngineService(pb_grpc.LiteEngineServicer):
 
     @_rpc
     async def KvPut(self, request, context):
-        await self._engine.kv_put(request.table, request.key, request.value)
-        return pb.KvPutResponse()
+        version = await self._engine.kv_put(request.table, request.key, request.value,
+                                            expect=_opt(request, "expect"))
+        return pb.KvPutResponse(version=version)
 
     @_rpc
     async def KvGet(self, request, context):
-        value = self._engine.kv_get(validate_name("table", request.table), request.key)
-        return pb.KvGetResponse(value=value)
+        return pb.KvGetResponse(value=self._engine.kv_get(request.table, request.key))
+
+    @_rpc
+    async def KvRead(self, request, context):
+        row = self._engine.kv_read(request.table, request.key)
+        return pb.KvReadResponse() if row is None else pb.KvReadResponse(value=row[0], version=row[1])
 
     @_rpc
     async def KvDelete(self, request, context):
-        deleted = await self._engine.kv_delete(validate_name("table", request.table), request.key)
+        deleted = await self._engine.kv_delete(request.table, request.key, expect=_opt(request, "expect"))
         return pb.KvDeleteResponse(deleted=deleted)
 
     @_rpc
     async def KvList(self, request, context):
-        items = self._engine.kv_items(validate_name("table", request.table), request.prefix)
-        return pb.KvListResponse(items=[pb.KvItem(key=k, value=v) for k, v in items])
+        return _items(self._engine.kv_items(request.table, request.prefix))
+
+    @_rpc
+    async def KvScan(self, request, context):
+        return _items(self._engine.kv_scan(request.table, request.prefix, after=request.after,
+                                           limit=request.limit))
 
     @_rpc
     async def Health(self, request, context):
@@ -276,6 +285,10 @@ class LiteEngineService(pb_grpc.LiteEngineServicer):
 
 def _opt(request, field: str):
     return getattr(request, field) if request.HasField(field) else None
+
+
+def _items(rows: list[tuple[str, bytes]]) -> pb.KvListResponse:
+    return pb.KvListResponse(items=[pb.KvItem(key=k, value=v) for k, v in rows])
 
 
 def _receipt(request) -> str:

@@ -208,18 +208,22 @@ class PollRequest(_message.Message):
     def __init__(self, client_id: _Optional[str] = ..., max_messages: _Optional[int] = ..., wait_seconds: _Optional[float] = ..., invisible_seconds: _Optional[float] = ...) -> None: ...
 
 class KvPutRequest(_message.Message):
-    __slots__ = ("table", "key", "value")
+    __slots__ = ("table", "key", "value", "expect")
     TABLE_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
+    EXPECT_FIELD_NUMBER: _ClassVar[int]
     table: str
     key: str
     value: bytes
-    def __init__(self, table: _Optional[str] = ..., key: _Optional[str] = ..., value: _Optional[bytes] = ...) -> None: ...
+    expect: int
+    def __init__(self, table: _Optional[str] = ..., key: _Optional[str] = ..., value: _Optional[bytes] = ..., expect: _Optional[int] = ...) -> None: ...
 
 class KvPutResponse(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("version",)
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    def __init__(self, version: _Optional[int] = ...) -> None: ...
 
 class KvGetRequest(_message.Message):
     __slots__ = ("table", "key")
@@ -235,13 +239,31 @@ class KvGetResponse(_message.Message):
     value: bytes
     def __init__(self, value: _Optional[bytes] = ...) -> None: ...
 
-class KvDeleteRequest(_message.Message):
+class KvReadRequest(_message.Message):
     __slots__ = ("table", "key")
     TABLE_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
     table: str
     key: str
     def __init__(self, table: _Optional[str] = ..., key: _Optional[str] = ...) -> None: ...
+
+class KvReadResponse(_message.Message):
+    __slots__ = ("value", "version")
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    value: bytes
+    version: int
+    def __init__(self, value: _Optional[bytes] = ..., version: _Optional[int] = ...) -> None: ...
+
+class KvDeleteRequest(_message.Message):
+    __slots__ = ("table", "key", "expect")
+    TABLE_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    EXPECT_FIELD_NUMBER: _ClassVar[int]
+    table: str
+    key: str
+    expect: int
+    def __init__(self, table: _Optional[str] = ..., key: _Optional[str] = ..., expect: _Optional[int] = ...) -> None: ...
 
 class KvDeleteResponse(_message.Message):
     __slots__ = ("deleted",)
@@ -270,6 +292,18 @@ class KvListResponse(_message.Message):
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     items: _containers.RepeatedCompositeFieldContainer[KvItem]
     def __init__(self, items: _Optional[_Iterable[_Union[KvItem, _Mapping]]] = ...) -> None: ...
+
+class KvScanRequest(_message.Message):
+    __slots__ = ("table", "prefix", "after", "limit")
+    TABLE_FIELD_NUMBER: _ClassVar[int]
+    PREFIX_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    table: str
+    prefix: str
+    after: str
+    limit: int
+    def __init__(self, table: _Optional[str] = ..., prefix: _Optional[str] = ..., after: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
 
 class HealthRequest(_message.Message):
     __slots__ = ()

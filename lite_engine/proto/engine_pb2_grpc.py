@@ -99,6 +99,11 @@ class LiteEngineStub:
                 request_serializer=lite__engine_dot_proto_dot_engine__pb2.KvGetRequest.SerializeToString,
                 response_deserializer=lite__engine_dot_proto_dot_engine__pb2.KvGetResponse.FromString,
                 _registered_method=True)
+        self.KvRead = channel.unary_unary(
+                '/topicbridge.engine.v1.LiteEngine/KvRead',
+                request_serializer=lite__engine_dot_proto_dot_engine__pb2.KvReadRequest.SerializeToString,
+                response_deserializer=lite__engine_dot_proto_dot_engine__pb2.KvReadResponse.FromString,
+                _registered_method=True)
         self.KvDelete = channel.unary_unary(
                 '/topicbridge.engine.v1.LiteEngine/KvDelete',
                 request_serializer=lite__engine_dot_proto_dot_engine__pb2.KvDeleteRequest.SerializeToString,
@@ -107,6 +112,11 @@ class LiteEngineStub:
         self.KvList = channel.unary_unary(
                 '/topicbridge.engine.v1.LiteEngine/KvList',
                 request_serializer=lite__engine_dot_proto_dot_engine__pb2.KvListRequest.SerializeToString,
+                response_deserializer=lite__engine_dot_proto_dot_engine__pb2.KvListResponse.FromString,
+                _registered_method=True)
+        self.KvScan = channel.unary_unary(
+                '/topicbridge.engine.v1.LiteEngine/KvScan',
+                request_serializer=lite__engine_dot_proto_dot_engine__pb2.KvScanRequest.SerializeToString,
                 response_deserializer=lite__engine_dot_proto_dot_engine__pb2.KvListResponse.FromString,
                 _registered_method=True)
         self.Health = channel.unary_unary(
@@ -188,13 +198,21 @@ class LiteEngineServicer:
         raise NotImplementedError('Method not implemented!')
 
     def KvPut(self, request, context):
-        """Small durable key-value tables.
+        """Small durable key-value tables. Every row has a version (> 0, growing with every write);
+        a put or delete with `expect` set fails with FAILED_PRECONDITION and a ConflictError
+        ({"table", "key", "expected", "actual"}; 0 = no row) when the row is at another version.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def KvGet(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def KvRead(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -207,6 +225,12 @@ class LiteEngineServicer:
         raise NotImplementedError('Method not implemented!')
 
     def KvList(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def KvScan(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -286,6 +310,11 @@ def add_LiteEngineServicer_to_server(servicer, server):
                     request_deserializer=lite__engine_dot_proto_dot_engine__pb2.KvGetRequest.FromString,
                     response_serializer=lite__engine_dot_proto_dot_engine__pb2.KvGetResponse.SerializeToString,
             ),
+            'KvRead': grpc.unary_unary_rpc_method_handler(
+                    servicer.KvRead,
+                    request_deserializer=lite__engine_dot_proto_dot_engine__pb2.KvReadRequest.FromString,
+                    response_serializer=lite__engine_dot_proto_dot_engine__pb2.KvReadResponse.SerializeToString,
+            ),
             'KvDelete': grpc.unary_unary_rpc_method_handler(
                     servicer.KvDelete,
                     request_deserializer=lite__engine_dot_proto_dot_engine__pb2.KvDeleteRequest.FromString,
@@ -294,6 +323,11 @@ def add_LiteEngineServicer_to_server(servicer, server):
             'KvList': grpc.unary_unary_rpc_method_handler(
                     servicer.KvList,
                     request_deserializer=lite__engine_dot_proto_dot_engine__pb2.KvListRequest.FromString,
+                    response_serializer=lite__engine_dot_proto_dot_engine__pb2.KvListResponse.SerializeToString,
+            ),
+            'KvScan': grpc.unary_unary_rpc_method_handler(
+                    servicer.KvScan,
+                    request_deserializer=lite__engine_dot_proto_dot_engine__pb2.KvScanRequest.FromString,
                     response_serializer=lite__engine_dot_proto_dot_engine__pb2.KvListResponse.SerializeToString,
             ),
             'Health': grpc.unary_unary_rpc_method_handler(
@@ -664,6 +698,33 @@ class LiteEngine:
             _registered_method=True)
 
     @staticmethod
+    def KvRead(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/topicbridge.engine.v1.LiteEngine/KvRead',
+            lite__engine_dot_proto_dot_engine__pb2.KvReadRequest.SerializeToString,
+            lite__engine_dot_proto_dot_engine__pb2.KvReadResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def KvDelete(request,
             target,
             options=(),
@@ -706,6 +767,33 @@ class LiteEngine:
             target,
             '/topicbridge.engine.v1.LiteEngine/KvList',
             lite__engine_dot_proto_dot_engine__pb2.KvListRequest.SerializeToString,
+            lite__engine_dot_proto_dot_engine__pb2.KvListResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def KvScan(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/topicbridge.engine.v1.LiteEngine/KvScan',
+            lite__engine_dot_proto_dot_engine__pb2.KvScanRequest.SerializeToString,
             lite__engine_dot_proto_dot_engine__pb2.KvListResponse.FromString,
             options,
             channel_credentials,
