@@ -3,9 +3,9 @@
 BM25 over a weighted bag of words per capability (BM25F-style: a word in the name or a tag
 counts more than one in a description), so "summarise a PDF" finds the agent whose skill says
 "Summarizes PDF documents" without knowing its name. Words are lower-cased, split on anything
-that is not a letter or digit (CJK text into character bigrams), stop words dropped and reduced
-by a light stemmer that folds plurals, -ing/-ed/-er forms and British/American spellings
-(summarise, summarize, summary, summaries -> summar).
+that is not a letter or digit (CJK text into character bigrams), stop words dropped, British
+-ise/-yse spellings folded to -ize/-yze, and reduced by the Snowball English stemmer (Porter2:
+order, orders, ordering, ordered -> order; summarise, summarize, summarization -> summar).
 """
 
 from __future__ import annotations
@@ -14,7 +14,10 @@ import math
 import re
 from collections import Counter
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Iterable
+
+import snowballstemmer
 
 from .capabilities import Capability
 
@@ -27,28 +30,18 @@ STOP_WORDS = frozenset("""a an and are as at be by can could do does for from ha
 me my of on or our please should some that the their them then there these this those to us we what
 when which who will with would you your""".split())
 
-# (suffix, replacement), longest first; only applied when at least three letters remain.
-_SUFFIXES = (("isations", ""), ("izations", ""), ("isation", ""), ("ization", ""), ("ations", "at"),
-             ("ation", "at"), ("ysing", "ys"), ("yzing", "ys"), ("ising", ""), ("izing", ""), ("ysis", "ys"),
-             ("yses", "ys"), ("yzes", "ys"), ("ysed", "ys"), ("yzed", "ys"), ("yse", "ys"), ("yze", "ys"),
-             ("ised", ""), ("ized", ""), ("ises", ""), ("izes", ""), ("isers", ""), ("izers", ""), ("iser", ""),
-             ("izer", ""), ("ise", ""), ("ize", ""), ("ings", ""), ("ing", ""), ("ies", ""), ("ers", ""),
-             ("er", ""), ("ors", ""), ("or", ""), ("ed", ""), ("es", ""), ("ly", ""), ("s", ""), ("y", ""),
-             ("e", ""))
+# Porter2 keeps British and American spellings apart (summarise -> summari, summarize -> summar).
+_BRITISH = re.compile(r"(?<=[a-z]{4})(?:is(?=(?:e|es|ed|ing|er|ers|ation|ations)$)|ys(?=(?:e|es|ed|ing)$))")
 _WORD = re.compile(r"[^\W_]+")
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]+")
+_STEMMER = snowballstemmer.stemmer("english")
 
 
+@lru_cache(maxsize=65536)       # an index is rebuilt per query: the same card words come back
 def stem(word: str) -> str:
-    if len(word) <= 3 or not word.isalpha() or word.endswith("ss"):
-        return word
-    for suffix, replacement in _SUFFIXES:
-        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
-            word = word[: -len(suffix)] + replacement
-            break
-    if len(word) >= 4 and word[-1] == word[-2] and word[-1] not in "aeiouls":
-        word = word[:-1]                # running -> runn -> run
-    return word
+    if word.isascii():
+        word = _BRITISH.sub(lambda m: m.group()[0] + "z", word)
+    return _STEMMER.stemWord(word)
 
 
 def tokens(text: str) -> list[str]:

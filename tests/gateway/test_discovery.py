@@ -103,10 +103,20 @@ def test_an_empty_registry_and_odd_cards_do_not_break_the_index():
 
 
 def test_spelling_variants_meet_at_one_stem():
-    for words in (["summarise", "summarize", "summary", "summaries", "summarization", "summarising"],
+    for words in (["summarise", "summarize", "summarization", "summarising", "summarisation"],
+                  ["summary", "summaries"],
                   ["translate", "translation", "translator", "translating"],
-                  ["image", "images", "imaging"], ["analyse", "analyze", "analysis"]):
+                  ["image", "images", "imaging"], ["analyse", "analyze", "analysing", "analyses"],
+                  ["order", "orders", "ordering", "ordered"]):
         assert len({stem(w) for w in words}) == 1, words
+
+
+@pytest.mark.parametrize("query, card_says", [("order", "ordering"), ("ordering", "order"),
+                                              ("orders", "ordered")])
+def test_a_word_finds_cards_that_say_another_form_of_it(query, card_says):
+    cards = [capability("shop", "Shop", f"Handles {card_says} of goods."),
+             capability("weather", "Weather", "Forecasts rain.")]
+    assert [h.capability.name for h in search(cards, query)] == ["shop"]
 
 
 def test_cjk_text_is_split_into_bigrams():
