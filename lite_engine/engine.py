@@ -595,6 +595,61 @@ class Engine:
         validate_name("table", table)
         check_kv_key(key)
 
+    # ---------------------------------------------------------------- restore
+    # Caller: Persistence.recover, one call per record of the snapshot and the log. Each applies
+    # a recorded change without recording it again (the store refuses appends while replaying).
+
+    def restore_topic(self, name: str, config: TopicConfig) -> None:
+        self._define_topic(name, config)
+
+    def restore_message(self, topic: str, lite: str, message: Message) -> None:
+        t = self._topic(topic, lite=bool(lite))
+        stream = t if not lite else self._lite_topic(t, lite, create=True)
+        stream.messages.append(message)
+        if lite:
+            self._touch(t, stream)
+        self._seq = max(self._seq, message.seq + 1)
+
+    def restore_ack(self, topic: str, lite: str, group: str, offset: int) -> None:
+        stream = self._stream(topic, lite)
+        if stream is not None:
+            stream.cursor(group).mark_acked(offset)
+            if not lite:
+                stream.trim_acked()
+
+    def restore_lite_deleted(self, topic: str, lite: str) -> None:
+        t = self._topics.get(topic)
+        if t is not None and t.lites and lite in t.lites:
+            self._delete_lite(t, t.lites[lite])
+
+    def restore_next_seq(self, seq: int) -> None:
+        self._seq = max(self._seq, seq)
+
+    def restore_stream(self, topic: str, lite: str, base: int) -> None:
+        self._stream(topic, lite, create=True).base = base
+
+    def restore_cursor(self, topic: str, lite: str, group: str, floor: int, acked: list[int]) -> None:
+        cursor = self._stream(topic, lite, create=True).cursor(group)
+        cursor.floor = cursor.next = floor
+        cursor.acked = set(acked) or None
+
+    def restore_row(self, table: str, key: str, value: bytes, version: int) -> None:
+        self._kv.apply_put(table, key, value, version)
+
+    def restore_row_deleted(self, table: str, key: str, version: int) -> None:
+        self._kv.apply_delete(table, key, version)
+
+    def restore_kv_clock(self, version: int) -> None:
+        self._kv.clock = max(self._kv.clock, version)
+
+    def _stream(self, topic: str, lite: str, create: bool = False) -> Stream | None:
+        t = self._topics.get(topic)
+        if t is None:
+            if not create:
+                return None
+            t = self._topic(topic, lite=bool(lite))
+        return t if not lite else self._lite_topic(t, lite, create=create)
+
     # ---------------------------------------------------------------- housekeeping and storage
 
     def _append(self, rtype: int, payload: bytes) -> int | None:
@@ -618,7 +673,14 @@ class Engine:
             await asyncio.sleep(self.config.tick)
             self.run_timers()
             if self._store is not None and self._store.snapshot_due():
-                await self._store.snapshot(self)
+                await self.snapshot()
+
+    async def snapshot(self) -> None:
+        """Write the engine's state as a snapshot now (housekeeping does it every
+        `snapshot_every` records); replay then starts there."""
+        if self._store is not None:
+            from .persistence import EngineState
+            await self._store.snapshot(EngineState(self._seq, list(self._topics.values()), self._kv))
 
     def _check_take(self, max_messages, wait, invisible) -> tuple[int, float, float]:
         if not isinstance(max_messages, int) or isinstance(max_messages, bool) or not 1 <= max_messages <= MAX_BATCH:

@@ -3,18 +3,26 @@ periodic snapshots that bound replay time (segments covered by a snapshot are de
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import Iterable, Protocol
 
 from . import records as rec
 from .commitlog import CommitLog, CommitLogError
 from .config import EngineConfig, TopicConfig
 from .errors import StorageError
-from .stream import Message, Stream
-
-if TYPE_CHECKING:
-    from .engine import Engine
+from .kv import KvStore
+from .stream import Message, Stream, Topic
 
 _RECORD_OVERHEAD = 128 << 10   # headers, key and names around the largest allowed body
+
+
+@dataclass(frozen=True, slots=True)
+class EngineState:
+    """What a snapshot holds, handed over by the engine (read, never written, here)."""
+
+    next_seq: int
+    topics: Iterable[Topic]
+    kv: KvStore
 
 
 class Persistence:
@@ -33,7 +41,7 @@ class Persistence:
     def healthy(self) -> bool:
         return self._error is None
 
-    def recover(self, engine: "Engine") -> None:
+    def recover(self, engine: Restorable) -> None:
         self._replaying = True
         try:
             snap = self._log.open()
@@ -78,10 +86,10 @@ class Persistence:
     def snapshot_due(self) -> bool:
         return self._since_snapshot >= self.config.snapshot_every
 
-    async def snapshot(self, engine: "Engine") -> None:
+    async def snapshot(self, state: EngineState) -> None:
         if self._last_lsn is None:
             return
-        lsn, data = self._last_lsn, b"".join(snapshot_records(engine))
+        lsn, data = self._last_lsn, b"".join(snapshot_records(state))
         self._since_snapshot = 0
         try:
             await self._log.write_snapshot(lsn, data)
@@ -98,81 +106,65 @@ class Persistence:
 
 # ------------------------------------------------------------------ replay
 
-def apply(engine: "Engine", rtype: int, payload: bytes) -> None:
+class Restorable(Protocol):
+    """What replay needs from the engine: one method per recorded change, each applying it
+    without recording it again. The engine keeps its state private; replay only calls these."""
+
+    def restore_topic(self, name: str, config: TopicConfig) -> None: ...
+    def restore_message(self, topic: str, lite: str, message: Message) -> None: ...
+    def restore_ack(self, topic: str, lite: str, group: str, offset: int) -> None: ...
+    def restore_lite_deleted(self, topic: str, lite: str) -> None: ...
+    def restore_next_seq(self, seq: int) -> None: ...
+    def restore_stream(self, topic: str, lite: str, base: int) -> None: ...
+    def restore_cursor(self, topic: str, lite: str, group: str, floor: int, acked: list[int]) -> None: ...
+    def restore_row(self, table: str, key: str, value: bytes, version: int) -> None: ...
+    def restore_row_deleted(self, table: str, key: str, version: int) -> None: ...
+    def restore_kv_clock(self, version: int) -> None: ...
+
+
+def apply(engine: Restorable, rtype: int, payload: bytes) -> None:
     """Apply one record (from the log or a snapshot) to a starting engine."""
     if rtype == rec.TOPIC:
         name, config = rec.decode_topic(payload)
-        engine._define_topic(name, TopicConfig.from_json(config))
+        engine.restore_topic(name, TopicConfig.from_json(config))
     elif rtype == rec.PUBLISH:
-        _restore_message(engine, *rec.decode_publish(payload))
+        topic, lite, seq, ts, key, headers, body = rec.decode_publish(payload)
+        engine.restore_message(topic, lite, Message(seq, ts, key, headers, body))
     elif rtype == rec.ACK:
-        topic, lite, group, offset = rec.decode_ack(payload)
-        stream = _stream(engine, topic, lite)
-        if stream is not None:
-            stream.cursor(group).mark_acked(offset)
-            if not lite:
-                stream.trim_acked()
+        engine.restore_ack(*rec.decode_ack(payload))
     elif rtype == rec.DELETE:
-        topic, lite = rec.decode_delete(payload)
-        t = engine._topics.get(topic)
-        if t is not None and t.lites and lite in t.lites:
-            engine._delete_lite(t, t.lites[lite])
+        engine.restore_lite_deleted(*rec.decode_delete(payload))
     elif rtype == rec.KV_PUT:
         table, key, version, value = rec.decode_kv(payload)
-        engine._kv.apply_put(table, key, value, version)
+        engine.restore_row(table, key, value, version)
     elif rtype == rec.KV_DEL:
         table, key, version, _ = rec.decode_kv(payload)
-        engine._kv.apply_delete(table, key, version)
+        engine.restore_row_deleted(table, key, version)
     elif rtype == rec.KV_CLOCK:
-        engine._kv.clock = max(engine._kv.clock, rec.decode_u64(payload))
+        engine.restore_kv_clock(rec.decode_u64(payload))
     elif rtype == rec.META:
-        engine._seq = max(engine._seq, rec.decode_meta(payload))
+        engine.restore_next_seq(rec.decode_meta(payload))
     elif rtype == rec.STREAM:
-        topic, lite, base = rec.decode_stream(payload)
-        stream = _stream(engine, topic, lite, create=True)
-        stream.base = base
+        engine.restore_stream(*rec.decode_stream(payload))
     elif rtype == rec.CURSOR:
-        topic, lite, group, floor, acked = rec.decode_cursor(payload)
-        cursor = _stream(engine, topic, lite, create=True).cursor(group)
-        cursor.floor = cursor.next = floor
-        cursor.acked = set(acked) or None
+        engine.restore_cursor(*rec.decode_cursor(payload))
     else:
         raise StorageError(f"unknown record type {rtype} in the commit log")
 
 
-def _stream(engine: "Engine", topic: str, lite: str, create: bool = False) -> Stream | None:
-    t = engine._topics.get(topic)
-    if t is None:
-        if not create:
-            return None
-        t = engine._topic(topic, lite=bool(lite))
-    if not lite:
-        return t
-    return engine._lite_topic(t, lite, create=create)
-
-
-def _restore_message(engine, topic, lite, seq, ts, key, headers, body) -> None:
-    t = engine._topic(topic, lite=bool(lite))
-    stream = t if not lite else engine._lite_topic(t, lite, create=True)
-    stream.messages.append(Message(seq, ts, key, headers, body))
-    if lite:
-        engine._touch(t, stream)
-    engine._seq = max(engine._seq, seq + 1)
-
-
 # ------------------------------------------------------------------ snapshot
 
-def snapshot_records(engine: "Engine"):
-    yield rec.frame(rec.META, rec.encode_meta(engine._seq))
-    for topic in engine._topics.values():
+def snapshot_records(state: EngineState):
+    yield rec.frame(rec.META, rec.encode_meta(state.next_seq))
+    for topic in state.topics:
         yield rec.frame(rec.TOPIC, rec.encode_topic(topic.name, topic.config.to_json()))
         if topic.lites is None:
             yield from _stream_records(topic.name, "", topic)
         else:
             for lt in topic.lites.values():
                 yield from _stream_records(topic.name, lt.name, lt)
-    yield rec.frame(rec.KV_CLOCK, rec.encode_u64(engine._kv.clock))
-    for table, key, value, version in engine._kv.rows():
+    yield rec.frame(rec.KV_CLOCK, rec.encode_u64(state.kv.clock))
+    for table, key, value, version in state.kv.rows():
         yield rec.frame(rec.KV_PUT, rec.encode_kv(table, key, version, value))
 
 

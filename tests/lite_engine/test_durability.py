@@ -82,7 +82,7 @@ async def test_snapshot_bounds_replay_and_removes_old_segments(tmp_path):
         if i % 2 == 0:
             [d] = await engine.receive("tasks", "g")
             engine.ack(d.receipt)
-    await engine._store.snapshot(engine)
+    await engine.snapshot()
     segments = [f for f in os.listdir(tmp_path / "data") if f.endswith(".log")]
     assert len(segments) <= 2
     engine = await restarted(engine, tmp_path, **settings)

@@ -98,10 +98,10 @@ async def test_versions_survive_a_restart_from_the_log_and_from_a_snapshot(tmp_p
     engine = await Engine(config(tmp_path)).start()
     assert engine.kv_read("t", "a") == (b"1", v_a)
     assert await engine.kv_put("t", "zz", b"y") > gone + 1
-    await engine._store.snapshot(engine)
+    await engine.snapshot()
     last = await engine.kv_put("t", "b", b"2")
     await engine.kv_delete("t", "b")
-    await engine._store.snapshot(engine)
+    await engine.snapshot()
     await engine.close()
     engine = await Engine(config(tmp_path)).start()
     assert engine.kv_read("t", "a") == (b"1", v_a)
