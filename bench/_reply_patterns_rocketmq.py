@@ -34,7 +34,7 @@ import uuid
 from adapters import errors
 from adapters.base import Message, TopicSpec
 
-from .reply_patterns import Instance, Polling, _exchange
+from ._reply_exchange import Instance, Polling, exchange
 
 PATTERNS = ("exclusive", "broadcast", "polling", "lite")
 NOT_EXPRESSIBLE = {
@@ -252,7 +252,7 @@ async def run_pattern(pattern: str, args, address: str) -> dict:
     try:
         for instance in instances:
             await instance.start()
-        result = await _exchange(instances, publish, args, settle=1.0)
+        result = await exchange(instances, publish, args, settle=1.0)
     finally:
         for instance in instances:
             with contextlib.suppress(Exception):

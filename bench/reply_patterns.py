@@ -40,7 +40,6 @@ import argparse
 import asyncio
 import contextlib
 import os
-import statistics
 import tempfile
 import time
 import uuid
@@ -51,21 +50,11 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from adapters.base import Message, TopicSpec
 
+from ._reply_exchange import Instance, Polling, exchange
+from ._reply_patterns_rocketmq import PATTERNS as ROCKETMQ_PATTERNS
 from ._util import emit, environment, progress, words
 
 PATTERNS = ("exclusive", "broadcast", "polling", "lite-routed", "lite-hashed")
-ROCKETMQ_PATTERNS = ("exclusive", "broadcast", "polling", "lite")    # bench/_reply_patterns_rocketmq.py
-
-
-class Instance:
-    """One gateway instance's side of a pattern: `expect` registers a task and returns where
-    its reply must go; the reply's arrival time is set on the task's future."""
-
-    reads = 0
-
-    async def start(self) -> None: ...
-    async def expect(self, task_id: str, arrived: asyncio.Future) -> str: ...
-    async def close(self) -> None: ...
 
 
 class _KafkaReader(Instance):
@@ -122,41 +111,6 @@ class Broadcast(_KafkaReader):
     async def expect(self, task_id: str, arrived: asyncio.Future) -> str:
         self._waiting[task_id] = arrived
         return self.topic
-
-
-class Polling(Instance):
-    def __init__(self, backend, table: str, interval: float) -> None:
-        self._backend, self._name, self._interval = backend, table, interval
-        self._waiting: dict[str, asyncio.Future] = {}
-        self.lookups = 0
-
-    async def start(self) -> None:
-        await self._backend.start()
-        self._table = await self._backend.table(self._name)
-        self._task = asyncio.get_running_loop().create_task(self._run())
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)    # polling is the pattern under test
-            for task_id, fut in list(self._waiting.items()):
-                self.lookups += 1
-                if await self._table.get(task_id) is not None:
-                    del self._waiting[task_id]
-                    fut.set_result(time.perf_counter())
-
-    async def expect(self, task_id: str, arrived: asyncio.Future) -> str:
-        self._waiting[task_id] = arrived
-        return task_id
-
-    @property
-    def reads(self) -> int:
-        return self._backend._tables[self._name].records_read
-
-    async def close(self) -> None:
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-        await self._backend.close()
 
 
 class Lite(Instance):
@@ -242,7 +196,7 @@ async def run_pattern(pattern: str, args, bootstrap: str) -> dict:
     try:
         for instance in instances:
             await instance.start()
-        result = await _exchange(instances, publish, args)
+        result = await exchange(instances, publish, args)
     finally:
         for instance in instances:
             with contextlib.suppress(Exception):
@@ -250,67 +204,14 @@ async def run_pattern(pattern: str, args, bootstrap: str) -> dict:
         await worker.close()
         await producer.stop()
         await admin.close()
+    stats = [i.consumer.stats() for i in instances if isinstance(i, Lite)]
+    if stats:
+        result["partitions_read_per_instance"] = [len(s["partitions_read"]) for s in stats]
+        result["skipped_per_reply"] = round(sum(s["skipped"] for s in stats) / result["replies"], 3)
     result.update({"topics": topics, "partitions": partitions})
     if pattern.startswith("lite"):
         result["note"] = "plus the adapter's shared tb.topics table (1 partition, all parents)"
     return result
-
-
-async def _exchange(instances: list[Instance], publish, args, settle: float = 0.0) -> dict:
-    """`settle` > 0: before and after the replies, wait until the instances' read counts stay
-    put for `settle` seconds (copies that other instances have yet to read count too)."""
-    loop = asyncio.get_running_loop()
-    tasks = []
-    began = time.perf_counter()
-    for k in range(args.tasks):
-        task_id = uuid.uuid4().hex
-        arrived = loop.create_future()
-        address = await instances[k % len(instances)].expect(task_id, arrived)
-        tasks.append((task_id, address, arrived))
-    setup = time.perf_counter() - began
-    if settle:
-        await _settled(instances, settle)
-    reads_before = sum(i.reads for i in instances)
-    gate = asyncio.Semaphore(args.inflight)
-    latencies: list[float] = []
-
-    async def one(task_id: str, address: str, arrived: asyncio.Future) -> None:
-        async with gate:
-            sent = time.perf_counter()
-            await publish(address, task_id, b"reply:" + task_id.encode())
-        latencies.append(await asyncio.wait_for(arrived, 120) - sent)
-
-    began = time.perf_counter()
-    await asyncio.gather(*(one(*t) for t in tasks))
-    elapsed = time.perf_counter() - began
-    if settle:
-        await _settled(instances, settle)
-    reads = sum(i.reads for i in instances) - reads_before
-    latencies.sort()
-    out = {"replies": len(latencies), "reads_per_reply": round(reads / len(latencies), 3),
-           "p50_ms": round(statistics.median(latencies) * 1e3, 2),
-           "p99_ms": round(latencies[max(0, int(len(latencies) * 0.99) - 1)] * 1e3, 2),
-           "replies_per_s": round(len(latencies) / elapsed, 1),
-           "setup_ms_per_task": round(setup / len(latencies) * 1e3, 3)}
-    lookups = sum(getattr(i, "lookups", 0) for i in instances)
-    if lookups:
-        out["store_lookups_per_reply"] = round(lookups / len(latencies), 2)
-    stats = [i.consumer.stats() for i in instances if isinstance(i, Lite)]
-    if stats:
-        out["partitions_read_per_instance"] = [len(s["partitions_read"]) for s in stats]
-        out["skipped_per_reply"] = round(sum(s["skipped"] for s in stats) / len(latencies), 3)
-    return out
-
-
-async def _settled(instances: list[Instance], quiet: float, limit: float = 30.0) -> None:
-    deadline = time.monotonic() + limit
-    last = sum(i.reads for i in instances)
-    while time.monotonic() < deadline:
-        await asyncio.sleep(quiet)
-        now = sum(i.reads for i in instances)
-        if now == last:
-            return
-        last = now
 
 
 async def _create(admin: AIOKafkaAdminClient, topics: list[NewTopic]) -> None:
@@ -327,8 +228,7 @@ async def main(args) -> dict:
     if args.backend == "kafka" and "lite" in args.patterns:
         raise SystemExit("pattern 'lite' (native LiteTopic) exists on --backend rocketmq only")
     if args.backend == "rocketmq":
-        from . import _reply_patterns_rocketmq as rocketmq
-        run = rocketmq.run_pattern
+        from ._reply_patterns_rocketmq import run_pattern as run
     else:
         run = run_pattern
     result = {"bench": "reply_patterns", "backend": args.backend, "instances": args.instances,
