@@ -16,7 +16,13 @@ handler that returns without finishing completes it. A malformed envelope goes t
 dead-letter topic with the reason. The envelope is acked only once every reply event of the run
 is durable; until then a crash means the task runs again (a higher `attempt`). On a backend that
 keeps publishes in start order (the embedded engine), `await task.artifact(...)` returns once
-the event is on its way, so a task's events share group commits; the final event waits for all.
+the event is on its way, so a task's events share group commits.
+
+The final event is published only once every earlier event is durable: a task never shows
+COMPLETED over a lost artifact. If an earlier event failed for good (the backend refused it,
+e.g. too large), the task ends FAILED with a reason naming that event and the handler gets
+`ReplyLost`; if it failed for a passing reason (backend unavailable), the envelope is released
+and the task runs again.
 
 A handler may ask for input and end its turn there; the caller's answer comes back as a new
 run of the handler for the same task (A2A multi-turn), with `task.turn` > 0 and the earlier
@@ -41,7 +47,7 @@ from a2a.types import a2a_pb2
 from google.protobuf import json_format
 
 from adapters.base import Backend, Delivery, Message, TopicSpec
-from adapters.errors import BackendError
+from adapters.errors import BackendError, InvalidRequestError
 
 from gateway.tasks import channels
 from gateway.tasks import fold
@@ -50,8 +56,18 @@ from gateway.registry.capabilities import Registry
 
 log = logging.getLogger("topicbridge.worker")
 MAX_INFLIGHT = 16        # a task's reply events published but not yet waited for (ordered backends)
+RETRY_DELAY = 1.0        # seconds before a run that lost a reply event to a passing failure runs again
 
 Handler = Callable[["TaskContext"], Awaitable[None]]
+
+
+class ReplyLost(Exception):
+    """A reply event of the task could not be published and never will be (the backend refused
+    it): the task has been failed with `reason`. Raised to the handler from the emitting call."""
+
+    def __init__(self, task_id: str, seq: int, reason: str) -> None:
+        self.task_id, self.seq, self.reason = task_id, seq, reason
+        super().__init__(f"task {task_id}: reply event {seq} was not published: {reason}")
 
 
 class TaskContext:
@@ -64,7 +80,7 @@ class TaskContext:
         self.cancelled = asyncio.Event()
         self.finished = False
         self._seq = 0
-        self._inflight: list[asyncio.Task] = []       # publishes started, not yet waited for
+        self._inflight: list[tuple[int, asyncio.Task]] = []     # (seq, publish) started, not yet waited for
 
     @property
     def task_id(self) -> str:
@@ -148,33 +164,60 @@ class TaskContext:
         update = a2a_pb2.TaskStatusUpdateEvent(task_id=self.task_id, context_id=self.context_id)
         update.status.state = a2a_pb2.TASK_STATE_WORKING
         update.status.timestamp.GetCurrentTime()
-        body = self._encode(a2a_pb2.StreamResponse(status_update=update), False)
-        self._inflight.append(asyncio.get_running_loop().create_task(self._publish(body)))
+        self._start(self._encode(a2a_pb2.StreamResponse(status_update=update), False))
 
     def _drop_unawaited(self) -> None:
         """Cancel publishes nobody waited for (only when the worker closes mid-task)."""
-        for publish in self._inflight:
+        for _, publish in self._inflight:
             publish.cancel()
         self._inflight.clear()
 
     async def _emit(self, event: a2a_pb2.StreamResponse, final: bool = False) -> None:
         """Publish `event` on the reply channel. On a backend that keeps the order of publishes
         started without waiting (`ordered_publish`), a non-final event is only started: the
-        task's events then share group commits, and the final one waits for them all (the
-        worker acks the task after that). Elsewhere each waits for the one before it."""
+        task's events then share group commits. The final event is published once every
+        earlier one is durable (the worker acks the task after it). Elsewhere each event waits
+        for the one before it."""
         if self.finished:
             raise RuntimeError(f"task {self.task_id} already reached a final state")
         body = self._encode(event, final)
-        if self._worker.ordered_publish:
-            self._inflight.append(asyncio.get_running_loop().create_task(self._publish(body)))
-            if final or len(self._inflight) >= MAX_INFLIGHT:
-                inflight, self._inflight = self._inflight, []
-                await _all(inflight)
-        else:
-            inflight, self._inflight = self._inflight, []
-            await _all(inflight)
-            await self._publish(body)
+        if self._worker.ordered_publish and not final:
+            self._start(body)
+            if len(self._inflight) >= MAX_INFLIGHT:
+                await self._settle()
+            return
+        await self._settle()
+        self._start(body)
+        await self._settle()
         self.finished = final
+
+    def _start(self, body: bytes) -> None:
+        self._inflight.append((self._seq - 1, asyncio.get_running_loop().create_task(self._publish(body))))
+
+    async def _settle(self) -> None:
+        """Wait for every publish started; on a failure, fail the task (refused for good: raises
+        ReplyLost) or raise the BackendError (passing: the task runs again)."""
+        inflight, self._inflight = self._inflight, []
+        if not inflight:
+            return
+        results = await asyncio.gather(*(publish for _, publish in inflight), return_exceptions=True)
+        for (seq, _), result in zip(inflight, results):
+            if isinstance(result, InvalidRequestError):
+                await self._lost(seq, result)
+            if isinstance(result, BaseException):
+                raise result
+
+    async def _lost(self, seq: int, error: InvalidRequestError) -> None:
+        reason = f"reply event {seq} of the task could not be published: {error}"
+        log.warning("task %s: %s; failing the task", self.task_id, reason)
+        self._inflight.clear()
+        update = a2a_pb2.TaskStatusUpdateEvent(task_id=self.task_id, context_id=self.context_id)
+        update.status.state = a2a_pb2.TASK_STATE_FAILED
+        update.status.timestamp.GetCurrentTime()
+        update.status.message.CopyFrom(self._agent_message(reason, None))
+        await self._publish(self._encode(a2a_pb2.StreamResponse(status_update=update), True))
+        self.finished = True
+        raise ReplyLost(self.task_id, seq, str(error))
 
     def _encode(self, event: a2a_pb2.StreamResponse, final: bool) -> bytes:
         body = ReplyEvent(self.task_id, self.attempt, self._seq, event, final, self.envelope.turn).encode()
@@ -184,14 +227,6 @@ class TaskContext:
     async def _publish(self, body: bytes) -> None:
         await self._worker.backend.publish(channels.REPLY_TOPIC, Message(body, {"task_id": self.task_id}),
                                            lite_topic=channels.reply_channel(self.task_id))
-
-
-async def _all(publishes: list[asyncio.Task]) -> None:
-    """Wait for every publish; raise the first failure once all have settled."""
-    if publishes:
-        for result in await asyncio.gather(*publishes, return_exceptions=True):
-            if isinstance(result, BaseException):
-                raise result
 
 
 def _parts(text, parts) -> list:
@@ -234,7 +269,7 @@ class Worker:
         topic = channels.capability_topic(self.capability)
         await self.backend.create_topic(TopicSpec(topic))
         for parent in (channels.REPLY_TOPIC, channels.CONTROL_TOPIC):
-            await self.backend.create_topic(TopicSpec(parent, lite=True))
+            await self.backend.create_topic(TopicSpec(parent, lite=True, lite_idle_seconds=channels.CHANNEL_IDLE_SECONDS))
         self._consumer = await self.backend.group_consumer(topic, self.group, invisible=self.invisible)
         self._control = await self.backend.lite_consumer(channels.CONTROL_TOPIC, self.client_id, self.client_id)
         loop = asyncio.get_running_loop()
@@ -297,10 +332,13 @@ class Worker:
         await self._control.subscribe([channels.control_channel(ctx.task_id)])
         keepalive = asyncio.get_running_loop().create_task(self._keep_invisible(delivery))
         try:
-            await self._run(ctx)
+            with contextlib.suppress(ReplyLost):      # the task ended FAILED, naming the lost event
+                await self._run(ctx)
             await delivery.ack()
         except BackendError as e:
-            log.warning("task %s: backend failed (%s); it will be redelivered", ctx.task_id, e)
+            log.warning("task %s: backend failed (%s); it runs again in %.0fs", ctx.task_id, e, RETRY_DELAY)
+            with contextlib.suppress(BackendError):
+                await delivery.nack(RETRY_DELAY)
         finally:
             keepalive.cancel()
             ctx._drop_unawaited()        # unawaited only when the worker is closing
@@ -331,7 +369,7 @@ class Worker:
             return
         try:
             work.result()
-        except BackendError:
+        except (BackendError, ReplyLost):
             raise
         except Exception as e:   # the handler's failure is the task's failure, not the worker's
             log.info("task %s failed in its handler: %r", ctx.task_id, e)

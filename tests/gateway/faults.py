@@ -1,0 +1,63 @@
+"""A fault-injecting wrapper around a real backend: everything goes to the real one, except the
+calls a test arms to fail (once each)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Callable
+
+from adapters.base import Message
+from gateway.tasks.envelope import ReplyEvent
+
+
+class FaultyBackend:
+    def __init__(self, inner) -> None:
+        self._inner = inner
+        self._publish_faults: list[tuple[Callable[[str, Message], bool], Exception]] = []
+        self._poll_faults: list[Exception] = []
+        self.publish_failed = asyncio.Event()
+        self.poll_failed = asyncio.Event()
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+    def fail_publish(self, matches: Callable[[str, Message], bool], error: Exception) -> None:
+        """The next publish for which `matches(topic, message)` is true raises `error`."""
+        self._publish_faults.append((matches, error))
+
+    def fail_poll(self, error: Exception) -> None:
+        """The next poll of a lite consumer opened through this backend raises `error`."""
+        self._poll_faults.append(error)
+
+    async def publish(self, topic: str, message: Message, *, lite_topic: str | None = None) -> str:
+        for fault in self._publish_faults:
+            if fault[0](topic, message):
+                self._publish_faults.remove(fault)
+                self.publish_failed.set()
+                raise fault[1]
+        return await self._inner.publish(topic, message, lite_topic=lite_topic)
+
+    async def lite_consumer(self, *args, **kwargs):
+        return _FaultyLiteConsumer(await self._inner.lite_consumer(*args, **kwargs), self)
+
+
+class _FaultyLiteConsumer:
+    def __init__(self, inner, backend: FaultyBackend) -> None:
+        self._inner, self._backend = inner, backend
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+    async def poll(self, *args, **kwargs):
+        if self._backend._poll_faults:
+            self._backend.poll_failed.set()
+            raise self._backend._poll_faults.pop(0)
+        return await self._inner.poll(*args, **kwargs)
+
+
+def reply_event_kind(message: Message) -> str:
+    """The payload kind of a reply event ("status_update", "artifact_update", ...), or ""."""
+    try:
+        return ReplyEvent.decode(message.body).event.WhichOneof("payload") or ""
+    except Exception:
+        return ""
