@@ -45,6 +45,8 @@ def translated():
         raise errors.QuotaExceededError(e.quota, e.limit, e.client_id) from e
     except lite_engine.EngineClosedError as e:
         raise errors.BackendUnavailableError("lite", str(e)) from e
+    except lite_engine.DataDirLockedError as e:
+        raise errors.StorageError(str(e)) from e   # keeps the advice: how to share one engine
     except lite_engine.StorageError as e:
         raise errors.StorageError(e.reason) from e
 

@@ -13,6 +13,7 @@
     ├── QuotaExceededError(quota, limit, client_id)
     ├── EngineClosedError
     └── StorageError(reason)          -- the commit log failed; raised on every later write
+        └── DataDirLockedError(data_dir, pid)  -- another engine holds the data directory
 
 Every error carries the offending data as attributes so that the network face and the adapters
 can map it to a protocol error without parsing messages.
@@ -107,6 +108,18 @@ class StorageError(EngineError):
     def __init__(self, reason: str) -> None:
         self.reason = reason
         super().__init__(f"commit log failure: {reason}")
+
+
+class DataDirLockedError(StorageError):
+    def __init__(self, data_dir: str, pid: int | None) -> None:
+        self.data_dir = data_dir
+        self.pid = pid
+        holder = f"process {pid}" if pid is not None else "another process"
+        StorageError.__init__(self, f"data directory {data_dir} is in use by {holder}")
+        self.args = (
+            f"data directory {data_dir} is in use by {holder}: one engine per data directory. "
+            f"To share one engine between processes, run `topicbridge engine --data-dir {data_dir}` "
+            f"and point every process at it with lite.mode=remote (lite.target=host:port)",)
 
 
 def _shorten(value: object, limit: int = 80) -> object:

@@ -9,6 +9,7 @@ from typing import Iterable, Protocol
 from . import records as rec
 from .commitlog import CommitLog, CommitLogError
 from .config import EngineConfig, TopicConfig
+from .dirlock import DirLock
 from .errors import StorageError
 from .kv import KvStore
 from .stream import Message, Stream, Topic
@@ -36,12 +37,21 @@ class Persistence:
         self._replaying = False
         self._error: StorageError | None = None
         self._lazy = config.fsync in ("never", "interval")
+        self._lock = DirLock(config.data_dir)
 
     @property
     def healthy(self) -> bool:
         return self._error is None
 
     def recover(self, engine: Restorable) -> None:
+        self._lock.acquire()   # before the log is opened: opening truncates a torn tail
+        try:
+            self._replay(engine)
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def _replay(self, engine: Restorable) -> None:
         self._replaying = True
         try:
             snap = self._log.open()
@@ -102,6 +112,8 @@ class Persistence:
             await self._log.close()
         except CommitLogError as exc:
             raise StorageError(str(exc)) from exc
+        finally:
+            self._lock.release()
 
 
 # ------------------------------------------------------------------ replay
