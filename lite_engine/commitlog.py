@@ -145,12 +145,20 @@ class _Scan:
     """Walks the records of one segment image; stops at the first bad one.
 
     After iteration, `offset` is the end of the last good record, `next_lsn` the LSN the
-    next record should have, and `problem` says why the walk stopped early (None at EOF).
+    next record should have, `problem` says why the walk stopped early (None at EOF) and
+    `bad_end` where the bad record claims to end.
     """
 
     def __init__(self, data: bytes, base: int) -> None:
         self.data, self.offset, self.next_lsn = data, 0, base
         self.problem: str | None = None
+        self.bad_end = 0
+
+    @property
+    def torn_tail(self) -> bool:
+        """Whether the bad record is the last thing in the file: a write cut short by a crash
+        (or the zeros a file system may leave past it). Anything else is corruption."""
+        return self.bad_end >= len(self.data) or not any(memoryview(self.data)[self.bad_end:])
 
     def __iter__(self) -> Iterator[tuple[int, int, memoryview]]:
         data, end = memoryview(self.data), len(self.data)
@@ -164,19 +172,19 @@ class _Scan:
 
     def _decode(self, data: memoryview, off: int, end: int) -> tuple[int, int] | None:
         if end - off < _HEADER.size:
-            return self._stop(f"torn header ({end - off} of {_HEADER.size} bytes)")
+            return self._stop(f"torn header ({end - off} of {_HEADER.size} bytes)", end)
         size, crc, rtype, lsn = _HEADER.unpack_from(data, off)
         payload_end = off + _HEADER.size + size
         if payload_end > end:
-            return self._stop(f"torn payload ({end - off - _HEADER.size} of {size} bytes)")
+            return self._stop(f"torn payload ({end - off - _HEADER.size} of {size} bytes)", end)
         if crc32(data[off + _CRC_FROM : payload_end]) != crc:
-            return self._stop("CRC mismatch")
+            return self._stop("CRC mismatch", payload_end)
         if lsn != self.next_lsn:
-            return self._stop(f"LSN {lsn} where {self.next_lsn} was expected")
+            return self._stop(f"LSN {lsn} where {self.next_lsn} was expected", payload_end)
         return rtype, payload_end
 
-    def _stop(self, reason: str) -> None:
-        self.problem = reason
+    def _stop(self, reason: str, bad_end: int) -> None:
+        self.problem, self.bad_end = reason, bad_end
         return None
 
 
@@ -313,6 +321,10 @@ class CommitLog:
         if scan.problem is not None:
             if not is_last:
                 raise CorruptLogError(seg.path, scan.offset, scan.problem)
+            if not scan.torn_tail:
+                following = len(data) - scan.bad_end
+                raise CorruptLogError(seg.path, scan.offset, f"{scan.problem}, with {following} bytes of "
+                                                             "records after it: not a torn tail")
             self._truncate_tail(seg, len(data), scan.problem)
         return scan.next_lsn
 

@@ -414,6 +414,32 @@ async def test_valid_record_with_a_non_consecutive_lsn_at_the_tail_is_truncated(
     await log.close()
 
 
+async def test_a_flipped_byte_in_the_middle_of_the_last_segment_raises_and_keeps_the_file(log_dir: Path) -> None:
+    segment = await write_records(log_dir, 6)
+    blob = bytearray(segment.read_bytes())
+    blob[2 * (HEADER + 100) + HEADER + 40] ^= 0x01  # payload of the third of six records
+    segment.write_bytes(blob)
+
+    with pytest.raises(CorruptLogError) as info:
+        CommitLog(log_dir).open()
+    assert info.value.path == str(segment)
+    assert info.value.offset == 2 * (HEADER + 100)
+    assert "CRC mismatch" in info.value.reason and "not a torn tail" in info.value.reason
+    assert segment.read_bytes() == bytes(blob)  # nothing truncated: the records after it are kept
+
+
+async def test_a_torn_last_record_followed_by_zeros_is_a_torn_tail(log_dir: Path) -> None:
+    segment = await write_records(log_dir, 4)
+    blob = bytearray(segment.read_bytes())
+    blob[-60:] = bytes(60)                   # the end of the last record never reached the disk
+    segment.write_bytes(bytes(blob) + bytes(4096))   # and the file system zero-filled past it
+
+    log = open_log(log_dir)
+    assert log.next_lsn == 3
+    await log.close()
+    assert [lsn for lsn, _, _ in await reopen_records(log_dir)] == [0, 1, 2]
+
+
 async def test_corruption_in_a_non_last_segment_raises(log_dir: Path) -> None:
     await write_records(log_dir, 9, segment_bytes=3 * (HEADER + 100))
     middle = segment_files(log_dir)[1]

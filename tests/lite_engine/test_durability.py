@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from lite_engine import Engine, EngineConfig, TopicConfig
+from lite_engine import Engine, EngineConfig, StorageError, TopicConfig
 
 
 def config(tmp_path, **kw):
@@ -125,4 +125,37 @@ async def test_acked_receipts_do_not_pile_up_in_the_timer_heap(tmp_path):
         [d] = await engine.receive("tasks", "g")
         engine.ack(d.receipt)
     assert len(engine._inflight._timers) <= 2048
+    await engine.close()
+
+
+def _last_segment(tmp_path):
+    return sorted((tmp_path / "data").glob("*.log"))[-1]
+
+
+async def test_a_corrupt_record_before_the_tail_stops_the_start_naming_segment_and_offset(tmp_path):
+    engine = await Engine(config(tmp_path, fsync="always")).start()
+    for i in range(20):
+        await engine.publish("tasks", b"message %02d" % i)
+    await engine.close()
+    segment = _last_segment(tmp_path)
+    blob = bytearray(segment.read_bytes())
+    blob[len(blob) // 2] ^= 0x40
+    segment.write_bytes(blob)
+    with pytest.raises(StorageError) as caught:
+        await Engine(config(tmp_path, fsync="always")).start()
+    assert str(segment) in str(caught.value) and "at offset" in str(caught.value)
+    assert segment.read_bytes() == bytes(blob)
+
+
+async def test_a_torn_final_record_is_dropped_and_every_earlier_one_kept(tmp_path):
+    engine = await Engine(config(tmp_path, fsync="always")).start()
+    await engine.receive("tasks", "g")
+    for i in range(20):
+        await engine.publish("tasks", b"message %02d" % i)
+    await engine.close()
+    segment = _last_segment(tmp_path)
+    os.truncate(segment, segment.stat().st_size - 3)
+    engine = await Engine(config(tmp_path, fsync="always")).start()
+    got = await engine.receive("tasks", "g", max_messages=100)
+    assert [d.body for d in got] == [b"message %02d" % i for i in range(19)]
     await engine.close()
