@@ -4,11 +4,11 @@ Every gateway instance runs a `Bridge` for every capability whose source is "a2a
 watches the registry), so the capability's consumer group spreads tasks over the instances. A
 bridge is a `Worker` whose handler forwards the task to the agent with the a2a-sdk client —
 streaming when the agent's card says it streams, else one blocking SendMessage — and republishes
-each event on the task's reply channel under the gateway's task and context ids:
+each event on the task's reply channel under the gateway's task and context ids (`agent_relay.py`).
 
-    remote Task snapshot   -> its new agent messages, changed artifacts, then its status
-    status / artifact / message events -> the same event
-    remote SUBMITTED       -> WORKING (the gateway's task is already in a worker's hands)
+Every call goes through the gateway's outbound policy (`gateway.http.outbound`) and reads at most
+`max_response_bytes` of one answer (one event of a stream): an agent answering more fails the
+task with a reason naming the cap, and nothing of the answer is kept.
 
 The message goes out with the gateway's context id and no task id (the agent names its task).
 Cancelling the gateway's task cancels the remote task. While nothing has come back from the
@@ -47,9 +47,11 @@ from adapters.errors import BackendError, ConflictError, InvalidRequestError, No
 
 from gateway.tasks import channels
 from gateway.tasks import fold
-from gateway.registry.cardfetch import AddressPolicy, RefusedURLError, bridgeable_interfaces, fetch_card, guarded_client
+from gateway.http.outbound import AddressPolicy, RefusedURLError, guarded_client
+from gateway.registry.cardfetch import bridgeable_interfaces, fetch_card
 from gateway.registry.capabilities import Capability, Registry, derive_name
-from .worker import TaskContext, Worker
+from .agent_relay import Relay
+from .worker import ReplyLost, TaskContext, Worker
 
 log = logging.getLogger("topicbridge.bridge")
 
@@ -100,12 +102,13 @@ class Bridge:
 
     def __init__(self, backend: Backend, registry: Registry, capability: Capability, policy: AddressPolicy, *,
                  attempts: int = ATTEMPTS, backoff: float = BACKOFF, read_timeout: float = READ_TIMEOUT,
-                 concurrency: int = 64, invisible: float = 60.0) -> None:
+                 concurrency: int = 64, invisible: float = 60.0, max_response_bytes: int | None = None) -> None:
         self.capability = capability
         self.name = capability.name
         self.registry = registry
         self.policy = policy
         self.attempts, self.backoff, self.read_timeout = attempts, backoff, read_timeout
+        self.max_response_bytes = max_response_bytes
         self.worker = Worker(backend, capability.name, self._forward, concurrency=concurrency, invisible=invisible)
         self.card = json_format.ParseDict(capability.card, a2a_pb2.AgentCard(), ignore_unknown_fields=True)
         interfaces = bridgeable_interfaces(self.card)
@@ -126,7 +129,8 @@ class Bridge:
         timeout = httpx.Timeout(CONNECT_TIMEOUT, read=self.read_timeout)
         limits = httpx.Limits(max_connections=POOL_CONNECTIONS, max_keepalive_connections=POOL_CONNECTIONS)
         pools = max(1, -(-self.worker.concurrency // POOL_CONNECTIONS))
-        self._https = [guarded_client(self.policy, timeout=timeout, limits=limits) for _ in range(pools)]
+        self._https = [guarded_client(self.policy, timeout=timeout, limits=limits,
+                                      max_response_bytes=self.max_response_bytes) for _ in range(pools)]
         try:
             self._clients = [ClientFactory(ClientConfig(
                 streaming=True, httpx_client=http,
@@ -183,7 +187,7 @@ class Bridge:
             return f"agent {self.name!r} at {self.url}: address refused: {error.reason}", True
         return f"agent {self.name!r} answered with an error: {error}", error.broken
 
-    async def _call(self, ctx: TaskContext, relay: "Relay") -> None:
+    async def _call(self, ctx: TaskContext, relay: Relay) -> None:
         request = a2a_pb2.SendMessageRequest(message=relay.outgoing())
         failures = 0
         while True:
@@ -194,7 +198,7 @@ class Bridge:
                 async for event in client.send_message(request):
                     await relay.push(event)
                 break
-            except (BackendError, RefusedURLError):
+            except (BackendError, RefusedURLError, ReplyLost):
                 raise
             except Exception as e:
                 if not transient(e):
@@ -209,14 +213,14 @@ class Bridge:
         if relay.remote_id and not relay.final:
             await self._follow(relay)
 
-    async def _follow(self, relay: "Relay") -> None:
+    async def _follow(self, relay: Relay) -> None:
         """Poll GetTask until the remote task settles (a stream broke, or a blocking call came back early)."""
         failures, delay = 0, self.backoff
         while not relay.final:
             await asyncio.sleep(delay)
             try:
                 task = await self._client.get_task(a2a_pb2.GetTaskRequest(id=relay.remote_id))
-            except (BackendError, RefusedURLError):
+            except (BackendError, RefusedURLError, ReplyLost):
                 raise
             except Exception as e:
                 if not transient(e):
@@ -229,7 +233,7 @@ class Bridge:
                 await relay.push(a2a_pb2.StreamResponse(task=task))
             delay = min(delay * 2, 2.0)
 
-    async def _cancel_remote(self, ctx: TaskContext, relay: "Relay", *, report: bool = True) -> None:
+    async def _cancel_remote(self, ctx: TaskContext, relay: Relay, *, report: bool = True) -> None:
         try:
             async with asyncio.timeout(CANCEL_TIMEOUT):
                 remote_id = relay.remote_id or (relay.sent and await self._find_remote(ctx, relay))
@@ -244,7 +248,7 @@ class Bridge:
         except Exception as e:
             log.info("task %s: agent %s did not cancel its task: %s", ctx.task_id, self.name, _describe(e))
 
-    async def _find_remote(self, ctx: TaskContext, relay: "Relay") -> str:
+    async def _find_remote(self, ctx: TaskContext, relay: Relay) -> str:
         """The agent's task for our message, when a blocking call was cut short before it answered."""
         listing = await self._client.list_tasks(a2a_pb2.ListTasksRequest(context_id=ctx.context_id))
         sent = relay.outgoing().message_id
@@ -260,7 +264,7 @@ class Bridge:
             self._remote_table = await self.worker.backend.table(REMOTE_TABLE)
         return self._remote_table
 
-    async def _remember(self, relay: "Relay") -> None:
+    async def _remember(self, relay: Relay) -> None:
         """Before the task stops for input: the agent's ids, for the continuation on any instance."""
         row = {"task_id": relay.remote_id, "context_id": relay.remote_context or relay.ctx.context_id}
         await (await self._remote_ids()).put(relay.ctx.task_id, json.dumps(row).encode())
@@ -269,7 +273,7 @@ class Bridge:
         raw = await (await self._remote_ids()).get(task_id)
         return json.loads(raw) if raw else None
 
-    async def _forget(self, ctx: TaskContext, relay: "Relay") -> None:
+    async def _forget(self, ctx: TaskContext, relay: Relay) -> None:
         """A continuation turn that did not stop for input again ended the task: drop its row."""
         if ctx.turn and not relay.interrupted:
             with contextlib.suppress(BackendError):
@@ -283,117 +287,6 @@ class Bridge:
             await self.registry.set_health(self.name, status, error)
         except BackendError as e:
             log.warning("could not record the health of %s: %s", self.name, e)
-
-
-class Relay:
-    """Republishes one remote task's events as the gateway's task."""
-
-    def __init__(self, ctx: TaskContext, remote: dict | None = None, remember=None) -> None:
-        """`remote`: the agent's ids of the task a continuation continues; `remember(relay)` is
-        awaited before an interrupted state is relayed."""
-        self.ctx = ctx
-        self.remote_id = remote["task_id"] if remote else ""
-        self.remote_context = remote["context_id"] if remote else ""
-        self._continues = remote
-        self._remember = remember
-        self.sent = False           # a request left for the agent
-        self.started = False        # something came back
-        self._state = a2a_pb2.TASK_STATE_WORKING     # the worker announced WORKING before the handler ran
-        # On a continuation, the messages of earlier turns are in the gateway's task already.
-        self._earlier: set[str] = {m.message_id for m in ctx.history} if remote else set()
-        self._messages: set[str] = set(self._earlier)
-        self._artifacts: dict[str, bytes] = {}
-
-    @property
-    def final(self) -> bool:
-        return self.ctx.finished
-
-    @property
-    def interrupted(self) -> bool:
-        return self._state in fold.INTERRUPTED
-
-    def outgoing(self) -> a2a_pb2.Message:
-        message = a2a_pb2.Message()
-        message.CopyFrom(self.ctx.message)
-        if self._continues:
-            message.task_id, message.context_id = self._continues["task_id"], self._continues["context_id"]
-            message.message_id = message.message_id or f"{self.ctx.task_id}-{self.ctx.turn}"
-        else:
-            message.task_id, message.context_id = "", self.ctx.context_id
-            message.message_id = message.message_id or self.ctx.task_id
-        message.role = message.role or a2a_pb2.ROLE_USER
-        return message
-
-    async def push(self, event: a2a_pb2.StreamResponse) -> None:
-        self.started = True
-        if self.final:
-            return
-        kind = event.WhichOneof("payload")
-        if kind == "task":
-            await self._task(event.task)
-        elif kind == "status_update":
-            self.remote_id = self.remote_id or event.status_update.task_id
-            self.remote_context = self.remote_context or event.status_update.context_id
-            await self._status(event.status_update.status, event.status_update.metadata)
-        elif kind == "artifact_update":
-            self.remote_id = self.remote_id or event.artifact_update.task_id
-            await self._artifact(event.artifact_update)
-        elif kind == "message":
-            await self._message(event.message)
-
-    async def _task(self, task: a2a_pb2.Task) -> None:
-        self.remote_id = self.remote_id or task.id
-        self.remote_context = self.remote_context or task.context_id
-        for message in task.history:
-            if message.role == a2a_pb2.ROLE_AGENT and message.message_id not in self._messages:
-                await self._message(message)
-        for artifact in task.artifacts:
-            if self._artifacts.get(artifact.artifact_id) != artifact.SerializeToString():
-                await self._artifact(a2a_pb2.TaskArtifactUpdateEvent(artifact=artifact, last_chunk=True))
-        await self._status(task.status, None)
-
-    async def _status(self, status: a2a_pb2.TaskStatus, metadata) -> None:
-        state = _STATES.get(status.state)
-        if state is None or state == self._state and not status.HasField("message"):
-            return
-        if self._earlier and status.HasField("message") and status.message.message_id in self._earlier:
-            return      # an earlier turn's status (the question this turn answers), in a snapshot
-        if state in fold.INTERRUPTED and self._remember is not None and self.remote_id:
-            await self._remember(self)
-        self._state = state
-        update = a2a_pb2.TaskStatusUpdateEvent(task_id=self.ctx.task_id, context_id=self.ctx.context_id)
-        update.status.CopyFrom(status)
-        update.status.state = state
-        if status.HasField("message"):
-            self._own(update.status.message)
-            self._messages.add(status.message.message_id)
-        if metadata is not None and metadata.fields:
-            update.metadata.CopyFrom(metadata)
-        await self.ctx.emit(a2a_pb2.StreamResponse(status_update=update))
-
-    async def _artifact(self, remote: a2a_pb2.TaskArtifactUpdateEvent) -> None:
-        update = a2a_pb2.TaskArtifactUpdateEvent()
-        update.CopyFrom(remote)
-        update.task_id, update.context_id = self.ctx.task_id, self.ctx.context_id
-        key = update.artifact.artifact_id
-        self._artifacts[key] = b"" if update.append else update.artifact.SerializeToString()
-        await self.ctx.emit(a2a_pb2.StreamResponse(artifact_update=update))
-
-    async def _message(self, remote: a2a_pb2.Message) -> None:
-        message = a2a_pb2.Message()
-        message.CopyFrom(remote)
-        self._own(message)
-        self._messages.add(remote.message_id)
-        await self.ctx.emit(a2a_pb2.StreamResponse(message=message))
-
-    def _own(self, message: a2a_pb2.Message) -> None:
-        message.task_id, message.context_id = self.ctx.task_id, self.ctx.context_id
-
-
-_STATES = {a2a_pb2.TASK_STATE_SUBMITTED: a2a_pb2.TASK_STATE_WORKING,
-           **{s: s for s in (a2a_pb2.TASK_STATE_WORKING, a2a_pb2.TASK_STATE_COMPLETED, a2a_pb2.TASK_STATE_FAILED,
-                             a2a_pb2.TASK_STATE_CANCELED, a2a_pb2.TASK_STATE_REJECTED,
-                             a2a_pb2.TASK_STATE_INPUT_REQUIRED, a2a_pb2.TASK_STATE_AUTH_REQUIRED)}}
 
 
 class Bridges:
