@@ -9,6 +9,11 @@ import uuid
 REPLY_TOPIC = "tb-reply"        # lite parent of every task's reply channel
 CONTROL_TOPIC = "tb-control"    # lite parent of every task's control channel (cancel)
 TASK_TABLE = "tasks"            # task index: task id -> folded task
+# Idle time of the reply and control channels (the same for every creator of the parents: the
+# last create_topic sets it). An ended task's channels go this long after their last event, so
+# lite topics in use track tasks in flight; re-attach and GetTask then answer from the index. It
+# must outlast a dead gateway's adoption (recovery.py: lease + adoption interval, ~12 s).
+CHANNEL_IDLE_SECONDS = 60.0
 CAPABILITY_PREFIX = "tb-cap-"
 
 _CAPABILITY = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")

@@ -24,7 +24,9 @@ from adapters.errors import BackendError
 
 from . import channels
 from . import fold
+from . import positions
 from .envelope import EnvelopeError, ReplyEvent
+from .ownership import Owners
 from .watch import Watch
 
 log = logging.getLogger("topicbridge.tasks")
@@ -47,6 +49,7 @@ class Active:
     unhooked: dict = field(default_factory=dict)        # position -> ReplyEvent, hooks not run yet
     unacked: list[Delivery] = field(default_factory=list)   # acked once indexed and hooked
     held: list = field(default_factory=list)    # final events shown to waiting calls once indexed
+    ended: bool = False                     # its turn's end was handed out: no new watches here
 
 
 class Relay:
@@ -62,6 +65,7 @@ class Relay:
         self.active: dict[str, Active] = {}     # tasks this instance follows
         self._due: dict[str, float] = {}        # task id -> when its un-indexed events must be indexed
         self.bad_events = 0
+        self.owners: Owners | None = None       # owner rows of running turns (ownership.py)
         # Awaited for each event once folded and indexed, before waiting calls see it and before
         # its ack (push notifications are published here). A hook that raises leaves the event unacked.
         self.on_event: list[Hook] = []
@@ -152,10 +156,12 @@ class Relay:
             try:
                 if active.indexed < active.position:
                     position = active.position
+                    positions.stamp(active.task, position)     # a later reader skips what is folded in
                     await self.table.put(task_id, active.task.SerializeToString())
                     active.indexed = max(active.indexed, position)
             finally:        # indexed or not, the waiting calls get their answer (unless `resume` took the task on)
                 release(active, ending and fold.is_final(active.task.status.state))
+                active.ended = active.ended or (ending and fold.is_final(active.task.status.state))
             for position in sorted(active.unhooked):
                 event = active.unhooked.pop(position)
                 if position > active.hooked:
@@ -173,11 +179,36 @@ class Relay:
                 await self.consumer.unsubscribe([channels.reply_channel(task_id)])
                 if task_id in self.active:     # continued (`resume`) meanwhile: it reads the channel again
                     await self.consumer.subscribe([channels.reply_channel(task_id)])
+            if task_id not in self.active:
+                await self._release(task_id)
+
+    async def _release(self, task_id: str) -> None:
+        """The turn ended and is indexed: this instance no longer answers for it."""
+        if self.owners is None:
+            return
+        try:
+            await self.owners.release(task_id)
+        except BackendError as e:   # a restart finds the row, sees the indexed end, and drops it then
+            log.warning("releasing task %s failed: %s", task_id, e)
+
+    async def follow(self, task_id: str) -> bool:
+        """Follow a task this instance owns (after a restart, or adopted): fold what its channel
+        holds beyond the indexed position. False if its turn had ended already (row released)."""
+        if task_id in self.active:
+            return True
+        active = await self.load_active(task_id)
+        if fold.is_final(active.task.status.state):
+            self.active.pop(task_id, None)
+            await self._release(task_id)
+            return False
+        await self.consumer.subscribe([channels.reply_channel(task_id)])
+        return True
 
     async def load_active(self, task_id: str) -> _Active:
         raw = await self.table.get(task_id)
         task = a2a_pb2.Task.FromString(raw) if raw else a2a_pb2.Task(id=task_id)
-        start = (recorded(task)[1], 0, -1)     # earlier turns are in the indexed task already
+        # what the index holds is folded in already: at least the earlier turns
+        start = positions.position_of(task) or (recorded(task)[1], 0, -1)
         active = Active(task, start, start, start)
         self.active[task_id] = active
         return active
