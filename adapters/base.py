@@ -102,14 +102,28 @@ class LiteConsumer(Protocol):
 
 @runtime_checkable
 class Table(Protocol):
-    """A small durable key-value table (registry, task index)."""
+    """A small durable key-value table (registry, task index), shared by every process.
+
+    Every row has a version: an int > 0 that grows with every write of its key. `expect` makes a
+    write conditional: None writes anyway, 0 only if the key has no row, v > 0 only if the row's
+    version is v; otherwise ConflictError (with `key`, `expected` and `actual`, 0 for no row).
+    Of several processes racing a write with the same expectation, exactly one wins.
+    """
 
     name: str
 
-    async def put(self, key: str, value: bytes) -> None: ...
+    async def put(self, key: str, value: bytes, *, expect: int | None = None) -> int:
+        """Write the row; return its new version."""
     async def get(self, key: str) -> bytes | None: ...
-    async def delete(self, key: str) -> bool: ...
+    async def read(self, key: str) -> tuple[bytes, int] | None:
+        """The row's value and version, None when there is no row."""
+    async def delete(self, key: str, *, expect: int | None = None) -> bool:
+        """Remove the row; False when there was none."""
     async def items(self, prefix: str = "") -> list[tuple[str, bytes]]: ...
+    async def scan(self, prefix: str = "", *, after: str = "", limit: int = 100) -> list[tuple[str, bytes]]:
+        """One page of rows: keys starting with `prefix` and greater than `after`, in ascending
+        order, at most `limit` (1..1000, else InvalidRequestError). The last key returned is
+        the `after` of the next page."""
 
 
 @dataclass(frozen=True, slots=True)
