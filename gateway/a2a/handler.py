@@ -38,10 +38,7 @@ from a2a.utils.errors import (
     UnsupportedOperationError,
 )
 from a2a.utils.task import (
-    ListTasksCursor,
     apply_history_length,
-    decode_list_tasks_cursor,
-    encode_list_tasks_cursor,
     validate_history_length,
     validate_page_size,
 )
@@ -52,6 +49,7 @@ from google.protobuf.descriptor import FieldDescriptor
 from adapters.errors import BackendError, NotFoundError, status_of
 
 from gateway.tasks import fold
+from gateway.tasks.index import PageTokenError
 from .push import PushService, PushUrlError
 from gateway.registry.capabilities import Registry
 from gateway.tasks.service import TaskError, TaskService, Watch
@@ -180,28 +178,18 @@ class GatewayRequestHandler(RequestHandler):
         validate_history_length(params)
         page_size = params.page_size if params.HasField("page_size") else constants.DEFAULT_LIST_TASKS_PAGE_SIZE
         validate_page_size(page_size)
+        after = params.status_timestamp_after.ToNanoseconds() if params.HasField("status_timestamp_after") else None
         try:
-            tasks = await self.tasks.list(context_id=params.context_id, state=params.status)
+            page = await self.tasks.list(context_id=params.context_id, state=params.status, page_size=page_size,
+                                         page_token=params.page_token, updated_after_ns=after)
+        except PageTokenError as e:
+            raise InvalidParamsError(message=str(e)) from None
         except BackendError as e:
             raise a2a_error(e) from None
-        if params.HasField("status_timestamp_after"):
-            after = params.status_timestamp_after.ToNanoseconds()
-            tasks = [t for t in tasks if t.status.timestamp.ToNanoseconds() >= after]
-        tasks.sort(key=_list_key, reverse=True)
-        start = 0
-        if params.page_token:
-            cursor = decode_list_tasks_cursor(params.page_token)
-            if cursor is None:
-                raise InvalidParamsError(message=f"page_token {params.page_token[:100]!r} is not one this "
-                                                 "gateway issued")
-            start = next((i for i, t in enumerate(tasks) if _list_key(t) < cursor.sort_key()), len(tasks))
-        page = tasks[start:start + page_size]
-        response = a2a_pb2.ListTasksResponse(page_size=page_size, total_size=len(tasks))
-        if start + page_size < len(tasks):
-            last = page[-1]
-            response.next_page_token = encode_list_tasks_cursor(
-                ListTasksCursor(_timestamp(last), last.id))
-        for task in page:
+        # The index is paged, never counted: total_size is what this page holds.
+        response = a2a_pb2.ListTasksResponse(page_size=page_size, total_size=len(page.tasks),
+                                             next_page_token=page.next_page_token)
+        for task in page.tasks:
             if not params.include_artifacts:
                 task.ClearField("artifacts")
             response.tasks.append(apply_history_length(task, params))
@@ -308,15 +296,6 @@ class GatewayRequestHandler(RequestHandler):
 def payload(event: a2a_pb2.StreamResponse):
     """The Task/Message/update inside a StreamResponse (what the SDK's routes serialize)."""
     return getattr(event, event.WhichOneof("payload"))
-
-
-def _timestamp(task: a2a_pb2.Task) -> int | None:
-    return task.status.timestamp.ToNanoseconds() if task.status.HasField("timestamp") else None
-
-
-def _list_key(task: a2a_pb2.Task) -> tuple[bool, int, str]:
-    ts = _timestamp(task)
-    return ListTasksCursor(ts, task.id).sort_key()
 
 
 # ------------------------------------------------------------ required fields

@@ -1,6 +1,6 @@
 """Admin REST API: register A2A agents by card URL, list/search/show/remove capabilities.
 
-    POST   /admin/agents          {"card_url": ..., "name"?: ...}  -> 201 capability
+    POST   /admin/agents          {"card_url": ..., "name"?: ..., "timeout_seconds"?: ...}  -> 201 capability
     GET    /admin/agents[?q=&limit=&status=]                       -> {"agents": [...]} (ranked, with scores, for q)
     GET    /admin/agents/{name}                                    -> capability
     DELETE /admin/agents/{name}                                    -> {"removed": capability}
@@ -23,6 +23,7 @@ from starlette.routing import Route
 from adapters.errors import BackendError, InvalidRequestError, MessageTooLargeError, NotFoundError, status_of
 
 from gateway.registry import discovery
+from gateway.registry.capabilities import MAX_TIMEOUT, check_timeout
 from gateway.registry.cardfetch import CardError, InvalidCardError, RefusedURLError, UnreachableError
 
 log = logging.getLogger("topicbridge.admin")
@@ -30,7 +31,7 @@ log = logging.getLogger("topicbridge.admin")
 MAX_BODY_BYTES = 64 * 1024
 MAX_LIMIT = 1000
 STATUSES = ("available", "unavailable", "error")
-REGISTER_FIELDS = {"card_url", "name"}
+REGISTER_FIELDS = {"card_url", "name", "timeout_seconds"}
 
 # card error -> HTTP status: a bad card is the caller's bad input; a URL the gateway may not or
 # cannot reach is well-formed but unprocessable.
@@ -81,7 +82,14 @@ class AdminAPI:
             raise InvalidRequestError("card_url", card_url, "required: the agent's card URL or base URL")
         if name is not None and not isinstance(name, str):
             raise InvalidRequestError("name", name, "must be a string")
+        try:
+            timeout = check_timeout(body.get("timeout_seconds"))
+        except ValueError as e:
+            raise InvalidRequestError("timeout_seconds", body.get("timeout_seconds"), str(e)) from None
         capability = await self.gateway.bridges.register(card_url.strip(), name)
+        if timeout is not None:
+            await self.gateway.registry.set_timeout(capability.name, timeout)
+            capability.timeout_seconds = timeout
         return JSONResponse(capability.to_json(), status_code=201,
                             headers={"Location": f"/admin/agents/{capability.name}"})
 
@@ -232,6 +240,10 @@ OPENAPI: dict = {
                              "description": "The agent card's URL, or the agent's base URL."},
                 "name": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,62}$",
                          "description": "Capability name to use instead of the one derived from the card."},
+                "timeout_seconds": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_TIMEOUT,
+                                    "description": "How long one turn of a task may run before the gateway "
+                                                   "fails it and cancels it at the agent; default "
+                                                   "gateway.task_timeout_seconds."},
             },
         },
         "Capability": {
@@ -251,6 +263,8 @@ OPENAPI: dict = {
                 "heartbeat": {"type": ["number", "null"],
                               "description": "Seconds a native worker may stay silent; null if not tracked."},
                 "workers": {"type": "integer", "description": "Live native workers."},
+                "timeout_seconds": {"type": ["number", "null"],
+                                    "description": "A turn's time limit; null: gateway.task_timeout_seconds."},
                 "topic": {"type": "string"},
                 "score": {"type": "number", "description": "Relevance, in search results only."},
             },

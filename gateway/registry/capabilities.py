@@ -12,6 +12,12 @@ while one of its workers was seen within its ttl and `unavailable` once all have
 silent; it stays listed. A capability bridged to an A2A agent is `available` until its bridge
 cannot reach the agent, then `error` with the reason in `error`, until a call gets through.
 Records written with `put` and no heartbeat keep the status they were written with.
+
+Timeout. `timeout_seconds` bounds how long one turn of a task of the capability may run before
+the gateway fails it (gateway/tasks/lifetimes.py); null takes gateway.task_timeout_seconds. It
+is given at registration (POST /admin/agents) or, for a native worker, in its card as the
+extension TIMEOUT_EXTENSION: capabilities.extensions[] = {"uri": TIMEOUT_EXTENSION,
+"params": {"timeoutSeconds": 120}}.
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ from gateway.tasks import channels
 TABLE = "capabilities"
 WORKER_TABLE = "capability-workers"
 PRUNE_AFTER_TTLS = 10       # a silent worker's row is removed after this many ttls
+TIMEOUT_EXTENSION = "urn:topicbridge:task-timeout:v1"
+MAX_TIMEOUT = 30 * 24 * 3600.0
 
 
 @dataclass
@@ -48,6 +56,7 @@ class Capability:
     last_seen: float = field(default_factory=time.time)
     heartbeat: float | None = None          # set when workers announce it: health follows their heartbeats
     workers: int | None = None              # live native workers, counted when read (heartbeat set)
+    timeout_seconds: float | None = None    # a turn's limit; None: gateway.task_timeout_seconds
 
     @property
     def topic(self) -> str:
@@ -70,6 +79,25 @@ class Capability:
 
 
 _FIELDS = {f.name for f in dataclasses.fields(Capability)}
+
+
+def check_timeout(value) -> float | None:
+    """A valid `timeout_seconds` (None stays None); ValueError naming what is wrong."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= MAX_TIMEOUT:
+        raise ValueError(f"timeout_seconds {value!r} must be a number of seconds in (0, {MAX_TIMEOUT:.0f}]")
+    return float(value)
+
+
+def card_timeout(card: dict) -> float | None:
+    """The `timeout_seconds` a card declares in the TIMEOUT_EXTENSION extension (None if none)."""
+    extensions = (card.get("capabilities") or {}).get("extensions") or []
+    for extension in extensions:
+        if isinstance(extension, dict) and extension.get("uri") == TIMEOUT_EXTENSION:
+            return check_timeout((extension.get("params") or {}).get("timeoutSeconds",
+                                 (extension.get("params") or {}).get("timeout_seconds")))
+    return None
 
 
 def derive_name(card_name: str) -> str:
@@ -134,6 +162,15 @@ class Registry:
         await self.put(capability)
         return capability
 
+    async def set_timeout(self, name: str, seconds: float | None) -> bool:
+        """Set the capability's `timeout_seconds`; False if there is no such capability."""
+        capability = await self._read(name)
+        if capability is None:
+            return False
+        capability.timeout_seconds = check_timeout(seconds)
+        await self.put(capability)
+        return True
+
     async def set_health(self, name: str, status: str, error: str | None = None) -> bool:
         """Record a bridge's view of its agent; writes only on a change, never re-creates a removed record."""
         capability = await self._read(name)
@@ -165,7 +202,8 @@ class Registry:
         if existing is None or existing.heartbeat is None or (existing.card, existing.input_schema,
                                                                existing.output_schema) != wanted:
             await self.put(Capability(name, card, "native", None, input_schema, output_schema,
-                                      created=existing.created if existing else now, heartbeat=ttl))
+                                      created=existing.created if existing else now, heartbeat=ttl,
+                                      timeout_seconds=card_timeout(card)))
 
     async def depart(self, name: str, worker_id: str) -> None:
         """A worker stopped cleanly; the capability stays, unavailable if it was the last one."""

@@ -29,6 +29,8 @@ from adapters.errors import BackendError
 from . import channels
 from . import fold
 from .envelope import ControlEvent, ReplyEvent, TaskEnvelope
+from .index import Page, TaskIndex
+from .lifetimes import TASK_TIMEOUT
 from .errors import (ContextMismatchError, NotCancelableError, TaskError, TaskNotFoundError, TaskRunningError,
                      TaskTerminalError, WrongCapabilityError)
 from .relay import INDEX_DELAY, Active, Relay, recorded, release
@@ -53,6 +55,9 @@ class TaskService:
         self._relay: Relay | None = None
         self._relay_task: asyncio.Task | None = None
         self.on_event: list = []        # the relay's hooks (see Relay.on_event); add before start
+        # capability -> seconds a turn may run before it fails (lifetimes.py sets it from the registry)
+        self.timeout_of = None
+        self.task_timeout = TASK_TIMEOUT
 
     @property
     def bad_events(self) -> int:
@@ -63,7 +68,7 @@ class TaskService:
     async def start(self) -> None:
         for topic in (channels.REPLY_TOPIC, channels.CONTROL_TOPIC):
             await self.backend.create_topic(TopicSpec(topic, lite=True, lite_idle_seconds=REPLY_IDLE_SECONDS))
-        self._table = await self.backend.table(channels.TASK_TABLE)
+        self._table = await TaskIndex.open(self.backend)
         self._consumer = await self.backend.lite_consumer(channels.REPLY_TOPIC, self.instance_id,
                                                           self.instance_id)
         self._relay = Relay(self._consumer, self._table, poll_wait=self.poll_wait, index_delay=self.index_delay)
@@ -92,7 +97,8 @@ class TaskService:
         task.status.state = a2a_pb2.TASK_STATE_SUBMITTED
         task.status.timestamp.GetCurrentTime()
         task.history.append(message)
-        task.metadata[fold.OWN_METADATA] = {"capability": capability}     # for `resume`, on any instance
+        deadline = deadline or await self._deadline(capability)
+        task.metadata[fold.OWN_METADATA] = {"capability": capability, "deadline": deadline}   # for `resume`, on any instance
         watch = Watch(task_id)
         submitted = _copy(task)             # the relay folds events into `task` from now on
         self._relay.active[task_id] = Active(task, watches=[watch])
@@ -166,6 +172,8 @@ class TaskService:
         active.watches = [watch]
         resumed = _copy(task)
         await self._consumer.subscribe([channels.reply_channel(task_id)])
+        deadline = deadline or await self._deadline(owner)      # the task is taken: awaiting is safe now
+        task.metadata[fold.OWN_METADATA]["deadline"] = resumed.metadata[fold.OWN_METADATA]["deadline"] = deadline
         envelope = TaskEnvelope(task_id, task.context_id, owner, message, deadline, time.time(), trace or {},
                                 metadata or {}, turn, history)
         published = await self._write_turn(task, envelope)
@@ -216,13 +224,16 @@ class TaskService:
         raw = await self._table.get(task_id) if _plausible_id(task_id) else None
         return a2a_pb2.Task.FromString(raw) if raw else None
 
-    async def list(self, *, context_id: str = "", state: int = 0) -> list[a2a_pb2.Task]:
-        """Every indexed task, newest first."""
-        tasks = [a2a_pb2.Task.FromString(raw) for _, raw in await self._table.items()]
-        tasks = [t for t in tasks if (not context_id or t.context_id == context_id)
-                 and (not state or t.status.state == state)]
-        tasks.sort(key=lambda t: t.status.timestamp.ToNanoseconds(), reverse=True)
-        return tasks
+    async def list(self, *, context_id: str = "", state: int = 0, page_size: int = 50, page_token: str = "",
+                   updated_after_ns: int | None = None) -> Page:
+        """One page of indexed tasks, newest status first (index.py). Raises PageTokenError."""
+        return await self._table.page(page_size=page_size, page_token=page_token, context_id=context_id,
+                                      state=state, updated_after_ns=updated_after_ns)
+
+    async def _deadline(self, capability: str) -> float:
+        """When a turn of `capability` starting now must have ended (Lifetimes enforces it)."""
+        timeout = await self.timeout_of(capability) if self.timeout_of is not None else None
+        return time.time() + (timeout or self.task_timeout)
 
     async def cancel(self, task_id: str, reason: str = "") -> a2a_pb2.Task:
         task = await self.get(task_id)

@@ -92,7 +92,7 @@ async def test_another_gateway_instance_answers_get_and_subscribe(backend, servi
         await service.cancel(task.id)
         rest = [e async for e in stream]
         assert rest[-1].status_update.status.state == a2a_pb2.TASK_STATE_CANCELED
-        listed = await other.list()
+        listed = (await other.list()).tasks
         assert [t.id for t in listed] == [task.id]
     finally:
         await other.close()

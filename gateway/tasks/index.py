@@ -1,0 +1,345 @@
+"""The task index: every task's folded state by id, newest first for ListTasks, any size.
+
+`TaskIndex` looks like the backend `Table` the call side and the relay write to (put, get, read,
+delete with bytes values), and keeps beside the rows by id what they cannot do alone:
+
+    tasks           "<task_id>"                        -> record (below)
+    tasks-by-time   "<inverted status ns>/<task_id>"   -> b""   newest first; moved on each write
+    task-chunks     "<task_id>/<generation>/<n>"       -> one slice of a record too large for a row
+    task-lifetimes  "<due unix ms>/<task_id>"          -> b""   a running turn's deadline, written
+                                                                 here; lifetimes.py pages and moves it
+
+Record format of a "tasks" row (written in `_record`, read in `_parse`):
+
+    0x00, kind (1 byte), len(order key) (2 bytes, big endian), order key,
+    kind 0 (inline):  the serialized a2a Task
+    kind 1 (chunked): chunk count (4 bytes, big endian), generation (8 ASCII hex characters)
+
+A serialized Task never starts with 0x00 (field number 0 does not exist), so a row written
+before this format (the bare Task) is still read as one.
+
+A task larger than a quarter of the backend's largest value (1 MiB on the lite engine) is
+written as chunks of a new generation first, then the row naming them, then the previous
+generation's chunks are deleted: a reader always finds every chunk its row names, or retries
+once when a write replaced them between its two reads. Chunks of a generation a crash or a
+race left behind go when the task is deleted (every chunk under "<task_id>/").
+
+Caller: TaskService (start: wraps the task table), the relay (put), Lifetimes (get, delete,
+deadlines). Affects: the four tables above.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+import os
+import struct
+from dataclasses import dataclass
+
+from a2a.types import a2a_pb2
+
+from adapters.base import Backend, Table
+from adapters.errors import ConflictError
+
+from . import channels
+from . import fold
+
+log = logging.getLogger("topicbridge.tasks")
+
+ORDER_TABLE = "tasks-by-time"
+CHUNK_TABLE = "task-chunks"
+LIFETIME_TABLE = "task-lifetimes"
+
+_MAX_NS = 10 ** 20 - 1          # inverted timestamps: 20 digits sort newest first
+_HEADER = struct.Struct(">BBH")
+_CHUNKS = struct.Struct(">I")
+_INLINE, _CHUNKED = 0, 1
+_KNOWN = 100_000                # tasks whose order key this process remembers (no read before a write)
+SCAN_PAGE = 200
+
+
+def order_key(task: a2a_pb2.Task, task_id: str) -> str:
+    """Newest status first; tasks without a timestamp last (as a2a-sdk's ListTasks orders them)."""
+    ns = task.status.timestamp.ToNanoseconds() if task.status.HasField("timestamp") else 0
+    return f"{_MAX_NS - ns:020d}/{task_id}"
+
+
+def lifetime_key(due: float, task_id: str) -> str:
+    return f"{max(0, int(due * 1000)):015d}/{task_id}"
+
+
+def parse_lifetime_key(key: str) -> tuple[float, str]:
+    due, _, task_id = key.partition("/")
+    return int(due) / 1000, task_id
+
+
+def deadline_of(task: a2a_pb2.Task) -> float | None:
+    """The current turn's deadline (unix seconds) the task records in metadata["topicbridge"]."""
+    own = task.metadata.fields.get(fold.OWN_METADATA)
+    if own is None or not own.HasField("struct_value") or "deadline" not in own.struct_value.fields:
+        return None
+    return own.struct_value.fields["deadline"].number_value
+
+
+@dataclass
+class Page:
+    tasks: list[a2a_pb2.Task]
+    next_page_token: str        # "" on the last page
+
+
+class PageTokenError(ValueError):
+    def __init__(self, token: str) -> None:
+        self.token = token
+        super().__init__(f"page token {token[:100]!r} is not one this gateway issued")
+
+
+class TaskIndex:
+    """The task table as the call side and the relay see it, plus ListTasks pages."""
+
+    def __init__(self, rows: Table, order: Table, chunks: Table, lifetimes: Table, *, max_value_bytes: int) -> None:
+        self.name = rows.name
+        self.rows, self.order, self.chunks, self.lifetimes = rows, order, chunks, lifetimes
+        self.chunk_bytes = max(1024, max_value_bytes // 4)
+        self._known: dict[str, tuple] = {}      # task id -> (order key, chunk generation) this process wrote
+        self._deadline_of: dict[str, float] = {}    # task id -> the deadline whose lifetime row it wrote
+        self._locks: dict[str, list] = {}     # task id -> [lock, users]
+
+    @classmethod
+    async def open(cls, backend: Backend) -> "TaskIndex":
+        tables = [await backend.table(name) for name in (channels.TASK_TABLE, ORDER_TABLE, CHUNK_TABLE, LIFETIME_TABLE)]
+        return cls(*tables, max_value_bytes=backend.max_message_bytes)
+
+    # ------------------------------------------------------------ the Table face
+
+    async def put(self, key: str, value: bytes, *, expect: int | None = None) -> int:
+        """Write the serialized task `value` under id `key`; returns the row's version."""
+        async with self._lock(key):
+            task = a2a_pb2.Task.FromString(value)
+            new_order = order_key(task, key)
+            old_order, old_generation = await self._previous(key, task)
+            generation = None
+            if len(value) > self.chunk_bytes:
+                generation = os.urandom(4).hex()
+                await self._write_chunks(key, generation, value)
+            version, *_ = await asyncio.gather(
+                self.rows.put(key, _record(new_order, value, generation, self.chunk_bytes), expect=expect),
+                self._track_deadline(key, task),
+                self.order.put(new_order, b"") if new_order != old_order else _nothing())
+            self._remember(key, new_order, generation)
+            await asyncio.gather(
+                self.order.delete(old_order) if old_order and old_order != new_order else _nothing(),
+                self._drop_chunks(key, old_generation) if old_generation and old_generation != generation
+                else _nothing())
+            return version
+
+    async def read(self, key: str) -> tuple[bytes, int] | None:
+        loaded = await self._load(key)
+        return (loaded[1], loaded[2]) if loaded is not None else None
+
+    async def _load(self, key: str) -> tuple[str, bytes, int] | None:
+        """(order key, serialized task, row version) of a task, its chunks put together."""
+        for _ in range(3):      # a write may replace the chunks between reading the row and them
+            row = await self.rows.read(key)
+            if row is None:
+                return None
+            order, value, generation, count = _parse(row[0])
+            if generation is None:
+                return order, value, row[1]
+            parts = await asyncio.gather(*(self.chunks.get(_chunk_key(key, generation, i)) for i in range(count)))
+            if all(part is not None for part in parts):
+                return order, b"".join(parts), row[1]
+        raise ConflictError(f"task {key!r} was rewritten while being read, three times")
+
+    async def get(self, key: str) -> bytes | None:
+        row = await self.read(key)
+        return row[0] if row is not None else None
+
+    async def delete(self, key: str, *, expect: int | None = None) -> bool:
+        """Remove the task and its order row and chunks (its lifetime rows are Lifetimes')."""
+        async with self._lock(key):
+            row = await self.rows.read(key)
+            deleted = await self.rows.delete(key, expect=expect)
+            if row is not None:
+                order, _, _, _ = _parse(row[0])
+                if order:
+                    await self.order.delete(order)
+            await self._drop_chunks(key, None)
+            self._known.pop(key, None)
+            self._deadline_of.pop(key, None)
+            return deleted
+
+    async def items(self, prefix: str = "") -> list[tuple[str, bytes]]:
+        """Every task whose id starts with `prefix` (a full read: ListTasks pages with `page`)."""
+        out, after = [], ""
+        while page := await self.rows.scan(prefix, after=after, limit=SCAN_PAGE):
+            for key, _ in page:
+                value = await self.get(key)
+                if value is not None:
+                    out.append((key, value))
+            after = page[-1][0]
+        return out
+
+    # ------------------------------------------------------------ ListTasks
+
+    async def page(self, *, page_size: int, page_token: str = "", context_id: str = "", state: int = 0,
+                   updated_after_ns: int | None = None, budget: int = 1000) -> Page:
+        """Up to `page_size` tasks, newest status first, that pass the filters; reads at most
+        `budget` order rows (a page may come back short, with a token to go on)."""
+        after = _decode_token(page_token)
+        tasks: list[a2a_pb2.Task] = []
+        read = 0
+        while len(tasks) < page_size and read < budget:
+            rows = await self.order.scan("", after=after, limit=min(SCAN_PAGE, budget - read))
+            if not rows:
+                return Page(tasks, "")
+            for key, _ in rows:
+                read += 1
+                after = key
+                task = await self._listed(key)
+                if task is None:
+                    continue
+                if updated_after_ns is not None and order_key(task, task.id) > order_key_at(updated_after_ns):
+                    return Page(tasks, "")     # older from here on
+                if (not context_id or task.context_id == context_id) and (not state or task.status.state == state):
+                    tasks.append(task)
+                    if len(tasks) == page_size:
+                        break
+        more = await self.order.scan("", after=after, limit=1)
+        return Page(tasks, _encode_token(after) if more else "")
+
+    async def _listed(self, key: str) -> a2a_pb2.Task | None:
+        """The task an order row names, if that row is still its current one."""
+        loaded = await self._load(key.partition("/")[2])
+        if loaded is None or loaded[0] != key:
+            return None         # a write or a delete racing ours left it behind; ListTasks skips it
+        return a2a_pb2.Task.FromString(loaded[1])
+
+    # ------------------------------------------------------------ internals
+
+    def _lock(self, key: str) -> "_KeyLock":
+        return _KeyLock(self._locks, key)
+
+    async def _previous(self, key: str, task: a2a_pb2.Task) -> tuple[str, str | None]:
+        """The order key and chunk generation of the row being replaced ("", None: no row)."""
+        known = self._known.get(key)
+        if known is not None:
+            return known
+        if _is_new(task):
+            return "", None
+        row = await self.rows.read(key)
+        if row is None:
+            return "", None
+        order, _, generation, _ = _parse(row[0])
+        return order, generation
+
+    def _remember(self, key: str, order: str, generation: str | None) -> None:
+        if len(self._known) >= _KNOWN:
+            self._known.pop(next(iter(self._known)))
+        self._known[key] = (order, generation)
+
+    async def _track_deadline(self, key: str, task: a2a_pb2.Task) -> None:
+        """A running turn's deadline gets a row in the lifetimes table (once per process and deadline)."""
+        deadline = deadline_of(task)
+        if deadline is None or fold.is_final(task.status.state) or self._deadline_of.get(key) == deadline:
+            return
+        await self.lifetimes.put(lifetime_key(deadline, key), b"")
+        if len(self._deadline_of) >= _KNOWN:
+            self._deadline_of.pop(next(iter(self._deadline_of)))
+        self._deadline_of[key] = deadline
+
+    async def _write_chunks(self, key: str, generation: str, value: bytes) -> None:
+        view = memoryview(value)
+        await asyncio.gather(*(self.chunks.put(_chunk_key(key, generation, i), bytes(view[at:at + self.chunk_bytes]))
+                               for i, at in enumerate(range(0, len(value), self.chunk_bytes))))
+
+    async def _drop_chunks(self, key: str, generation: str | None) -> None:
+        """Delete one generation's chunks, or every chunk of the task (generation None)."""
+        prefix = f"{key}/{generation}/" if generation else f"{key}/"
+        while page := await self.chunks.scan(prefix, limit=SCAN_PAGE):
+            await asyncio.gather(*(self.chunks.delete(k) for k, _ in page))
+
+
+def order_key_at(ns: int) -> str:
+    """The order key of a status time, before every task id of that time."""
+    return f"{_MAX_NS - ns:020d}/\U0010ffff"
+
+
+def _is_new(task: a2a_pb2.Task) -> bool:
+    """A task as `submit` first writes it: nothing of it can be in the index yet."""
+    own = task.metadata.fields.get(fold.OWN_METADATA)
+    turn = own.struct_value.fields.get("turn") if own is not None and own.HasField("struct_value") else None
+    return (task.status.state == a2a_pb2.TASK_STATE_SUBMITTED and not task.artifacts and len(task.history) == 1
+            and (turn is None or turn.number_value == 0))
+
+
+def _chunk_key(key: str, generation: str, i: int) -> str:
+    return f"{key}/{generation}/{i:05d}"
+
+
+def _record(order: str, value: bytes, generation: str | None, chunk_bytes: int) -> bytes:
+    encoded = order.encode()
+    if generation is None:
+        return _HEADER.pack(0, _INLINE, len(encoded)) + encoded + value
+    count = -(-len(value) // chunk_bytes)
+    return _HEADER.pack(0, _CHUNKED, len(encoded)) + encoded + _CHUNKS.pack(count) + generation.encode()
+
+
+def _parse(raw: bytes) -> tuple[str, bytes, str | None, int]:
+    """(order key, inline value, chunk generation, chunk count) of a row; a bare Task is inline."""
+    if not raw or raw[0] != 0:
+        return "", raw, None, 0
+    _, kind, length = _HEADER.unpack_from(raw)
+    at = _HEADER.size + length
+    order = raw[_HEADER.size:at].decode()
+    if kind == _INLINE:
+        return order, raw[at:], None, 0
+    (count,) = _CHUNKS.unpack_from(raw, at)
+    return order, b"", raw[at + _CHUNKS.size:at + _CHUNKS.size + 8].decode(), count
+
+
+def _encode_token(order: str) -> str:
+    return base64.urlsafe_b64encode(order.encode()).decode().rstrip("=")
+
+
+def _decode_token(token: str) -> str:
+    if not token:
+        return ""
+    try:
+        order = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise PageTokenError(token) from None
+    if len(order) < 22 or not order[:20].isdigit() or order[20] != "/":
+        raise PageTokenError(token)
+    return order
+
+
+async def _nothing() -> None:
+    return None
+
+
+class _KeyLock:
+    """One task's writes in this process one at a time (its row, order row and chunks agree)."""
+
+    def __init__(self, locks: dict[str, list], key: str) -> None:
+        self._locks, self._key = locks, key
+
+    async def __aenter__(self) -> None:
+        entry = self._locks.setdefault(self._key, [asyncio.Lock(), 0])
+        entry[1] += 1
+        try:
+            await entry[0].acquire()
+        except BaseException:
+            self._leave(entry)
+            raise
+
+    async def __aexit__(self, *exc) -> None:
+        entry = self._locks[self._key]
+        entry[0].release()
+        self._leave(entry)
+
+    def _leave(self, entry: list) -> None:
+        entry[1] -= 1
+        if entry[1] == 0:
+            del self._locks[self._key]
