@@ -385,7 +385,9 @@ class RemoteLiteBackend:
         except errors.BackendError as exc:
             return Health(False, self.name, {"target": self.target, "error": str(exc)})
         return Health(h.ok, self.name, {"topics": h.topics, "lite_topics": h.lite_topics, "clients": h.clients,
-                                        "inflight": h.inflight, "target": self.target})
+                                        "inflight": h.inflight, "target": self.target,
+                                        "problems": list(h.problems),
+                                        "housekeeping_failures": h.housekeeping_failures})
 
     async def create_topic(self, spec: TopicSpec) -> None:
         await self._conn.call("CreateTopic", _request(

@@ -9,7 +9,8 @@ Exceptions::
 
     CommitLogError
     ├── CorruptLogError      bad data found where it cannot be a torn tail (path, offset, reason)
-    ├── LogWriteError        an I/O error; sticky: every later append/sync raises it again
+    ├── LogWriteError        an I/O error; every later append/sync raises it again, until
+    │                        `retry()` writes the pending records (only for a full disk)
     ├── RecordTooLargeError  payload above max_payload (size, limit)
     └── LogClosedError       append/sync on a log that is not open (path, state)
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import errno
 import heapq
 import itertools
 import logging
@@ -219,6 +221,8 @@ class CommitLog:
         self._after_append = self._after_append_hook()
         self._state = _State.NEW
         self._error: LogWriteError | None = None
+        # A full disk: the failed records are back in the buffer and `retry` may write them.
+        self._retriable = False
         self._segments: list[_Segment] = []
         self._active = _Segment(0, "")
         self._chunks: list[tuple[_Segment, bytearray]] = []
@@ -256,6 +260,11 @@ class CommitLog:
     def synced_lsn(self) -> int:
         """Highest LSN that satisfies the policy's promise (fsynced, or written for never/interval)."""
         return self._synced_lsn
+
+    @property
+    def write_error(self) -> LogWriteError | None:
+        """The error of the last failed write, until a write succeeds again."""
+        return self._error
 
     @property
     def first_lsn(self) -> int:
@@ -453,17 +462,32 @@ class CommitLog:
         }[self._policy]
 
     def _commit_now(self, lsn: int) -> None:
-        """Policy `always`: the record is written and fdatasynced before append returns."""
-        self._write_pending()
+        """Policy `always`: the record is written and fdatasynced before append returns; one
+        that cannot be written is taken back, so a failed append leaves no record behind."""
+        try:
+            self._write_pending()
+        except LogWriteError:
+            self._take_back(lsn)
+            raise
         seg = self._active
         self._guard(_fsync_segments, [(seg, seg.written)])
         self._synced_lsn = lsn
         self._close_retired()
+        self._error = None   # a full disk that has room again
+
+    def _take_back(self, lsn: int) -> None:
+        chunks, _ = self._take()
+        for seg, buf in chunks:
+            seg.size -= len(buf)
+        self._next_lsn = lsn
 
     def _write_soon(self, lsn: int) -> None:
         """Policies never/interval: reach the OS at 64 KiB or at the next loop turn."""
         if self._buffered >= _EAGER_WRITE_BYTES:
-            self._write_pending()
+            try:
+                self._write_pending()
+            except LogWriteError:
+                pass  # this record is appended (and pending); the next append/sync raises
         elif not self._write_scheduled:
             self._schedule_write()
 
@@ -497,7 +521,12 @@ class CommitLog:
     def _write_pending(self) -> None:
         """Caller: loop thread, policies always/never/interval (never while a writer thread runs)."""
         chunks, upto = self._take()
-        self._guard(self._write_chunks, chunks)
+        before = _positions(chunks)
+        try:
+            self._write_chunks(chunks)
+        except LogWriteError as exc:
+            self._put_back(chunks, before, exc)
+            raise
         if self._policy is not FsyncPolicy.ALWAYS:
             self._synced_lsn = upto
             self._release_waiters(upto)
@@ -532,6 +561,9 @@ class CommitLog:
             if self._ordered:
                 _fsync_dir(self._dir)
         except OSError as exc:
+            if seg.fd is not None:   # created but not durable: gone, so that a retry creates it again
+                _close_fd(seg)
+                _unlink_quietly(seg.path)
             raise LogWriteError(seg.path, "create", exc) from exc
 
     def _write_and_sync(self, chunks: list[tuple[_Segment, bytearray]], segments: list[_Segment]) -> None:
@@ -553,9 +585,51 @@ class CommitLog:
             _close_fd(seg)
         self._retired_open = still_open
 
+    def _put_back(self, chunks: list[tuple[_Segment, bytearray]], before: dict[_Segment, int],
+                  exc: LogWriteError) -> None:
+        """A write failed: cut the files back to whole records. On a full disk the records go
+        back to the front of the buffer for `retry`; any other error is final."""
+        retriable = exc.operation in ("write", "create") and exc.errno in _NO_SPACE
+        try:
+            for seg, written in before.items():
+                if seg.fd is not None and seg.written != written:
+                    os.ftruncate(seg.fd, written)
+                seg.written = written
+        except OSError as cut:
+            _log.error("commit log %s: cannot cut a failed write back (%s)", self._dir, cut)
+            retriable = False
+        if retriable:
+            self._chunks[:0] = chunks
+            self._buffered += sum(len(buf) for _, buf in chunks)
+        self._retriable = retriable
+        self._fail(exc)
+
+    async def retry(self) -> bool:
+        """Write the records a full disk refused; True once the log is writable again.
+        Caller: the engine's housekeeping, while `write_error` is set."""
+        if self._state is not _State.FAILED or not self._retriable:
+            return self._state is _State.OPEN
+        async with self._io_lock:
+            chunks, upto = self._take()
+            before = _positions(chunks)
+            try:
+                await asyncio.to_thread(self._write_and_sync, chunks, list(self._segments))
+                if not chunks:   # nothing was pending (policy always): ask the disk for room
+                    await asyncio.to_thread(_probe_room, self._active, _EAGER_WRITE_BYTES)
+            except LogWriteError as exc:
+                self._error = None   # logged once per episode, not once per retry
+                self._put_back(chunks, before, exc)
+                return False
+        _log.warning("commit log %s: writing again after %s", self._dir, self._error)
+        self._error, self._retriable, self._state = None, False, _State.OPEN
+        self._synced_lsn = upto
+        self._close_retired()
+        return True
+
     def _fail(self, exc: LogWriteError) -> None:
         if self._error is None:
-            _log.error("%s; the commit log refuses further writes", exc)
+            more = "until there is room again" if self._retriable else "for good"
+            _log.error("%s; the commit log refuses further writes %s", exc, more)
             self._error = exc
         if self._state is _State.OPEN:
             self._state = _State.FAILED
@@ -616,7 +690,12 @@ class CommitLog:
                 async with self._io_lock:
                     chunks, upto = self._take()
                     segments = [seg for seg, _ in chunks]
-                    await asyncio.to_thread(self._write_and_sync, chunks, segments)
+                    before = _positions(chunks)
+                    try:
+                        await asyncio.to_thread(self._write_and_sync, chunks, segments)
+                    except LogWriteError as exc:
+                        self._put_back(chunks, before, exc)
+                        return
                 self.batches_flushed += 1
                 self._synced_lsn = upto
                 self._release_waiters(upto)
@@ -641,6 +720,7 @@ class CommitLog:
                 await self._fsync_pass()
             except LogWriteError as exc:
                 self._fail(exc)
+                self._ticker = None   # retry() restarts it through the next sync
                 return
 
     async def _fsync_pass(self) -> None:
@@ -722,7 +802,7 @@ class CommitLog:
                 await task
 
     async def _final_flush(self) -> None:
-        if self._error is not None or self._state is _State.CLOSED:
+        if self._state is _State.CLOSED or (self._error is not None and not self._retriable):
             return
         chunks, upto = self._take()
         try:
@@ -730,6 +810,7 @@ class CommitLog:
         except LogWriteError as exc:
             self._fail(exc)
             return
+        self._error = None
         self._synced_lsn = upto
         self._release_waiters(upto)
 
@@ -761,6 +842,25 @@ def _positive_int(name: str, value: int, minimum: int, maximum: int | None = Non
 
 def _numbered_files(directory: str, pattern: re.Pattern[str]) -> list[int]:
     return [int(m.group(1)) for m in map(pattern.match, os.listdir(directory)) if m]
+
+
+_NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+def _positions(chunks: list[tuple[_Segment, bytearray]]) -> dict[_Segment, int]:
+    """Bytes written to each segment before a write of `chunks`: where a failed write is cut back."""
+    return {seg: seg.written for seg, _ in chunks}
+
+
+def _probe_room(seg: _Segment, size: int) -> None:
+    """Reserve `size` bytes past the end of `seg`, then give them back: ENOSPC if there is no room."""
+    if seg.fd is None:
+        return
+    try:
+        os.posix_fallocate(seg.fd, seg.written, size)
+        os.ftruncate(seg.fd, seg.written)
+    except OSError as exc:
+        raise LogWriteError(seg.path, "write", exc) from exc
 
 
 def _write_all(seg: _Segment, buf: bytearray) -> None:

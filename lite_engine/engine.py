@@ -24,6 +24,7 @@ from .errors import (EngineClosedError, InvalidArgumentError, MessageTooLargeErr
 from .inflight import InflightTable
 from .kv import KvStore, check_expect, check_scan
 from .names import validate_name
+from .ticker import Ticker
 from .stream import (Cursor, Delivery, Inflight, LiteTopic, Message, Stream, Topic, add_subscriber, message_id,
                      remove_subscriber, subscribers)
 from .validation import check_kv_key, check_message, check_topic_config, lite_names
@@ -31,6 +32,7 @@ from .validation import seconds as check_seconds
 from .waiting import wait_woken, wake_one
 
 MAX_BATCH = 1024
+STORAGE_RETRY_SECONDS = 0.5   # how often a full disk is tried again
 
 
 class Engine:
@@ -50,6 +52,8 @@ class Engine:
             from .persistence import Persistence   # the commit log is only loaded when used
             self._store = Persistence(self.config)
         self._housekeeper: asyncio.Task | None = None
+        self._upkeep = Ticker("housekeeping", self._housekeeping_pass, self.config.tick)
+        self._next_storage_retry = 0.0
         self._closed = False
         self._started = False
         self._background: set[asyncio.Task] = set()
@@ -60,7 +64,7 @@ class Engine:
     async def start(self) -> "Engine":
         if self._store is not None:
             self._store.recover(self)
-        self._housekeeper = asyncio.get_running_loop().create_task(self._housekeeping())
+        self._housekeeper = asyncio.get_running_loop().create_task(self._upkeep.run())
         self._started = True
         return self
 
@@ -94,9 +98,14 @@ class Engine:
         await self.close()
 
     def health(self) -> dict:
-        return {"ok": not self._closed and self._started and (self._store is None or self._store.healthy),
+        """`ok` is False while the commit log refuses writes or housekeeping fails; `problems`
+        says why. `housekeeping_failures` counts failed passes since start."""
+        problems = [p for p in (self._store.problem if self._store is not None else None,
+                                self._upkeep.error) if p]
+        return {"ok": not self._closed and self._started and not problems,
                 "topics": len(self._topics), "lite_topics": self._lite_count,
-                "clients": len(self._clients), "inflight": len(self._inflight)}
+                "clients": len(self._clients), "inflight": len(self._inflight),
+                "housekeeping_failures": self._upkeep.failures, "problems": problems}
 
     def _check_open(self) -> None:
         if self._closed:
@@ -668,12 +677,20 @@ class Engine:
         for client in [c for c in self._clients.values() if not c.waiters and now - c.last_seen > timeout]:
             self._drop_client(client)
 
-    async def _housekeeping(self) -> None:
-        while True:
-            await asyncio.sleep(self.config.tick)
-            self.run_timers()
-            if self._store is not None and self._store.snapshot_due():
-                await self.snapshot()
+    async def _housekeeping_pass(self) -> None:
+        """Caller: the housekeeping Ticker, every `tick` seconds."""
+        self.run_timers()
+        if self._store is not None:
+            await self._storage_upkeep()
+
+    async def _storage_upkeep(self) -> None:
+        if not self._store.healthy:
+            now = time.monotonic()
+            if now >= self._next_storage_retry:   # a full disk: try the refused records again
+                self._next_storage_retry = now + STORAGE_RETRY_SECONDS
+                await self._store.retry()
+        elif self._store.snapshot_due():
+            await self.snapshot()
 
     async def snapshot(self) -> None:
         """Write the engine's state as a snapshot now (housekeeping does it every

@@ -35,13 +35,21 @@ class Persistence:
         self._last_lsn: int | None = None
         self._since_snapshot = 0
         self._replaying = False
-        self._error: StorageError | None = None
         self._lazy = config.fsync in ("never", "interval")
         self._lock = DirLock(config.data_dir)
 
     @property
     def healthy(self) -> bool:
-        return self._error is None
+        return self._log.write_error is None
+
+    @property
+    def problem(self) -> str | None:
+        error = self._log.write_error
+        return str(error) if error is not None else None
+
+    async def retry(self) -> bool:
+        """Write what a full disk refused; True once writes work again."""
+        return await self._log.retry()
 
     def recover(self, engine: Restorable) -> None:
         self._lock.acquire()   # before the log is opened: opening truncates a torn tail
@@ -73,13 +81,10 @@ class Persistence:
     def append(self, rtype: int, payload: bytes) -> int | None:
         if self._replaying:
             return None
-        if self._error is not None:
-            raise self._error
         try:
             lsn = self._log.append(rtype, payload)
         except CommitLogError as exc:
-            self._error = StorageError(str(exc))
-            raise self._error from exc
+            raise StorageError(str(exc)) from exc
         self._last_lsn = lsn
         self._since_snapshot += 1
         return lsn
@@ -90,8 +95,7 @@ class Persistence:
         try:
             await self._log.sync(lsn)
         except CommitLogError as exc:
-            self._error = self._error or StorageError(str(exc))
-            raise self._error from exc
+            raise StorageError(str(exc)) from exc
 
     def snapshot_due(self) -> bool:
         return self._since_snapshot >= self.config.snapshot_every
@@ -104,8 +108,7 @@ class Persistence:
         try:
             await self._log.write_snapshot(lsn, data)
         except CommitLogError as exc:
-            self._error = self._error or StorageError(str(exc))
-            raise self._error from exc
+            raise StorageError(str(exc)) from exc
 
     async def close(self) -> None:
         try:

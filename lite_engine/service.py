@@ -237,7 +237,8 @@ class LiteEngineService(pb_grpc.LiteEngineServicer):
         return pb.HealthResponse(ok=h["ok"], topics=h["topics"], lite_topics=h["lite_topics"],
                                  clients=h["clients"], inflight=h["inflight"],
                                  max_message_bytes=config.max_message_bytes,
-                                 session_timeout=config.session_timeout)
+                                 session_timeout=config.session_timeout, problems=h["problems"],
+                                 housekeeping_failures=h["housekeeping_failures"])
 
     # ------------------------------------------------------------ long-polls
 

@@ -310,7 +310,7 @@ class HealthRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class HealthResponse(_message.Message):
-    __slots__ = ("ok", "topics", "lite_topics", "clients", "inflight", "max_message_bytes", "session_timeout")
+    __slots__ = ("ok", "topics", "lite_topics", "clients", "inflight", "max_message_bytes", "session_timeout", "problems", "housekeeping_failures")
     OK_FIELD_NUMBER: _ClassVar[int]
     TOPICS_FIELD_NUMBER: _ClassVar[int]
     LITE_TOPICS_FIELD_NUMBER: _ClassVar[int]
@@ -318,6 +318,8 @@ class HealthResponse(_message.Message):
     INFLIGHT_FIELD_NUMBER: _ClassVar[int]
     MAX_MESSAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
     SESSION_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    PROBLEMS_FIELD_NUMBER: _ClassVar[int]
+    HOUSEKEEPING_FAILURES_FIELD_NUMBER: _ClassVar[int]
     ok: bool
     topics: int
     lite_topics: int
@@ -325,4 +327,6 @@ class HealthResponse(_message.Message):
     inflight: int
     max_message_bytes: int
     session_timeout: float
-    def __init__(self, ok: _Optional[bool] = ..., topics: _Optional[int] = ..., lite_topics: _Optional[int] = ..., clients: _Optional[int] = ..., inflight: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., session_timeout: _Optional[float] = ...) -> None: ...
+    problems: _containers.RepeatedScalarFieldContainer[str]
+    housekeeping_failures: int
+    def __init__(self, ok: _Optional[bool] = ..., topics: _Optional[int] = ..., lite_topics: _Optional[int] = ..., clients: _Optional[int] = ..., inflight: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., session_timeout: _Optional[float] = ..., problems: _Optional[_Iterable[str]] = ..., housekeeping_failures: _Optional[int] = ...) -> None: ...

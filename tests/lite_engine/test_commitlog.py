@@ -563,20 +563,40 @@ async def append_until_write_error(log: CommitLog) -> LogWriteError:
 
 
 @pytest.mark.parametrize("policy", POLICIES)
-async def test_write_error_is_sticky(policy: str, log_dir: Path, file_size_limit) -> None:
+async def test_a_full_disk_refuses_writes_until_a_retry_finds_room(policy: str, log_dir: Path,
+                                                                   file_size_limit) -> None:
     log = open_log(log_dir, fsync=policy)
     await log.sync(log.append(1, b"before"))
     file_size_limit(50_000)
 
     error = await append_until_write_error(log)
     assert error.errno == 27 and error.path.endswith(".log")
-
+    assert log.write_error is not None
     with pytest.raises(LogWriteError):
         log.append(1, b"after")
     with pytest.raises(LogWriteError):
         await log.sync(log.synced_lsn + 1)
     with pytest.raises(LogWriteError):
         await log.write_snapshot(0, b"s")
+    assert await log.retry() is False          # still no room
+    appended = log.next_lsn
+
+    file_size_limit(resource.RLIM_INFINITY)
+    assert await log.retry() is True
+    assert log.write_error is None
+    await log.sync(log.append(1, b"after"))
+    await log.close()
+    records = await reopen_records(log_dir)
+    assert [lsn for lsn, _, _ in records] == list(range(appended + 1))   # nothing appended was lost
+    assert records[-1] == (appended, 1, b"after")
+
+
+@pytest.mark.parametrize("policy", ["batch", "never"])
+async def test_records_a_full_disk_refused_are_not_durable_when_the_log_closes(policy: str, log_dir: Path,
+                                                                              file_size_limit) -> None:
+    log = open_log(log_dir, fsync=policy)
+    file_size_limit(50_000)
+    await append_until_write_error(log)
     with pytest.raises(LogWriteError):
         await log.close()
     with pytest.raises(LogClosedError):

@@ -1,0 +1,60 @@
+"""`topicbridge engine`: serve the lite engine over gRPC so that several processes share it.
+
+The console script's `engine` subcommand hands its arguments to `main` here; the gateway knows
+nothing of the engine's flags. `python -m lite_engine.cli --help` works as well.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+from .config import EngineConfig
+
+# EngineConfig fields exposed as --flags (e.g. --session-timeout 0.5).
+SETTINGS = ("session_timeout", "tick", "default_invisible", "max_attempts", "lite_idle_seconds",
+            "min_lite_idle_seconds", "max_lite_topics", "max_subscriptions_per_client",
+            "max_messages_per_lite_topic", "max_message_bytes", "poll_topic_batch",
+            "fsync_interval", "segment_bytes", "snapshot_every")
+
+
+def parser(prog: str = "topicbridge engine") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description="Serve the lite engine over gRPC. Only one engine may "
+                                "open a data directory; other processes reach it with lite.mode=remote.")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=7600)
+    p.add_argument("--data-dir", default=None, help="commit log directory (default: memory only)")
+    p.add_argument("--fsync", choices=["always", "batch", "interval", "never"], default="batch")
+    p.add_argument("--drain-seconds", type=float, default=5.0,
+                   help="on SIGTERM/SIGINT, how long calls in progress may take to finish")
+    defaults = EngineConfig()
+    for name in SETTINGS:
+        default = getattr(defaults, name)
+        p.add_argument("--" + name.replace("_", "-"), type=_positive(type(default)), default=None,
+                       metavar=type(default).__name__.upper(), help=f"engine setting (default {default})")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve until SIGTERM or SIGINT; returns the exit status (2 for bad arguments, via SystemExit)."""
+    from .service import run   # grpc is loaded only to serve
+
+    args = parser().parse_args(argv)
+    settings = {name: getattr(args, name) for name in SETTINGS if getattr(args, name) is not None}
+    return run(host=args.host, port=args.port, data_dir=args.data_dir, fsync=args.fsync,
+               drain_seconds=args.drain_seconds, **settings)
+
+
+def _positive(kind: type):
+    def parse(text: str):
+        value = kind(text)
+        if not (value > 0 and math.isfinite(value)):
+            raise argparse.ArgumentTypeError(f"must be a positive {kind.__name__}, got {text!r}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

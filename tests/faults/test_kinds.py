@@ -1,0 +1,77 @@
+"""A fast subset of bench.faults in `make test`: each kind causes its fault from outside the code
+under test (a signal to a real process, FaultyBackend around the real engine, a misbehaving A2A
+agent process, a client hanging up) and every accepted task must end: COMPLETED, FAILED with a
+reason where the fault is permanent, CANCELED for the cancels; none lost, stuck or duplicated.
+The whole list of kinds, on every backend, is `python -m bench.faults`."""
+
+import pytest
+
+from bench._faults.runner import run_kind
+
+TASKS = 6
+BOUND = 20.0
+
+
+async def check(kind: str, backend: str = "embedded") -> dict:
+    result = await run_kind(kind, backend, n=TASKS, bound=BOUND)
+    assert result["ok"], result
+    assert result["lost"] == 0 and result["stuck"] == 0 and result["duplicated"] == 0
+    return result
+
+
+async def test_a_gateway_killed_with_sigkill_mid_send_ends_every_accepted_task_after_its_restart():
+    result = await check("gateway-sigkill")
+    assert result["completed"] == result["accepted"]
+
+
+async def test_an_engine_killed_with_sigkill_mid_send_ends_every_accepted_task_once_it_is_back():
+    result = await check("engine-sigkill", "remote")
+    assert result["completed"] == result["accepted"]
+
+
+@pytest.mark.xfail(reason="flaky on a loaded 2-core machine: once in two runs the first task was not seen "
+                          "WORKING within 30 s after the slow worker started on the remote engine; to investigate "
+                          "(worker durability: H8)", strict=False)
+async def test_a_worker_killed_mid_task_has_its_tasks_finished_by_another_worker():
+    result = await check("worker-sigkill", "remote")
+    assert result["completed"] == result["accepted"]
+
+
+@pytest.mark.parametrize("op", ["publish", "ack"])   # put and poll: python -m bench.faults
+async def test_a_backend_operation_failing_for_a_while_loses_no_accepted_task(op):
+    result = await check(f"{op}-failing")
+    assert result["completed"] == result["accepted"]
+
+
+async def test_an_agent_that_is_down_fails_each_task_with_a_reason():
+    result = await check("agent-down")
+    assert result["failed_with_reason"] == result["accepted"]
+
+
+async def test_an_agent_answering_http_500_fails_each_task_with_a_reason():
+    result = await check("agent-erroring")
+    assert result["failed_with_reason"] == result["accepted"]
+
+
+async def test_a_client_hanging_up_mid_stream_leaves_its_task_running_to_completion():
+    result = await check("client-disconnect")
+    assert result["completed"] == result["accepted"]
+
+
+@pytest.mark.xfail(reason="under investigation: with 6 tasks to word-stats with empty text, GetTask did not show "
+                          "all of them INPUT_REQUIRED within 30 s (one task alone does); owner unknown", strict=False)
+async def test_tasks_canceled_while_waiting_for_input_end_canceled():
+    result = await check("cancel-input-required")
+    assert result["canceled"] == result["accepted"]
+
+
+@pytest.mark.xfail(reason="no default task deadline yet: a bridged agent that never answers leaves its tasks "
+                          "WORKING forever (deadlines: H7)", strict=False)
+async def test_an_agent_that_never_answers_fails_its_tasks_with_a_reason_by_their_deadline():
+    await check("agent-hanging")
+
+
+@pytest.mark.xfail(reason="a bridged agent's 8 MB answer: the worker logs 'failing the task' for every task but "
+                          "most stay WORKING (bridge body caps / worker: H8)", strict=False)
+async def test_an_agent_answering_megabytes_fails_its_tasks_with_a_reason():
+    await check("agent-huge")
