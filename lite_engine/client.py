@@ -39,6 +39,11 @@ class LiteClient:
             self.full_version = version
         return True
 
+    # Caller: Engine.open_client. A new incarnation counts versions from 1 again; without this
+    # its changes would all look older than its predecessor's and be ignored.
+    def restart_versions(self) -> None:
+        self.version = self.full_version = -1
+
     # Caller: Engine._make_ready. Affects: ReadySet, wakes one waiting poll.
     def mark_ready(self, name: str) -> None:
         if name in self.ready:

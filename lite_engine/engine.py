@@ -330,7 +330,9 @@ class Engine:
     # ---------------------------------------------------------------- lite clients
 
     def open_client(self, client_id: str, *, group: str, topic: str) -> None:
-        """Register a lite consumer bound to lite parent `topic` in `group` (idempotent)."""
+        """Register a lite consumer bound to lite parent `topic` in `group`. Opening a client id
+        the engine still holds is a new incarnation of it (a restarted process): it keeps the
+        InterestSet, but numbers its subscription changes from scratch."""
         self._check_open()
         validate_name("client id", client_id)
         validate_name("group", group)
@@ -344,6 +346,7 @@ class Engine:
                                                   f"in group {client.group!r}")
         else:
             client.last_seen = self._clock()
+            client.restart_versions()
 
     def heartbeat(self, client_id: str) -> None:
         self._client(client_id).last_seen = self._clock()
