@@ -24,15 +24,20 @@ from typing import AsyncIterator
 from a2a.types import a2a_pb2
 
 from adapters.base import Backend, Message, TopicSpec
-from adapters.errors import BackendError
+from adapters.errors import BackendError, ConflictError
+from gateway.supervisor import Supervisor
 
 from . import channels
 from . import fold
+from . import positions
 from .envelope import ControlEvent, ReplyEvent, TaskEnvelope
 from .index import Page, TaskIndex
 from .lifetimes import TASK_TIMEOUT
 from .errors import (ContextMismatchError, NotCancelableError, TaskError, TaskNotFoundError, TaskRunningError,
                      TaskTerminalError, WrongCapabilityError)
+from .reattach import Reader
+from .ownership import LEASE_TABLE, OWNER_TABLE, Owners
+from .recovery import ADOPTION_INTERVAL, LEASE_SECONDS, Recovery
 from .relay import INDEX_DELAY, Active, Relay, recorded, release
 from .watch import Watch
 
@@ -40,20 +45,27 @@ __all__ = ["TaskError", "TaskService", "Watch"]
 
 log = logging.getLogger("topicbridge.tasks")
 
-REPLY_IDLE_SECONDS = 24 * 3600    # a reply channel outlives its task by this long (re-attach)
-
-
 class TaskService:
+    """`lease_seconds`, `adoption_interval`: see recovery.py; `channel_idle_seconds`: channels.py."""
+
     def __init__(self, backend: Backend, *, instance_id: str | None = None, poll_wait: float = 1.0,
-                 index_delay: float = INDEX_DELAY) -> None:
+                 index_delay: float = INDEX_DELAY, supervisor: Supervisor | None = None,
+                 lease_seconds: float = LEASE_SECONDS, adoption_interval: float = ADOPTION_INTERVAL,
+                 channel_idle_seconds: float = channels.CHANNEL_IDLE_SECONDS) -> None:
         self.backend = backend
         self.instance_id = instance_id or f"gw-{os.getpid()}-{os.urandom(3).hex()}"
         self.poll_wait = poll_wait
         self.index_delay = index_delay
+        self.supervisor = supervisor or Supervisor()
+        self._own_supervisor = supervisor is None
+        self.lease_seconds, self.adoption_interval = lease_seconds, adoption_interval
+        self.channel_idle_seconds = channel_idle_seconds
+        self.reattach_check = max(5 * poll_wait, 2.0)   # a silent re-attach reads the index this often
         self._consumer = None
         self._table = None
         self._relay: Relay | None = None
-        self._relay_task: asyncio.Task | None = None
+        self._owners: Owners | None = None
+        self.recovery: Recovery | None = None
         self.on_event: list = []        # the relay's hooks (see Relay.on_event); add before start
         # capability -> seconds a turn may run before it fails (lifetimes.py sets it from the registry)
         self.timeout_of = None
@@ -67,21 +79,28 @@ class TaskService:
 
     async def start(self) -> None:
         for topic in (channels.REPLY_TOPIC, channels.CONTROL_TOPIC):
-            await self.backend.create_topic(TopicSpec(topic, lite=True, lite_idle_seconds=REPLY_IDLE_SECONDS))
+            await self.backend.create_topic(TopicSpec(topic, lite=True, lite_idle_seconds=self.channel_idle_seconds))
         self._table = await TaskIndex.open(self.backend)
+        self._owners = Owners(await self.backend.table(OWNER_TABLE), await self.backend.table(LEASE_TABLE),
+                              self.instance_id, lease_seconds=self.lease_seconds)
         self._consumer = await self.backend.lite_consumer(channels.REPLY_TOPIC, self.instance_id,
                                                           self.instance_id)
         self._relay = Relay(self._consumer, self._table, poll_wait=self.poll_wait, index_delay=self.index_delay)
         self._relay.on_event = self.on_event
-        self._relay_task = asyncio.get_running_loop().create_task(self._relay.run())
+        self._relay.owners = self._owners
+        self.recovery = Recovery(self._owners, self._relay, adoption_interval=self.adoption_interval)
+        await self.recovery.recover()      # before the first call: a restarted instance answers as before
+        self.supervisor.spawn(f"tasks.relay.{self.instance_id}", self._relay.run)
+        self.supervisor.spawn(f"tasks.recovery.{self.instance_id}", self.recovery.run)
 
     async def close(self) -> None:
-        if self._relay_task is not None:
-            self._relay_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._relay_task
+        for name in (f"tasks.recovery.{self.instance_id}", f"tasks.relay.{self.instance_id}"):
+            await self.supervisor.stop(name)
         if self._relay is not None:
             await self._relay.close()     # what was shown gets indexed and acked before leaving
+        if self._owners is not None:      # a peer need not wait for the lease to adopt what is left
+            with contextlib.suppress(BackendError):
+                await self._owners.expire()
         if self._consumer is not None:
             await self._consumer.close()
 
@@ -126,15 +145,19 @@ class TaskService:
         Raises TaskNotFoundError, ContextMismatchError (the message names another context),
         WrongCapabilityError (`capability`, the one the caller addressed, is not the task's),
         TaskTerminalError (it ended: it cannot be restarted), TaskRunningError (it does not wait for input)."""
-        found = await self.get(task_id)
+        # The index row's version: the resumed task is written expecting it, so of two instances
+        # resuming at once exactly one wins (the other gets TaskRunningError).
+        row = await self._table.read(task_id) if _plausible_id(task_id) else None
+        version = row[1] if row is not None else 0
+        # From here to the subscribe below nothing awaits: two calls on this instance cannot both
+        # take the task.
+        active = self._relay.active.get(task_id)
+        found = _copy(active.task) if active is not None else a2a_pb2.Task.FromString(row[0]) if row else None
         if found is None:
             raise TaskNotFoundError(task_id)
         if message.context_id and message.context_id != found.context_id:
             raise ContextMismatchError(task_id, f"context {message.context_id[:200]!r} does not match "
                                                  f"context {found.context_id!r} of task {task_id!r}")
-        # From here to the subscribe below nothing awaits: two calls on this instance cannot both
-        # take the task. (Two instances can, in a race this table offers no compare-and-set for.)
-        active = self._relay.active.get(task_id)
         task = active.task if active is not None else found
         state = task.status.state
         if state in fold.TERMINAL:
@@ -169,6 +192,7 @@ class TaskService:
         else:       # the relay may still be finishing the interrupted turn: its calls get their answer
             release(active, ending=True)
             active.position = active.indexed = start
+            active.ended = False
         active.watches = [watch]
         resumed = _copy(task)
         await self._consumer.subscribe([channels.reply_channel(task_id)])
@@ -176,7 +200,7 @@ class TaskService:
         task.metadata[fold.OWN_METADATA]["deadline"] = resumed.metadata[fold.OWN_METADATA]["deadline"] = deadline
         envelope = TaskEnvelope(task_id, task.context_id, owner, message, deadline, time.time(), trace or {},
                                 metadata or {}, turn, history)
-        published = await self._write_turn(task, envelope)
+        published = await self._write_turn(task, envelope, expect=version)
         if published is not None:       # the task stays as it was, waiting for input
             task.CopyFrom(before)
             watch.push(None)
@@ -184,18 +208,38 @@ class TaskService:
                 self._relay.active.pop(task_id)
             with contextlib.suppress(BackendError):
                 await self._consumer.unsubscribe([channels.reply_channel(task_id)])
-            with contextlib.suppress(BackendError):
-                await self._table.put(task_id, before.SerializeToString())
+            if not isinstance(published, TaskError):        # else the winner's row stays
+                with contextlib.suppress(BackendError):
+                    await self._table.put(task_id, before.SerializeToString())
             raise published
         return resumed, watch
 
-    async def _write_turn(self, task: a2a_pb2.Task, envelope: TaskEnvelope) -> BaseException | None:
+    async def _write_turn(self, task: a2a_pb2.Task, envelope: TaskEnvelope, *,
+                          expect: int | None = None) -> BaseException | None:
         """Index `task` and publish its envelope together (one group commit on the lite engine; the
         put is issued first, so a reply's later put of the same key lands after it). Returns the
         publish's failure for the caller to undo. A failed index write is only logged: the turn is
-        accepted (its envelope is durable) and its first reply event indexes the task."""
-        indexed, published = await asyncio.gather(
+        accepted (its envelope is durable) and its first reply event indexes the task.
+
+        With `expect` (resume), the index row is written first, only if still at that version:
+        else TaskRunningError is returned and nothing is published."""
+        if expect is not None:
+            try:
+                await self._table.put(task.id, task.SerializeToString(), expect=expect)
+            except ConflictError:
+                return TaskRunningError(task.id, f"task {task.id!r} was continued by another call meanwhile; "
+                                                 "follow it with SubscribeToTask")
+            except BackendError as e:
+                return e
+            _, published = await asyncio.gather(
+                self._claim(task.id),
+                self.backend.publish(channels.capability_topic(envelope.capability),
+                                     Message(envelope.encode(), {"task_id": task.id}, task.id)),
+                return_exceptions=True)
+            return published if isinstance(published, BaseException) else None
+        indexed, _, published = await asyncio.gather(
             self._table.put(task.id, task.SerializeToString()),
+            self._claim(task.id),
             self.backend.publish(channels.capability_topic(envelope.capability),
                                  Message(envelope.encode(), {"task_id": task.id}, task.id)),
             return_exceptions=True)
@@ -206,6 +250,14 @@ class TaskService:
                 raise indexed
             log.warning("indexing task %s failed (%s); its first reply event indexes it", task.id, indexed)
         return None
+
+    async def _claim(self, task_id: str) -> None:
+        """Record that this instance follows the turn (a restart or an adopter resumes it)."""
+        try:
+            await self._owners.claim(task_id)
+        except BackendError as e:
+            log.warning("recording the owner of task %s failed (%s): a crash now leaves it to its deadline",
+                        task_id, e)
 
     async def _new_task_id(self) -> str:
         # A backend that emulates lite topics on partitions (Kafka) can pick a name that lands
@@ -272,49 +324,53 @@ class TaskService:
             start = (turn + 1, 0, -1)
             self._relay.active[task.id] = Active(task, start, start, start)
         await self._consumer.subscribe([channels.reply_channel(task.id)])
+        await self._claim(task.id)
         await self.backend.publish(channels.REPLY_TOPIC, Message(event.encode(), {"task_id": task.id}),
                                    lite_topic=channels.reply_channel(task.id))
 
-    async def subscribe(self, task_id: str) -> AsyncIterator[a2a_pb2.StreamResponse]:
-        """The task first, then its events until it ends: from this instance's relay when the task
-        is active here, otherwise by re-attaching to its reply channel."""
-        task = await self.get(task_id)
+    async def subscribe(self, task_id: str, *, follow_turns: bool = False) -> AsyncIterator[a2a_pb2.StreamResponse]:
+        """The task first, then its events until its turn ends, or with `follow_turns` (A2A
+        SubscribeToTask) until it is terminal, across the turns of INPUT_REQUIRED (continued on
+        any instance). From this instance's relay while the task runs here, otherwise from its
+        reply channel (reattach.py). The stream always ends: at the end, or when the caller leaves
+        (its watch is removed)."""
+        task, watch = await self._attach(task_id)
         if task is None:
             raise TaskNotFoundError(task_id)
-        yield a2a_pb2.StreamResponse(task=task)
-        active = self._relay.active.get(task_id)
-        if fold.is_final(task.status.state) and active is None:
-            return      # (an ended turn still active here ends its watches soon: a cancel or the relay's clean-up)
-        if active is not None:
-            watch = Watch(task_id)
-            active.watches.append(watch)
-            async for event in watch.events():
+        yield a2a_pb2.StreamResponse(task=_copy(task))
+        while watch is not None:        # the turn runs here
+            try:
+                async for event in watch.events():
+                    yield event
+            finally:
+                self.unwatch(watch)
+            if not follow_turns:
+                return      # the turn ended (its last event came through the watch)
+            task, watch = await self._attach(task_id)
+            if task is None:
+                return
+        if not _done(task, follow_turns):
+            reader = Reader(self.backend, self._table, self.instance_id, poll_wait=self.poll_wait,
+                            check_after=self.reattach_check)
+            async for event in reader.follow(task, to_end=follow_turns):
                 yield event
-            return
-        async for event in self._reattach(task_id, task):
-            yield event
 
-    async def _reattach(self, task_id: str, seen: a2a_pb2.Task) -> AsyncIterator[a2a_pb2.StreamResponse]:
-        group = f"{self.instance_id}-attach-{os.urandom(3).hex()}"
-        consumer = await self.backend.lite_consumer(channels.REPLY_TOPIC, group, group)
-        try:
-            await consumer.subscribe([channels.reply_channel(task_id)])
-            task, position, turn = a2a_pb2.Task(), (0, 0, -1), recorded(seen)[1]
-            while True:
-                for d in await consumer.poll(max_messages=64, wait=self.poll_wait):
-                    event = await self._relay.decode(d)
-                    if event is None or event.position <= position:
-                        continue
-                    position = event.position
-                    fold.apply(task, event.event)
-                    if event.turn < turn:       # an earlier turn's: folded, never news
-                        continue
-                    if _news(seen, task, event):
-                        yield event.event
-                    if event.final:
-                        return
-        finally:
-            await consumer.close()
+    async def _attach(self, task_id: str) -> tuple[a2a_pb2.Task | None, Watch | None]:
+        """The task as this instance knows it and, if its turn runs here, a watch on what follows:
+        taken together (no await between), so no event falls between the two."""
+        active = self._relay.active.get(task_id)
+        if active is None or active.ended:
+            return await self.get(task_id), None
+        task = _copy(active.task)
+        positions.stamp(task, active.position)
+        watch = Watch(task_id)
+        active.watches.append(watch)
+        return task, watch
+
+
+def _done(task: a2a_pb2.Task, follow_turns: bool) -> bool:
+    state = task.status.state
+    return state in fold.TERMINAL or (not follow_turns and state in fold.INTERRUPTED)
 
 
 def _copy(task: a2a_pb2.Task) -> a2a_pb2.Task:
@@ -325,15 +381,3 @@ def _copy(task: a2a_pb2.Task) -> a2a_pb2.Task:
 
 def _plausible_id(task_id: str) -> bool:
     return isinstance(task_id, str) and 0 < len(task_id) <= 128 and task_id.isprintable()
-
-
-def _news(seen: a2a_pb2.Task, folded: a2a_pb2.Task, event: ReplyEvent) -> bool:
-    """While re-attaching, skip the replayed events the first `task` snapshot already covered.
-    The callers' messages are in the task's history but not on the reply channel: only the
-    agent's count."""
-    return (event.final or folded.status.state != seen.status.state
-            or _agent_messages(folded) > _agent_messages(seen) or len(folded.artifacts) > len(seen.artifacts))
-
-
-def _agent_messages(task: a2a_pb2.Task) -> int:
-    return sum(m.role != a2a_pb2.ROLE_USER for m in task.history)
