@@ -99,12 +99,12 @@ class Server(Child):
 
 def _stub_gateway_app():
     """The gateway's A2A routes over a TaskService stand-in whose tasks complete at once."""
-    from types import SimpleNamespace
 
     from a2a.types import a2a_pb2
     from starlette.applications import Starlette
 
-    from gateway.a2a import routes as a2a_surface
+    from gateway.a2a.push import PushService
+    from gateway.a2a.routes import A2ASurface
     from gateway.registry.capabilities import Capability
     from gateway.tasks.service import Watch
 
@@ -131,8 +131,8 @@ def _stub_gateway_app():
         async def get(self, name):
             return Capability(name, {})
 
-    stub = SimpleNamespace(backend=None, settings={}, tasks=Tasks(), registry=Registry(), extra_parts=lambda: [])
-    return Starlette(routes=a2a_surface.routes(stub))
+    surface = A2ASurface(Tasks(), Registry(), PushService(None), blocking_wait=None)
+    return Starlette(routes=surface.routes())
 
 
 async def _asgi_cpu_per_call(app, path: str, calls: int) -> float:

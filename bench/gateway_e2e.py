@@ -74,8 +74,7 @@ async def _serve_gateway(sock, backend: str, data_dir: str | None, agent_url: st
     gateway = app.state.gateway
     worker = Worker(gateway.backend, "echo", echo, concurrency=256,
                     card={"name": "Echo", "description": "Echoes the message."})
-    await worker.start()
-    gateway._parts.append(worker)     # closed by the gateway's lifespan, before its backend
+    await gateway.add_part(worker)     # started now, closed by the gateway's lifespan before its backend
     await gateway.bridges.register(agent_url, name=REMOTE)
     async with asyncio.timeout(10):
         while REMOTE not in gateway.bridges.running:

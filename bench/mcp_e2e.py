@@ -55,8 +55,7 @@ async def _serve_sdk_gateway(backend: str, data_dir: str | None) -> None:
     gateway = app.state.gateway
     worker = Worker(gateway.backend, "echo", echo, concurrency=256,
                     card={"name": "Echo", "description": "Echoes the message."})
-    await worker.start()
-    gateway._parts.append(worker)     # closed by the gateway's lifespan, before its backend
+    await gateway.add_part(worker)     # started now, closed by the gateway's lifespan before its backend
     await gateway.mcp.refresh()
     ready(port=sock.getsockname()[1])
     await serving

@@ -1,5 +1,7 @@
 """The gateway's ASGI application: one Starlette app whose lifespan owns the backend, the task
-service and every long-lived loop. Surfaces add their routes through `Gateway.routes`."""
+service and every long-lived part. Everything is wired here, explicitly: route factories only
+build routes; every background loop runs under the gateway's one `Supervisor`, so `/readyz`
+names a part that is down."""
 
 from __future__ import annotations
 
@@ -17,15 +19,18 @@ from starlette.routing import Route
 from adapters.base import Backend
 from adapters.factory import open_backend
 
-from gateway.a2a import routes as a2a_surface
-from gateway.admin import api as admin
+from gateway import settings as config
 from gateway.a2a.lean import LeanSendMessage
-from gateway.workers.bridge import Bridges
-from gateway.registry.cardfetch import AddressPolicy
+from gateway.a2a.push import PushService, PushSettings
+from gateway.a2a.routes import A2ASurface
+from gateway.admin import api as admin
+from gateway.http.guard import GatewayGuard
+from gateway.http.outbound import AddressPolicy
 from gateway.mcp.server import McpSurface
 from gateway.registry.capabilities import Registry
-from gateway.http.guard import GatewayGuard
+from gateway.supervisor import Supervisor
 from gateway.tasks.service import TaskService
+from gateway.workers.bridge import Bridges
 
 log = logging.getLogger("topicbridge.gateway")
 
@@ -33,48 +38,70 @@ DEMO_AGENTS = Path(__file__).resolve().parents[1] / "examples" / "demo_agents.py
 
 
 class Gateway:
-    """Everything one gateway instance runs. Parts are started in order and closed in reverse."""
+    """Everything one gateway instance runs. Parts are started in order and closed in reverse,
+    then the supervisor (whatever loop is left) and the backend."""
 
-    def __init__(self, settings: dict, backend: Backend | None = None) -> None:
+    def __init__(self, settings: dict, backend: Backend | None = None, *,
+                 supervisor: Supervisor | None = None) -> None:
         self.settings = settings
+        self.options = options = config.with_defaults(settings)["gateway"]
+        self.supervisor = supervisor or Supervisor()
         self.backend = backend or open_backend(settings)
-        self.tasks = TaskService(self.backend, instance_id=settings.get("gateway", {}).get("instance_id"))
+        self.tasks = TaskService(self.backend, instance_id=options["instance_id"], supervisor=self.supervisor, **{
+            k: v for k, v in options.items() if k in ("lease_seconds", "adoption_interval")})
         self.registry = Registry(self.backend)
-        self.bridges = Bridges(self.backend, self.registry, AddressPolicy.from_settings(settings))
+        self.bridges = Bridges(self.backend, self.registry, AddressPolicy.from_settings(settings),
+                               supervisor=self.supervisor, max_response_bytes=options["max_agent_response_bytes"])
+        self.push = PushService(self.backend, PushSettings.from_settings(settings), supervisor=self.supervisor)
+        self.tasks.on_event.append(self.push.on_event)      # the relay publishes push jobs
+        self.a2a = A2ASurface(self.tasks, self.registry, self.push, blocking_wait=options["a2a_wait_seconds"])
         self.mcp = McpSurface(self)
-        self._parts: list = []          # started objects with an async close()
-        self.a2a_lean: dict = {}        # set by a2a_surface.routes(): what a2a_lean needs
+        self._parts: list = [self.tasks, self.registry, self.bridges, self.mcp, self.push]
+        if options["demo"]:
+            self._parts += demo_agents(self.backend)
+        self._started: list = []        # parts with an async close(), in start order
         self.ready = False
+
+    async def add_part(self, part) -> None:
+        """Run `part` (anything with async start() and close()) with the gateway: started with
+        the others, at once if the gateway runs already, and closed before the backend."""
+        if self.ready:
+            await part.start()
+            self._started.append(part)
+        else:
+            self._parts.append(part)
 
     async def start(self) -> None:
         await self.backend.start()
-        await self.tasks.start()
-        self._parts.append(self.tasks)
-        await self.registry.start()
-        self._parts.append(self.registry)
-        for part in self.extra_parts():
-            await part.start()
-            self._parts.append(part)
-        if self.settings.get("gateway", {}).get("demo"):
-            for part in demo_agents(self.backend):
+        try:
+            for part in self._parts:
                 await part.start()
-                self._parts.append(part)
+                self._started.append(part)
+        except BaseException:       # what did start is closed, and the backend with it
+            await self.close()
+            raise
         self.ready = True
-
-    def extra_parts(self) -> list:
-        """Long-lived parts beyond the task service (registry, bridges, push delivery)."""
-        return [self.bridges, self.mcp]
 
     async def close(self) -> None:
         self.ready = False
-        while self._parts:
-            with contextlib.suppress(Exception):
-                await self._parts.pop().close()
+        while self._started:
+            part = self._started.pop()
+            try:
+                await part.close()
+            except Exception:       # the other parts and the backend must still close
+                log.exception("closing %s failed", type(part).__name__)
+        await self.supervisor.close()
         await self.backend.close()
 
     def routes(self) -> list:
         return [Route("/healthz", self._health, methods=["GET"]), Route("/readyz", self._ready, methods=["GET"]),
-                *admin.routes(self), *a2a_surface.routes(self), *self.mcp.routes()]
+                *admin.routes(self), *self.a2a.routes(), *self.mcp.routes()]
+
+    def middleware(self) -> list[Middleware]:
+        middleware = [Middleware(GatewayGuard, **GatewayGuard.settings_kwargs(self.settings))]
+        if self.options["a2a_lean_dispatch"]:
+            middleware.append(Middleware(LeanSendMessage, **self.a2a.lean_options()))
+        return middleware
 
     async def _health(self, request: Request) -> JSONResponse:
         health = await self.backend.health()
@@ -82,10 +109,15 @@ class Gateway:
                              "instance": self.tasks.instance_id}, status_code=200 if health.ok else 503)
 
     async def _ready(self, request: Request) -> JSONResponse:
-        """200 once every part has started and the backend answers healthy: the signal for a
-        load balancer to send traffic."""
-        ok = self.ready and (await self.backend.health()).ok
-        return JSONResponse({"ready": ok}, status_code=200 if ok else 503)
+        """200 once every part has started, no background loop is down and the backend answers
+        healthy: the signal for a load balancer to send traffic. Else 503 saying what is wrong."""
+        health = await self.backend.health()
+        down = self.supervisor.down()
+        if self.ready and health.ok and not down:
+            return JSONResponse({"ready": True})
+        return JSONResponse({"ready": False, "started": self.ready, "down": down,
+                             "backend": {"ok": health.ok, "name": health.backend, "detail": health.detail}},
+                            status_code=503)
 
 
 def demo_agents(backend: Backend) -> list:
@@ -99,8 +131,8 @@ def demo_agents(backend: Backend) -> list:
     return module.workers(backend)
 
 
-def build_app(settings: dict, backend: Backend | None = None) -> Starlette:
-    gateway = Gateway(settings, backend)
+def build_app(settings: dict, backend: Backend | None = None, *, supervisor: Supervisor | None = None) -> Starlette:
+    gateway = Gateway(settings, backend, supervisor=supervisor)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -110,10 +142,6 @@ def build_app(settings: dict, backend: Backend | None = None) -> Starlette:
         finally:
             await gateway.close()
 
-    routes = gateway.routes()
-    middleware = [Middleware(GatewayGuard, **GatewayGuard.settings_kwargs(settings))]
-    if settings.get("gateway", {}).get("a2a_lean_dispatch", True):
-        middleware.append(Middleware(LeanSendMessage, **gateway.a2a_lean))
-    app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
+    app = Starlette(routes=gateway.routes(), lifespan=lifespan, middleware=gateway.middleware())
     app.state.gateway = gateway
     return app

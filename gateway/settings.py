@@ -122,3 +122,8 @@ def _with_defaults(data: dict, node: dict) -> dict:
         elif key not in out and "default" in sub:
             out[key] = sub["default"]
     return out
+
+
+def with_defaults(data: dict) -> dict:
+    """`data` with the schema's defaults filled in: for settings built in code rather than loaded."""
+    return _with_defaults(data, schema())

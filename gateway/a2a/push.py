@@ -34,6 +34,7 @@ from adapters.base import Backend, Delivery, Message, TopicSpec
 from adapters.errors import BackendError, QuotaExceededError
 
 from gateway.http.outbound import AddressPolicy, OutboundError, guarded_client
+from gateway.supervisor import Supervisor
 
 log = logging.getLogger("topicbridge.push")
 
@@ -41,6 +42,7 @@ TABLE = "push_configs"
 TOPIC = "tb-push"
 GROUP = "tb-push-senders"
 TOKEN_HEADER = "X-A2A-Notification-Token"
+SENDER_LOOP = "push.sender"         # its name under the supervisor (and in /readyz)
 _RETRYABLE_STATUS = {408, 425, 429}
 
 
@@ -80,16 +82,17 @@ class PushSettings:
 class PushService:
     """Config store, job publisher (the relay hook) and sender loop of one gateway instance."""
 
-    def __init__(self, backend: Backend, settings: PushSettings | None = None) -> None:
+    def __init__(self, backend: Backend, settings: PushSettings | None = None, *,
+                 supervisor: Supervisor | None = None) -> None:
         self.backend = backend
         self.settings = settings or PushSettings()
+        self.supervisor = supervisor or Supervisor()     # runs the sender loop
         # The receivers' addresses pass the gateway's one outbound policy, checked again at
         # every connection (no second DNS answer between the check and the POST).
         self.policy = AddressPolicy(self.settings.allow_hosts or None, setting="push.allow_hosts")
         self._table = None
         self._consumer = None
         self._http: httpx.AsyncClient | None = None
-        self._loop_task: asyncio.Task | None = None
         self._sending: set[asyncio.Task] = set()
         self._pending: dict[str, list[a2a_pb2.TaskPushNotificationConfig]] = {}
         self.delivered = 0
@@ -102,13 +105,13 @@ class PushService:
         self._table = await self.backend.table(TABLE)
         self._consumer = await self.backend.group_consumer(TOPIC, GROUP, invisible=self.settings.invisible)
         self._http = guarded_client(self.policy, timeout=self.settings.timeout, follow_redirects=False)
-        self._loop_task = asyncio.get_running_loop().create_task(self._receive_loop())
+        self.supervisor.spawn(SENDER_LOOP, self._receive_loop)
 
     async def close(self) -> None:
-        tasks = [t for t in (self._loop_task, *self._sending) if t is not None]
-        for task in tasks:
+        await self.supervisor.stop(SENDER_LOOP)
+        for task in self._sending:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*self._sending, return_exceptions=True)
         if self._consumer is not None:
             await self._consumer.close()
         if self._http is not None:
@@ -215,6 +218,9 @@ class PushService:
         except BackendError as e:
             log.warning("push job %s: backend failed (%s); it comes back after %.0fs", delivery.message_id,
                         e, self.settings.invisible)
+        except Exception:       # a bug in one delivery must not go unseen; the job comes back
+            log.exception("push job %s failed; it comes back after %.0fs", delivery.message_id,
+                          self.settings.invisible)
 
     async def _deliver(self, delivery: Delivery) -> None:
         try:

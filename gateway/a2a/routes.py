@@ -35,44 +35,44 @@ from adapters.errors import BackendError, NotFoundError, status_of
 
 from gateway.registry import cards
 from .handler import CAPABILITY_STATE, GatewayRequestHandler
-from .push import PushService, PushSettings
+from .push import PushService
 from gateway.registry.capabilities import Capability
 
-DEFAULT_WAIT_SECONDS = 300.0
 CAPABILITY_SCOPE_KEY = "topicbridge.capability"     # the Capability record the gate found, for the routes
 
 
-def routes(gateway) -> list:
-    push = PushService(gateway.backend, PushSettings.from_settings(gateway.settings))
-    gateway.tasks.on_event.append(push.on_event)
-    _run_with(gateway, push)
-    handler = GatewayRequestHandler(gateway.tasks, gateway.registry, push, blocking_wait=gateway.settings.get(
-        "gateway", {}).get("a2a_wait_seconds", DEFAULT_WAIT_SECONDS))
-    capabilities = CapabilityCache(gateway.registry)
-    builder = _ContextBuilder()
-    gateway.a2a_lean = {"handler": handler, "capabilities": capabilities, "builder": builder}   # for a2a_lean
-    rest = [r for r in create_rest_routes(handler, builder, enable_v0_3_compat=True)
-            if not isinstance(r, Mount)]            # its /{tenant} mount: the capability is the tenant
-    agent = [Route("/.well-known/agent-card.json", _capability_card, methods=["GET"]),
-             *create_jsonrpc_routes(handler, "/", builder, enable_v0_3_compat=True), *rest]
+class A2ASurface:
+    """What the A2A routes and the lean SendMessage path (`lean.LeanSendMessage`) share: the
+    handler over the task service, the capability cache and the call-context builder. Built
+    once by the app, which also runs the push service it is given; building routes changes
+    nothing."""
 
-    async def gateway_card(request: Request) -> JSONResponse:
-        card = cards.gateway_card(await gateway.registry.list(), str(request.base_url))
+    def __init__(self, tasks, registry, push: PushService, *, blocking_wait: float | None) -> None:
+        self.registry = registry
+        self.handler = GatewayRequestHandler(tasks, registry, push, blocking_wait=blocking_wait)
+        self.capabilities = CapabilityCache(registry)
+        self.builder = _ContextBuilder()
+
+    def lean_options(self) -> dict:
+        """The keyword arguments of `lean.LeanSendMessage`."""
+        return {"handler": self.handler, "capabilities": self.capabilities, "builder": self.builder}
+
+    def routes(self) -> list:
+        handler, builder = self.handler, self.builder
+        rest = [r for r in create_rest_routes(handler, builder, enable_v0_3_compat=True)
+                if not isinstance(r, Mount)]            # its /{tenant} mount: the capability is the tenant
+        agent = [Route("/.well-known/agent-card.json", _capability_card, methods=["GET"]),
+                 *create_jsonrpc_routes(handler, "/", builder, enable_v0_3_compat=True), *rest]
+        gate = Middleware(CapabilityGate, capabilities=self.capabilities)
+        return [Route("/.well-known/agent-card.json", self._gateway_card, methods=["GET"]),
+                Mount(cards.AGENTS_PATH, routes=[
+                    *create_jsonrpc_routes(handler, "/", builder, enable_v0_3_compat=True),
+                    Mount("/{name}", routes=agent, middleware=[gate]),
+                ])]
+
+    async def _gateway_card(self, request: Request) -> JSONResponse:
+        card = cards.gateway_card(await self.registry.list(), str(request.base_url))
         return JSONResponse(agent_card_to_dict(card))
-
-    return [Route("/.well-known/agent-card.json", gateway_card, methods=["GET"]),
-            Mount(cards.AGENTS_PATH, routes=[
-                *create_jsonrpc_routes(handler, "/", builder, enable_v0_3_compat=True),
-                Mount("/{name}", routes=agent, middleware=[Middleware(CapabilityGate, capabilities=capabilities)]),
-            ])]
-
-
-def _run_with(gateway, part) -> None:
-    """Start `part` with the gateway's long-lived parts and close it before the task service.
-    (Gateway.extra_parts is the app's list of such parts; this adds to it without replacing
-    what another surface added.)"""
-    previous = gateway.extra_parts
-    gateway.extra_parts = lambda: [*previous(), part]
 
 
 class _ContextBuilder(DefaultServerCallContextBuilder):

@@ -50,6 +50,7 @@ from gateway.tasks import fold
 from gateway.http.outbound import AddressPolicy, RefusedURLError, guarded_client
 from gateway.registry.cardfetch import bridgeable_interfaces, fetch_card
 from gateway.registry.capabilities import Capability, Registry, derive_name
+from gateway.supervisor import Supervisor
 from .agent_relay import Relay
 from .worker import ReplyLost, TaskContext, Worker
 
@@ -62,6 +63,7 @@ READ_TIMEOUT = 300.0    # longest silence tolerated from an agent mid-call
 CANCEL_TIMEOUT = 5.0
 POOL_CONNECTIONS = 8    # connections per httpx pool (see Bridge.start)
 REMOTE_TABLE = "bridge-tasks"   # gateway task id -> the agent's task and context ids (multi-turn)
+WATCH_LOOP = "bridges.watch"    # the registry watch, under the supervisor (and in /readyz)
 
 
 class AgentUnreachable(Exception):
@@ -102,14 +104,16 @@ class Bridge:
 
     def __init__(self, backend: Backend, registry: Registry, capability: Capability, policy: AddressPolicy, *,
                  attempts: int = ATTEMPTS, backoff: float = BACKOFF, read_timeout: float = READ_TIMEOUT,
-                 concurrency: int = 64, invisible: float = 60.0, max_response_bytes: int | None = None) -> None:
+                 concurrency: int = 64, invisible: float = 60.0, max_response_bytes: int | None = None,
+                 supervisor: Supervisor | None = None) -> None:
         self.capability = capability
         self.name = capability.name
         self.registry = registry
         self.policy = policy
         self.attempts, self.backoff, self.read_timeout = attempts, backoff, read_timeout
         self.max_response_bytes = max_response_bytes
-        self.worker = Worker(backend, capability.name, self._forward, concurrency=concurrency, invisible=invisible)
+        self.worker = Worker(backend, capability.name, self._forward, concurrency=concurrency, invisible=invisible,
+                             supervisor=supervisor)
         self.card = json_format.ParseDict(capability.card, a2a_pb2.AgentCard(), ignore_unknown_fields=True)
         interfaces = bridgeable_interfaces(self.card)
         self.url = interfaces[0].url if interfaces else capability.card_url
@@ -297,17 +301,18 @@ class Bridges:
     """
 
     def __init__(self, backend: Backend, registry: Registry, policy: AddressPolicy, *, interval: float = 3.0,
-                 **bridge_options) -> None:
+                 supervisor: Supervisor | None = None, **bridge_options) -> None:
+        """`supervisor` runs the watch loop and every bridge's worker loops; by default its own."""
         self.backend, self.registry, self.policy = backend, registry, policy
         self.interval = interval
-        self.bridge_options = bridge_options
+        self.supervisor = supervisor or Supervisor()
+        self.bridge_options = {**bridge_options, "supervisor": self.supervisor}
         self.running: dict[str, tuple[tuple, Bridge]] = {}
         self._lock = asyncio.Lock()
-        self._watch: asyncio.Task | None = None
 
     async def start(self) -> None:
         await self.sync()
-        self._watch = asyncio.get_running_loop().create_task(self._watch_loop())
+        self.supervisor.spawn(WATCH_LOOP, self._watch_loop)
 
     async def register(self, card_url: str, name: str | None = None) -> Capability:
         """Fetch the card at `card_url`, add the capability and bridge it (ConflictError if the name is taken)."""
@@ -338,10 +343,7 @@ class Bridges:
             log.warning("bridges did not follow the registry at once: %s", e)
 
     async def close(self) -> None:
-        if self._watch is not None:
-            self._watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watch
+        await self.supervisor.stop(WATCH_LOOP)
         async with self._lock:
             for name in list(self.running):
                 await self._stop(name)

@@ -53,6 +53,7 @@ from gateway.tasks import channels
 from gateway.tasks import fold
 from gateway.tasks.envelope import ControlEvent, EnvelopeError, ReplyEvent, TaskEnvelope
 from gateway.registry.capabilities import Registry
+from gateway.supervisor import Supervisor
 
 log = logging.getLogger("topicbridge.worker")
 MAX_INFLIGHT = 16        # a task's reply events published but not yet waited for (ordered backends)
@@ -238,7 +239,8 @@ class Worker:
     def __init__(self, backend: Backend, capability: str, handler: Handler, *, concurrency: int = 16,
                  invisible: float = 60.0, card: dict | a2a_pb2.AgentCard | None = None,
                  input_schema: dict | None = None, output_schema: dict | None = None,
-                 heartbeat: float = 5.0) -> None:
+                 heartbeat: float = 5.0, supervisor: Supervisor | None = None) -> None:
+        """`supervisor` runs the worker's loops (receive, control, heartbeat); by default its own."""
         if not channels.is_capability_name(capability):
             raise ValueError(f"invalid capability name {capability!r}: use a-z, 0-9, _ and -, at most 63")
         self.backend = backend
@@ -251,7 +253,8 @@ class Worker:
         self.client_id = f"w-{capability[:20]}-{os.getpid()}-{os.urandom(3).hex()}"
         self._running: dict[str, TaskContext] = {}
         self._tasks: set[asyncio.Task] = set()
-        self._loops: list[asyncio.Task] = []
+        self.supervisor = supervisor or Supervisor()
+        self._loops: list[str] = []             # names under the supervisor
         self._consumer = None
         self._control = None
         self.dead_lettered = 0
@@ -272,17 +275,20 @@ class Worker:
             await self.backend.create_topic(TopicSpec(parent, lite=True, lite_idle_seconds=channels.CHANNEL_IDLE_SECONDS))
         self._consumer = await self.backend.group_consumer(topic, self.group, invisible=self.invisible)
         self._control = await self.backend.lite_consumer(channels.CONTROL_TOPIC, self.client_id, self.client_id)
-        loop = asyncio.get_running_loop()
+        loops = {"receive": self._receive_loop, "control": self._control_loop}
         if self._registry is not None:
-            self._loops.append(loop.create_task(self._heartbeat_loop()))
-        self._loops += [loop.create_task(self._receive_loop()), loop.create_task(self._control_loop())]
+            loops["heartbeat"] = self._heartbeat_loop
+        for kind, loop in loops.items():
+            name = f"worker.{self.capability}.{kind}.{self.client_id[-6:]}"
+            self.supervisor.spawn(name, loop)
+            self._loops.append(name)
 
     async def close(self) -> None:
-        for task in self._loops:
-            task.cancel()
+        for name in self._loops:
+            await self.supervisor.stop(name)
         for task in list(self._tasks):
             task.cancel()
-        await asyncio.gather(*self._loops, *self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._registry is not None:
             with contextlib.suppress(BackendError):
                 await self._registry.depart(self.capability, self.client_id)
@@ -322,6 +328,17 @@ class Worker:
                 task.add_done_callback(self._tasks.discard)
 
     async def _handle(self, delivery: Delivery) -> None:
+        """One delivery, as a task of its own: nothing it raises may go unseen."""
+        try:
+            await self._take(delivery)
+        except BackendError as e:
+            log.warning("task envelope %s: backend failed (%s); it comes back after %.0fs", delivery.message_id,
+                        e, self.invisible)
+        except Exception:
+            log.exception("task envelope %s: unexpected failure; it comes back after %.0fs", delivery.message_id,
+                          self.invisible)
+
+    async def _take(self, delivery: Delivery) -> None:
         try:
             envelope = TaskEnvelope.decode(delivery.body)
         except EnvelopeError as e:

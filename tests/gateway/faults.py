@@ -14,7 +14,7 @@ class FaultyBackend:
     def __init__(self, inner) -> None:
         self._inner = inner
         self._publish_faults: list[tuple[Callable[[str, Message], bool], Exception]] = []
-        self._poll_faults: list[Exception] = []
+        self._poll_faults: dict[str, list[Exception]] = {}
         self.publish_failed = asyncio.Event()
         self.poll_failed = asyncio.Event()
 
@@ -25,9 +25,9 @@ class FaultyBackend:
         """The next publish for which `matches(topic, message)` is true raises `error`."""
         self._publish_faults.append((matches, error))
 
-    def fail_poll(self, error: Exception) -> None:
-        """The next poll of a lite consumer opened through this backend raises `error`."""
-        self._poll_faults.append(error)
+    def fail_poll(self, parent: str, error: Exception) -> None:
+        """The next poll of a lite consumer of `parent` opened through this backend raises `error`."""
+        self._poll_faults.setdefault(parent, []).append(error)
 
     async def publish(self, topic: str, message: Message, *, lite_topic: str | None = None) -> str:
         for fault in self._publish_faults:
@@ -37,21 +37,22 @@ class FaultyBackend:
                 raise fault[1]
         return await self._inner.publish(topic, message, lite_topic=lite_topic)
 
-    async def lite_consumer(self, *args, **kwargs):
-        return _FaultyLiteConsumer(await self._inner.lite_consumer(*args, **kwargs), self)
+    async def lite_consumer(self, parent: str, *args, **kwargs):
+        return _FaultyLiteConsumer(await self._inner.lite_consumer(parent, *args, **kwargs), self, parent)
 
 
 class _FaultyLiteConsumer:
-    def __init__(self, inner, backend: FaultyBackend) -> None:
-        self._inner, self._backend = inner, backend
+    def __init__(self, inner, backend: FaultyBackend, parent: str) -> None:
+        self._inner, self._backend, self._parent = inner, backend, parent
 
     def __getattr__(self, name):
         return getattr(self._inner, name)
 
     async def poll(self, *args, **kwargs):
-        if self._backend._poll_faults:
+        faults = self._backend._poll_faults.get(self._parent)
+        if faults:
             self._backend.poll_failed.set()
-            raise self._backend._poll_faults.pop(0)
+            raise faults.pop(0)
         return await self._inner.poll(*args, **kwargs)
 
 
