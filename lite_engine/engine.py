@@ -54,6 +54,7 @@ class Engine:
         self._housekeeper: asyncio.Task | None = None
         self._upkeep = Ticker("housekeeping", self._housekeeping_pass, self.config.tick)
         self._next_storage_retry = 0.0
+        self._attempt_lsn: int | None = None   # the last delivery attempt recorded
         self._closed = False
         self._started = False
         self._background: set[asyncio.Task] = set()
@@ -227,7 +228,7 @@ class Engine:
             if out or remaining <= 0 or self._closed:
                 if out and t.readable(cursor, False):
                     wake_one(cursor.waiters)
-                return out
+                return await self._hand_over(out)
             if cursor.waiters is None:
                 cursor.waiters = deque()
             if not await wait_woken(cursor.waiters, remaining, lambda: wake_one(cursor.waiters)):
@@ -305,12 +306,33 @@ class Engine:
             if attempt > max_attempts:
                 self._dead_letter(topic, stream, cursor, offset, msg, max_attempts)
                 continue
+            lsn = self._append(rec.ATTEMPT, rec.encode_attempt(topic.name, lite or "", cursor.group, offset, attempt))
+            if lsn is not None:
+                self._attempt_lsn = lsn
             inf = self._inflight.issue(topic, stream, cursor, offset, deadline, client.id if client else None)
             if client is not None:
                 client.inflight.add(inf.receipt)
             out.append(Delivery(topic.name, lite, msg.id, msg.body, dict(msg.headers or {}), msg.key,
                                 inf.receipt, attempt, msg.ts))
             limit -= 1
+
+    async def _hand_over(self, out: list[Delivery]) -> list[Delivery]:
+        """Return `out` once its delivery attempts are durable, so that a crash while they are
+        being worked on still counts them (max_attempts holds across restarts). Deliveries that
+        cannot be handed over are given back."""
+        lsn = self._attempt_lsn
+        if not out or lsn is None:
+            return out
+        try:
+            await self._sync(lsn)
+        except BaseException:
+            for d in out:
+                inf = self._inflight.lookup(d.receipt)
+                if inf is not None:
+                    self._forget_receipt(inf)
+                    self._inflight.release(inf)
+            raise
+        return out
 
     def _dead_letter(self, topic, stream, cursor, offset, msg: Message, max_attempts: int) -> None:
         headers = dict(msg.headers or {})
@@ -446,7 +468,7 @@ class Engine:
             if out or remaining <= 0:
                 if client.ready:
                     client.wake()
-                return out
+                return await self._hand_over(out)
             if not await wait_woken(client.waiters, remaining, client.wake):
                 return []
             if client.closed:
@@ -628,6 +650,14 @@ class Engine:
             stream.cursor(group).mark_acked(offset)
             if not lite:
                 stream.trim_acked()
+
+    def restore_attempt(self, topic: str, lite: str, group: str, offset: int, attempt: int) -> None:
+        stream = self._stream(topic, lite)
+        if stream is None or offset < stream.base:
+            return
+        cursor = stream.cursor(group)
+        if not cursor.is_acked(offset):
+            cursor.restore_attempts(offset, attempt)
 
     def restore_lite_deleted(self, topic: str, lite: str) -> None:
         t = self._topics.get(topic)

@@ -9,6 +9,7 @@ are little-endian.
             | u16 n_headers | n * (str name | str value) | body (rest of the record)
     ACK     str topic | str lite | str group | u64 offset
     DELETE  str topic | str lite                -- a lite topic expired
+    ATTEMPT str topic | str lite | str group | u64 offset | u32 attempt   -- a delivery
     KV_PUT  str table | str key | u64 version | value (rest)
     KV_DEL  str table | str key | u64 version   -- a delete consumes a version too
 
@@ -121,7 +122,22 @@ def decode_kv(payload: bytes) -> tuple[str, str, int, bytes]:
 #   STREAM  str topic | str lite | u64 base       -- offset of the first retained message
 #   CURSOR  str topic | str lite | str group | u64 floor | u32 n | n * u64 acked-above-floor
 META, STREAM, CURSOR, KV_CLOCK = 7, 8, 9, 10
+ATTEMPT = 11
 _U32 = struct.Struct("<I")
+_ATTEMPT = struct.Struct("<QI")
+
+
+def encode_attempt(topic: str, lite: str, group: str, offset: int, attempt: int) -> bytes:
+    return _s(topic) + _s(lite) + _s(group) + _ATTEMPT.pack(offset, attempt)
+
+
+def decode_attempt(payload: bytes) -> tuple[str, str, str, int, int]:
+    buf = memoryview(payload)
+    topic, pos = _read_s(buf, 0)
+    lite, pos = _read_s(buf, pos)
+    group, pos = _read_s(buf, pos)
+    offset, attempt = _ATTEMPT.unpack_from(buf, pos)
+    return topic, lite, group, offset, attempt
 
 
 def encode_u64(value: int) -> bytes:

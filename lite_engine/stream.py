@@ -73,6 +73,11 @@ class Cursor:
             self.redeliver = []
         heapq.heappush(self.redeliver, offset)
 
+    def restore_attempts(self, offset: int, attempts: int) -> None:
+        if self.attempts is None:
+            self.attempts = {}
+        self.attempts[offset] = max(self.attempts.get(offset, 0), attempts)
+
     def count_attempt(self, offset: int) -> int:
         if self.attempts is None:
             self.attempts = {}
