@@ -11,7 +11,7 @@
     ├── BackendUnavailableError(backend, reason)    -- broker down, connection lost: retry later
     └── StorageError(reason)                        -- the backend could not persist
 
-Protocol layers never invent codes: they look up `STATUS` below.
+What each error is called on each protocol is the gateway's business (`gateway/errors.py`).
 """
 
 from __future__ import annotations
@@ -85,28 +85,6 @@ class StorageError(BackendError):
     def __init__(self, reason: str) -> None:
         self.reason = reason
         super().__init__(f"storage failure: {reason}")
-
-
-# error class -> (HTTP status, JSON-RPC code, gRPC status name). Most specific class first.
-STATUS: dict[type[BackendError], tuple[int, int, str]] = {
-    MessageTooLargeError: (413, -32602, "INVALID_ARGUMENT"),
-    InvalidRequestError: (400, -32602, "INVALID_ARGUMENT"),
-    UnknownClientError: (404, -32001, "NOT_FOUND"),
-    UnknownReceiptError: (404, -32001, "NOT_FOUND"),
-    NotFoundError: (404, -32001, "NOT_FOUND"),
-    ConflictError: (409, -32602, "FAILED_PRECONDITION"),
-    QuotaExceededError: (429, -32603, "RESOURCE_EXHAUSTED"),
-    BackendUnavailableError: (503, -32603, "UNAVAILABLE"),
-    StorageError: (500, -32603, "INTERNAL"),
-    BackendError: (500, -32603, "INTERNAL"),
-}
-
-
-def status_of(error: BackendError) -> tuple[int, int, str]:
-    for cls in type(error).__mro__:
-        if cls in STATUS:
-            return STATUS[cls]
-    return STATUS[BackendError]
 
 
 def _printable(value: object, limit: int = 120) -> object:

@@ -12,8 +12,8 @@ finished task cannot be restarted and a running one takes no message (Unsupporte
 as the SDK's own handler answers); an unknown task is TaskNotFoundError; a `context_id` other
 than the task's is InvalidParamsError.
 
-Errors: task problems become the SDK's A2A errors; backend errors take their JSON-RPC code from
-`adapters.errors.STATUS` and become the A2A error class that carries that code.
+Errors: task and backend errors become the SDK's A2A error classes the gateway's error table
+(`gateway/errors.py`) names for them.
 """
 
 from __future__ import annotations
@@ -28,15 +28,7 @@ from a2a.server.context import ServerCallContext
 from a2a.server.request_handlers.request_handler import RequestHandler
 from a2a.types import a2a_pb2
 from a2a.utils import constants
-from a2a.utils.errors import (
-    JSON_RPC_ERROR_CODE_MAP,
-    A2AError,
-    InternalError,
-    InvalidParamsError,
-    TaskNotCancelableError,
-    TaskNotFoundError,
-    UnsupportedOperationError,
-)
+from a2a.utils.errors import InvalidParamsError, TaskNotFoundError, UnsupportedOperationError
 from a2a.utils.task import (
     apply_history_length,
     validate_history_length,
@@ -46,31 +38,19 @@ from google.api.field_behavior_pb2 import FieldBehavior, field_behavior
 from google.protobuf import json_format
 from google.protobuf.descriptor import FieldDescriptor
 
-from adapters.errors import BackendError, NotFoundError, status_of
+from adapters.errors import BackendError
 
+from gateway.errors import a2a_error
+from gateway.registry.capabilities import Registry
+from gateway.tasks import errors as task_errors
 from gateway.tasks import fold
 from gateway.tasks.index import PageTokenError
-from .push import PushService, PushUrlError
-from gateway.registry.capabilities import Registry
 from gateway.tasks.service import TaskError, TaskService, Watch
+from .push import PushService, PushUrlError
 
 log = logging.getLogger("topicbridge.a2a")
 
 CAPABILITY_STATE = "topicbridge.capability"   # ServerCallContext.state key set by the routes
-_A2A_BY_CODE = {code: cls for cls, code in JSON_RPC_ERROR_CODE_MAP.items()}
-_TASK_ERRORS = {"not_found": TaskNotFoundError, "not_cancelable": TaskNotCancelableError,
-                "terminal": UnsupportedOperationError, "running": UnsupportedOperationError,
-                "context_mismatch": InvalidParamsError, "wrong_capability": InvalidParamsError}
-
-
-def a2a_error(error: Exception) -> A2AError:
-    """The A2A error a protocol layer reports for a task or backend error."""
-    if isinstance(error, TaskError):
-        return _TASK_ERRORS.get(error.kind, InternalError)(message=error.reason, data={"task_id": error.task_id})
-    if isinstance(error, BackendError):
-        code = status_of(error)[1]
-        return _A2A_BY_CODE.get(code, InternalError)(message=str(error), data=error.to_dict())
-    return InternalError(message=f"{type(error).__name__}: {error}")
 
 
 class GatewayRequestHandler(RequestHandler):
@@ -144,7 +124,7 @@ class GatewayRequestHandler(RequestHandler):
         except BackendError as e:
             raise a2a_error(e) from None
         if found is None:
-            raise a2a_error(NotFoundError("capability", context.tenant))
+            raise a2a_error(task_errors.UnknownCapabilityError(context.tenant))
         return found.name
 
     async def _check_push_url(self, url: str) -> None:
@@ -222,13 +202,13 @@ class GatewayRequestHandler(RequestHandler):
     async def on_subscribe_to_task(self, params: a2a_pb2.SubscribeToTaskRequest,
                                    context: ServerCallContext) -> AsyncGenerator:
         require_fields(params)
-        async with contextlib.aclosing(self.tasks.subscribe(params.id)) as events:
+        async with contextlib.aclosing(self.tasks.subscribe(params.id, follow_turns=True)) as events:
             try:
                 first = await anext(events)
                 if first.task.status.state in fold.TERMINAL:
-                    raise UnsupportedOperationError(
-                        message=f"task {params.id!r} is {a2a_pb2.TaskState.Name(first.task.status.state)}: "
-                                "nothing more to stream (use GetTask)")
+                    raise a2a_error(task_errors.TaskTerminalError(params.id, (
+                        f"task {params.id[:200]!r} is {a2a_pb2.TaskState.Name(first.task.status.state)}: "
+                        "nothing more to stream (use GetTask)")))
                 yield first.task
                 async for event in events:
                     yield payload(event)
@@ -241,7 +221,7 @@ class GatewayRequestHandler(RequestHandler):
         except BackendError as e:
             raise a2a_error(e) from None
         if task is None:
-            raise TaskNotFoundError(message=f"task {task_id[:200]!r} not found")
+            raise a2a_error(task_errors.TaskNotFoundError(task_id))
         return task
 
     # ------------------------------------------------------------ push notification configs

@@ -18,15 +18,16 @@ import logging
 
 from a2a.server.request_handlers.response_helpers import build_error_response
 from a2a.types import a2a_pb2
-from a2a.utils.errors import A2AError, InternalError
+from a2a.utils.errors import A2AError
 from google.protobuf import json_format
 from starlette.requests import Request
 
 from adapters.errors import BackendError
 
+from gateway.errors import a2a_error
+from gateway.http.body import read_body, replay
 from gateway.registry import cards
 from .handler import GatewayRequestHandler
-from gateway.http.body import read_body, replay
 from .routes import CAPABILITY_SCOPE_KEY
 
 log = logging.getLogger("topicbridge.a2a")
@@ -71,7 +72,7 @@ class LeanSendMessage:
             answer = build_error_response(request_id, e)
         except Exception as e:      # the SDK dispatcher's last resort, in its shape
             log.exception("SendMessage to %s failed", capability.name)
-            answer = build_error_response(request_id, InternalError(message=str(e)))
+            answer = build_error_response(request_id, a2a_error(e))
         await _send_json(send, answer)
 
 

@@ -11,8 +11,9 @@ Routes come from the a2a-sdk factories (parsing, A2A-Version checks, serializati
 conversion) over the gateway's lean handler (`a2a_handler.py`). Capabilities come and go at
 runtime, so the routes carry `<name>` as a path parameter and `CapabilityGate` looks it up per
 request (a second of positive caching keeps a remote registry off the hot path); an unknown
-name gets 404 in the shape of the protocol asked for. JSON-RPC `SendMessage`, the hot call, is
-answered in front of these routes by `a2a_lean.LeanSendMessage` over the same handler.
+name gets "capability not registered" in the shape of the protocol asked for. JSON-RPC
+`SendMessage`, the hot call, is answered in front of these routes by `a2a_lean.LeanSendMessage`
+over the same handler.
 
 Not here yet: the gRPC binding, and a custom protocol binding over the broker itself (DESIGN.md
 "Beyond the peers" 3) that would be declared by URI in `supportedInterfaces`.
@@ -20,20 +21,24 @@ Not here yet: the gRPC binding, and a custom protocol binding over the broker it
 
 from __future__ import annotations
 
+import json
 import time
 
 from a2a.extensions.common import HTTP_EXTENSION_HEADER, get_requested_extensions
 from a2a.server.context import ServerCallContext
-from a2a.server.request_handlers.response_helpers import agent_card_to_dict
+from a2a.server.request_handlers.response_helpers import agent_card_to_dict, build_error_response
 from a2a.server.routes import DefaultServerCallContextBuilder, create_jsonrpc_routes, create_rest_routes
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 
-from adapters.errors import BackendError, NotFoundError, status_of
+from adapters.errors import BackendError
 
+from gateway.errors import a2a_error, codes_of
+from gateway.http.body import read_body
 from gateway.registry import cards
+from gateway.tasks.errors import UnknownCapabilityError
 from .handler import CAPABILITY_STATE, GatewayRequestHandler
 from .push import PushService
 from gateway.registry.capabilities import Capability
@@ -116,8 +121,8 @@ class CapabilityCache:
 
 
 class CapabilityGate:
-    """Pure ASGI middleware in front of one capability's routes: resolves `<name>` or answers
-    404 (JSON-RPC error body for POST /agents/<name>/, an A2A HTTP+JSON error otherwise)."""
+    """Pure ASGI middleware in front of one capability's routes: resolves `<name>` or answers that
+    it is not registered, in the shape of the protocol asked for (`_refuse`)."""
 
     def __init__(self, app, capabilities: CapabilityCache) -> None:
         self.app = app
@@ -130,20 +135,34 @@ class CapabilityGate:
         name = scope["path_params"].get("name", "")
         try:
             capability = await self.capabilities.get(name)
-            error = None if capability is not None else NotFoundError("capability", name)
+            error = None if capability is not None else UnknownCapabilityError(name)
         except BackendError as e:
             capability, error = None, e
         if error is not None:
-            await _error_response(scope, name, error)(scope, receive, send)
+            await _refuse(scope, receive, send, name, error)
             return
         scope[CAPABILITY_SCOPE_KEY] = capability
         await self.app(scope, receive, send)
 
 
-def _error_response(scope, name: str, error: BackendError) -> JSONResponse:
-    http, code, grpc_status = status_of(error)
-    message = str(error)
+async def _refuse(scope, receive, send, name: str, error: Exception) -> None:
+    """JSON-RPC for POST /agents/<name>/: the request's own id, in a 200 as every JSON-RPC error
+    (a client reads the error object only then); else the A2A HTTP+JSON error with its status."""
     if scope["method"] == "POST" and scope["path"].endswith(f"{cards.AGENTS_PATH}/{name}/"):
-        return JSONResponse({"jsonrpc": "2.0", "id": None, "error": {"code": code, "message": message}},
-                            status_code=http)
-    return JSONResponse({"error": {"code": http, "status": grpc_status, "message": message}}, status_code=http)
+        body, _ = await read_body(receive)      # the guard in front has bounded its size and depth
+        response = JSONResponse(build_error_response(_request_id(body), a2a_error(error)))
+    else:
+        codes = codes_of(error)
+        response = JSONResponse({"error": {"code": codes.http, "status": codes.grpc, "message": str(error)}},
+                                status_code=codes.http)
+    await response(scope, receive, send)
+
+
+def _request_id(body: bytes | None) -> int | str | None:
+    """The id of a JSON-RPC request body, when it has a valid one."""
+    try:
+        doc = json.loads(body) if body else None
+    except (ValueError, RecursionError):
+        return None
+    request_id = doc.get("id") if isinstance(doc, dict) else None
+    return request_id if isinstance(request_id, (int, str)) and not isinstance(request_id, bool) else None

@@ -6,8 +6,8 @@
     DELETE /admin/agents/{name}                                    -> {"removed": capability}
     GET    /admin/openapi.json                                     -> this API in OpenAPI 3.1
 
-Errors are `{"error": {"type", "message", ...}}`: backend and registry errors take their status
-from adapters.errors.STATUS, card errors from CARD_STATUS below.
+Errors are `{"error": {"type", "message", ...}}` with the HTTP status of the gateway's error table
+(gateway/errors.py).
 """
 
 from __future__ import annotations
@@ -20,11 +20,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from adapters.errors import BackendError, InvalidRequestError, MessageTooLargeError, NotFoundError, status_of
+from adapters.errors import BackendError, InvalidRequestError, MessageTooLargeError, NotFoundError
 
+from gateway.errors import codes_of, error_data
 from gateway.registry import discovery
 from gateway.registry.capabilities import MAX_TIMEOUT, check_timeout
-from gateway.registry.cardfetch import CardError, InvalidCardError, RefusedURLError, UnreachableError
+from gateway.registry.cardfetch import CardError
 
 log = logging.getLogger("topicbridge.admin")
 
@@ -32,11 +33,6 @@ MAX_BODY_BYTES = 64 * 1024
 MAX_LIMIT = 1000
 STATUSES = ("available", "unavailable", "error")
 REGISTER_FIELDS = {"card_url", "name", "timeout_seconds"}
-
-# card error -> HTTP status: a bad card is the caller's bad input; a URL the gateway may not or
-# cannot reach is well-formed but unprocessable.
-CARD_STATUS: dict[type[CardError], int] = {InvalidCardError: 400, RefusedURLError: 422, UnreachableError: 422,
-                                           CardError: 422}
 
 
 def routes(gateway) -> list:
@@ -49,10 +45,7 @@ def routes(gateway) -> list:
 
 
 def error_response(error: Exception) -> JSONResponse:
-    if isinstance(error, BackendError):
-        return JSONResponse({"error": error.to_dict()}, status_code=status_of(error)[0])
-    status = next(CARD_STATUS[c] for c in type(error).__mro__ if c in CARD_STATUS)
-    return JSONResponse({"error": error.to_dict()}, status_code=status)
+    return JSONResponse({"error": error_data(error)}, status_code=codes_of(error).http)
 
 
 def _handles_errors(endpoint):

@@ -21,7 +21,8 @@
 Refusals are in the shape of the route: a JSON-RPC error (`id` null) for `POST /agents/`,
 `POST /agents/<name>/` and `POST /mcp`, `{"error": {"code", "status", "message"}}` for the A2A
 HTTP+JSON routes, the admin API's `{"error": {"type", "message", ...}}` under `/admin`, each with
-`Connection: close`. The app then sees the body end in a byte no JSON parser accepts, so it
+`Connection: close`; each refusal is a `RequestRefusedError` (errors.py), which carries its
+HTTP and gRPC status. The app then sees the body end in a byte no JSON parser accepts, so it
 answers (unheard) a parse error instead of acting on a partial body, and logs no traceback.
 
 How `serve` runs uvicorn (header deadline and size cap, keep-alive, concurrency): serving.py.
@@ -37,8 +38,7 @@ import re
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from adapters.errors import InvalidRequestError, MessageTooLargeError, status_of
-
+from .errors import BodyTimeoutError, BodyTooLargeError, MalformedBodyError, RequestRefusedError, UnauthorizedError
 from .json_depth import JsonDepth
 
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
@@ -98,8 +98,8 @@ class GatewayGuard:
         path = scope["path"]
         if _PROTECTED.match(path):
             if self.tokens and not _PUBLIC_CARD.match(path) and not self._authorized(scope["headers"]):
-                await _send_json(send, 401, {"error": {"type": "Unauthorized", "message":
-                                                       "a valid bearer token is required"}},
+                error = UnauthorizedError()
+                await _send_json(send, error.http_status, {"error": error.to_dict()},
                                  [(b"www-authenticate", b'Bearer realm="topicbridge"')])
                 return
         elif not _MCP.match(path):
@@ -120,7 +120,7 @@ class GatewayGuard:
         if size_limit is not None:
             declared = next((v for k, v in scope["headers"] if k.lower() == b"content-length"), b"")
             if declared.isdigit() and int(declared) > size_limit:
-                await _refuse(scope, send, MessageTooLargeError(int(declared), size_limit))
+                await _refuse(scope, send, BodyTooLargeError(int(declared), size_limit))
                 return
         meter = JsonDepth(self.max_json_depth)
         loop = asyncio.get_running_loop()
@@ -155,7 +155,7 @@ class GatewayGuard:
             finally:
                 reader = None
 
-        async def refuse(error: Exception, more: bool = False) -> Message:
+        async def refuse(error: RequestRefusedError, more: bool = False) -> Message:
             nonlocal complete, refused, received
             complete = True
             # A bad body that is still arriving is read on (and dropped) within the size limit and
@@ -193,10 +193,10 @@ class GatewayGuard:
             if body:
                 received += len(body)
                 if size_limit is not None and received > size_limit:
-                    return await refuse(MessageTooLargeError(received, size_limit))
+                    return await refuse(BodyTooLargeError(received, size_limit))
                 problem = meter.feed(body, last=not more)
                 if problem is not None:
-                    return await refuse(InvalidRequestError("body", f"<{received} bytes>", problem), more)
+                    return await refuse(MalformedBodyError(received, problem), more)
             return message
 
         async def watching_send(message: Message) -> None:
@@ -213,30 +213,16 @@ class GatewayGuard:
                 timer.cancel()
 
 
-class BodyTimeoutError(Exception):
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        super().__init__(f"the request body did not arrive within {seconds:g} seconds")
-
-
-async def _refuse(scope: Scope, send: Send, error: Exception) -> None:
+async def _refuse(scope: Scope, send: Send, error: RequestRefusedError) -> None:
     """Answer for the app, in the shape of the route the request was for."""
-    if isinstance(error, BodyTimeoutError):
-        http, code, grpc_status = 408, _INVALID_REQUEST, "DEADLINE_EXCEEDED"
-        admin = {"type": "RequestTimeout", "message": str(error), "seconds": error.seconds}
-    else:
-        http, code, grpc_status = status_of(error)
-        if not isinstance(error, MessageTooLargeError):
-            code = _INVALID_REQUEST
-        admin = error.to_dict()
     path = scope["path"]
     if path.startswith("/admin"):
-        body = {"error": admin}
+        body = {"error": error.to_dict()}
     elif scope["method"] == "POST" and _JSONRPC_ENDPOINT.match(path):
-        body = {"jsonrpc": "2.0", "id": None, "error": {"code": code, "message": str(error)}}
+        body = {"jsonrpc": "2.0", "id": None, "error": {"code": _INVALID_REQUEST, "message": str(error)}}
     else:
-        body = {"error": {"code": http, "status": grpc_status, "message": str(error)}}
-    await _send_json(send, http, body, [(b"connection", b"close")])
+        body = {"error": {"code": error.http_status, "status": error.grpc_status, "message": str(error)}}
+    await _send_json(send, error.http_status, body, [(b"connection", b"close")])
 
 
 async def _send_json(send: Send, status: int, doc: dict, headers: list) -> None:

@@ -48,8 +48,9 @@ from pydantic import ValidationError
 
 from gateway.http.body import read_body, replay
 from .auth import OWNER_KEY
-from .tasks import TASKS_EXTENSION, Call, TaskRecord, backend_errors, rejection, still_running
-from .tools import ToolEntry, to_message, tool_result
+from .results import tool_result
+from .tasks import TASKS_EXTENSION, Call, TaskRecord, rejection, reported_errors, still_running
+from .tools import ToolEntry, to_message
 
 log = logging.getLogger("topicbridge.mcp")
 
@@ -157,7 +158,7 @@ class LeanToolCalls:
         try:
             try:
                 created = time.time()
-                with backend_errors():
+                with reported_errors():
                     task, watch = await surface.tasks.submit(entry.name, to_message(entry, arguments))
                 task_id = task.id
                 call = Call(task, watch)
@@ -184,7 +185,7 @@ class LeanToolCalls:
                     result = tool_result(call.task, entry.output_schema)
                 else:
                     record = TaskRecord(entry.name, created, (scope.get("state") or {}).get(OWNER_KEY))
-                    with backend_errors():
+                    with reported_errors():
                         await surface.records.put(task.id, record)
                     result = still_running(call.task, wait)
                 result.setdefault("resultType", "complete")

@@ -46,14 +46,15 @@ from starlette.routing import Route
 
 from adapters.errors import BackendError
 
+from gateway.errors import mcp_error
 from gateway.tasks import fold
+from gateway.tasks.service import TaskError
 from . import lean as mcp_lean
 from .auth import AccessPolicy, McpGuard, metadata_routes, owner_from
-from .tasks import (TASKS_EXTENSION, Call, TaskMethods, TaskRecord, TaskRecords, backend_errors,
-                        client_has_tasks, create_result, is_modern, missing_tasks_extension, rejection,
-                        still_running)
-from gateway.tasks.service import TaskError
-from .tools import FIND_CAPABILITIES, GET_TASK_RESULT, Catalog, ToolEntry, status_text, to_message, tool_result
+from .results import status_text, tool_result
+from .tasks import (TASKS_EXTENSION, Call, TaskMethods, TaskRecord, TaskRecords, client_has_tasks, create_result,
+                    is_modern, missing_tasks_extension, rejection, reported_errors, still_running)
+from .tools import FIND_CAPABILITIES, GET_TASK_RESULT, Catalog, ToolEntry, to_message
 
 log = logging.getLogger("topicbridge.mcp")
 
@@ -237,7 +238,7 @@ class McpSurface:
         return result | {"nextCursor": cursor} if cursor else result
 
     async def _call_tool(self, ctx, params: types.CallToolRequestParams, *, legacy_task: bool = False) -> dict:
-        with backend_errors():
+        with reported_errors():
             result = await self._dispatch_call(ctx, params, legacy_task)
         if "resultType" not in result and "task" not in result:
             result["resultType"] = "complete"      # required on 2026-07-28, ignored before
@@ -307,7 +308,7 @@ class McpSurface:
         try:
             return await self.tasks.resume(answering, message, capability=entry.name)
         except TaskError as e:
-            raise MCPError(INVALID_PARAMS, f"task_id: {e.reason}") from None
+            raise mcp_error(e, f"task_id: {e.reason}") from None
 
     async def _cancel(self, task_id: str) -> None:
         try:

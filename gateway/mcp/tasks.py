@@ -43,17 +43,18 @@ import mcp_types as types
 from a2a.types import a2a_pb2
 from mcp.shared.exceptions import MCPError
 from mcp.shared.inbound import MCP_NAME_HEADER, decode_header_value
-from mcp_types import (HEADER_MISMATCH, INTERNAL_ERROR, INVALID_PARAMS, METHOD_NOT_FOUND,
-                       MISSING_REQUIRED_CLIENT_CAPABILITY)
+from mcp_types import HEADER_MISMATCH, INTERNAL_ERROR, METHOD_NOT_FOUND, MISSING_REQUIRED_CLIENT_CAPABILITY
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import Field
 
 from adapters.base import Backend
-from adapters.errors import BackendError, InvalidRequestError
+from adapters.errors import BackendError
 
+from gateway.errors import codes_of, mcp_error
 from gateway.tasks import fold
-from .tools import status_text, task_meta, tool_result
+from gateway.tasks.errors import NotCancelableError, TaskNotFoundError
 from gateway.tasks.service import TaskError, TaskService, Watch
+from .results import status_text, task_meta, tool_result
 
 log = logging.getLogger("topicbridge.mcp")
 
@@ -66,23 +67,21 @@ POLL_MS = 500
 
 _WORKING = {a2a_pb2.TASK_STATE_UNSPECIFIED, a2a_pb2.TASK_STATE_SUBMITTED, a2a_pb2.TASK_STATE_WORKING}
 
-# TaskError kinds -> (JSON-RPC code, message prefix); the one place tasks errors get their codes.
-TASK_ERRORS = {
-    "not_found": (INVALID_PARAMS, "Failed to retrieve task: Task not found"),
-    "not_cancelable": (INVALID_PARAMS, "Cannot cancel task: already in terminal status"),
-}
+# The wording of the 2025-11-25 tasks spec for these two errors.
+NOT_FOUND_MESSAGE = "Failed to retrieve task: Task not found"
+NOT_CANCELABLE_MESSAGE = "Cannot cancel task: already in terminal status"
 
 
 @contextlib.contextmanager
-def backend_errors():
-    """A backend failure under an MCP request becomes a JSON-RPC error naming it."""
+def reported_errors():
+    """A backend or task error under an MCP request becomes the MCP error the gateway's error
+    table (gateway/errors.py) names for it: a quota is a quota, an outage an outage."""
     try:
         yield
-    except InvalidRequestError as e:        # e.g. arguments too large for a message
-        raise MCPError(INVALID_PARAMS, f"The request cannot be carried: {e}") from None
-    except BackendError as e:
-        log.warning("backend failure under an MCP request: %r", e)
-        raise MCPError(INTERNAL_ERROR, f"The gateway's messaging backend failed: {type(e).__name__}") from None
+    except (BackendError, TaskError) as e:
+        if codes_of(e).http >= 500:
+            log.warning("backend failure under an MCP request: %r", e)
+        raise mcp_error(e) from None
 
 
 class TaskIdParams(types.RequestParams):
@@ -289,11 +288,11 @@ class TaskMethods:
         if is_modern(ctx.protocol_version):
             _require_extension(ctx)
             _check_name_header(ctx, params.task_id)
-        with backend_errors():
+        with reported_errors():
             record = await self.records.get(params.task_id, self.principal(ctx))
             task = await self.tasks.get(params.task_id) if record is not None else None
         if task is None:
-            raise MCPError(*TASK_ERRORS["not_found"])
+            raise mcp_error(TaskNotFoundError(params.task_id), NOT_FOUND_MESSAGE)
         return task, record
 
     async def get(self, ctx, params: TaskIdParams) -> dict:
@@ -314,20 +313,22 @@ class TaskMethods:
         if fold.is_final(task.status.state) or record.cancelled:
             if modern:
                 return {}
-            code, message = TASK_ERRORS["not_cancelable"]
-            raise MCPError(code, f"{message} '{mcp_status(task, record, modern=False)}'")
+            status = mcp_status(task, record, modern=False)
+            raise mcp_error(NotCancelableError(task.id, f"task {task.id!r} is {status}"),
+                            f"{NOT_CANCELABLE_MESSAGE} '{status}'")
         try:
-            with backend_errors():
-                await self.tasks.cancel(task.id, "cancelled by the MCP client")
+            await self.tasks.cancel(task.id, "cancelled by the MCP client")
         except TaskError as e:
             if modern:
                 return {}
-            code, message = TASK_ERRORS[e.kind]
-            raise MCPError(code, message) from None
+            spec_wording = {TaskNotFoundError: NOT_FOUND_MESSAGE, NotCancelableError: NOT_CANCELABLE_MESSAGE}
+            raise mcp_error(e, spec_wording.get(type(e))) from None
+        except BackendError as e:
+            raise mcp_error(e) from None
         if modern:
             return {}
         record.cancelled = True
-        with backend_errors():
+        with reported_errors():
             await self.records.put(task.id, record)
         return legacy_task(task, record)
 
@@ -336,8 +337,9 @@ class TaskMethods:
             raise MCPError(METHOD_NOT_FOUND, "Method not found", data="tasks/result")
         task, record = await self._load(ctx, params)
         if not fold.is_final(task.status.state) and not record.cancelled:
-            async for event in self.tasks.subscribe(task.id):   # blocks until the task ends
-                fold.apply(task, event)
+            with reported_errors():
+                async for event in self.tasks.subscribe(task.id):   # blocks until the task ends
+                    fold.apply(task, event)
         if record.cancelled and not fold.is_final(task.status.state):
             task.status.state = a2a_pb2.TASK_STATE_CANCELED
         if task.status.state == a2a_pb2.TASK_STATE_REJECTED:

@@ -3,18 +3,8 @@
 A `Catalog` is a snapshot of the registry seen as tools: one tool per capability (name from the
 capability, title and description from its card's skills and examples, input schema from the
 capability or `DEFAULT_INPUT_SCHEMA`), plus the gateway's own tools `find_capabilities` and
-`get_task_result`. The module also holds the two conversions a call needs: tool arguments into
-the A2A message of a task envelope, and a folded A2A task into an MCP `CallToolResult`.
-
-How a task's parts become MCP content blocks:
-
-    text part                          -> text
-    text part, filename "<scheme>://…" -> embedded text resource at that URI (with its media type)
-    raw part, media type image/*       -> image        audio/* -> audio
-    raw part, other media types        -> embedded blob resource
-    url part                           -> resource_link
-    data part                          -> text (the JSON), and `structuredContent` when the
-                                          capability declares an output schema
+`get_task_result`. The module also turns tool arguments into the A2A message of a task
+envelope; the way back, a folded A2A task into an MCP `CallToolResult`, is results.py.
 
 A capability says how it wants to be called through the A2A card extension
 `TOOL_EXTENSION_URI`: `{"uri": TOOL_EXTENSION_URI, "params": {"taskSupport": "required"}}` under
@@ -25,7 +15,6 @@ the call), `optional` (the default: a call that outlives its wait becomes a task
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import logging
@@ -302,124 +291,3 @@ def _data_part(value) -> a2a_pb2.Part:
     part = a2a_pb2.Part(media_type="application/json")
     json_format.ParseDict(value, part.data)
     return part
-
-
-# ---------------------------------------------------------------- folded task -> CallToolResult
-
-def tool_result(task: a2a_pb2.Task, output_schema: dict | None) -> dict:
-    """The CallToolResult for a task in a final state (REJECTED is a protocol error: see `rejection`)."""
-    state = task.status.state
-    if state == a2a_pb2.TASK_STATE_COMPLETED:
-        return _completed(task, output_schema)
-    if state in (a2a_pb2.TASK_STATE_INPUT_REQUIRED, a2a_pb2.TASK_STATE_AUTH_REQUIRED):
-        question = status_text(task) or "the agent needs more input"
-        return {"content": [{"type": "text", "text": f"The agent needs more input: {question}\n"
-                             f"Call the tool again with task_id={task.id!r} and your answer as the message."}],
-                "_meta": {"io.topicbridge/task": task_meta(task)}}
-    reason = status_text(task)
-    if state == a2a_pb2.TASK_STATE_CANCELED:
-        text = "The task was cancelled" + (f": {reason}" if reason else ".")
-    else:
-        text = reason or "The task failed."
-    return {"content": [{"type": "text", "text": text}], "isError": True,
-            "_meta": {"io.topicbridge/task": task_meta(task)}}
-
-
-def _completed(task: a2a_pb2.Task, output_schema: dict | None) -> dict:
-    parts = [p for a in task.artifacts for p in a.parts] or _reply_parts(task)
-    content = [block for i, p in enumerate(parts) if (block := content_block(p, task.id, i)) is not None]
-    if not content:
-        content = [{"type": "text", "text": status_text(task) or "Done (the agent returned no output)."}]
-    result = {"content": content, "_meta": {"io.topicbridge/task": task_meta(task)}}
-    if output_schema is None:
-        return result
-    structured = _structured(parts)
-    error = _schema_error(structured, output_schema)
-    if error is not None:
-        return {"content": [{"type": "text", "text": f"The agent's output does not match its output schema: {error}"},
-                            *content], "isError": True, "_meta": result["_meta"]}
-    result["structuredContent"] = structured
-    return result
-
-
-def _reply_parts(task: a2a_pb2.Task) -> list[a2a_pb2.Part]:
-    """Without artifacts, the answer is the agent's last message (or the final status message)."""
-    if task.status.HasField("message") and task.status.message.parts:
-        return list(task.status.message.parts)
-    for message in reversed(task.history):
-        if message.role == a2a_pb2.ROLE_AGENT and message.parts:
-            return list(message.parts)
-    return []
-
-
-def json_value(value):
-    """A protobuf Value as plain JSON: Value keeps every number as a double, so 5 comes back as 5.0."""
-    return _integral(json_format.MessageToDict(value))
-
-
-def _integral(value):
-    if isinstance(value, float) and value.is_integer() and abs(value) <= 2 ** 53:
-        return int(value)
-    if isinstance(value, dict):
-        return {k: _integral(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_integral(v) for v in value]
-    return value
-
-
-def _structured(parts: list[a2a_pb2.Part]):
-    for part in parts:
-        if part.HasField("data"):
-            return json_value(part.data)
-    for part in parts:
-        if part.text:
-            try:
-                return json.loads(part.text)
-            except ValueError:
-                continue
-    return None
-
-
-def _schema_error(value, schema: dict) -> str | None:
-    if value is None:
-        return "no structured output"
-    if not isinstance(value, dict):
-        return "structured output is not an object"
-    error = jsonschema.exceptions.best_match(_validator(schema).iter_errors(value))
-    return None if error is None else error.message
-
-
-def content_block(part: a2a_pb2.Part, task_id: str, index: int) -> dict | None:
-    kind = part.WhichOneof("content")
-    media = part.media_type
-    if kind == "text":
-        if "://" in part.filename:
-            return {"type": "resource", "resource": {"uri": part.filename, "mimeType": media or "text/plain",
-                                                     "text": part.text}}
-        return {"type": "text", "text": part.text}
-    if kind == "raw":
-        data = base64.b64encode(part.raw).decode()
-        if media.startswith("image/"):
-            return {"type": "image", "data": data, "mimeType": media}
-        if media.startswith("audio/"):
-            return {"type": "audio", "data": data, "mimeType": media}
-        uri = part.filename if "://" in part.filename else f"topicbridge://tasks/{task_id}/parts/{index}"
-        return {"type": "resource", "resource": {"uri": uri, "mimeType": media or "application/octet-stream",
-                                                 "blob": data}}
-    if kind == "url":
-        link = {"type": "resource_link", "uri": part.url, "name": part.filename or part.url}
-        if media:
-            link["mimeType"] = media
-        return link
-    if kind == "data":
-        return {"type": "text", "text": json.dumps(json_value(part.data), ensure_ascii=False)}
-    return None
-
-
-def status_text(task: a2a_pb2.Task) -> str:
-    return "\n".join(p.text for p in task.status.message.parts if p.text)
-
-
-def task_meta(task: a2a_pb2.Task) -> dict:
-    return {"taskId": task.id, "contextId": task.context_id,
-            "state": a2a_pb2.TaskState.Name(task.status.state)}

@@ -24,6 +24,10 @@ class TaskError(Exception):
         self.task_id, self.reason = task_id, reason
         super().__init__(reason)
 
+    def to_dict(self) -> dict:
+        data = {k: v for k, v in vars(self).items() if not k.startswith("_")}
+        return {"type": type(self).__name__, "message": str(self), **data}
+
 
 class TaskNotFoundError(TaskError):
     kind = 'not_found'

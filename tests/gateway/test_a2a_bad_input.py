@@ -1,6 +1,6 @@
 """Bad input on the A2A routes, sent raw with httpx: each gets the protocol's own error code and
-the gateway keeps serving. JSON-RPC errors travel in 200 responses (the SDK's dispatcher), except
-an unknown capability, which is 404 as well."""
+the gateway keeps serving. JSON-RPC errors travel in 200 responses (the SDK's dispatcher), an
+unknown capability's too; over HTTP+JSON it is 404."""
 
 import uuid
 
@@ -109,12 +109,14 @@ async def test_no_a2a_version_header_means_0_3_which_has_its_own_method_names(ht
     assert error_code(modern) == -32009 and error_code(legacy) == -32001
 
 
-async def test_an_unknown_capability_is_404_in_each_protocols_shape(http):
-    rpc_answer = await http.post("/agents/nobody/", json=rpc("SendMessage", {"message": MESSAGE}), headers=V1)
+async def test_an_unknown_capability_is_not_registered_in_each_protocols_shape(http):
+    rpc_answer = await http.post("/agents/nobody/", json=rpc("SendMessage", {"message": MESSAGE}, id_=41),
+                                 headers=V1)
     rest_answer = await http.post("/agents/nobody/message:send", json={"message": MESSAGE}, headers=V1)
     card = await http.get("/agents/nobody/.well-known/agent-card.json")
     invalid = await http.get("/agents/NOT..valid/.well-known/agent-card.json")
-    assert rpc_answer.status_code == 404 and error_code(rpc_answer) == -32001
+    assert rpc_answer.status_code == 200 and rpc_answer.json()["id"] == 41 and error_code(rpc_answer) == -32602
+    assert "'nobody' is not registered" in rpc_answer.json()["error"]["message"]
     assert rest_answer.status_code == 404 and rest_answer.json()["error"]["status"] == "NOT_FOUND"
     assert card.status_code == 404 and invalid.status_code == 404
 
@@ -124,7 +126,8 @@ async def test_tenant_routing_on_the_gateways_own_interface(http):
     unknown = await http.post("/agents/", json=rpc("SendMessage", {"message": MESSAGE, "tenant": "nobody"}),
                               headers=V1)
     routed = await http.post("/agents/", json=rpc("SendMessage", {"message": MESSAGE, "tenant": "echo"}), headers=V1)
-    assert error_code(missing) == -32602 and error_code(unknown) == -32001
+    assert error_code(missing) == -32602 and error_code(unknown) == -32602
+    assert "'nobody' is not registered" in unknown.json()["error"]["message"]
     assert routed.json()["result"]["task"]["artifacts"][0]["parts"][0]["text"] == "echo: hi"
 
 

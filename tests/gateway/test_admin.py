@@ -72,12 +72,18 @@ async def test_a_second_registration_of_the_same_name_is_409(gw, agent):
     (b'{"card_url": "http://a.example", "extra": 1}', "extra"),
     (b'{"card_url": "http://a.example", "name": "Not Valid"}', "name"),
     (b'{"card_url": "http://a.example", "name": 7}', "name"),
-    (b"[" * 30_000 + b"]" * 30_000, "body"),
 ])
 async def test_malformed_bodies_are_400_and_say_which_field(gw, body, field):
     response = await gw.http.post("/admin/agents", content=body, headers={"content-type": "application/json"})
     error = error_of(response, 400)
     assert error["type"] == "InvalidRequestError" and error["field"] == field
+
+
+async def test_a_body_nested_too_deeply_is_400_from_the_guard(gw):
+    body = b"[" * 30_000 + b"]" * 30_000
+    response = await gw.http.post("/admin/agents", content=body, headers={"content-type": "application/json"})
+    error = error_of(response, 400)
+    assert error["type"] == "MalformedBodyError" and "nested deeper" in error["reason"]
 
 
 async def test_an_oversize_body_is_413(gw):

@@ -100,7 +100,7 @@ def assert_refused(family: str, response: httpx.Response, status: int, words: st
     if family in JSONRPC_FAMILIES:
         assert doc["jsonrpc"] == "2.0" and doc["id"] is None and doc["error"]["code"] == -32600
     elif family == "admin":
-        assert doc["error"]["type"] in ("InvalidRequestError", "RequestTimeout")
+        assert doc["error"]["type"] in ("MalformedBodyError", "BodyTimeoutError")
     else:
         assert doc["error"]["code"] == status and doc["error"]["status"] in ("INVALID_ARGUMENT", "DEADLINE_EXCEEDED")
     assert words in doc["error"]["message"]

@@ -7,7 +7,8 @@ from a2a.types import a2a_pb2
 from google.protobuf import json_format
 
 from gateway.mcp.tasks import TaskRecord, legacy_task, mcp_status, modern_task
-from gateway.mcp.tools import DEFAULT_INPUT_SCHEMA, TOOL_EXTENSION_URI, Catalog, to_message, tool_result
+from gateway.mcp.results import tool_result
+from gateway.mcp.tools import DEFAULT_INPUT_SCHEMA, TOOL_EXTENSION_URI, Catalog, to_message
 from gateway.registry.capabilities import Capability
 
 

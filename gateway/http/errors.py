@@ -1,0 +1,58 @@
+"""Why the guard refuses a request before any route sees it.
+
+    RequestRefusedError(reason)
+    ├── UnauthorizedError                   -- no valid bearer token
+    ├── BodyTooLargeError(size, limit)      -- the body is over gateway.max_body_bytes
+    ├── BodyTimeoutError(seconds)           -- the body did not arrive in time
+    └── MalformedBodyError(received, reason) -- JSON nested too deeply, or not UTF-8
+
+The HTTP layer knows nothing of the gateway's error table (`gateway/errors.py`), so each class
+carries its HTTP status and gRPC status name as data; the table reads them from here.
+"""
+
+from __future__ import annotations
+
+
+class RequestRefusedError(Exception):
+    http_status = 400
+    grpc_status = "INVALID_ARGUMENT"
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+    def to_dict(self) -> dict:
+        data = {k: v for k, v in vars(self).items() if not k.startswith("_")}
+        return {"type": type(self).__name__, "message": str(self), **data}
+
+
+class UnauthorizedError(RequestRefusedError):
+    http_status = 401
+    grpc_status = "UNAUTHENTICATED"
+
+    def __init__(self) -> None:
+        super().__init__("a valid bearer token is required")
+
+
+class BodyTooLargeError(RequestRefusedError):
+    http_status = 413
+
+    def __init__(self, size: int, limit: int) -> None:
+        self.size, self.limit = size, limit
+        super().__init__(f"the request body of {size} bytes exceeds the limit of {limit} bytes")
+
+
+class BodyTimeoutError(RequestRefusedError):
+    http_status = 408
+    grpc_status = "DEADLINE_EXCEEDED"
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        super().__init__(f"the request body did not arrive within {seconds:g} seconds")
+
+
+class MalformedBodyError(RequestRefusedError):
+    def __init__(self, received: int, reason: str) -> None:
+        self.received = received
+        super().__init__(f"invalid body (<{received} bytes>): {reason}")
+        self.reason = reason
