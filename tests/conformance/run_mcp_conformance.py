@@ -100,7 +100,7 @@ def tally(out: Path) -> dict:
 
 async def conformance(runs: list[str], results: Path) -> dict:
     from tests.conformance.mcp_fixtures import start_workers
-    from tests.gateway.mcp_support import running_gateway
+    from tests.gateway.serving import running_gateway
 
     node, cli = install()
     settings = {"backend": "lite", "lite": {"data_dir": None, "tick": 0.005}, "gateway": dict(GATEWAY)}

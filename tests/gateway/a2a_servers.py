@@ -6,6 +6,8 @@ fixture agents served by the worker SDK, and a push-notification receiver.
     async with Agents(engine) as agents: ...                  # echo, gate and slow capabilities
     async with PushReceiver() as receiver: ...                # Starlette on uvicorn, this loop
 
+The fixtures on them (engine, gateways, agents, receiver) are in conftest.py.
+
 A gateway child is `python -m tests.gateway.a2a_servers --settings JSON`: `build_app` on the
 remote lite backend, served by uvicorn on 127.0.0.1 port 0; it prints `READY <port>` once the
 app's lifespan has started.
@@ -19,15 +21,12 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
 from pathlib import Path
 
 import httpx
-import pytest
-import uvicorn
 from a2a.client import ClientConfig, create_client
 from a2a.client.card_resolver import A2ACardResolver
 from a2a.types import a2a_pb2
@@ -39,7 +38,7 @@ from starlette.routing import Route
 from adapters.lite_remote import RemoteLiteBackend
 from gateway.registry.capabilities import Capability, Registry
 from gateway.workers.worker import Worker
-from tests.lite_engine.engine_process import EngineProcess
+from tests.gateway.serving import Server
 
 ROOT = Path(__file__).resolve().parents[2]
 # Push settings of the shared gateways: quick retries, and a job held by a gateway that died
@@ -51,41 +50,6 @@ ECHO_CARD = {"name": "Echo", "description": "Repeats what it is told.", "version
                          "examples": ["say hello"]}],
              "supportedInterfaces": [{"url": "http://agent.invalid/", "protocolBinding": "JSONRPC",
                                       "protocolVersion": "1.0"}]}
-
-
-# ------------------------------------------------------------------ fixtures
-
-@pytest.fixture(scope="module")
-def engine(tmp_path_factory):
-    """One `topicbridge engine` process per test module, shared by its gateways and agents."""
-    process = EngineProcess(tmp_path_factory.mktemp("engine"), fsync="never")
-    yield process.start()
-    process.kill()
-
-
-@pytest.fixture(scope="module")
-def gateways(engine):
-    """Two gateway processes over the same engine: (first url, second url)."""
-    processes = [GatewayProcess(engine, push=FAST_PUSH) for _ in range(2)]
-    for process in processes:
-        process.spawn()
-    try:
-        yield tuple(process.wait_ready() for process in processes)
-    finally:
-        for process in processes:
-            process.stop()
-
-
-@pytest.fixture
-async def agents(engine):
-    async with Agents(engine) as running:
-        yield running
-
-
-@pytest.fixture
-async def receiver():
-    async with PushReceiver() as running:
-        yield running
 
 
 @contextlib.asynccontextmanager
@@ -196,17 +160,10 @@ class GatewayProcess:
 async def _serve_gateway(settings: dict) -> None:
     from gateway.app import build_app
 
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(build_app(settings), log_level="warning", lifespan="on"))
-    serving = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        if serving.done():
-            serving.result()
-            return
-        await asyncio.sleep(0.01)   # sleep-ok: uvicorn has no started event
-    print(f"READY {sock.getsockname()[1]}", flush=True)
-    await serving
+    server = Server()
+    await server.start(build_app(settings), lifespan="on", timeout_graceful_shutdown=None)
+    print(f"READY {server.port}", flush=True)
+    await server.serve_until_stopped()
 
 
 # ------------------------------------------------------------------ fixture agents
@@ -267,9 +224,8 @@ class PushReceiver:
         self.tried: dict[str, list[dict]] = {}
         self._failures: dict[str, int] = {}
         self._changed = asyncio.Condition()
-        self._server: uvicorn.Server | None = None
-        self._serving: asyncio.Task | None = None
-        self.base = ""
+        self._server = Server()
+        self.base = self._server.base_url
 
     def url(self, path: str) -> str:
         return f"{self.base}/{path}"
@@ -297,21 +253,11 @@ class PushReceiver:
         return JSONResponse({})
 
     async def __aenter__(self) -> "PushReceiver":
-        app = Starlette(routes=[Route("/{path}", self._receive, methods=["POST"])])
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        self.base = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-        self._serving = asyncio.get_running_loop().create_task(self._server.serve(sockets=[sock]))
-        async with asyncio.timeout(10):
-            while not self._server.started:
-                await asyncio.sleep(0.01)   # sleep-ok: uvicorn has no started event
+        await self._server.start(Starlette(routes=[Route("/{path}", self._receive, methods=["POST"])]))
         return self
 
     async def __aexit__(self, *exc) -> None:
-        self._server.should_exit = True
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._serving
+        await self._server.stop()
 
 
 def states(bodies: list[dict]) -> list[str]:

@@ -1,9 +1,16 @@
+"""Fixtures of the gateway tests: a task service and native workers on an embedded engine, and
+for the A2A tests an engine process shared by two gateway processes and the fixture agents
+(tests/gateway/a2a_servers.py). A test module that defines a fixture of the same name (the MCP
+tests' `engine`, `gateways`, `agents`) uses its own."""
+
 import pytest
 
 from adapters.factory import engine_config
 from adapters.lite import EmbeddedLiteBackend
 from gateway.tasks.service import TaskService
 from gateway.workers.worker import Worker
+from tests.gateway.a2a_servers import FAST_PUSH, Agents, GatewayProcess, PushReceiver
+from tests.lite_engine.engine_process import EngineProcess
 
 
 @pytest.fixture
@@ -38,3 +45,38 @@ async def workers(backend):
     yield start
     for worker in started:
         await worker.close()
+
+
+# ------------------------------------------------------------------ A2A: processes on a shared engine
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory):
+    """One `topicbridge engine` process per test module, shared by its gateways and agents."""
+    process = EngineProcess(tmp_path_factory.mktemp("engine"), fsync="never")
+    yield process.start()
+    process.kill()
+
+
+@pytest.fixture(scope="module")
+def gateways(engine):
+    """Two gateway processes over the same engine: (first url, second url)."""
+    processes = [GatewayProcess(engine, push=FAST_PUSH) for _ in range(2)]
+    for process in processes:
+        process.spawn()
+    try:
+        yield tuple(process.wait_ready() for process in processes)
+    finally:
+        for process in processes:
+            process.stop()
+
+
+@pytest.fixture
+async def agents(engine):
+    async with Agents(engine) as running:
+        yield running
+
+
+@pytest.fixture
+async def receiver():
+    async with PushReceiver() as running:
+        yield running

@@ -8,12 +8,10 @@ import contextlib
 import copy
 from dataclasses import dataclass, field
 
-import uvicorn
 from a2a.types import a2a_pb2
 from google.protobuf import json_format
 
 from adapters.lite_remote import RemoteLiteBackend
-from gateway.app import build_app
 from gateway.mcp.tools import TOOL_EXTENSION_URI
 from gateway.registry.capabilities import Capability
 from gateway.workers.worker import Worker
@@ -29,46 +27,6 @@ def settings(remote: str | None = None, **gateway) -> dict:
     if remote is not None:
         out["lite"] = {"mode": "remote", "target": remote, "session_timeout": 5.0}
     return out
-
-
-@dataclass
-class RunningGateway:
-    app: object
-    server: uvicorn.Server
-    port: int
-
-    @property
-    def gateway(self):
-        return self.app.state.gateway
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def url(self) -> str:
-        return f"{self.base}/mcp"
-
-
-@contextlib.asynccontextmanager
-async def running_gateway(config: dict | None = None):
-    app = build_app(config or settings())
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="on", log_level="warning",
-                                           timeout_graceful_shutdown=2))
-    serving = asyncio.get_running_loop().create_task(server.serve())
-    async with asyncio.timeout(15):
-        while not server.started:
-            if serving.done():
-                serving.result()
-                raise RuntimeError("uvicorn stopped before it started")
-            await asyncio.sleep(0.01)  # sleep-ok: uvicorn offers no started event
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield RunningGateway(app, server, port)
-    finally:
-        server.should_exit = True
-        async with asyncio.timeout(15):
-            await serving
 
 
 @contextlib.asynccontextmanager

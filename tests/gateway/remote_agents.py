@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 
-import uvicorn
 from a2a.server.agent_execution import AgentExecutor
 from a2a.server.request_handlers import DefaultRequestHandler
 from a2a.server.routes import create_agent_card_routes, create_jsonrpc_routes, create_rest_routes
@@ -23,6 +21,8 @@ from a2a.compat.v0_3 import conversions
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+
+from .serving import Server
 
 
 class Summariser(AgentExecutor):
@@ -77,39 +77,6 @@ def summariser_card(url: str, *, streaming: bool, name: str = "PDF Summariser",
                                    examples=["Summarise this quarterly report"])])
 
 
-class Server:
-    """A Starlette app on 127.0.0.1:<free port> in this event loop."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        self._server: uvicorn.Server | None = None
-        self._task: asyncio.Task | None = None
-
-    async def start(self, app, *, lifespan: str = "off") -> None:
-        config = uvicorn.Config(app, log_level="warning", lifespan=lifespan, timeout_graceful_shutdown=1)
-        self._lifespan = lifespan
-        self._server = uvicorn.Server(config)
-        self._task = asyncio.get_running_loop().create_task(self._server.serve(sockets=[self.sock]))
-        async with asyncio.timeout(5):
-            while not self._server.started:
-                if self._task.done():
-                    self._task.result()
-                await asyncio.sleep(0.01)  # sleep-ok: uvicorn has no started event; bounded above
-
-    async def stop(self) -> None:
-        if self._server is None:
-            return
-        self._server.should_exit = True
-        self._server.force_exit = self._lifespan == "off"     # force_exit would skip the lifespan's shutdown
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout(5):
-                await self._task
-        self.sock.close()
-
-
 class Agent(Server):
     """The summariser, its card at /.well-known/agent-card.json, JSON-RPC at / (and HTTP+JSON at /rest).
     `legacy` serves the card in its A2A 0.3 form (JSON-RPC 0.3 is served at / either way)."""
@@ -149,13 +116,3 @@ async def running_agent(**kwargs):
         yield agent
     finally:
         await agent.stop()
-
-
-@contextlib.asynccontextmanager
-async def running_app(app, *, lifespan: str = "off"):
-    server = Server()
-    await server.start(app, lifespan=lifespan)
-    try:
-        yield server
-    finally:
-        await server.stop()

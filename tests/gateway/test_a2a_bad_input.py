@@ -7,7 +7,6 @@ import uuid
 import httpx
 import pytest
 
-from tests.gateway.a2a_servers import agents, engine, gateways  # noqa: F401  (fixtures)
 
 V1 = {"A2A-Version": "1.0"}
 MESSAGE = {"messageId": "m1", "role": "ROLE_USER", "parts": [{"text": "hi"}]}

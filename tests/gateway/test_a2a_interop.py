@@ -14,14 +14,11 @@ from a2a.client.card_resolver import A2ACardResolver
 from a2a.types import a2a_pb2
 from a2a.utils.errors import TaskNotCancelableError, TaskNotFoundError
 
-from tests.gateway.a2a_servers import (  # noqa: F401  (fixtures)
+from tests.gateway.a2a_servers import (
     ECHO_CARD,
     GatewayProcess,
     a2a_client,
-    agents,
     collect,
-    engine,
-    gateways,
     send_request,
     state_of,
     task_id_of,

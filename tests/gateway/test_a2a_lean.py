@@ -11,13 +11,11 @@ import json
 import httpx
 import pytest
 
-from gateway.app import build_app
-
-from .remote_agents import running_app
+from .serving import running_gateway
 
 V1 = {"A2A-Version": "1.0", "Content-Type": "application/json"}
 MESSAGE = {"messageId": "m1", "role": "ROLE_USER", "parts": [{"text": "hello there"}]}
-VOLATILE = {"id", "taskId", "contextId", "timestamp", "messageId", "artifactId"}
+VOLATILE = {"id", "taskId", "contextId", "timestamp", "messageId", "artifactId", "deadline"}
 
 
 def rpc(method: str, params, id_=7) -> bytes:
@@ -28,9 +26,8 @@ def rpc(method: str, params, id_=7) -> bytes:
 async def gateway(tmp_path, lean: bool):
     settings = {"lite": {"data_dir": str(tmp_path / f"engine-{lean}"), "tick": 0.005},
                 "gateway": {"demo": True, "a2a_lean_dispatch": lean}}
-    async with running_app(build_app(settings), lifespan="on") as server:
-        async with httpx.AsyncClient(base_url=server.base_url, timeout=15) as http:
-            yield http
+    async with running_gateway(settings, client_timeout=15) as gw:
+        yield gw.http
 
 
 @pytest.fixture

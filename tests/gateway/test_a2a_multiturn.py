@@ -17,21 +17,18 @@ from a2a.client import ClientConfig, ClientFactory
 from a2a.types import a2a_pb2
 
 from adapters.lite_remote import RemoteLiteBackend
-from gateway.app import build_app
 from gateway.registry.capabilities import Capability, Registry
 from gateway.workers.worker import Worker
-from tests.gateway.a2a_servers import (  # noqa: F401  (fixtures)
+from tests.gateway.a2a_servers import (
     a2a_client,
-    agents,
     collect,
-    engine,
-    gateways,
     send_request,
     state_of,
     task_id_of,
 )
 
-from .remote_agents import running_agent, running_app
+from .remote_agents import running_agent
+from .serving import running_gateway
 
 COMPLETED, INPUT_REQUIRED = a2a_pb2.TASK_STATE_COMPLETED, a2a_pb2.TASK_STATE_INPUT_REQUIRED
 V1 = {"A2A-Version": "1.0"}
@@ -206,8 +203,8 @@ async def test_a_streaming_continuation_of_a_finished_task_is_an_error_not_a_str
 @contextlib.asynccontextmanager
 async def in_process_gateway(tmp_path):
     settings = {"lite": {"data_dir": str(tmp_path / "engine"), "tick": 0.005}}
-    async with running_app(build_app(settings), lifespan="on") as server:
-        yield server.base_url
+    async with running_gateway(settings) as gw:
+        yield gw.base
 
 
 @pytest.mark.parametrize("client_streaming", [False, True], ids=["send", "stream"])

@@ -11,16 +11,12 @@ from a2a.types import a2a_pb2
 from a2a.utils.errors import TaskNotFoundError
 
 from gateway.a2a import push
-from tests.gateway.a2a_servers import (  # noqa: F401  (fixtures)
+from tests.gateway.a2a_servers import (
     Agents,
     GatewayProcess,
     PushReceiver,
     a2a_client,
-    agents,
     collect,
-    engine,
-    gateways,
-    receiver,
     send_request,
     states,
 )

@@ -1,25 +1,19 @@
 """The admin API over real HTTP: a gateway served by uvicorn, agents that are real a2a-sdk servers."""
 
-import contextlib
 import json
-from types import SimpleNamespace
 
 import httpx
 import pytest
 
 from gateway.admin.api import OPENAPI
-from gateway.app import build_app
 
-from .remote_agents import running_agent, running_app
+from .remote_agents import running_agent
+from .serving import running_gateway
 
 
-@contextlib.asynccontextmanager
-async def serving(tmp_path, **gateway_settings):
-    settings = {"lite": {"data_dir": str(tmp_path / "engine"), "tick": 0.005}, "gateway": gateway_settings}
-    app = build_app(settings)
-    async with running_app(app, lifespan="on") as server:
-        async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as http:
-            yield SimpleNamespace(http=http, gateway=app.state.gateway)
+def serving(tmp_path, **gateway_settings):
+    return running_gateway({"lite": {"data_dir": str(tmp_path / "engine"), "tick": 0.005},
+                            "gateway": gateway_settings})
 
 
 @pytest.fixture

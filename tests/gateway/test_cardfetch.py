@@ -14,7 +14,8 @@ from starlette.routing import Route
 from gateway.http.outbound import AddressPolicy, RefusedURLError, UnreachableError, guarded_client, refusal
 from gateway.registry.cardfetch import InvalidCardError, card_location, fetch_card, parse_card
 
-from .remote_agents import running_agent, running_app
+from .remote_agents import running_agent
+from .serving import running_app
 
 LEGACY_CARD = {  # an A2A 0.3 card, as 0.3 agents still serve them
     "name": "Old Translator", "description": "Translates between English and French", "version": "0.9",

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.app import build_app
 
-from .remote_agents import running_agent, running_app
+from .remote_agents import running_agent
+from .serving import running_gateway
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,9 +29,8 @@ async def cli(*args: str, gateway: str | None) -> tuple[int, object, str]:
 
 @pytest.fixture
 async def gateway(tmp_path):
-    app = build_app({"lite": {"data_dir": str(tmp_path / "engine"), "tick": 0.005}, "gateway": {}})
-    async with running_app(app, lifespan="on") as server:
-        yield server.base_url
+    async with running_gateway({"lite": {"data_dir": str(tmp_path / "engine"), "tick": 0.005}, "gateway": {}}) as gw:
+        yield gw.base
 
 
 async def test_register_list_search_show_remove(gateway):

@@ -10,22 +10,19 @@ import asyncio
 import contextlib
 import json
 import random
-import socket
-from types import SimpleNamespace
 
 import httpx
 import pytest
-import uvicorn
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from gateway.app import build_app
 from gateway.http.json_depth import JsonDepth
 from gateway.http.serving import MAX_HEADER_BYTES, http_protocol, uvicorn_options
 from gateway.settings import ConfigError, load, schema
 
 from .mcp_support import agents_on, until_released, wait_until
+from .serving import running_gateway
 from .test_serve import Served, free_port, serve_env
 
 A2A = {"A2A-Version": "1.0"}
@@ -119,30 +116,10 @@ def assert_served(family: str, response: httpx.Response) -> None:
         assert response.status_code == 200 and "result" in doc, doc
 
 
-@contextlib.asynccontextmanager
-async def gateway(uvicorn_settings: dict | None = None, **gateway_settings):
+def gateway(uvicorn_settings: dict | None = None, **gateway_settings):
     """The gateway with the demo agents on uvicorn, 127.0.0.1, port 0, in this loop."""
-    app = build_app({"lite": {"data_dir": None, "tick": 0.005}, "gateway": {"demo": True, **gateway_settings}})
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, lifespan="on", log_level="warning", timeout_graceful_shutdown=1,
-                                           **(uvicorn_settings or {})))
-    serving = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
-    try:
-        async with asyncio.timeout(15):
-            while not server.started:
-                if serving.done():
-                    serving.result()
-                await asyncio.sleep(0.01)  # sleep-ok: uvicorn has no started event; bounded above
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
-            yield SimpleNamespace(app=app, http=http, port=port)
-    finally:
-        server.should_exit = True
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout(10):
-                await serving
-        sock.close()
+    return running_gateway({"lite": {"data_dir": None, "tick": 0.005}, "gateway": {"demo": True, **gateway_settings}},
+                           **(uvicorn_settings or {}))
 
 
 async def still_serving(gw) -> None:

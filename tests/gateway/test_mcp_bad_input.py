@@ -9,8 +9,9 @@ from mcp import Client, ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
-from tests.gateway.mcp_support import (TasksExtension, agents_on, echo, get_task, running_gateway, settings,
+from tests.gateway.mcp_support import (TasksExtension, agents_on, echo, get_task, settings,
                                        until_released)
+from tests.gateway.serving import running_gateway
 
 MODERN = "2026-07-28"
 ENVELOPE = {"io.modelcontextprotocol/protocolVersion": MODERN, "io.modelcontextprotocol/clientCapabilities": {}}
@@ -29,7 +30,7 @@ def call(name, arguments=None, **params) -> dict:
 
 @pytest.fixture
 async def gw():
-    async with running_gateway() as running:
+    async with running_gateway(settings()) as running:
         async with agents_on(running.gateway.backend) as agents:
             await agents.serve("echo", echo)
             yield running

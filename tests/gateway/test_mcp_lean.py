@@ -24,7 +24,8 @@ from gateway.mcp.tools import Catalog
 from gateway.registry.capabilities import Capability
 
 from tests.gateway.mcp_support import (ADD_INPUT, ADD_OUTPUT, agents_on, broken, card, echo, refusing,
-                                       running_gateway, settings, structured, until_released, wait_until)
+                                       settings, structured, until_released, wait_until)
+from tests.gateway.serving import running_gateway
 
 MODERN = "2026-07-28"
 ENVELOPE = {"io.modelcontextprotocol/protocolVersion": MODERN,

@@ -7,7 +7,8 @@ import pytest
 from a2a.types import a2a_pb2
 from mcp import Client
 
-from tests.gateway.mcp_support import agents_on, running_gateway, settings, three_steps, until_released, wait_until
+from tests.gateway.mcp_support import agents_on, settings, three_steps, until_released, wait_until
+from tests.gateway.serving import running_gateway
 
 ERAS = ["auto", "legacy"]
 

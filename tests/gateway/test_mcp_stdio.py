@@ -12,7 +12,8 @@ from mcp.client.stdio import stdio_client
 from mcp.shared.exceptions import MCPError
 
 from tests.gateway.mcp_support import (TasksExtension, agents_on, echo, poll_until_done, remote_backend,
-                                       running_gateway, settings, three_steps, until_released)
+                                       settings, three_steps, until_released)
+from tests.gateway.serving import running_gateway
 from tests.lite_engine.engine_process import EngineProcess
 
 ROOT = Path(__file__).resolve().parents[2]

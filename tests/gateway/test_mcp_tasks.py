@@ -9,8 +9,9 @@ from mcp import Client
 from mcp.shared.exceptions import MCPError
 
 from tests.gateway.mcp_support import (LegacyPeer, TasksExtension, agents_on, cancel_task, card, echo, get_task,
-                                       poll_until_done, remote_backend, running_gateway, settings, task_payload,
+                                       poll_until_done, remote_backend, settings, task_payload,
                                        until_released)
+from tests.gateway.serving import running_gateway
 from tests.lite_engine.engine_process import EngineProcess
 
 

@@ -8,16 +8,17 @@ from mcp import Client, ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
-from tests.gateway.mcp_support import (ADD_INPUT, ADD_OUTPUT, agents_on, broken, card, echo, refusing,
-                                       running_gateway, structured)
+from tests.gateway.mcp_support import (ADD_INPUT, ADD_OUTPUT, agents_on, broken, card, echo, refusing, settings,
+                                       structured)
 from tests.gateway.remote_agents import running_agent
+from tests.gateway.serving import running_gateway
 
 ERAS = ["auto", "legacy"]          # auto negotiates 2026-07-28 with this gateway
 
 
 @pytest.fixture
 async def gw():
-    async with running_gateway() as running:
+    async with running_gateway(settings()) as running:
         yield running
 
 

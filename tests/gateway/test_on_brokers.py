@@ -27,7 +27,8 @@ from mcp import Client
 
 from adapters.factory import open_backend
 from tests.gateway.a2a_servers import a2a_client, collect, send_request, state_of, task_id_of
-from tests.gateway.mcp_support import agents_on, card, running_gateway, wait_until
+from tests.gateway.mcp_support import agents_on, card, wait_until
+from tests.gateway.serving import running_gateway
 from tests.gateway.mcp_support import settings as lite_gateway_settings
 
 COMPLETED = a2a_pb2.TASK_STATE_COMPLETED

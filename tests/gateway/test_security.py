@@ -3,21 +3,17 @@ to listen on a non-loopback address without authentication."""
 
 from __future__ import annotations
 
-import contextlib
-from types import SimpleNamespace
-
 import httpx
 import pytest
 from a2a.client import ClientConfig, create_client
 from a2a.client.card_resolver import A2ACardResolver
 from a2a.types import a2a_pb2
 
-from gateway.app import build_app
 from gateway.http.guard import is_loopback
 from gateway.settings import load
 
 from .a2a_servers import collect, send_request, state_of
-from .remote_agents import running_app
+from .serving import running_gateway
 from .test_serve import Served, free_port, serve_env
 
 TOKEN = "s3cret-token-0123456789"
@@ -27,13 +23,9 @@ JSONRPC_SEND = {"jsonrpc": "2.0", "id": 1, "method": "SendMessage",
                 "params": {"message": {"messageId": "m1", "role": "ROLE_USER", "parts": [{"text": "hi"}]}}}
 
 
-@contextlib.asynccontextmanager
-async def serving(tmp_path, **gateway_settings):
-    settings = {"lite": {"data_dir": str(tmp_path / "engine"), "tick": 0.005},
-                "gateway": {"demo": True, "max_body_bytes": LIMIT, **gateway_settings}}
-    async with running_app(build_app(settings), lifespan="on") as server:
-        async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as http:
-            yield SimpleNamespace(http=http, base=server.base_url)
+def serving(tmp_path, **gateway_settings):
+    return running_gateway({"lite": {"data_dir": str(tmp_path / "engine"), "tick": 0.005},
+                            "gateway": {"demo": True, "max_body_bytes": LIMIT, **gateway_settings}})
 
 
 @pytest.fixture
