@@ -6,9 +6,7 @@ names a part that is down."""
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import logging
-from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -33,8 +31,6 @@ from gateway.tasks.service import TaskService
 from gateway.workers.bridge import Bridges
 
 log = logging.getLogger("topicbridge.gateway")
-
-DEMO_AGENTS = Path(__file__).resolve().parents[1] / "examples" / "demo_agents.py"
 
 
 class Gateway:
@@ -121,14 +117,9 @@ class Gateway:
 
 
 def demo_agents(backend: Backend) -> list:
-    """The native example agents of `examples/demo_agents.py` (loaded from the source tree,
-    which is not an installed package)."""
-    spec = importlib.util.spec_from_file_location("topicbridge_demo_agents", DEMO_AGENTS)
-    if spec is None or not DEMO_AGENTS.is_file():
-        raise RuntimeError(f"--demo needs {DEMO_AGENTS}, which is not there")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.workers(backend)
+    """The native example agents echo and word-stats (gateway/workers/demo.py)."""
+    from gateway.workers.demo import workers
+    return workers(backend)
 
 
 def build_app(settings: dict, backend: Backend | None = None, *, supervisor: Supervisor | None = None) -> Starlette:

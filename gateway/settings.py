@@ -4,7 +4,6 @@ schemas/config.schema.json. Environment variables win; nested keys use a double 
 
 from __future__ import annotations
 
-import json
 import os
 import tomllib
 from functools import cache
@@ -13,7 +12,8 @@ from typing import Mapping
 
 import jsonschema
 
-SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.json"
+import schemas
+
 ENV_PREFIX = "TOPICBRIDGE_"
 _NOT_SETTINGS = {"TOPICBRIDGE_CONFIG"}
 
@@ -26,7 +26,7 @@ class ConfigError(ValueError):
 
 @cache
 def schema() -> dict:
-    return json.loads(SCHEMA_PATH.read_text())
+    return schemas.read("config")
 
 
 def load(path: str | os.PathLike | None = None, env: Mapping[str, str] | None = None) -> dict:

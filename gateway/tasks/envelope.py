@@ -9,16 +9,15 @@ import re
 import time
 from dataclasses import dataclass, field
 from functools import cache
-from pathlib import Path
 
 import jsonschema
 from a2a.types import a2a_pb2
 from google.protobuf import json_format
 
+import schemas
+
 from . import channels
 from . import protojson as plain
-
-SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 
 
 class EnvelopeError(ValueError):
@@ -29,7 +28,7 @@ class EnvelopeError(ValueError):
 
 @cache
 def _validator(name: str) -> jsonschema.Draft202012Validator:
-    return jsonschema.Draft202012Validator(json.loads((SCHEMAS / f"{name}.schema.json").read_text()))
+    return jsonschema.Draft202012Validator(schemas.read(name))
 
 
 def _load(kind: str, raw: bytes) -> dict:

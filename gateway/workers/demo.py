@@ -1,5 +1,6 @@
 """Two deterministic native agents (no LLM) that `topicbridge serve --demo` runs in the gateway
-process, each a capability served with the worker SDK:
+process, each a capability served with the worker SDK (shipped with the package, so an
+installed `topicbridge serve --demo` has them too):
 
     echo        answers with the text it was sent
     word-stats  counts words, sentences and characters, and quotes the first sentence; sent no
@@ -13,7 +14,7 @@ from __future__ import annotations
 import json
 import re
 
-from gateway.workers.worker import TaskContext, Worker
+from .worker import TaskContext, Worker
 
 
 def _card(name: str, description: str, skill: str, tags: list[str], examples: list[str]) -> dict:
