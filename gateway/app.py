@@ -17,18 +17,23 @@ from starlette.routing import Route
 from adapters.base import Backend
 from adapters.factory import open_backend
 
+from gateway import observability
 from gateway import settings as config
 from gateway.a2a.lean import LeanSendMessage
 from gateway.a2a.push import PushService, PushSettings
 from gateway.a2a.routes import A2ASurface
 from gateway.admin import api as admin
+from gateway.backend_start import start_backend
 from gateway.http.guard import GatewayGuard
 from gateway.http.outbound import AddressPolicy
 from gateway.mcp.server import McpSurface
 from gateway.registry.capabilities import Registry
+from gateway.registry.cards import CardSecurity
 from gateway.supervisor import Supervisor
+from gateway.tasks.lifetimes import Lifetimes
 from gateway.tasks.service import TaskService
 from gateway.workers.bridge import Bridges
+from gateway.ui import pages as ui
 
 log = logging.getLogger("topicbridge.gateway")
 
@@ -41,22 +46,28 @@ class Gateway:
                  supervisor: Supervisor | None = None) -> None:
         self.settings = settings
         self.options = options = config.with_defaults(settings)["gateway"]
+        self.observability = config.with_defaults(settings)["observability"]
+        observability.configure(self, self.observability)
         self.supervisor = supervisor or Supervisor()
         self.backend = backend or open_backend(settings)
         self.tasks = TaskService(self.backend, instance_id=options["instance_id"], supervisor=self.supervisor, **{
-            k: v for k, v in options.items() if k in ("lease_seconds", "adoption_interval")})
+            k: v for k, v in options.items() if k in ("lease_seconds", "adoption_interval", "channel_idle_seconds")})
         self.registry = Registry(self.backend)
+        self.lifetimes = Lifetimes(self.tasks, timeout_of=self.registry.timeout_of, capability_names=self.registry.names,
+                                   timeout=options["task_timeout_seconds"], retention=options["task_retention_seconds"])
         self.bridges = Bridges(self.backend, self.registry, AddressPolicy.from_settings(settings),
                                supervisor=self.supervisor, max_response_bytes=options["max_agent_response_bytes"])
         self.push = PushService(self.backend, PushSettings.from_settings(settings), supervisor=self.supervisor)
         self.tasks.on_event.append(self.push.on_event)      # the relay publishes push jobs
-        self.a2a = A2ASurface(self.tasks, self.registry, self.push, blocking_wait=options["a2a_wait_seconds"])
+        self.a2a = A2ASurface(self.tasks, self.registry, self.push, blocking_wait=options["a2a_wait_seconds"],
+                              security=CardSecurity.from_settings(settings))
         self.mcp = McpSurface(self)
-        self._parts: list = [self.tasks, self.registry, self.bridges, self.mcp, self.push]
+        self._parts: list = [self.tasks, self.registry, self.lifetimes, self.bridges, self.mcp, self.push]
         if options["demo"]:
             self._parts += demo_agents(self.backend)
         self._started: list = []        # parts with an async close(), in start order
         self.ready = False
+        self._backend_started = False
 
     async def add_part(self, part) -> None:
         """Run `part` (anything with async start() and close()) with the gateway: started with
@@ -67,8 +78,15 @@ class Gateway:
         else:
             self._parts.append(part)
 
+    async def start_backend(self) -> None:
+        """Start the backend, retrying while it is unreachable (gateway.backend_start_timeout).
+        `topicbridge serve` calls it before serving, so giving up is one line, not a traceback."""
+        if not self._backend_started:
+            await start_backend(self.backend, self.options["backend_start_timeout"])
+            self._backend_started = True
+
     async def start(self) -> None:
-        await self.backend.start()
+        await self.start_backend()
         try:
             for part in self._parts:
                 await part.start()
@@ -87,14 +105,17 @@ class Gateway:
             except Exception:       # the other parts and the backend must still close
                 log.exception("closing %s failed", type(part).__name__)
         await self.supervisor.close()
+        self._backend_started = False
         await self.backend.close()
 
     def routes(self) -> list:
         return [Route("/healthz", self._health, methods=["GET"]), Route("/readyz", self._ready, methods=["GET"]),
-                *admin.routes(self), *self.a2a.routes(), *self.mcp.routes()]
+                *admin.routes(self), *observability.routes(self, self.observability), *ui.routes(self), Route("/", ui.root_redirect, methods=["GET"]),
+                *self.a2a.routes(), *self.mcp.routes()]
 
     def middleware(self) -> list[Middleware]:
-        middleware = [Middleware(GatewayGuard, **GatewayGuard.settings_kwargs(self.settings))]
+        middleware = [*observability.middleware(self.observability),
+                      Middleware(GatewayGuard, **GatewayGuard.settings_kwargs(self.settings))]
         if self.options["a2a_lean_dispatch"]:
             middleware.append(Middleware(LeanSendMessage, **self.a2a.lean_options()))
         return middleware

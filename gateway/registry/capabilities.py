@@ -153,6 +153,15 @@ class Registry:
             await self._prune(rows)
         return capabilities
 
+    async def timeout_of(self, name: str) -> float | None:
+        """The capability's own turn limit (None: none, or no such capability), for Lifetimes."""
+        capability = await self._read(name)
+        return capability.timeout_seconds if capability is not None else None
+
+    async def names(self) -> list[str]:
+        """Every registered capability's name (Lifetimes watches their dead-letter topics)."""
+        return [key for key, _ in await self._table.items()]
+
     async def register(self, capability: Capability) -> Capability:
         """Add a new capability; ConflictError when the name is taken."""
         existing = await self._read(capability.name)

@@ -11,9 +11,12 @@ CONTROL_TOPIC = "tb-control"    # lite parent of every task's control channel (c
 TASK_TABLE = "tasks"            # task index: task id -> folded task
 # Idle time of the reply and control channels (the same for every creator of the parents: the
 # last create_topic sets it). An ended task's channels go this long after their last event, so
-# lite topics in use track tasks in flight; re-attach and GetTask then answer from the index. It
-# must outlast a dead gateway's adoption (recovery.py: lease + adoption interval, ~12 s).
-CHANNEL_IDLE_SECONDS = 60.0
+# lite topics in use are tasks in flight plus what ended in the last idle time; re-attach and
+# GetTask then answer from the index. It must outlast a dead gateway's adoption (recovery.py:
+# lease + adoption interval, ~12 s) and any gateway outage nobody adopts for (one instance on a
+# remote engine): past it, a worker's events sent meanwhile are gone and the task ends at its
+# deadline. An embedded engine restarts every channel's idle clock when it replays its log.
+CHANNEL_IDLE_SECONDS = 600.0  # gateway.channel_idle_seconds
 CAPABILITY_PREFIX = "tb-cap-"
 
 _CAPABILITY = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")

@@ -25,6 +25,9 @@ dead-letter topic; the gateway instances share the group `tb-gateway-dead-letter
 dead-letter topic of every capability they know (the registry's, and those they submitted to),
 and fail the envelope's task with "dead-lettered after N attempts: <reason>".
 
+The registry is not imported here (tasks sit below it): the gateway passes `timeout_of`
+(capability -> its own timeout or None) and `capability_names` (every registered name).
+
 Caller: the gateway (start, close), TaskService (timeout_of). Affects: reply and control
 channels (FAILED, cancel), the task index and the rows named in TASK_ROWS.
 """
@@ -37,7 +40,7 @@ import logging
 import re
 import time
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Awaitable, Callable, Iterable
 
 from a2a.types import a2a_pb2
 
@@ -51,7 +54,6 @@ from .index import LIFETIME_TABLE, TaskIndex, deadline_of, lifetime_key, parse_l
 from .relay import recorded
 
 if TYPE_CHECKING:
-    from gateway.registry.capabilities import Registry
     from gateway.supervisor import Supervisor
     from .service import TaskService
 
@@ -67,11 +69,16 @@ _FOLLOW_UP = b"failed"              # value of the row that checks a failure was
 _ATTEMPTS = re.compile(r"(\d+) times")
 
 
+TimeoutOf = Callable[[str], Awaitable[float | None]]
+CapabilityNames = Callable[[], Awaitable[Iterable[str]]]
+
+
 class Lifetimes:
-    def __init__(self, service: "TaskService", registry: "Registry | None" = None, *,
-                 timeout: float = TASK_TIMEOUT, retention: float = TASK_RETENTION, interval: float = 1.0,
+    def __init__(self, service: "TaskService", *, timeout_of: TimeoutOf | None = None,
+                 capability_names: CapabilityNames | None = None, timeout: float = TASK_TIMEOUT, retention: float = TASK_RETENTION, interval: float = 1.0,
                  grace: float = 30.0, page: int = 100, capability_ttl: float = 10.0) -> None:
-        self.service, self.registry = service, registry
+        self.service = service
+        self._capability_timeout, self._capability_names = timeout_of, capability_names
         self.timeout, self.retention = timeout, retention
         self.interval, self.grace, self.page = interval, grace, page
         self.capability_ttl = capability_ttl
@@ -81,11 +88,14 @@ class Lifetimes:
         self._timeouts: dict[str, tuple[float | None, float]] = {}   # capability -> (timeout, read at)
         self._dead_letters: dict[str, object] = {}                  # capability -> group consumer
         self.failed = self.expired = 0
+        self._supervisor: "Supervisor | None" = None
 
-    async def start(self, supervisor: "Supervisor") -> None:
+    async def start(self, supervisor: "Supervisor | None" = None) -> None:
+        """Open, then run the deadline and dead-letter loops under `supervisor` (the service's)."""
         await self.open()
-        supervisor.spawn("tasks.lifetimes", self.run)
-        supervisor.spawn("tasks.dead-letters", self.run_dead_letters)
+        self._supervisor = supervisor or self.service.supervisor
+        self._supervisor.spawn("tasks.lifetimes", self.run)
+        self._supervisor.spawn("tasks.dead-letters", self.run_dead_letters)
 
     async def open(self) -> None:
         """Open the tables and give the task service its deadlines (`start` also runs the loops)."""
@@ -97,6 +107,9 @@ class Lifetimes:
         self.service.timeout_of = self.timeout_of
 
     async def close(self) -> None:
+        if self._supervisor is not None:     # the loops end before the consumers they read
+            for name in ("tasks.dead-letters", "tasks.lifetimes"):
+                await self._supervisor.stop(name)
         for consumer in self._dead_letters.values():
             with contextlib.suppress(BackendError):
                 await consumer.close()
@@ -108,10 +121,7 @@ class Lifetimes:
         cached = self._timeouts.get(capability)
         if cached is not None and time.monotonic() - cached[1] < self.capability_ttl:
             return cached[0]
-        timeout = None
-        if self.registry is not None:
-            found = await self.registry.get(capability)
-            timeout = found.timeout_seconds if found is not None else None
+        timeout = await self._capability_timeout(capability) if self._capability_timeout is not None else None
         self._timeouts[capability] = (timeout, time.monotonic())
         return timeout
 
@@ -239,8 +249,8 @@ class Lifetimes:
 
     async def _watch_dead_letters(self) -> None:
         names = set(self._timeouts)
-        if self.registry is not None:
-            names |= {c.name for c in await self.registry.list()}
+        if self._capability_names is not None:
+            names |= set(await self._capability_names())
         backend = self.service.backend
         for name in sorted(names - set(self._dead_letters)):
             topic = backend.dead_letter_topic(channels.worker_group(name))

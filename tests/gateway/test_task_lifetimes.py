@@ -78,7 +78,8 @@ async def test_a_capability_timeout_from_the_worker_card_overrides_the_gateway_d
     registry = Registry(backend)
     await registry.start()
     try:
-        lifetimes = Lifetimes(service, registry, timeout=3600, interval=0.05)
+        lifetimes = Lifetimes(service, timeout_of=registry.timeout_of, capability_names=registry.names,
+                              timeout=3600, interval=0.05)
         await lifetimes.start(supervisor)
         task, watch = await service.submit("slow", _message())
         assert (await registry.get("slow")).timeout_seconds == 0.3
