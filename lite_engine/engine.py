@@ -586,7 +586,7 @@ class Engine:
             raise MessageTooLargeError(len(value), self.config.max_message_bytes)
         self._kv.check(table, key, expect)
         version, value = self._kv.next_version(), bytes(value)
-        lsn = self._append(rec.KV_PUT, rec.encode_kv(table, key, version, value))
+        lsn = self._append(rec.KV_PUT_V, rec.encode_kv(table, key, version, value))
         self._kv.apply_put(table, key, value, version)
         await self._sync(lsn)
         return version
@@ -598,7 +598,7 @@ class Engine:
         if self._kv.read(table, key) is None:
             return False
         version = self._kv.next_version()
-        lsn = self._append(rec.KV_DEL, rec.encode_kv(table, key, version))
+        lsn = self._append(rec.KV_DEL_V, rec.encode_kv(table, key, version))
         self._kv.apply_delete(table, key, version)
         await self._sync(lsn)
         return True
@@ -675,11 +675,11 @@ class Engine:
         cursor.floor = cursor.next = floor
         cursor.acked = set(acked) or None
 
-    def restore_row(self, table: str, key: str, value: bytes, version: int) -> None:
-        self._kv.apply_put(table, key, value, version)
+    def restore_row(self, table: str, key: str, value: bytes, version: int | None) -> None:
+        self._kv.apply_put(table, key, value, self._kv.next_version() if version is None else version)
 
-    def restore_row_deleted(self, table: str, key: str, version: int) -> None:
-        self._kv.apply_delete(table, key, version)
+    def restore_row_deleted(self, table: str, key: str, version: int | None) -> None:
+        self._kv.apply_delete(table, key, self._kv.next_version() if version is None else version)
 
     def restore_kv_clock(self, version: int) -> None:
         self._kv.clock = max(self._kv.clock, version)

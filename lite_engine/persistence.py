@@ -133,8 +133,9 @@ class Restorable(Protocol):
     def restore_next_seq(self, seq: int) -> None: ...
     def restore_stream(self, topic: str, lite: str, base: int) -> None: ...
     def restore_cursor(self, topic: str, lite: str, group: str, floor: int, acked: list[int]) -> None: ...
-    def restore_row(self, table: str, key: str, value: bytes, version: int) -> None: ...
-    def restore_row_deleted(self, table: str, key: str, version: int) -> None: ...
+    # version None: a record from before versioned rows; it takes the next version
+    def restore_row(self, table: str, key: str, value: bytes, version: int | None) -> None: ...
+    def restore_row_deleted(self, table: str, key: str, version: int | None) -> None: ...
     def restore_kv_clock(self, version: int) -> None: ...
 
 
@@ -152,12 +153,18 @@ def apply(engine: Restorable, rtype: int, payload: bytes) -> None:
         engine.restore_attempt(*rec.decode_attempt(payload))
     elif rtype == rec.DELETE:
         engine.restore_lite_deleted(*rec.decode_delete(payload))
-    elif rtype == rec.KV_PUT:
+    elif rtype == rec.KV_PUT_V:
         table, key, version, value = rec.decode_kv(payload)
         engine.restore_row(table, key, value, version)
-    elif rtype == rec.KV_DEL:
+    elif rtype == rec.KV_DEL_V:
         table, key, version, _ = rec.decode_kv(payload)
         engine.restore_row_deleted(table, key, version)
+    elif rtype == rec.KV_PUT:           # a data directory from before versioned rows
+        table, key, value = rec.decode_kv_unversioned(payload)
+        engine.restore_row(table, key, value, None)
+    elif rtype == rec.KV_DEL:
+        table, key, _ = rec.decode_kv_unversioned(payload)
+        engine.restore_row_deleted(table, key, None)
     elif rtype == rec.KV_CLOCK:
         engine.restore_kv_clock(rec.decode_u64(payload))
     elif rtype == rec.META:
@@ -183,7 +190,7 @@ def snapshot_records(state: EngineState):
                 yield from _stream_records(topic.name, lt.name, lt)
     yield rec.frame(rec.KV_CLOCK, rec.encode_u64(state.kv.clock))
     for table, key, value, version in state.kv.rows():
-        yield rec.frame(rec.KV_PUT, rec.encode_kv(table, key, version, value))
+        yield rec.frame(rec.KV_PUT_V, rec.encode_kv(table, key, version, value))
 
 
 def _stream_records(topic: str, lite: str, stream: Stream):

@@ -10,8 +10,10 @@ are little-endian.
     ACK     str topic | str lite | str group | u64 offset
     DELETE  str topic | str lite                -- a lite topic expired
     ATTEMPT str topic | str lite | str group | u64 offset | u32 attempt   -- a delivery
-    KV_PUT  str table | str key | u64 version | value (rest)
-    KV_DEL  str table | str key | u64 version   -- a delete consumes a version too
+    KV_PUT_V str table | str key | u64 version | value (rest)
+    KV_DEL_V str table | str key | u64 version  -- a delete consumes a version too
+    KV_PUT  str table | str key | value (rest)  -- written before rows had versions; replay
+    KV_DEL  str table | str key                 -- gives each the next version in log order
 
 The commit log adds length, CRC, type and LSN around each payload (see commitlog.py).
 """
@@ -103,7 +105,20 @@ def decode_delete(payload: bytes) -> tuple[str, str]:
     return topic, lite
 
 
+def encode_kv_unversioned(table: str, key: str, value: bytes = b"") -> bytes:
+    """A KV_PUT / KV_DEL payload as engines before versioned rows wrote it."""
+    return _s(table) + _s(key) + value
+
+
+def decode_kv_unversioned(payload: bytes) -> tuple[str, str, bytes]:
+    buf = memoryview(payload)
+    table, pos = _read_s(buf, 0)
+    key, pos = _read_s(buf, pos)
+    return table, key, bytes(buf[pos:])
+
+
 def encode_kv(table: str, key: str, version: int, value: bytes = b"") -> bytes:
+    """A KV_PUT_V / KV_DEL_V payload."""
     return _s(table) + _s(key) + _U64.pack(version) + value
 
 
@@ -123,6 +138,7 @@ def decode_kv(payload: bytes) -> tuple[str, str, int, bytes]:
 #   CURSOR  str topic | str lite | str group | u64 floor | u32 n | n * u64 acked-above-floor
 META, STREAM, CURSOR, KV_CLOCK = 7, 8, 9, 10
 ATTEMPT = 11
+KV_PUT_V, KV_DEL_V = 12, 13
 _U32 = struct.Struct("<I")
 _ATTEMPT = struct.Struct("<QI")
 
