@@ -67,12 +67,13 @@ class GatewayRequestHandler(RequestHandler):
     # ------------------------------------------------------------ messages
 
     async def on_message_send(self, params: a2a_pb2.SendMessageRequest,
-                              context: ServerCallContext) -> a2a_pb2.Task:
+                              context: ServerCallContext) -> a2a_pb2.Task | a2a_pb2.Message:
+        """The task, or the agent's Message when it answered with one (fold.message_reply)."""
         task, watch = await self._submit(params, context)
         config = params.configuration
         if not config.return_immediately:
             task = await self._until_settled(task, watch)
-        return apply_history_length(task, config)
+        return fold.message_reply(task) or apply_history_length(task, config)
 
     async def on_message_send_stream(self, params: a2a_pb2.SendMessageRequest,
                                      context: ServerCallContext) -> AsyncGenerator:

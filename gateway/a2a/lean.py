@@ -65,9 +65,10 @@ class LeanSendMessage:
         context.tenant = params.tenant
         context.state.update(method="SendMessage", request_id=request_id)     # as the SDK's dispatcher
         try:
-            task = await self.handler.on_message_send(params, context)
-            answer = {"jsonrpc": "2.0", "id": request_id,
-                      "result": json_format.MessageToDict(a2a_pb2.SendMessageResponse(task=task))}
+            result = await self.handler.on_message_send(params, context)
+            response = a2a_pb2.SendMessageResponse(message=result) if isinstance(result, a2a_pb2.Message) \
+                else a2a_pb2.SendMessageResponse(task=result)
+            answer = {"jsonrpc": "2.0", "id": request_id, "result": json_format.MessageToDict(response)}
         except A2AError as e:
             answer = build_error_response(request_id, e)
         except Exception as e:      # the SDK dispatcher's last resort, in its shape

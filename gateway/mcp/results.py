@@ -24,6 +24,8 @@ import jsonschema
 from a2a.types import a2a_pb2
 from google.protobuf import json_format
 
+from gateway.tasks import fold
+
 
 def tool_result(task: a2a_pb2.Task, output_schema: dict | None) -> dict:
     """The CallToolResult for a task in a final state (REJECTED is a protocol error: see `rejection`)."""
@@ -45,7 +47,9 @@ def tool_result(task: a2a_pb2.Task, output_schema: dict | None) -> dict:
 
 
 def _completed(task: a2a_pb2.Task, output_schema: dict | None) -> dict:
-    parts = [p for a in task.artifacts for p in a.parts] or _reply_parts(task)
+    reply = fold.message_reply(task)      # the agent answered with a Message: its parts are the answer
+    parts = list(reply.parts) if reply is not None else [p for a in task.artifacts for p in a.parts] or \
+        _reply_parts(task)
     content = [block for i, p in enumerate(parts) if (block := content_block(p, task.id, i)) is not None]
     if not content:
         content = [{"type": "text", "text": status_text(task) or "Done (the agent returned no output)."}]

@@ -10,10 +10,30 @@ TERMINAL = {a2a_pb2.TASK_STATE_COMPLETED, a2a_pb2.TASK_STATE_FAILED, a2a_pb2.TAS
 INTERRUPTED = {a2a_pb2.TASK_STATE_INPUT_REQUIRED, a2a_pb2.TASK_STATE_AUTH_REQUIRED}
 # The gateway's own bookkeeping in task.metadata (capability, turn: see tasks.TaskService.resume).
 OWN_METADATA = "topicbridge"
+# Marks the agent's message in a COMPLETED status as the answer itself (A2A: SendMessage answered
+# with a Message, not a Task). A message reply is a task like any other on the reply channel and in
+# the index, so every instance and surface can tell; the surfaces hand out the message unmarked.
+REPLY_MARK = "topicbridge.reply"
 
 
 def is_final(state: int) -> bool:
     return state in TERMINAL or state in INTERRUPTED
+
+
+def mark_reply(message: a2a_pb2.Message) -> None:
+    message.metadata.fields[REPLY_MARK].bool_value = True
+
+
+def message_reply(task: a2a_pb2.Task) -> a2a_pb2.Message | None:
+    """The agent's Message if it answered the task's latest turn with one (`mark_reply`), unmarked."""
+    if task.status.state != a2a_pb2.TASK_STATE_COMPLETED or REPLY_MARK not in task.status.message.metadata.fields:
+        return None
+    message = a2a_pb2.Message()
+    message.CopyFrom(task.status.message)
+    del message.metadata.fields[REPLY_MARK]
+    if not message.metadata.fields:
+        message.ClearField("metadata")
+    return message
 
 
 def apply(task: a2a_pb2.Task, event: a2a_pb2.StreamResponse) -> None:

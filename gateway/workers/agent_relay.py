@@ -3,6 +3,7 @@ events; `bridge.py` makes the calls):
 
     remote Task snapshot   -> its new agent messages, changed artifacts, then its status
     status / artifact / message events -> the same event, under the gateway's task and context ids
+    a Message answering the call (no task) -> TaskContext.reply: the caller gets a Message too
     remote SUBMITTED       -> WORKING (the gateway's task is already in a worker's hands)
 """
 
@@ -67,6 +68,8 @@ class Relay:
         elif kind == "artifact_update":
             self.remote_id = self.remote_id or event.artifact_update.task_id
             await self._artifact(event.artifact_update)
+        elif kind == "message" and not self.remote_id:     # the agent answered with a Message, no task
+            await self._reply(event.message)
         elif kind == "message":
             await self._message(event.message)
 
@@ -114,6 +117,13 @@ class Relay:
         self._own(message)
         self._messages.add(remote.message_id)
         await self.ctx.emit(a2a_pb2.StreamResponse(message=message))
+
+    async def _reply(self, remote: a2a_pb2.Message) -> None:
+        message = a2a_pb2.Message()
+        message.CopyFrom(remote)
+        message.context_id = self.ctx.context_id
+        message.task_id = self.ctx.task_id if self.ctx.turn else ""
+        await self.ctx.reply(message=message)
 
     def _own(self, message: a2a_pb2.Message) -> None:
         message.task_id, message.context_id = self.ctx.task_id, self.ctx.context_id

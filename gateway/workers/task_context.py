@@ -118,6 +118,23 @@ class TaskContext:
             await self.artifact(text, parts=parts, name="result")
         await self.status(a2a_pb2.TASK_STATE_COMPLETED)
 
+    async def reply(self, text: str | None = None, *, parts=None, message: a2a_pb2.Message | None = None) -> None:
+        """Answer with a Message instead of a task (A2A: SendMessage's Message result); ends the
+        task. `message` (a bridged agent's own) is sent as it is, else one is built from the
+        parts. The reply names the task only on a continuation: a new caller never saw it."""
+        reply = a2a_pb2.Message()
+        if message is not None:
+            reply.CopyFrom(message)
+        else:
+            reply.CopyFrom(self._agent_message(text, parts))
+            reply.task_id = self.task_id if self.turn else ""
+        fold.mark_reply(reply)
+        update = a2a_pb2.TaskStatusUpdateEvent(task_id=self.task_id, context_id=self.context_id)
+        update.status.state = a2a_pb2.TASK_STATE_COMPLETED
+        update.status.timestamp.GetCurrentTime()
+        update.status.message.CopyFrom(reply)
+        await self._emit(a2a_pb2.StreamResponse(status_update=update), final=True)
+
     async def fail(self, reason: str) -> None:
         await self.status(a2a_pb2.TASK_STATE_FAILED, reason)
 
