@@ -399,7 +399,9 @@ async def test_long_responses_are_not_timed_only_bodies_are(impatient):
             async def both_working():
                 return len(agents.seen.get("slow", [])) == 2
             await wait_until(both_working)
-            await asyncio.sleep(0.6)  # sleep-ok: outlive the 0.3 s body timeout while both responses are open
+            # Twice the 0.3 s body timeout, both responses open: neither may end before the release.
+            done, _ = await asyncio.wait({blocking}, timeout=0.6)
+            assert not done
             agents.release.set()
             rest = [line async for line in events if line.startswith("data:")]
         assert "TASK_STATE_COMPLETED" in rest[-1]

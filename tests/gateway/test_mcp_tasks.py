@@ -118,8 +118,9 @@ async def test_required_and_forbidden_task_support_follow_the_card(gateways, age
         inline = asyncio.create_task(client.session.call_tool("inline", {"message": "wait for me"}, allow_claimed=True))
         while not agents.seen.get("inline"):
             await asyncio.sleep(0.01)  # sleep-ok: waiting for the worker to pick the task up
-        await asyncio.sleep(0.4)  # sleep-ok: longer than the task wait, to show no task is made
-        assert not inline.done()
+        # Twice the task wait (0.2 s): a call that made a task would have ended with it by then.
+        done, _ = await asyncio.wait({inline}, timeout=0.4)
+        assert not done
         agents.release.set()
         async with asyncio.timeout(10):
             assert (await inline).content[0].text == "released: wait for me"
