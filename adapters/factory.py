@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 from lite_engine import EngineConfig
@@ -17,6 +18,25 @@ def engine_config(lite: dict) -> EngineConfig:
     return EngineConfig(data_dir=Path(data_dir) if data_dir else None, **overrides)
 
 
+class MissingExtraError(RuntimeError):
+    """A backend whose client library is an optional extra that is not installed."""
+
+    def __init__(self, backend: str, module: str) -> None:
+        self.backend, self.module = backend, module
+        super().__init__(f"the {backend} backend needs {module}, which is not installed: "
+                         f"pip install 'topicbridge[{backend}]'")
+
+
+_EXTRAS = {"kafka": "aiokafka", "rocketmq": "rocketmq"}
+
+
+def require_extra(backend: str) -> None:
+    """Raise MissingExtraError if `backend` needs a client library that is not installed."""
+    module = _EXTRAS.get(backend)
+    if module is not None and importlib.util.find_spec(module) is None:
+        raise MissingExtraError(backend, module)
+
+
 def open_backend(settings: dict) -> Backend:
     """Return an unstarted backend for `settings["backend"]`."""
     kind = settings.get("backend", "lite")
@@ -27,11 +47,13 @@ def open_backend(settings: dict) -> Backend:
             return RemoteLiteBackend(lite.get("target", "127.0.0.1:7600"),
                                      session_timeout=lite.get("session_timeout"))
         from .lite import EmbeddedLiteBackend
-        return EmbeddedLiteBackend(engine_config(lite))
+        return EmbeddedLiteBackend(engine_config(lite), listen=lite.get("listen"))
     if kind == "kafka":
+        require_extra("kafka")
         from .kafka import KafkaBackend
         return KafkaBackend(**settings.get("kafka", {}))
     if kind == "rocketmq":
+        require_extra("rocketmq")
         from .rocketmq import RocketMQBackend
         return RocketMQBackend(**settings.get("rocketmq", {}))
     raise ValueError(f"unknown backend {kind!r}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 import os
 from typing import Iterable
 
@@ -18,6 +19,8 @@ from lite_engine.names import validate_name
 
 from . import errors
 from .base import Delivery, Health, Message, TopicSpec
+
+log = logging.getLogger("topicbridge.lite")
 
 
 @contextlib.contextmanager
@@ -181,16 +184,37 @@ class EmbeddedLiteBackend:
     ordered_publish = True      # Engine.publish appends before its first await
 
 
-    def __init__(self, config: EngineConfig | None = None) -> None:
+    def __init__(self, config: EngineConfig | None = None, *, listen: str | None = None) -> None:
         self.config = config or EngineConfig()
         self.max_message_bytes = self.config.max_message_bytes
         self.engine = Engine(self.config)
+        self.listen = listen            # host:port where other local processes reach this engine
+        self.listening: str | None = None
+        self._face = None
 
     async def start(self) -> None:
         with translated():
             await self.engine.start()
+        if self.listen:
+            await self._open_face(self.listen)
+
+    async def _open_face(self, address: str) -> None:
+        """Serve the engine over gRPC, so workers in other processes share it (lite.mode=remote):
+        only one process may open the data directory. A busy port costs only the sharing."""
+        from lite_engine.service import serve
+        host, _, port = address.rpartition(":")
+        try:
+            self._face, bound = await serve(self.engine, host.strip("[]"), int(port))
+        except (OSError, RuntimeError) as e:
+            log.warning("the embedded engine is not shared with other processes: cannot listen on %s (%s); "
+                        "set lite.listen to a free host:port", address, e)
+            return
+        self.listening = f"{host}:{bound}"
 
     async def close(self) -> None:
+        if self._face is not None:
+            face, self._face = self._face, None
+            await face.stop(grace=1.0)      # answers waiting polls; remote workers reconnect later
         await self.engine.close()
 
     async def health(self) -> Health:

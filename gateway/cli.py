@@ -27,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--data-dir", default=None, help="the embedded engine's commit log directory (lite.data_dir)")
     serve.add_argument("--demo", action="store_true", default=None,
                        help="also run two example agents (echo, word-stats) in the gateway process")
+    from gateway.launch import add_backend_flags
+    add_backend_flags(serve)
 
     mcp = commands.add_parser("mcp-stdio", help="speak MCP on stdin/stdout: proxy to a gateway's /mcp, "
                                                 "or embed a gateway (--embedded)")
@@ -64,6 +66,10 @@ def _serve(args) -> int:
     gateway.update({key: value for key, value in overrides.items() if value is not None})
     if args.data_dir is not None:
         settings["lite"]["data_dir"] = args.data_dir
+    from gateway.launch import apply_backend_flags, serve
+    if (error := apply_backend_flags(args, settings)) is not None:
+        print(f"topicbridge: {error}", file=sys.stderr)
+        return 2
     host, port = gateway["host"], gateway["port"]
     if gateway.get("instance_id") is None and port:
         gateway["instance_id"] = stable_instance_id(port)
@@ -76,17 +82,12 @@ def _serve(args) -> int:
     if not is_loopback(host) and not token_list(gateway.get("bearer_tokens")):
         print(f"topicbridge: warning: /admin and /agents on {host!r} are open to anyone who can reach it; "
               "only /mcp has tokens (set gateway.bearer_tokens)", file=sys.stderr)
-    import uvicorn
-
-    from gateway.app import build_app
     demo = " with the demo agents echo and word-stats" if gateway.get("demo") else ""
-    print(f"topicbridge gateway on http://{host}:{port} (backend: {settings['backend']}){demo}", file=sys.stderr)
+    banner = f"topicbridge gateway on http://{host}:{port} (backend: {settings['backend']}){demo}"
     # Open SSE streams (MCP listen/GET streams) would otherwise hold the shutdown forever.
     from gateway.process import tune_gc
     tune_gc()
-    uvicorn.run(build_app(settings), host=host, port=port, log_level="info", lifespan="on",
-                timeout_graceful_shutdown=5, **uvicorn_options(settings))
-    return 0
+    return serve(settings, host, port, banner, timeout_graceful_shutdown=5, **uvicorn_options(settings))
 
 
 def stable_instance_id(port: int) -> str:
