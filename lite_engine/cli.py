@@ -25,6 +25,9 @@ def parser(prog: str = "topicbridge engine") -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=7600)
     p.add_argument("--data-dir", default=None, help="commit log directory (default: memory only)")
     p.add_argument("--fsync", choices=["always", "batch", "interval", "never"], default="batch")
+    p.add_argument("--repair", action="store_true",
+                   help="cut a corrupt commit log in --data-dir at its first bad record (what follows is "
+                        "set aside as *.corrupt files and lost), print what was done and exit")
     p.add_argument("--drain-seconds", type=float, default=5.0,
                    help="on SIGTERM/SIGINT, how long calls in progress may take to finish")
     defaults = EngineConfig()
@@ -40,9 +43,32 @@ def main(argv: list[str] | None = None) -> int:
     from .service import run   # grpc is loaded only to serve
 
     args = parser().parse_args(argv)
+    if args.repair:
+        return _repair(args.data_dir)
     settings = {name: getattr(args, name) for name in SETTINGS if getattr(args, name) is not None}
     return run(host=args.host, port=args.port, data_dir=args.data_dir, fsync=args.fsync,
                drain_seconds=args.drain_seconds, **settings)
+
+
+def _repair(data_dir: str | None) -> int:
+    """0: the log opens now (repaired or sound); 1: it could not be repaired."""
+    import asyncio
+
+    from .errors import DataDirLockedError
+    from .repair import RepairError, repair
+
+    if data_dir is None:
+        print("topicbridge engine --repair needs --data-dir")
+        return 2
+    try:
+        actions = asyncio.run(repair(data_dir))
+    except (RepairError, DataDirLockedError) as e:
+        print(f"repair failed: {e}")
+        return 1
+    for action in actions:
+        print(f"repaired: {action}")
+    print(f"{data_dir}: the commit log opens" + ("" if actions else " (nothing to repair)"))
+    return 0
 
 
 def _positive(kind: type):
