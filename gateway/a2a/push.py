@@ -33,6 +33,7 @@ from google.protobuf import json_format
 from adapters.base import Backend, Delivery, Message, TopicSpec
 from adapters.errors import BackendError, QuotaExceededError
 
+from gateway import tracing
 from gateway.http.outbound import AddressPolicy, OutboundError, guarded_client
 from gateway.supervisor import Supervisor
 
@@ -96,6 +97,7 @@ class PushService:
         self._sending: set[asyncio.Task] = set()
         self._pending: dict[str, list[a2a_pb2.TaskPushNotificationConfig]] = {}
         self.delivered = 0
+        self.retried = 0
         self.dead_lettered = 0
 
     # ------------------------------------------------------------ lifecycle
@@ -185,7 +187,7 @@ class PushService:
         for config in configs:
             body = json.dumps({"version": 1, "task_id": task_id, "config_id": config.id, "event": payload},
                               separators=(",", ":")).encode()
-            await self.backend.publish(TOPIC, Message(body, {"task_id": task_id}, task_id))
+            await self.backend.publish(TOPIC, Message(body, {"task_id": task_id, **tracing.carrier()}, task_id))
 
     async def publish_snapshot(self, task: a2a_pb2.Task) -> None:
         """Send the task as it is to its configs: covers events folded before a config existed."""
@@ -233,7 +235,8 @@ class PushService:
         if config is None:
             await delivery.ack()            # deleted since: nobody wants it any more
             return
-        failure, retry = await self._post(config, event)
+        with tracing.task_span("topicbridge.push.delivery", delivery.headers, task_id, "", self.backend):
+            failure, retry = await self._post(config, event)
         if failure is None:
             self.delivered += 1
             await delivery.ack()
@@ -241,6 +244,7 @@ class PushService:
             delay = self.settings.backoff(delivery.attempt)
             log.info("push to %s for task %s failed (%s), attempt %d; retrying in %.2fs", config.url, task_id,
                      failure, delivery.attempt, delay)
+            self.retried += 1
             await delivery.nack(delay)
         else:
             await self._dead_letter(delivery, f"{failure} (attempt {delivery.attempt})")
@@ -251,7 +255,7 @@ class PushService:
             await self.check_url(config.url)
         except PushUrlError as e:
             return e.reason, False
-        headers = {}
+        headers = tracing.carrier()      # the receiver may join the task's trace
         if config.token:
             headers[TOKEN_HEADER] = config.token
         if config.authentication.scheme and config.authentication.credentials:

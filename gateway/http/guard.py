@@ -45,7 +45,7 @@ DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 DEFAULT_MAX_JSON_DEPTH = 64
 DEFAULT_BODY_TIMEOUT = 30.0
 
-_PROTECTED = re.compile(r"^/(admin|agents)(/|$)")
+_PROTECTED = re.compile(r"^/(admin|agents|metrics)(/|$)")
 _MCP = re.compile(r"^/mcp/?$")
 _PUBLIC_CARD = re.compile(r"^/agents/[^/]+/\.well-known/agent-card\.json$")
 _JSONRPC_ENDPOINT = re.compile(r"^/(agents/([^/]+/)?|mcp/?)$")

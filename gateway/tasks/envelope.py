@@ -54,7 +54,7 @@ def _load(kind: str, raw: bytes) -> dict:
 _TASK_ID = re.compile(_validator("task-envelope").schema["properties"]["task_id"]["pattern"])
 _ENVELOPE_KEYS = frozenset({"version", "task_id", "context_id", "capability", "reply_to", "control", "message",
                             "turn", "history", "deadline", "created", "trace", "metadata"})
-_REPLY_KEYS = frozenset({"version", "task_id", "turn", "attempt", "seq", "final", "event"})
+_REPLY_KEYS = frozenset({"version", "task_id", "turn", "attempt", "seq", "final", "event", "trace"})
 _EVENT_KINDS = frozenset({"task", "message", "statusUpdate", "artifactUpdate"})
 
 
@@ -95,6 +95,7 @@ def _reply_valid(doc) -> bool:
             and _turn(doc) and type(attempt) is int and attempt >= 1 and type(seq) is int and seq >= 0
             and type(doc.get("final", False)) is bool
             and type(event) is dict and len(event) == 1
+            and ("trace" not in doc or type(doc["trace"]) is dict and all(type(v) is str for v in doc["trace"].values()))
             and all(k in _EVENT_KINDS and type(v) is dict for k, v in event.items()))
 
 
@@ -183,6 +184,7 @@ class ReplyEvent:
     event: a2a_pb2.StreamResponse
     final: bool = False
     turn: int = 0           # of the task envelope that produced the event
+    trace: dict[str, str] = field(default_factory=dict)     # the worker's W3C trace context, if traced
 
     @property
     def position(self) -> tuple[int, int, int]:
@@ -195,6 +197,8 @@ class ReplyEvent:
                "final": self.final, "event": _event_to_dict(self.event)}
         if self.turn:       # a first turn's event stays what readers without turns accept
             doc["turn"] = self.turn
+        if self.trace:
+            doc["trace"] = self.trace
         return _dump(doc)
 
     @classmethod
@@ -203,7 +207,8 @@ class ReplyEvent:
         event = plain.event_from_dict(doc["event"])
         if event is None:
             event = _parse("reply-event", doc["event"], a2a_pb2.StreamResponse())
-        return cls(doc["task_id"], doc["attempt"], doc["seq"], event, doc.get("final", False), doc.get("turn", 0))
+        return cls(doc["task_id"], doc["attempt"], doc["seq"], event, doc.get("final", False), doc.get("turn", 0),
+                   doc.get("trace") or {})
 
 
 @dataclass
@@ -211,11 +216,15 @@ class ControlEvent:
     task_id: str
     action: str
     reason: str = ""
+    trace: dict[str, str] = field(default_factory=dict)
 
     def encode(self) -> bytes:
-        return _dump({"version": 1, "task_id": self.task_id, "action": self.action, "reason": self.reason})
+        doc = {"version": 1, "task_id": self.task_id, "action": self.action, "reason": self.reason}
+        if self.trace:
+            doc["trace"] = self.trace
+        return _dump(doc)
 
     @classmethod
     def decode(cls, raw: bytes) -> "ControlEvent":
         doc = _load("control-event", raw)
-        return cls(doc["task_id"], doc["action"], doc.get("reason", ""))
+        return cls(doc["task_id"], doc["action"], doc.get("reason", ""), doc.get("trace") or {})

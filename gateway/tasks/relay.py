@@ -22,9 +22,12 @@ from a2a.types import a2a_pb2
 from adapters.base import Delivery, LiteConsumer, Table
 from adapters.errors import BackendError
 
+from gateway import metrics, tracing
+
 from . import channels
 from . import fold
 from . import positions
+from . import telemetry
 from .envelope import EnvelopeError, ReplyEvent
 from .ownership import Owners
 from .watch import Watch
@@ -50,6 +53,8 @@ class Active:
     unacked: list[Delivery] = field(default_factory=list)   # acked once indexed and hooked
     held: list = field(default_factory=list)    # final events shown to waiting calls once indexed
     ended: bool = False                     # its turn's end was handed out: no new watches here
+    started: float | None = field(default_factory=time.monotonic)   # this turn's submit here (None: loaded)
+    capability: str | None = None           # recorded(task)[0], resolved once
 
 
 class Relay:
@@ -65,6 +70,7 @@ class Relay:
         self.active: dict[str, Active] = {}     # tasks this instance follows
         self._due: dict[str, float] = {}        # task id -> when its un-indexed events must be indexed
         self.bad_events = 0
+        self.backend_name = type(consumer).__module__.split(".")[-1]     # for spans: lite, replies (kafka)...
         self.owners: Owners | None = None       # owner rows of running turns (ownership.py)
         # Awaited for each event once folded and indexed, before waiting calls see it and before
         # its ack (push notifications are published here). A hook that raises leaves the event unacked.
@@ -105,6 +111,7 @@ class Relay:
         """Fold a poll's events task by task; tasks are handled concurrently, so one fsync of the
         task index covers many of them."""
         by_task: dict[str, list[tuple[Delivery, ReplyEvent]]] = {}
+        metrics.reply_events(len(deliveries))
         for delivery in deliveries:
             event = await self.decode(delivery)
             if event is not None:
@@ -123,11 +130,17 @@ class Relay:
         except BackendError as e:
             log.warning("relaying events of task %s failed: %s (they will be redelivered)", task_id, e)
             return
+        state = active.task.status.state
         for delivery, event in sorted(items, key=lambda item: item[1].position):
             if event.position > active.position:   # else a duplicate of at-least-once delivery
                 active.position = event.position
                 fold.apply(active.task, event.event)
                 active.task.id = active.task.id or task_id
+                if active.task.status.state != state:
+                    state = active.task.status.state
+                    telemetry.reached(active, state, event.event)
+                if event.trace:
+                    telemetry.folded(active, event.trace, self.backend_name)
                 if event.final:
                     active.held.append(event.event)
                 else:
@@ -157,7 +170,9 @@ class Relay:
                 if active.indexed < active.position:
                     position = active.position
                     positions.stamp(active.task, position)     # a later reader skips what is folded in
+                    started = time.perf_counter()
                     await self.table.put(task_id, active.task.SerializeToString())
+                    metrics.backend_op("index_put", started)
                     active.indexed = max(active.indexed, position)
             finally:        # indexed or not, the waiting calls get their answer (unless `resume` took the task on)
                 release(active, ending and fold.is_final(active.task.status.state))
@@ -165,8 +180,9 @@ class Relay:
             for position in sorted(active.unhooked):
                 event = active.unhooked.pop(position)
                 if position > active.hooked:
-                    for hook in self.on_event:
-                        await hook(active.task, event.event)
+                    with tracing.attached(event.trace):     # a push job joins the event's trace
+                        for hook in self.on_event:
+                            await hook(active.task, event.event)
                     active.hooked = position
             await asyncio.gather(*(delivery.ack() for delivery in deliveries))
         except BackendError as e:
@@ -174,6 +190,7 @@ class Relay:
             log.warning("indexing events of task %s failed: %s (they will be redelivered)", task_id, e)
             return
         if ending and fold.is_final(active.task.status.state):
+            telemetry.turn_ended(active)
             self.active.pop(task_id, None)
             with contextlib.suppress(BackendError):
                 await self.consumer.unsubscribe([channels.reply_channel(task_id)])
@@ -209,7 +226,7 @@ class Relay:
         task = a2a_pb2.Task.FromString(raw) if raw else a2a_pb2.Task(id=task_id)
         # what the index holds is folded in already: at least the earlier turns
         start = positions.position_of(task) or (recorded(task)[1], 0, -1)
-        active = Active(task, start, start, start)
+        active = Active(task, start, start, start, started=None)
         self.active[task_id] = active
         return active
 

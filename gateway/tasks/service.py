@@ -25,6 +25,7 @@ from a2a.types import a2a_pb2
 
 from adapters.base import Backend, Message, TopicSpec
 from adapters.errors import BackendError, ConflictError
+from gateway import metrics, tracing
 from gateway.supervisor import Supervisor
 
 from . import channels
@@ -122,10 +123,13 @@ class TaskService:
         submitted = _copy(task)             # the relay folds events into `task` from now on
         self._relay.active[task_id] = Active(task, watches=[watch])
         await self._consumer.subscribe([channels.reply_channel(task_id)])
-        envelope = TaskEnvelope(task_id, context_id, capability, message, deadline, time.time(),
-                                trace or {}, metadata or {})
-        published = await self._write_turn(task, envelope)
-        if published is not None:
+        with tracing.task_span("topicbridge.submit", None, task_id, capability, self.backend):
+            envelope = TaskEnvelope(task_id, context_id, capability, message, deadline, time.time(),
+                                    trace or tracing.carrier(), metadata or {})
+            published = await self._write_turn(task, envelope)
+        if published is None:
+            metrics.task_state(capability, a2a_pb2.TASK_STATE_SUBMITTED)
+        else:
             self._relay.active.pop(task_id, None)
             with contextlib.suppress(BackendError):
                 await self._consumer.unsubscribe([channels.reply_channel(task_id)])
@@ -193,13 +197,14 @@ class TaskService:
             release(active, ending=True)
             active.position = active.indexed = start
             active.ended = False
+            active.started = time.monotonic()       # the new turn's duration
         active.watches = [watch]
         resumed = _copy(task)
         await self._consumer.subscribe([channels.reply_channel(task_id)])
         deadline = deadline or await self._deadline(owner)      # the task is taken: awaiting is safe now
         task.metadata[fold.OWN_METADATA]["deadline"] = resumed.metadata[fold.OWN_METADATA]["deadline"] = deadline
-        envelope = TaskEnvelope(task_id, task.context_id, owner, message, deadline, time.time(), trace or {},
-                                metadata or {}, turn, history)
+        envelope = TaskEnvelope(task_id, task.context_id, owner, message, deadline, time.time(),
+                                trace or tracing.carrier(), metadata or {}, turn, history)
         published = await self._write_turn(task, envelope, expect=version)
         if published is not None:       # the task stays as it was, waiting for input
             task.CopyFrom(before)
@@ -297,7 +302,8 @@ class TaskService:
         if task.status.state in fold.INTERRUPTED:
             await self._cancel_waiting(task, reason)
             return task
-        await self.backend.publish(channels.CONTROL_TOPIC, Message(ControlEvent(task_id, "cancel", reason).encode()),
+        control = ControlEvent(task_id, "cancel", reason, tracing.carrier())
+        await self.backend.publish(channels.CONTROL_TOPIC, Message(control.encode()),
                                    lite_topic=channels.control_channel(task_id))
         return task
 

@@ -45,6 +45,7 @@ from google.protobuf import json_format
 from adapters.base import Backend, TopicSpec
 from adapters.errors import BackendError, ConflictError, InvalidRequestError, NotFoundError
 
+from gateway import metrics, tracing
 from gateway.tasks import channels
 from gateway.tasks import fold
 from gateway.http.outbound import AddressPolicy, RefusedURLError, guarded_client
@@ -122,6 +123,7 @@ class Bridge:
         self._clients: list = []              # one a2a-sdk client per connection pool
         self._client = None                   # the first, for the odd follow-up call
         self._calls = 0
+        self._series = metrics.BridgeSeries(self.name)
         self._broken: str | None = None       # why no client could be built for this card
         self._remote_table = None             # REMOTE_TABLE, opened on first use
 
@@ -133,7 +135,8 @@ class Bridge:
         timeout = httpx.Timeout(CONNECT_TIMEOUT, read=self.read_timeout)
         limits = httpx.Limits(max_connections=POOL_CONNECTIONS, max_keepalive_connections=POOL_CONNECTIONS)
         pools = max(1, -(-self.worker.concurrency // POOL_CONNECTIONS))
-        self._https = [guarded_client(self.policy, timeout=timeout, limits=limits,
+        hooks = {"request": [tracing.inject_request]} if tracing.enabled else {}    # the call carries traceparent
+        self._https = [guarded_client(self.policy, timeout=timeout, limits=limits, event_hooks=hooks,
                                       max_response_bytes=self.max_response_bytes) for _ in range(pools)]
         try:
             self._clients = [ClientFactory(ClientConfig(
@@ -163,9 +166,11 @@ class Bridge:
             return
         relay = Relay(ctx, remote, self._remember)
         deadline = ctx.envelope.deadline
+        self._series.call()
         try:
             async with asyncio.timeout(None if deadline is None else max(0.0, deadline - time.time())):
-                await self._call(ctx, relay)
+                with tracing.task_span("topicbridge.bridge.call", None, ctx.task_id, self.name, self.registry.backend):
+                    await self._call(ctx, relay)
             await self._forget(ctx, relay)
             return
         except asyncio.CancelledError:
@@ -177,6 +182,7 @@ class Bridge:
             reason, agent_broken = f"agent {self.name!r} did not finish before the task's deadline", False
         except (AgentUnreachable, AgentRefused, RefusedURLError) as e:
             reason, agent_broken = self._explain(e)
+        self._series.error()
         if agent_broken:
             await self._set_health("error", reason)
         if not ctx.finished:

@@ -20,6 +20,7 @@ from a2a.types import a2a_pb2
 from adapters.base import Message
 from adapters.errors import InvalidRequestError
 
+from gateway import tracing
 from gateway.tasks import channels
 from gateway.tasks import fold
 from gateway.tasks.envelope import ReplyEvent, TaskEnvelope
@@ -207,7 +208,8 @@ class TaskContext:
         raise ReplyLost(self.task_id, seq, str(error))
 
     def _encode(self, event: a2a_pb2.StreamResponse, final: bool) -> bytes:
-        body = ReplyEvent(self.task_id, self.attempt, self._seq, event, final, self.envelope.turn).encode()
+        body = ReplyEvent(self.task_id, self.attempt, self._seq, event, final, self.envelope.turn,
+                          tracing.carrier()).encode()
         self._seq += 1
         return body
 

@@ -47,6 +47,7 @@ from adapters.errors import BackendError
 from gateway.tasks import channels
 from gateway.tasks.envelope import ControlEvent, EnvelopeError, TaskEnvelope
 from gateway.registry.capabilities import Registry
+from gateway import tracing
 from gateway.supervisor import Supervisor
 from .task_context import ReplyLost, TaskContext
 
@@ -172,7 +173,8 @@ class Worker:
         await self._control.subscribe([channels.control_channel(ctx.task_id)])
         keepalive = asyncio.get_running_loop().create_task(self._keep_invisible(delivery))
         try:
-            with contextlib.suppress(ReplyLost):      # the task ended FAILED, naming the lost event
+            with contextlib.suppress(ReplyLost), tracing.task_span(    # ReplyLost: the task ended FAILED
+                    "topicbridge.worker", envelope.trace, ctx.task_id, self.capability, self.backend):
                 await self._run(ctx)
             await delivery.ack()
         except BackendError as e:
