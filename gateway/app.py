@@ -60,7 +60,7 @@ class Gateway:
         self.push = PushService(self.backend, PushSettings.from_settings(settings), supervisor=self.supervisor)
         self.tasks.on_event.append(self.push.on_event)      # the relay publishes push jobs
         self.a2a = A2ASurface(self.tasks, self.registry, self.push, blocking_wait=options["a2a_wait_seconds"],
-                              security=CardSecurity.from_settings(settings))
+                              security=CardSecurity.from_settings(settings), card_max_age=options["card_max_age_seconds"])
         self.mcp = McpSurface(self)
         self._parts: list = [self.tasks, self.registry, self.lifetimes, self.bridges, self.mcp, self.push]
         if options["demo"]:

@@ -26,11 +26,11 @@ import time
 
 from a2a.extensions.common import HTTP_EXTENSION_HEADER, get_requested_extensions
 from a2a.server.context import ServerCallContext
-from a2a.server.request_handlers.response_helpers import agent_card_to_dict, build_error_response
+from a2a.server.request_handlers.response_helpers import build_error_response
 from a2a.server.routes import DefaultServerCallContextBuilder, create_jsonrpc_routes, create_rest_routes
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
 from adapters.errors import BackendError
@@ -39,6 +39,7 @@ from gateway.errors import a2a_error, codes_of
 from gateway.http.body import read_body
 from gateway.registry import cards
 from gateway.tasks.errors import UnknownCapabilityError
+from .card_http import card_response
 from .handler import CAPABILITY_STATE, GatewayRequestHandler
 from .push import PushService
 from gateway.registry.capabilities import Capability
@@ -52,8 +53,10 @@ class A2ASurface:
     once by the app, which also runs the push service it is given; building routes changes
     nothing."""
 
-    def __init__(self, tasks, registry, push: PushService, *, blocking_wait: float | None) -> None:
+    def __init__(self, tasks, registry, push: PushService, *, blocking_wait: float | None,
+                 card_max_age: int = 300) -> None:
         self.registry = registry
+        self.card_max_age = card_max_age    # Cache-Control max-age of the cards (card_http.py)
         self.handler = GatewayRequestHandler(tasks, registry, push, blocking_wait=blocking_wait)
         self.capabilities = CapabilityCache(registry)
         self.builder = _ContextBuilder()
@@ -66,7 +69,7 @@ class A2ASurface:
         handler, builder = self.handler, self.builder
         rest = [r for r in create_rest_routes(handler, builder, enable_v0_3_compat=True)
                 if not isinstance(r, Mount)]            # its /{tenant} mount: the capability is the tenant
-        agent = [Route("/.well-known/agent-card.json", _capability_card, methods=["GET"]),
+        agent = [Route("/.well-known/agent-card.json", self._capability_card, methods=["GET"]),
                  *create_jsonrpc_routes(handler, "/", builder, enable_v0_3_compat=True), *rest]
         gate = Middleware(CapabilityGate, capabilities=self.capabilities)
         return [Route("/.well-known/agent-card.json", self._gateway_card, methods=["GET"]),
@@ -75,9 +78,13 @@ class A2ASurface:
                     Mount("/{name}", routes=agent, middleware=[gate]),
                 ])]
 
-    async def _gateway_card(self, request: Request) -> JSONResponse:
+    async def _gateway_card(self, request: Request) -> Response:
         card = cards.gateway_card(await self.registry.list(), str(request.base_url))
-        return JSONResponse(agent_card_to_dict(card))
+        return card_response(request, card, self.card_max_age)
+
+    async def _capability_card(self, request: Request) -> Response:
+        card = cards.capability_card(request.scope[CAPABILITY_SCOPE_KEY], str(request.base_url))
+        return card_response(request, card, self.card_max_age)
 
 
 class _ContextBuilder(DefaultServerCallContextBuilder):
@@ -91,11 +98,6 @@ class _ContextBuilder(DefaultServerCallContextBuilder):
             state["auth"] = request.auth
         return ServerCallContext(user=self.build_user(request), state=state, requested_extensions=
                                  get_requested_extensions(request.headers.getlist(HTTP_EXTENSION_HEADER)))
-
-
-async def _capability_card(request: Request) -> JSONResponse:
-    card = cards.capability_card(request.scope[CAPABILITY_SCOPE_KEY], str(request.base_url))
-    return JSONResponse(agent_card_to_dict(card))
 
 
 class CapabilityCache:
