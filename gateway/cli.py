@@ -27,6 +27,10 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--data-dir", default=None, help="the embedded engine's commit log directory (lite.data_dir)")
     serve.add_argument("--demo", action="store_true", default=None,
                        help="also run two example agents (echo, word-stats) in the gateway process")
+    serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default=None,
+                       help="default: observability.log_level, info")
+    serve.add_argument("--log-format", choices=["text", "json"], default=None,
+                       help="text with timestamps, or one JSON object a line (default: observability.log_format)")
     from gateway.launch import add_backend_flags
     add_backend_flags(serve)
 
@@ -87,7 +91,10 @@ def _serve(args) -> int:
     # Open SSE streams (MCP listen/GET streams) would otherwise hold the shutdown forever.
     from gateway.process import tune_gc
     tune_gc()
-    return serve(settings, host, port, banner, timeout_graceful_shutdown=5, **uvicorn_options(settings))
+    from gateway.logs import configure as configure_logs
+    logging_options = configure_logs(settings, level=args.log_level, fmt=args.log_format)
+    return serve(settings, host, port, banner, timeout_graceful_shutdown=5, **uvicorn_options(settings),
+                 **logging_options)
 
 
 def stable_instance_id(port: int) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import math
 
+from . import logsetup
 from .config import EngineConfig
 
 # EngineConfig fields exposed as --flags (e.g. --session-timeout 0.5).
@@ -30,6 +31,13 @@ def parser(prog: str = "topicbridge engine") -> argparse.ArgumentParser:
                         "set aside as *.corrupt files and lost), print what was done and exit")
     p.add_argument("--drain-seconds", type=float, default=5.0,
                    help="on SIGTERM/SIGINT, how long calls in progress may take to finish")
+    p.add_argument("--metrics-port", type=int, default=None,
+                   help="serve Prometheus metrics at http://HOST:PORT/metrics (0: a free port; default: off)")
+    p.add_argument("--log-level", choices=list(logsetup.LEVELS), default="info")
+    p.add_argument("--log-format", choices=["text", "json"], default="text",
+                   help="text with timestamps, or one JSON object a line")
+    p.add_argument("--log-repeat-window", type=_positive(float), default=10.0, metavar="SECONDS",
+                   help="a repeated warning is written once per this window, with a count (default 10)")
     defaults = EngineConfig()
     for name in SETTINGS:
         default = getattr(defaults, name)
@@ -46,8 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.repair:
         return _repair(args.data_dir)
     settings = {name: getattr(args, name) for name in SETTINGS if getattr(args, name) is not None}
+    logsetup.configure(args.log_level, args.log_format, static={"instance": f"engine-{args.port}", "backend": "lite"},
+                       repeat_window=args.log_repeat_window)
     return run(host=args.host, port=args.port, data_dir=args.data_dir, fsync=args.fsync,
-               drain_seconds=args.drain_seconds, **settings)
+               drain_seconds=args.drain_seconds, metrics_port=args.metrics_port, **settings)
 
 
 def _repair(data_dir: str | None) -> int:

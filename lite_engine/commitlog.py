@@ -32,10 +32,13 @@ import logging
 import os
 import re
 import struct
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import NamedTuple, TypeVar
 from zlib import crc32
+
+from . import metrics
 
 __all__ = [
     "CommitLog",
@@ -877,10 +880,12 @@ def _write_all(seg: _Segment, buf: bytearray) -> None:
 
 def _fsync_segments(targets: list[tuple[_Segment, int]]) -> None:
     for seg, written in targets:
+        started = time.perf_counter()
         try:
             _fdatasync(seg.fd)
         except OSError as exc:
             raise LogWriteError(seg.path, "fsync", exc) from exc
+        metrics.FSYNC.observe(time.perf_counter() - started)
         seg.synced = max(seg.synced, written)
 
 

@@ -16,6 +16,7 @@ import time
 from collections import deque
 from typing import Iterable
 
+from . import metrics
 from . import records as rec
 from .client import LiteClient
 from .config import EngineConfig, TopicConfig, dead_letter_topic
@@ -730,7 +731,9 @@ class Engine:
         `snapshot_every` records); replay then starts there."""
         if self._store is not None:
             from .persistence import EngineState
+            started = time.perf_counter()
             await self._store.snapshot(EngineState(self._seq, list(self._topics.values()), self._kv))
+            metrics.SNAPSHOT.observe(time.perf_counter() - started)
 
     def _check_take(self, max_messages, wait, invisible) -> tuple[int, float, float]:
         if not isinstance(max_messages, int) or isinstance(max_messages, bool) or not 1 <= max_messages <= MAX_BATCH:

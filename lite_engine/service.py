@@ -346,15 +346,16 @@ def _address(host: str, port: int) -> str:
 
 
 def run(host: str = "127.0.0.1", port: int = 7600, data_dir: str | Path | None = None,
-        fsync: str = "batch", *, drain_seconds: float = 5.0, **settings) -> int:
+        fsync: str = "batch", *, drain_seconds: float = 5.0, metrics_port: int | None = None, **settings) -> int:
     """Serve the engine until SIGTERM or SIGINT; returns the process exit status.
 
     `settings` are EngineConfig fields (session_timeout, tick, quotas, ...)."""
     config = EngineConfig(data_dir=Path(data_dir) if data_dir else None, fsync=fsync, **settings)
-    return asyncio.run(_serve_until_signalled(config, host, port, drain_seconds))
+    return asyncio.run(_serve_until_signalled(config, host, port, drain_seconds, metrics_port))
 
 
-async def _serve_until_signalled(config: EngineConfig, host: str, port: int, drain_seconds: float) -> int:
+async def _serve_until_signalled(config: EngineConfig, host: str, port: int, drain_seconds: float,
+                                 metrics_port: int | None = None) -> int:
     try:
         engine = await Engine(config).start()
     except (err.EngineError, OSError) as exc:
@@ -366,6 +367,16 @@ async def _serve_until_signalled(config: EngineConfig, host: str, port: int, dra
         print(f"topicbridge engine: {exc}", file=sys.stderr)
         await engine.close()
         return 1
+    if metrics_port is not None:
+        from . import metrics
+        try:
+            bound_metrics = metrics.serve(engine, host, metrics_port)
+        except OSError as exc:
+            print(f"topicbridge engine: cannot serve metrics on port {metrics_port}: {exc}", file=sys.stderr)
+            await server.stop(0)
+            await engine.close()
+            return 1
+        print(f"topicbridge engine: metrics on http://{host}:{bound_metrics}/metrics", file=sys.stderr, flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
