@@ -57,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _serve(args) -> int:
-    from gateway.http.guard import is_loopback, token_list
+    from gateway.http.auth import unprotected_surfaces
+    from gateway.http.guard import is_loopback
     from gateway.http.serving import uvicorn_options
     from gateway.settings import ConfigError, load
     try:
@@ -77,15 +78,12 @@ def _serve(args) -> int:
     host, port = gateway["host"], gateway["port"]
     if gateway.get("instance_id") is None and port:
         gateway["instance_id"] = stable_instance_id(port)
-    if not is_loopback(host) and not (token_list(gateway.get("bearer_tokens"))
-                                      or token_list(gateway.get("mcp_bearer_tokens"))):
-        print(f"topicbridge: refusing to listen on {host!r} without authentication: set gateway.bearer_tokens "
-              "(TOPICBRIDGE_GATEWAY__BEARER_TOKENS) or gateway.mcp_bearer_tokens, or listen on 127.0.0.1",
-              file=sys.stderr)
+    open_to_all = unprotected_surfaces(settings)
+    if not is_loopback(host) and open_to_all:
+        print(f"topicbridge: refusing to listen on {host!r} without authentication: "
+              f"{', '.join(open_to_all)} would be open to anyone; set gateway.bearer_tokens "
+              "(TOPICBRIDGE_GATEWAY__BEARER_TOKENS) or gateway.oauth, or listen on 127.0.0.1", file=sys.stderr)
         return 2
-    if not is_loopback(host) and not token_list(gateway.get("bearer_tokens")):
-        print(f"topicbridge: warning: /admin and /agents on {host!r} are open to anyone who can reach it; "
-              "only /mcp has tokens (set gateway.bearer_tokens)", file=sys.stderr)
     demo = " with the demo agents echo and word-stats" if gateway.get("demo") else ""
     banner = f"topicbridge gateway on http://{host}:{port} (backend: {settings['backend']}){demo}"
     # Open SSE streams (MCP listen/GET streams) would otherwise hold the shutdown forever.

@@ -93,7 +93,8 @@ TABLE: dict[type[Exception], Codes] = {
     card.UnreachableError: Codes(422, InvalidParamsError, MCP_UNAVAILABLE, "UNAVAILABLE"),
     # the guard's refusals
     **{cls: _refused(cls) for cls in (http.RequestRefusedError, http.UnauthorizedError, http.BodyTooLargeError,
-                                      http.BodyTimeoutError, http.MalformedBodyError)},
+                                      http.BodyTimeoutError, http.MalformedBodyError, http.ForbiddenError,
+                                      http.RateLimitedError)},
 }
 
 

@@ -46,6 +46,7 @@ from gateway.tasks import errors as task_errors
 from gateway.tasks import fold
 from gateway.tasks.index import PageTokenError
 from gateway.tasks.service import TaskError, TaskService, Watch
+from . import access
 from .push import PushService, PushUrlError
 
 log = logging.getLogger("topicbridge.a2a")
@@ -97,10 +98,12 @@ class GatewayRequestHandler(RequestHandler):
         metadata = json_format.MessageToDict(params.metadata) if params.HasField("metadata") else None
         try:
             if params.message.task_id:      # a continuation (multi-turn)
+                await self._own(params.message.task_id, context)
                 task, watch = await self.tasks.resume(params.message.task_id, params.message, capability=name,
                                                       metadata=metadata)
             else:
-                task, watch = await self.tasks.submit(name, params.message, metadata=metadata)
+                task, watch = await self.tasks.submit(name, params.message, metadata=metadata,
+                                                      principal=access.principal_of(context).id)
             if push is not None:
                 with self.push.holding(task.id, push) as config:    # the relay hook sees it from now on
                     folded = await self.tasks.get(task.id)          # events folded before that, if any
@@ -116,7 +119,7 @@ class GatewayRequestHandler(RequestHandler):
         the request's tenant (the gateway's own interfaces)."""
         name = context.state.get(CAPABILITY_STATE)
         if name:
-            return name
+            return name         # the guard checked the caller's right to it
         if not context.tenant:
             raise InvalidParamsError(message="no capability named: call /agents/<name>/ or set tenant to a "
                                              "skill id of the gateway's card")
@@ -126,6 +129,7 @@ class GatewayRequestHandler(RequestHandler):
             raise a2a_error(e) from None
         if found is None:
             raise a2a_error(task_errors.UnknownCapabilityError(context.tenant))
+        access.require_use(context, found.name)
         return found.name
 
     async def _check_push_url(self, url: str) -> None:
@@ -152,7 +156,7 @@ class GatewayRequestHandler(RequestHandler):
     async def on_get_task(self, params: a2a_pb2.GetTaskRequest, context: ServerCallContext) -> a2a_pb2.Task:
         require_fields(params)
         validate_history_length(params)
-        return apply_history_length(await self._task(params.id), params)
+        return apply_history_length(await self._own(params.id, context), params)
 
     async def on_list_tasks(self, params: a2a_pb2.ListTasksRequest,
                             context: ServerCallContext) -> a2a_pb2.ListTasksResponse:
@@ -160,9 +164,10 @@ class GatewayRequestHandler(RequestHandler):
         page_size = params.page_size if params.HasField("page_size") else constants.DEFAULT_LIST_TASKS_PAGE_SIZE
         validate_page_size(page_size)
         after = params.status_timestamp_after.ToNanoseconds() if params.HasField("status_timestamp_after") else None
+        scope = access.list_scope(await self._capability(context), context)
         try:
             page = await self.tasks.list(context_id=params.context_id, state=params.status, page_size=page_size,
-                                         page_token=params.page_token, updated_after_ns=after)
+                                         page_token=params.page_token, updated_after_ns=after, scope=scope)
         except PageTokenError as e:
             raise InvalidParamsError(message=str(e)) from None
         except BackendError as e:
@@ -181,6 +186,7 @@ class GatewayRequestHandler(RequestHandler):
         reason = ""
         if params.HasField("metadata"):
             reason = str(json_format.MessageToDict(params.metadata).get("reason", ""))[:1000]
+        await self._own(params.id, context)
         try:
             task = await self.tasks.cancel(params.id, reason)
         except (TaskError, BackendError) as e:
@@ -203,6 +209,7 @@ class GatewayRequestHandler(RequestHandler):
     async def on_subscribe_to_task(self, params: a2a_pb2.SubscribeToTaskRequest,
                                    context: ServerCallContext) -> AsyncGenerator:
         require_fields(params)
+        await self._own(params.id, context)
         async with contextlib.aclosing(self.tasks.subscribe(params.id, follow_turns=True)) as events:
             try:
                 first = await anext(events)
@@ -215,6 +222,15 @@ class GatewayRequestHandler(RequestHandler):
                     yield payload(event)
             except (TaskError, BackendError) as e:
                 raise a2a_error(e) from None
+
+    async def _own(self, task_id: str, context: ServerCallContext) -> a2a_pb2.Task:
+        """The task, if the caller may see it through the capability it called (access.py)."""
+        name = await self._capability(context)
+        try:
+            task = await self.tasks.get(task_id)
+        except BackendError as e:
+            raise a2a_error(e) from None
+        return access.check(task, task_id, name, context)
 
     async def _task(self, task_id: str) -> a2a_pb2.Task:
         try:
@@ -231,7 +247,7 @@ class GatewayRequestHandler(RequestHandler):
             self, params: a2a_pb2.TaskPushNotificationConfig,
             context: ServerCallContext) -> a2a_pb2.TaskPushNotificationConfig:
         require_fields(params)
-        await self._task(params.task_id)
+        await self._own(params.task_id, context)
         await self._check_push_url(params.url)
         try:
             return await self.push.create(params)
@@ -242,7 +258,7 @@ class GatewayRequestHandler(RequestHandler):
             self, params: a2a_pb2.GetTaskPushNotificationConfigRequest,
             context: ServerCallContext) -> a2a_pb2.TaskPushNotificationConfig:
         require_fields(params)
-        for config in await self._configs(params.task_id):
+        for config in await self._configs(params.task_id, context):
             if config.id == params.id:
                 return config
         raise TaskNotFoundError(message=f"task {params.task_id[:200]!r} has no push notification config "
@@ -252,19 +268,19 @@ class GatewayRequestHandler(RequestHandler):
             self, params: a2a_pb2.ListTaskPushNotificationConfigsRequest,
             context: ServerCallContext) -> a2a_pb2.ListTaskPushNotificationConfigsResponse:
         require_fields(params)
-        return a2a_pb2.ListTaskPushNotificationConfigsResponse(configs=await self._configs(params.task_id))
+        return a2a_pb2.ListTaskPushNotificationConfigsResponse(configs=await self._configs(params.task_id, context))
 
     async def on_delete_task_push_notification_config(
             self, params: a2a_pb2.DeleteTaskPushNotificationConfigRequest, context: ServerCallContext) -> None:
         require_fields(params)
-        await self._task(params.task_id)
+        await self._own(params.task_id, context)
         try:
             await self.push.delete(params.task_id, params.id)
         except BackendError as e:
             raise a2a_error(e) from None
 
-    async def _configs(self, task_id: str) -> list[a2a_pb2.TaskPushNotificationConfig]:
-        await self._task(task_id)
+    async def _configs(self, task_id: str, context: ServerCallContext) -> list[a2a_pb2.TaskPushNotificationConfig]:
+        await self._own(task_id, context)
         try:
             return await self.push.configs(task_id)
         except BackendError as e:

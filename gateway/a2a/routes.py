@@ -39,7 +39,9 @@ from gateway.errors import a2a_error, codes_of
 from gateway.http.body import read_body
 from gateway.registry import cards
 from gateway.tasks.errors import UnknownCapabilityError
-from .card_http import card_response
+from gateway.http.guard import principal_of
+from .access import PRINCIPAL_STATE
+from .card_http import card_response, with_grpc
 from .handler import CAPABILITY_STATE, GatewayRequestHandler
 from .push import PushService
 from gateway.registry.capabilities import Capability
@@ -54,9 +56,11 @@ class A2ASurface:
     nothing."""
 
     def __init__(self, tasks, registry, push: PushService, *, blocking_wait: float | None,
-                 card_max_age: int = 300) -> None:
+                 security: cards.CardSecurity = cards.CardSecurity(), card_max_age: int = 300) -> None:
         self.registry = registry
         self.card_max_age = card_max_age    # Cache-Control max-age of the cards (card_http.py)
+        self.grpc = None                    # the gRPC binding (grpc.GrpcSurface) when it runs: cards list it
+        self.security = security       # what the cards declare the routes require
         self.handler = GatewayRequestHandler(tasks, registry, push, blocking_wait=blocking_wait)
         self.capabilities = CapabilityCache(registry)
         self.builder = _ContextBuilder()
@@ -79,12 +83,16 @@ class A2ASurface:
                 ])]
 
     async def _gateway_card(self, request: Request) -> Response:
-        card = cards.gateway_card(await self.registry.list(), str(request.base_url))
-        return card_response(request, card, self.card_max_age)
+        card = cards.gateway_card(await self.registry.list(), str(request.base_url), self.security)
+        return card_response(request, with_grpc(card, request, self.grpc_port()), self.card_max_age)
 
     async def _capability_card(self, request: Request) -> Response:
-        card = cards.capability_card(request.scope[CAPABILITY_SCOPE_KEY], str(request.base_url))
-        return card_response(request, card, self.card_max_age)
+        capability = request.scope[CAPABILITY_SCOPE_KEY]
+        card = cards.capability_card(capability, str(request.base_url), self.security)
+        return card_response(request, with_grpc(card, request, self.grpc_port(), capability.name), self.card_max_age)
+
+    def grpc_port(self) -> int | None:
+        return None if self.grpc is None else self.grpc.port
 
 
 class _ContextBuilder(DefaultServerCallContextBuilder):
@@ -93,7 +101,8 @@ class _ContextBuilder(DefaultServerCallContextBuilder):
 
     def build(self, request: Request) -> ServerCallContext:
         capability = request.scope.get(CAPABILITY_SCOPE_KEY)
-        state = {"headers": request.headers, CAPABILITY_STATE: capability.name if capability else ""}
+        state = {"headers": request.headers, CAPABILITY_STATE: capability.name if capability else "",
+                 PRINCIPAL_STATE: principal_of(request.scope)}
         if "auth" in request.scope:
             state["auth"] = request.auth
         return ServerCallContext(user=self.build_user(request), state=state, requested_extensions=

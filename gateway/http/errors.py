@@ -2,6 +2,8 @@
 
     RequestRefusedError(reason)
     ├── UnauthorizedError                   -- no valid bearer token
+    ├── ForbiddenError(right)               -- a valid one, without the right for this route
+    ├── RateLimitedError(retry_after)       -- 429: this principal's request rate is over its limit
     ├── BodyTooLargeError(size, limit)      -- the body is over gateway.max_body_bytes
     ├── BodyTimeoutError(seconds)           -- the body did not arrive in time
     └── MalformedBodyError(received, reason) -- JSON nested too deeply, or not UTF-8
@@ -32,6 +34,24 @@ class UnauthorizedError(RequestRefusedError):
 
     def __init__(self) -> None:
         super().__init__("a valid bearer token is required")
+
+
+class ForbiddenError(RequestRefusedError):
+    http_status = 403
+    grpc_status = "PERMISSION_DENIED"
+
+    def __init__(self, right: str) -> None:
+        self.right = right
+        super().__init__(f"the credentials do not grant {right}")
+
+
+class RateLimitedError(RequestRefusedError):
+    http_status = 429
+    grpc_status = "RESOURCE_EXHAUSTED"
+
+    def __init__(self, retry_after: float) -> None:
+        self.retry_after = retry_after
+        super().__init__(f"too many requests: retry after {retry_after:g} seconds")
 
 
 class BodyTooLargeError(RequestRefusedError):

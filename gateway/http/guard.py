@@ -3,10 +3,14 @@
 `GatewayGuard` is a pure ASGI middleware in front of the whole app:
 
 - `/admin/*` and `/agents/*` need `Authorization: Bearer <token>` when `gateway.bearer_tokens`
-  is set (401 with `WWW-Authenticate: Bearer` otherwise). Cards stay public, so clients can
+  or `gateway.oauth` is set (auth.py: a static token or a JWT; 401 with `WWW-Authenticate:
+  Bearer` naming the RFC 9728 metadata otherwise), unless the surface is listed in
+  `gateway.open_surfaces`. `/admin/*` needs an admin principal and `/agents/<name>/…` one that
+  may use `<name>` (403 otherwise); the principal is left in `scope["state"]` (`PRINCIPAL_KEY`)
+  for the handlers (task isolation, gateway/a2a/access.py). Cards stay public, so clients can
   discover what to call and how: `/.well-known/agent-card.json` and
   `/agents/<name>/.well-known/agent-card.json`. `/healthz`, `/readyz` and `/mcp` (which has its
-  own guard, `mcp_auth.py`) need no token here.
+  own guard, `mcp/auth.py`, over the same authenticator) need no token here.
 - A request body to `/agents/*` larger than `gateway.max_body_bytes` gets 413, whether it
   announces its length or streams it.
 - A request body to `/agents/*`, `/admin/*` or `/mcp` whose JSON nests deeper than
@@ -31,14 +35,15 @@ How `serve` runs uvicorn (header deadline and size cap, keep-alive, concurrency)
 from __future__ import annotations
 
 import asyncio
-import hmac
 import ipaddress
 import json
 import re
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .errors import BodyTimeoutError, BodyTooLargeError, MalformedBodyError, RequestRefusedError, UnauthorizedError
+from .auth import ANONYMOUS, AuthError, Authenticator, open_surfaces, token_list
+from .errors import (BodyTimeoutError, BodyTooLargeError, ForbiddenError, MalformedBodyError, RequestRefusedError,
+                     UnauthorizedError)
 from .json_depth import JsonDepth
 
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
@@ -46,6 +51,9 @@ DEFAULT_MAX_JSON_DEPTH = 64
 DEFAULT_BODY_TIMEOUT = 30.0
 
 _PROTECTED = re.compile(r"^/(admin|agents|metrics)(/|$)")
+_CAPABILITY = re.compile(r"^/agents/([^/]+)(/|$)")
+PRINCIPAL_KEY = "topicbridge.principal"     # scope["state"] key: the auth.Principal of the request
+METADATA_PATH = "/.well-known/oauth-protected-resource"
 _MCP = re.compile(r"^/mcp/?$")
 _PUBLIC_CARD = re.compile(r"^/agents/[^/]+/\.well-known/agent-card\.json$")
 _JSONRPC_ENDPOINT = re.compile(r"^/(agents/([^/]+/)?|mcp/?)$")
@@ -53,15 +61,6 @@ _INVALID_REQUEST = -32600               # JSON-RPC: the request is not acceptabl
 # What the app reads last once a body has been refused: a NUL is never valid JSON, so whatever
 # was passed on before it cannot parse, and nothing acts on a partial body.
 _UNPARSABLE = b"\x00"
-
-
-def token_list(value) -> list[str]:
-    """Tokens from TOML (a list) or an environment variable (a comma-separated string)."""
-    if value is None:
-        return []
-    if isinstance(value, str):
-        value = value.split(",")
-    return [str(v).strip() for v in value if str(v).strip()]
 
 
 def is_loopback(host: str) -> bool:
@@ -76,9 +75,11 @@ def is_loopback(host: str) -> bool:
 class GatewayGuard:
     def __init__(self, app: ASGIApp, tokens: list[str] | None = None,
                  max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, max_json_depth: int = DEFAULT_MAX_JSON_DEPTH,
-                 body_timeout: float = DEFAULT_BODY_TIMEOUT) -> None:
+                 body_timeout: float = DEFAULT_BODY_TIMEOUT, authenticator: Authenticator | None = None,
+                 open_surfaces: frozenset[str] = frozenset()) -> None:
         self.app = app
-        self.tokens = [t.encode() for t in tokens or []]
+        self.authenticator = authenticator or Authenticator(tokens or [])
+        self.open = open_surfaces
         self.max_body_bytes = max_body_bytes
         self.max_json_depth = max_json_depth
         self.body_timeout = body_timeout
@@ -86,7 +87,7 @@ class GatewayGuard:
     @classmethod
     def settings_kwargs(cls, settings: dict) -> dict:
         gateway = settings.get("gateway", {})
-        return {"tokens": token_list(gateway.get("bearer_tokens")),
+        return {"authenticator": Authenticator.from_settings(settings), "open_surfaces": open_surfaces(settings),
                 "max_body_bytes": gateway.get("max_body_bytes") or DEFAULT_MAX_BODY_BYTES,
                 "max_json_depth": gateway.get("max_json_depth") or DEFAULT_MAX_JSON_DEPTH,
                 "body_timeout": float(gateway.get("body_timeout_seconds") or DEFAULT_BODY_TIMEOUT)}
@@ -97,24 +98,35 @@ class GatewayGuard:
             return
         path = scope["path"]
         if _PROTECTED.match(path):
-            if self.tokens and not _PUBLIC_CARD.match(path) and not self._authorized(scope["headers"]):
-                error = UnauthorizedError()
-                await _send_json(send, error.http_status, {"error": error.to_dict()},
-                                 [(b"www-authenticate", b'Bearer realm="topicbridge"')])
+            if not _PUBLIC_CARD.match(path) and not await self._authorized(scope, send):
                 return
         elif not _MCP.match(path):
             await self.app(scope, receive, send)
             return
         await self._guarded(scope, receive, send, self.max_body_bytes if path.startswith("/agents") else None)
 
-    def _authorized(self, headers: list) -> bool:
-        value = next((v for k, v in headers if k.lower() == b"authorization"), b"")
-        scheme, _, token = value.decode("latin-1").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+    async def _authorized(self, scope: Scope, send: Send) -> bool:
+        """Find the request's principal and check its right to the route, or answer 401/403."""
+        path = scope["path"]
+        surface = "admin" if path.startswith(("/admin", "/metrics")) else "agents"     # /metrics: admin rules
+        principal = ANONYMOUS
+        if surface not in self.open:
+            value = next((v for k, v in scope["headers"] if k.lower() == b"authorization"), b"")
+            try:
+                principal = await self.authenticator.authenticate(value.decode("latin-1"))
+            except AuthError as e:
+                await _refuse(scope, send, UnauthorizedError(), [(b"www-authenticate", e.challenge(
+                    f'resource_metadata="{_base(scope)}{METADATA_PATH}"').encode("latin-1"))])
+                return False
+        capability = _CAPABILITY.match(path)
+        if surface == "admin" and not principal.admin:
+            await _refuse(scope, send, ForbiddenError("the admin API"))
             return False
-        given = token.strip().encode()
-        # Compare against every token, so the time taken does not tell which one came close.
-        return sum(hmac.compare_digest(given, t) for t in self.tokens) > 0
+        if capability and not principal.may_use(capability.group(1)):
+            await _refuse(scope, send, ForbiddenError(f"capability {capability.group(1)[:100]!r}"))
+            return False
+        scope.setdefault("state", {})[PRINCIPAL_KEY] = principal
+        return True
 
     async def _guarded(self, scope: Scope, receive: Receive, send: Send, size_limit: int | None) -> None:
         if size_limit is not None:
@@ -213,7 +225,20 @@ class GatewayGuard:
                 timer.cancel()
 
 
-async def _refuse(scope: Scope, send: Send, error: RequestRefusedError) -> None:
+def _base(scope: Scope) -> str:
+    host = next((v for k, v in scope["headers"] if k == b"host"), b"").decode("latin-1")
+    if not host or any(c in host for c in '"\\ ,'):
+        server = scope.get("server") or ("localhost", None)
+        host = f"{server[0]}:{server[1]}" if server[1] else server[0]
+    return f"{scope.get('scheme', 'http')}://{host}"
+
+
+def principal_of(scope: Scope):
+    """The auth.Principal the guard found for a request (ANONYMOUS where none was needed)."""
+    return (scope.get("state") or {}).get(PRINCIPAL_KEY, ANONYMOUS)
+
+
+async def _refuse(scope: Scope, send: Send, error: RequestRefusedError, headers: list | None = None) -> None:
     """Answer for the app, in the shape of the route the request was for."""
     path = scope["path"]
     if path.startswith("/admin"):
@@ -222,7 +247,7 @@ async def _refuse(scope: Scope, send: Send, error: RequestRefusedError) -> None:
         body = {"jsonrpc": "2.0", "id": None, "error": {"code": _INVALID_REQUEST, "message": str(error)}}
     else:
         body = {"error": {"code": error.http_status, "status": error.grpc_status, "message": str(error)}}
-    await _send_json(send, error.http_status, body, [(b"connection", b"close")])
+    await _send_json(send, error.http_status, body, [(b"connection", b"close"), *(headers or [])])
 
 
 async def _send_json(send: Send, status: int, doc: dict, headers: list) -> None:

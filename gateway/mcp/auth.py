@@ -6,19 +6,20 @@
    JSON-RPC error without id (the transport spec's MUST). No Origin (a non-browser client) passes.
 2. Host. On a loopback gateway only loopback Host values pass (421 otherwise): a page on a
    rebound name reaches 127.0.0.1 with its own name in Host.
-3. Bearer token, when tokens are configured: 401 with `WWW-Authenticate: Bearer
-   resource_metadata="…"` naming the RFC 9728 protected resource metadata, which
-   `metadata_routes` serves at `/.well-known/oauth-protected-resource[/mcp]`.
+3. Bearer token, when any authentication is configured (`gateway.mcp_bearer_tokens`, else
+   `gateway.bearer_tokens`, and `gateway.oauth`; not when "mcp" is in `gateway.open_surfaces`):
+   401 with `WWW-Authenticate: Bearer resource_metadata="…"` naming the RFC 9728 protected
+   resource metadata, which `metadata_routes` serves at `/.well-known/oauth-protected-resource[/mcp]`.
 
-The gateway is an OAuth 2.1 resource server that accepts configured static tokens; the tokens of
-an authorization server listed in `mcp_authorization_servers` need a verifier, which is not
-built yet. A caller's identity is a digest of its token: it binds 2025-11-25 sessions (through
-the SDK's session owner check, `scope["user"]`) and MCP tasks to the token that created them.
+The gateway is an OAuth 2.1 resource server (gateway/http/auth.py): static tokens and JWTs of
+the issuer in `gateway.oauth`. A caller's identity is a digest of its token (static) or of its
+principal (JWT): it binds 2025-11-25 sessions (through the SDK's session owner check,
+`scope["user"]`) and MCP tasks to the caller that created them.
 """
 
 from __future__ import annotations
 
-import hmac
+import hashlib
 import json
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -30,6 +31,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from gateway.http.auth import AuthError, Authenticator, OAuthSettings, open_surfaces
 
 from .tasks import owner_of
 
@@ -46,6 +49,12 @@ class AccessPolicy:
     allowed_origins: list[str] = field(default_factory=list)
     authorization_servers: list[str] = field(default_factory=list)
     endpoint: str = "/mcp"
+    oauth: OAuthSettings | None = None
+
+    def __post_init__(self) -> None:
+        self.authenticator = Authenticator(self.tokens, self.oauth)
+        if self.oauth is not None and self.oauth.issuer not in self.authorization_servers:
+            self.authorization_servers = [*self.authorization_servers, self.oauth.issuer]
 
     @classmethod
     def from_settings(cls, settings: dict, endpoint: str = "/mcp") -> "AccessPolicy":
@@ -58,8 +67,11 @@ class AccessPolicy:
         if origins is None:
             origins = [f"{scheme}://{h}{port}" for scheme in ("http", "https") for h in LOOPBACK
                        for port in ("", ":*")]
-        return cls(tokens=_listing(gateway.get("mcp_bearer_tokens")) or [], allowed_hosts=hosts,
-                   allowed_origins=origins,
+        opened = "mcp" in open_surfaces(settings)
+        tokens = [] if opened else (_listing(gateway.get("mcp_bearer_tokens"))
+                                    or _listing(gateway.get("bearer_tokens")) or [])
+        return cls(tokens=tokens, allowed_hosts=hosts, allowed_origins=origins,
+                   oauth=None if opened else OAuthSettings.from_settings(settings),
                    authorization_servers=_listing(gateway.get("mcp_authorization_servers")) or [],
                    endpoint=endpoint)
 
@@ -74,17 +86,14 @@ class AccessPolicy:
         # Same-origin pages are fine where the Host check means something.
         return self.allowed_hosts is not None and bool(host) and urlsplit(origin).netloc.lower() == host.lower()
 
-    def token_owner(self, authorization: str | None) -> str | None | bool:
-        """The caller's owner digest; False when tokens are required and this one is missing or bad."""
-        if not self.tokens:
+    async def token_owner(self, authorization: str | None) -> str | None:
+        """The caller's owner digest (None when no authentication is configured); raises AuthError."""
+        if not self.authenticator.enabled:
             return None
-        scheme, _, token = (authorization or "").partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
-            return False
-        if any(hmac.compare_digest(token.encode(), t.encode()) for t in self.tokens):
-            return owner_of(token)
-        return False
+        principal = await self.authenticator.authenticate(authorization)
+        if principal.id.startswith("token:"):      # as MCP tasks were bound before JWTs: the token's digest
+            return owner_of(authorization.partition(" ")[2].strip())
+        return hashlib.sha256(principal.id.encode()).hexdigest()[:32]
 
 
 def _listing(value) -> list[str] | None:
@@ -126,12 +135,13 @@ class McpGuard:
         if not self.policy.host_allowed(host):
             await _error(421, "Misdirected request: Host not allowed")(scope, receive, send)
             return
-        owner = self.policy.token_owner(headers.get("authorization"))
-        if owner is False:
+        try:
+            owner = await self.policy.token_owner(headers.get("authorization"))
+        except AuthError as e:
             bad = "authorization" in headers
             challenge = f'Bearer resource_metadata="{metadata_url(scope, self.policy.endpoint)}"'
             if bad:
-                challenge += ', error="invalid_token", error_description="The access token is not valid"'
+                challenge += f', error="invalid_token", error_description="{e.description or "The access token is not valid"}"'
             await _error(401, "Unauthorized: a valid bearer token is required",
                          {"WWW-Authenticate": challenge})(scope, receive, send)
             return
@@ -158,15 +168,23 @@ def metadata_url(scope: Scope, endpoint: str) -> str:
 def metadata_routes(policy: AccessPolicy) -> list[Route]:
     """RFC 9728 protected resource metadata, at the path-suffixed and the root well-known URL."""
 
-    async def metadata(request: Request) -> JSONResponse:
-        doc = {"resource": f"{base_url(request.scope)}{policy.endpoint}",
-               "bearer_methods_supported": ["header"], "resource_name": "topicbridge gateway (MCP)"}
+    def document(request: Request, path: str, name: str) -> JSONResponse:
+        doc = {"resource": f"{base_url(request.scope)}{path}",
+               "bearer_methods_supported": ["header"], "resource_name": name}
         if policy.authorization_servers:
             doc["authorization_servers"] = policy.authorization_servers
+        if policy.oauth is not None:
+            doc["scopes_supported"] = [policy.oauth.admin_scope, policy.oauth.agents_scope]
         return JSONResponse(doc, headers={"Cache-Control": "public, max-age=3600"})
 
-    return [Route(METADATA_PATH + policy.endpoint, metadata, methods=["GET"]),
-            Route(METADATA_PATH, metadata, methods=["GET"])]
+    async def for_mcp(request: Request) -> JSONResponse:
+        return document(request, policy.endpoint, "topicbridge gateway (MCP)")
+
+    async def for_gateway(request: Request) -> JSONResponse:      # /agents/* and /admin/* (the guard's challenge)
+        return document(request, "", "topicbridge gateway")
+
+    return [Route(METADATA_PATH + policy.endpoint, for_mcp, methods=["GET"]),
+            Route(METADATA_PATH, for_gateway, methods=["GET"])]
 
 
 def owner_from(request) -> str | None:

@@ -5,6 +5,9 @@ delete with bytes values), and keeps beside the rows by id what they cannot do a
 
     tasks           "<task_id>"                        -> record (below)
     tasks-by-time   "<inverted status ns>/<task_id>"   -> b""   newest first; moved on each write
+    tasks-by-scope  "<scope>/<inverted ns>/<task_id>"  -> b""   the same, per capability and principal
+                                                                 (`scope_key`): a caller's ListTasks
+                                                                 pages its own tasks only
     task-chunks     "<task_id>/<generation>/<n>"       -> one slice of a record too large for a row
     task-lifetimes  "<due unix ms>/<task_id>"          -> b""   a running turn's deadline, written
                                                                  here; lifetimes.py pages and moves it
@@ -33,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import hashlib
 import logging
 import os
 import struct
@@ -50,6 +54,7 @@ log = logging.getLogger("topicbridge.tasks")
 
 ORDER_TABLE = "tasks-by-time"
 CHUNK_TABLE = "task-chunks"
+SCOPE_TABLE = "tasks-by-scope"
 LIFETIME_TABLE = "task-lifetimes"
 
 _MAX_NS = 10 ** 20 - 1          # inverted timestamps: 20 digits sort newest first
@@ -64,6 +69,22 @@ def order_key(task: a2a_pb2.Task, task_id: str) -> str:
     """Newest status first; tasks without a timestamp last (as a2a-sdk's ListTasks orders them)."""
     ns = task.status.timestamp.ToNanoseconds() if task.status.HasField("timestamp") else 0
     return f"{_MAX_NS - ns:020d}/{task_id}"
+
+
+def scope_key(capability: str, principal: str) -> str:
+    """Who may list a task: its capability and the principal that created it, as a fixed-size key."""
+    return hashlib.sha256(f"{capability}\0{principal}".encode()).hexdigest()[:32]
+
+
+def task_scope(task: a2a_pb2.Task) -> str:
+    """The scope a task records in metadata["topicbridge"] ("" when it names no capability)."""
+    own = task.metadata.fields.get(fold.OWN_METADATA)
+    if own is None or not own.HasField("struct_value"):
+        return ""
+    fields = own.struct_value.fields
+    capability = fields["capability"].string_value if "capability" in fields else ""
+    principal = fields["principal"].string_value if "principal" in fields else ""
+    return scope_key(capability, principal) if capability else ""
 
 
 def lifetime_key(due: float, task_id: str) -> str:
@@ -98,9 +119,11 @@ class PageTokenError(ValueError):
 class TaskIndex:
     """The task table as the call side and the relay see it, plus ListTasks pages."""
 
-    def __init__(self, rows: Table, order: Table, chunks: Table, lifetimes: Table, *, max_value_bytes: int) -> None:
+    def __init__(self, rows: Table, order: Table, chunks: Table, lifetimes: Table, *, max_value_bytes: int,
+                 scoped: Table | None = None) -> None:
         self.name = rows.name
         self.rows, self.order, self.chunks, self.lifetimes = rows, order, chunks, lifetimes
+        self.scoped = scoped
         self.chunk_bytes = max(1024, max_value_bytes // 4)
         self._known: dict[str, tuple] = {}      # task id -> (order key, chunk generation) this process wrote
         self._deadline_of: dict[str, float] = {}    # task id -> the deadline whose lifetime row it wrote
@@ -109,7 +132,7 @@ class TaskIndex:
     @classmethod
     async def open(cls, backend: Backend) -> "TaskIndex":
         tables = [await backend.table(name) for name in (channels.TASK_TABLE, ORDER_TABLE, CHUNK_TABLE, LIFETIME_TABLE)]
-        return cls(*tables, max_value_bytes=backend.max_message_bytes)
+        return cls(*tables, max_value_bytes=backend.max_message_bytes, scoped=await backend.table(SCOPE_TABLE))
 
     # ------------------------------------------------------------ the Table face
 
@@ -123,13 +146,17 @@ class TaskIndex:
             if len(value) > self.chunk_bytes:
                 generation = os.urandom(4).hex()
                 await self._write_chunks(key, generation, value)
+            scope = task_scope(task) if self.scoped is not None else ""
+            moved = new_order != old_order
             version, *_ = await asyncio.gather(
                 self.rows.put(key, _record(new_order, value, generation, self.chunk_bytes), expect=expect),
                 self._track_deadline(key, task),
-                self.order.put(new_order, b"") if new_order != old_order else _nothing())
+                self.order.put(new_order, b"") if moved else _nothing(),
+                self.scoped.put(f"{scope}/{new_order}", b"") if scope and moved else _nothing())
             self._remember(key, new_order, generation)
             await asyncio.gather(
-                self.order.delete(old_order) if old_order and old_order != new_order else _nothing(),
+                self.order.delete(old_order) if old_order and moved else _nothing(),
+                self.scoped.delete(f"{scope}/{old_order}") if scope and old_order and moved else _nothing(),
                 self._drop_chunks(key, old_generation) if old_generation and old_generation != generation
                 else _nothing())
             return version
@@ -159,12 +186,16 @@ class TaskIndex:
     async def delete(self, key: str, *, expect: int | None = None) -> bool:
         """Remove the task and its order row and chunks (its lifetime rows are Lifetimes')."""
         async with self._lock(key):
+            loaded = await self._load(key) if self.scoped is not None else None
             row = await self.rows.read(key)
             deleted = await self.rows.delete(key, expect=expect)
             if row is not None:
                 order, _, _, _ = _parse(row[0])
                 if order:
                     await self.order.delete(order)
+                scope = task_scope(a2a_pb2.Task.FromString(loaded[1])) if loaded is not None else ""
+                if order and scope:
+                    await self.scoped.delete(f"{scope}/{order}")
             await self._drop_chunks(key, None)
             self._known.pop(key, None)
             self._deadline_of.pop(key, None)
@@ -184,20 +215,23 @@ class TaskIndex:
     # ------------------------------------------------------------ ListTasks
 
     async def page(self, *, page_size: int, page_token: str = "", context_id: str = "", state: int = 0,
-                   updated_after_ns: int | None = None, budget: int = 1000) -> Page:
+                   updated_after_ns: int | None = None, budget: int = 1000, scope: str | None = None) -> Page:
         """Up to `page_size` tasks, newest status first, that pass the filters; reads at most
-        `budget` order rows (a page may come back short, with a token to go on)."""
+        `budget` order rows (a page may come back short, with a token to go on). With `scope`
+        (`scope_key`), only that capability's and principal's tasks, from their own order rows."""
+        table, prefix = (self.order, "") if scope is None or self.scoped is None else (self.scoped, f"{scope}/")
         after = _decode_token(page_token)
+        after = prefix + after if after else ""
         tasks: list[a2a_pb2.Task] = []
         read = 0
         while len(tasks) < page_size and read < budget:
-            rows = await self.order.scan("", after=after, limit=min(SCAN_PAGE, budget - read))
+            rows = await table.scan(prefix, after=after, limit=min(SCAN_PAGE, budget - read))
             if not rows:
                 return Page(tasks, "")
             for key, _ in rows:
                 read += 1
                 after = key
-                task = await self._listed(key)
+                task = await self._listed(key[len(prefix):])
                 if task is None:
                     continue
                 if updated_after_ns is not None and order_key(task, task.id) > order_key_at(updated_after_ns):
@@ -206,8 +240,8 @@ class TaskIndex:
                     tasks.append(task)
                     if len(tasks) == page_size:
                         break
-        more = await self.order.scan("", after=after, limit=1)
-        return Page(tasks, _encode_token(after) if more else "")
+        more = await table.scan(prefix, after=after, limit=1)
+        return Page(tasks, _encode_token(after[len(prefix):]) if more else "")
 
     async def _listed(self, key: str) -> a2a_pb2.Task | None:
         """The task an order row names, if that row is still its current one."""

@@ -108,8 +108,11 @@ class TaskService:
     # ------------------------------------------------------------ calls
 
     async def submit(self, capability: str, message: a2a_pb2.Message, *, deadline: float | None = None,
-                     metadata: dict | None = None, trace: dict | None = None) -> tuple[a2a_pb2.Task, Watch]:
-        """Publish a task for `capability`; return the submitted task and a watch on its events."""
+                     metadata: dict | None = None, trace: dict | None = None,
+                     principal: str = "") -> tuple[a2a_pb2.Task, Watch]:
+        """Publish a task for `capability`; return the submitted task and a watch on its events.
+        `principal` (who asked; "" without authentication) is recorded with the capability: only
+        they see the task through that capability (gateway/a2a/access.py)."""
         task_id = await self._new_task_id()
         context_id = message.context_id or channels.new_task_id()
         message.task_id, message.context_id = task_id, context_id
@@ -118,7 +121,8 @@ class TaskService:
         task.status.timestamp.GetCurrentTime()
         task.history.append(message)
         deadline = deadline or await self._deadline(capability)
-        task.metadata[fold.OWN_METADATA] = {"capability": capability, "deadline": deadline}   # for `resume`, on any instance
+        task.metadata[fold.OWN_METADATA] = {"capability": capability, "deadline": deadline,   # for `resume`, on any instance
+                                            "principal": principal}
         watch = Watch(task_id)
         submitted = _copy(task)             # the relay folds events into `task` from now on
         self._relay.active[task_id] = Active(task, watches=[watch])
@@ -188,7 +192,7 @@ class TaskService:
         task.status.Clear()
         task.status.state = a2a_pb2.TASK_STATE_SUBMITTED
         task.status.timestamp.GetCurrentTime()
-        task.metadata[fold.OWN_METADATA] = {"capability": owner, "turn": turn}
+        task.metadata[fold.OWN_METADATA] = {"capability": owner, "turn": turn, "principal": recorded_principal(before)}
         start = (turn, 0, -1)      # whatever earlier turns left on the channel is not news
         watch = Watch(task_id)
         if active is None:
@@ -282,10 +286,11 @@ class TaskService:
         return a2a_pb2.Task.FromString(raw) if raw else None
 
     async def list(self, *, context_id: str = "", state: int = 0, page_size: int = 50, page_token: str = "",
-                   updated_after_ns: int | None = None) -> Page:
-        """One page of indexed tasks, newest status first (index.py). Raises PageTokenError."""
+                   updated_after_ns: int | None = None, scope: str | None = None) -> Page:
+        """One page of indexed tasks, newest status first (index.py); with `scope`
+        (index.scope_key), only that capability's and principal's. Raises PageTokenError."""
         return await self._table.page(page_size=page_size, page_token=page_token, context_id=context_id,
-                                      state=state, updated_after_ns=updated_after_ns)
+                                      state=state, updated_after_ns=updated_after_ns, scope=scope)
 
     async def _deadline(self, capability: str) -> float:
         """When a turn of `capability` starting now must have ended (Lifetimes enforces it)."""
@@ -372,6 +377,15 @@ class TaskService:
         watch = Watch(task_id)
         active.watches.append(watch)
         return task, watch
+
+
+def recorded_principal(task: a2a_pb2.Task) -> str:
+    """The principal a task records in metadata["topicbridge"] ("" if none)."""
+    value = task.metadata.fields.get(fold.OWN_METADATA)
+    if value is None or not value.HasField("struct_value"):
+        return ""
+    own = value.struct_value.fields
+    return own["principal"].string_value if "principal" in own else ""
 
 
 def _done(task: a2a_pb2.Task, follow_turns: bool) -> bool:

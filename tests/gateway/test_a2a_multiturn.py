@@ -184,7 +184,7 @@ async def test_a_context_other_than_the_tasks_or_another_agents_route_is_refused
     mismatched = (await send(http, "asker", message("two", taskId=asked["id"], contextId="another")))["error"]
     elsewhere = (await send(http, "echo", message("two", taskId=asked["id"])))["error"]
     assert mismatched["code"] == -32602 and "does not match" in mismatched["message"]
-    assert elsewhere["code"] == -32602 and "'asker'" in elsewhere["message"]
+    assert elsewhere["code"] == -32001      # through another agent's route the task is not there (access.py)
     # the refusals left the task waiting for its answer
     done = (await send(http, "asker", message("two", taskId=asked["id"], contextId=asked["contextId"])))
     assert done["result"]["task"]["status"]["state"] == "TASK_STATE_COMPLETED"

@@ -63,8 +63,12 @@ async def test_cards_and_health_stay_public(gw, path):
     assert (await gw.http.get(path)).status_code == 200
 
 
-async def test_mcp_is_left_to_its_own_guard(gw):
-    assert (await gw.http.get("/mcp")).status_code != 401
+async def test_mcp_needs_a_gateway_token_when_only_bearer_tokens_are_set(gw):
+    call = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
+    headers = {"Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2025-06-18"}
+    refused = await gw.http.post("/mcp", json=call, headers=headers)
+    assert refused.status_code == 401 and "resource_metadata=" in refused.headers["www-authenticate"]
+    assert (await gw.http.post("/mcp", json=call, headers=headers | bearer(TOKEN))).status_code != 401
 
 
 async def test_the_a2a_sdk_client_calls_through_the_token(gw):
