@@ -4,6 +4,8 @@
     GET    /admin/agents[?q=&limit=&status=]                       -> {"agents": [...]} (ranked, with scores, for q)
     GET    /admin/agents/{name}                                    -> capability
     DELETE /admin/agents/{name}                                    -> {"removed": capability}
+    POST   /admin/agents/{name}/refresh                            -> capability (its card fetched and validated again)
+    /admin/tasks...                                                every task: list, live, show, events, cancel (tasks.py)
     GET    /admin/openapi.json                                     -> this API in OpenAPI 3.1
 
 Errors are `{"error": {"type", "message", ...}}` with the HTTP status of the gateway's error table
@@ -26,6 +28,7 @@ from gateway.errors import codes_of, error_data
 from gateway.registry import discovery
 from gateway.registry.capabilities import MAX_TIMEOUT, check_timeout
 from gateway.registry.cardfetch import CardError
+from . import tasks as task_admin
 
 log = logging.getLogger("topicbridge.admin")
 
@@ -41,7 +44,8 @@ def routes(gateway) -> list:
             Route("/admin/agents", api.list_agents, methods=["GET"]),
             Route("/admin/agents/{name}", api.show, methods=["GET"]),
             Route("/admin/agents/{name}", api.remove, methods=["DELETE"]),
-            Route("/admin/openapi.json", api.openapi, methods=["GET"])]
+            Route("/admin/agents/{name}/refresh", api.refresh, methods=["POST"]),
+            Route("/admin/openapi.json", api.openapi, methods=["GET"]), *task_admin.routes(gateway)]
 
 
 def error_response(error: Exception) -> JSONResponse:
@@ -113,6 +117,11 @@ class AdminAPI:
     async def remove(self, request: Request) -> Response:
         capability = await self.gateway.bridges.remove(request.path_params["name"])
         return JSONResponse({"removed": capability.to_json()})
+
+    @_handles_errors
+    async def refresh(self, request: Request) -> Response:
+        capability = await self.gateway.bridges.refresh(request.path_params["name"])
+        return JSONResponse(capability.to_json())
 
     async def openapi(self, request: Request) -> Response:
         return JSONResponse(OPENAPI)
@@ -217,6 +226,18 @@ OPENAPI: dict = {
                                "next heartbeat.",
                 "responses": {"200": _json_body("#/components/schemas/Removed", "Removed."),
                               "404": _error("No such capability.")},
+            },
+        },
+        "/admin/agents/{name}/refresh": {
+            "parameters": [_NAME_PARAM],
+            "post": {
+                "operationId": "refreshAgent",
+                "summary": "Fetch and validate a bridged agent's card again, and bridge the new card",
+                "responses": {"200": _json_body("#/components/schemas/Capability", "Refreshed."),
+                              "400": _error("A native capability (no card URL), or the URL no longer serves "
+                                            "a valid agent card."),
+                              "404": _error("No such capability."),
+                              "422": _error("The URL is refused or unreachable.")},
             },
         },
         "/admin/openapi.json": {

@@ -335,6 +335,23 @@ class Bridges:
         await self._sync_soon()
         return capability
 
+    async def refresh(self, name: str) -> Capability:
+        """Fetch and validate the card of bridged capability `name` again, from the URL it was
+        registered with, and bridge the new card (every instance restarts its bridge on the
+        change). Name, timeout and creation time stay; health is reset by the successful fetch."""
+        capability = await self.registry.get(name)
+        if capability is None:
+            raise NotFoundError("capability", name)
+        if capability.source != "a2a" or not capability.card_url:
+            raise InvalidRequestError("name", name, f"is a {capability.source} capability: its workers "
+                                                    "announce its card, there is no card URL to fetch")
+        fetched = await fetch_card(capability.card_url, self.policy)
+        capability.card, capability.status, capability.error = fetched.to_dict(), "available", None
+        capability.last_seen = time.time()
+        await self.registry.put(capability)
+        await self._sync_soon()
+        return capability
+
     async def remove(self, name: str) -> Capability:
         capability = await self.registry.get(name)
         if capability is None or not await self.registry.delete(name):

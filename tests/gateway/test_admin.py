@@ -159,6 +159,7 @@ async def test_the_openapi_description_is_served_and_valid(gw):
     served = (await gw.http.get("/admin/openapi.json")).json()
     assert served == json.loads(json.dumps(OPENAPI))
     assert served["openapi"] == "3.1.0"
-    assert set(served["paths"]) == {"/admin/agents", "/admin/agents/{name}", "/admin/openapi.json"}
+    assert set(served["paths"]) == {"/admin/agents", "/admin/agents/{name}", "/admin/agents/{name}/refresh",
+                                    "/admin/openapi.json"}
     validator = pytest.importorskip("openapi_spec_validator")
     validator.validate(served)
