@@ -13,6 +13,7 @@ import asyncio
 import os
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,14 +37,16 @@ class Kind:
     run: Callable[..., Awaitable[float]]
     permanent: bool = False
     expect: str = "completed"               # or "canceled"
+    gateway: tuple[tuple[str, object], ...] = ()   # gateway settings of the rig (e.g. a short deadline)
 
 
 async def send_all(rig, tally: Tally, n: int, text: str = "hello", *, concurrency: int = 16) -> None:
+    """Send `n` tasks "<text> <i>"; an empty `text` sends blank messages (word-stats asks for input)."""
     limit = asyncio.Semaphore(concurrency)
 
     async def one(i: int) -> None:
         async with limit:
-            tally.sent(await rig.caller.send(tally.capability, f"{text} {i}"))
+            tally.sent(await rig.caller.send(tally.capability, f"{text} {i}" if text else " "))
     await asyncio.gather(*(one(i) for i in range(n)))
 
 
@@ -53,10 +56,11 @@ async def until(predicate: Callable[[], Awaitable[bool]], timeout: float = 30.0)
             await asyncio.sleep(0.05)       # sleep-ok: waiting on another process's state
 
 
-async def reach(rig, capability: str, task_id: str, wanted: str) -> None:
+async def reach(rig, capability: str, task_id: str, *wanted: str) -> None:
+    """Wait until GetTask shows the task in one of the `wanted` states."""
     async def there() -> bool:
         task = await rig.caller.get(capability, task_id)
-        return isinstance(task, dict) and state(task) == wanted
+        return isinstance(task, dict) and state(task) in wanted
     await until(there)
 
 
@@ -80,7 +84,8 @@ async def _true(value: bool) -> bool:
 async def worker_sigkill(rig: Procs, tally: Tally, n: int) -> float:
     worker = await rig.start_worker(SLOW, delay=2.0)
     await send_all(rig, tally, n)
-    await reach(rig, SLOW, tally.accepted[0], "TASK_STATE_WORKING")
+    # the worker has started (a loaded machine may show the first task done already: the rest run)
+    await reach(rig, SLOW, tally.accepted[0], "TASK_STATE_WORKING", "TASK_STATE_COMPLETED")
     await asyncio.to_thread(worker.kill)
     await rig.start_worker(SLOW, delay=0.1)              # another instance takes the tasks over
     return time.monotonic()
@@ -94,9 +99,15 @@ def _segments(data_dir: Path) -> list[Path]:
 
 
 def _damage(how: str):
+    """`torn`: a crash cut the last write short; the restart truncates it and serves on.
+    `corrupt`: bytes changed mid-log; the restart is refused with CorruptLogError naming segment
+    and offset (the expected end: nothing is replayed past damage), the operator runs
+    `topicbridge engine --repair`, and the restart serves again. The tasks sent before the damage
+    had ended; how many of them the cut took is reported as `cut_by_repair`."""
     async def run(rig: Procs, tally: Tally, n: int) -> float:
         await send_all(rig, tally, n)
         await tally.settle(rig.caller, 30.0)             # every task ended before the damage
+        before = dict(tally.ends)
         tally.ends.clear()                               # ... and is read again after it
         holder = rig.engine if rig.kind == "remote" else rig.gateway
         await asyncio.to_thread(holder.kill)
@@ -109,14 +120,42 @@ def _damage(how: str):
             middle = len(data) // 2
             data[middle:middle + 16] = bytes(b ^ 0xFF for b in data[middle:middle + 16])
             newest.write_bytes(bytes(data))
+            tally.notes["refused_start"] = await _refused_start(holder, newest)
+            tally.notes["repair"] = await _repair(rig.data_dir)
         await asyncio.to_thread(holder.start)
         if holder is rig.engine:
             await asyncio.to_thread(rig.gateway.signal, signal.SIGTERM)   # a fresh gateway on the repaired engine
             await asyncio.to_thread(rig.gateway.start)
         await rig.caller.until_ready()
+        if how == "corrupt":    # what the cut took is gone for good: counted apart, not as lost
+            await tally.settle(rig.caller, 30.0)
+            cut = [t for t, end in tally.ends.items() if "lost" in end]
+            tally.notes["cut_by_repair"] = len(cut)
+            tally.ends.update({t: before[t] for t in cut})
         await send_all(rig, tally, max(1, n // 4))
         return time.monotonic()
     return run
+
+
+async def _refused_start(holder, segment: Path) -> str:
+    """Start `holder` on the damaged log: it must exit naming the error, the segment and the offset."""
+    try:
+        await asyncio.to_thread(holder.start, 60.0)
+    except RuntimeError as e:
+        said = str(e)
+        if "CorruptLogError" not in said and "corrupt commit log" not in said or segment.name not in said:
+            raise AssertionError(f"refused, but not naming the corrupt segment {segment.name}: {said[-600:]}")
+        line = next((l for l in said.splitlines() if "corrupt commit log" in l), said.splitlines()[-1])
+        return line.strip()[-300:]
+    raise AssertionError(f"{holder.name} started on a log corrupted mid-segment")
+
+
+async def _repair(data_dir: Path) -> str:
+    done = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "lite_engine.cli", "--repair",
+                                                    "--data-dir", str(data_dir)], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise AssertionError(f"topicbridge engine --repair failed: {done.stdout}{done.stderr}")
+    return done.stdout.strip()[-400:]
 
 
 def mount_small(path: Path, size: str) -> None:
@@ -222,8 +261,10 @@ KINDS: dict[str, Kind] = {k.name: k for k in [
     Kind("agent-down", "inproc", LITE, "", _agent("ok", stop_it=True), permanent=True),
     Kind("agent-slow", "inproc", LITE, "", _agent("slow")),
     Kind("agent-erroring", "inproc", LITE, "", _agent("error"), permanent=True),
-    Kind("agent-hanging", "inproc", LITE, "", _agent("hang"), permanent=True),
-    Kind("agent-huge", "inproc", LITE, "", _agent("huge"), permanent=True),
+    Kind("agent-hanging", "inproc", LITE, "", _agent("hang"), permanent=True,
+         gateway=(("task_timeout_seconds", 5.0),)),     # the deadline ends what the agent never does
+    Kind("agent-huge", "inproc", LITE, "", _agent("huge"), permanent=True,    # 8 MB answers, over the cap:
+         gateway=(("max_agent_response_bytes", 2 << 20),)),                  # read no further, fail fast
     Kind("agent-garbage", "inproc", LITE, "", _agent("garbage"), permanent=True),
     Kind("client-disconnect", "inproc", LITE, SLOW, client_disconnect),
     Kind("cancel-submitted", "inproc", LITE, GATED, cancel_submitted, expect="canceled"),

@@ -26,8 +26,9 @@ GATED = "gated-echo"
 
 class InProc:
     def __init__(self, backend: str, workdir: Path, *, slow_delay: float = 1.0, address: str | None = None,
-                 data_dir: Path | None = None) -> None:
+                 data_dir: Path | None = None, gateway: dict | None = None) -> None:
         self.kind = backend
+        self.gateway_settings = gateway or {}
         self.workdir = Path(workdir)
         self.slow_delay = slow_delay
         self.address = address              # the broker, for kafka / rocketmq
@@ -37,7 +38,7 @@ class InProc:
         self.gate = asyncio.Event()         # releases the gated worker's tasks
 
     def settings(self) -> dict:
-        gateway = {"host": "127.0.0.1", "demo": True}
+        gateway = {"host": "127.0.0.1", "demo": True, **self.gateway_settings}
         if self.kind == "embedded":
             return {"backend": "lite", "lite": {"data_dir": str(self.data_dir)}, "gateway": gateway}
         if self.kind == "remote":
@@ -72,8 +73,7 @@ class InProc:
         for name, handler, concurrency in ((SLOW, self._slow, 64), (GATED, self._gated, 1)):
             worker = Worker(self.backend, name, handler, concurrency=concurrency, invisible=5.0,
                             card={"name": name, "description": f"{name} for the fault suite"})
-            await worker.start()
-            self.gateway._parts.append(worker)   # closed by the gateway, before its backend
+            await self.gateway.add_part(worker)  # started now, closed by the gateway before its backend
         return self
 
     async def _slow(self, task) -> None:

@@ -27,7 +27,7 @@ def judge(kind: Kind, summary: dict) -> bool:
 
 def _rig(kind: Kind, backend: str, workdir: Path, address: str | None):
     if kind.rig == "inproc":
-        return InProc(backend, workdir, address=address)
+        return InProc(backend, workdir, address=address, gateway=dict(kind.gateway))
     if kind.name == "full-data-dir":
         return Procs(backend, workdir, env={"TOPICBRIDGE_LITE__SEGMENT_BYTES": str(SEGMENT_BYTES)},
                      engine_settings={"segment_bytes": SEGMENT_BYTES})
@@ -65,12 +65,14 @@ async def run_kind(name: str, backend: str, n: int = 20, bound: float = 30.0, *,
     result |= summary
     result["recovery_s"] = round(settled_at - ended, 3) if ended and not summary["stuck"] else None
     result["ok"] = "error" not in result and judge(kind, summary)
+    if not result["ok"] and "output" not in result:     # what the processes said, to see why
+        result["output"] = _tail(rig)
     return result
 
 
 def _tail(rig) -> str:
     procs = [getattr(rig, "gateway", None), getattr(rig, "engine", None)]
-    return "\n".join(f"--- {p.name}\n{p.tail(15)}" for p in procs if hasattr(p, "tail"))[-3000:]
+    return "\n".join(f"--- {p.name}\n{p.tail(40)}" for p in procs if hasattr(p, "tail"))[-6000:]
 
 
 def run_sync(name: str, backend: str, **kw) -> dict:

@@ -33,6 +33,7 @@ class Tally:
     refused: int = 0
     refusals: dict[str, int] = field(default_factory=dict)
     ends: dict[str, dict] = field(default_factory=dict)     # task id -> final task (or marker)
+    notes: dict[str, object] = field(default_factory=dict)  # what a kind reports besides the counts
 
     def sent(self, result: dict | Refused | str) -> str | None:
         """Record a send's outcome; the task id if the gateway accepted it."""
@@ -102,4 +103,4 @@ class Tally:
             out["refusals"] = self.refusals
         if stuck_states:
             out["stuck_states"] = stuck_states
-        return out
+        return out | self.notes

@@ -20,7 +20,7 @@ from typing import Awaitable, Callable
 from a2a.types import a2a_pb2
 
 from adapters.base import Delivery, LiteConsumer, Table
-from adapters.errors import BackendError
+from adapters.errors import BackendError, UnknownReceiptError
 
 from gateway import metrics, tracing
 
@@ -38,6 +38,7 @@ log = logging.getLogger("topicbridge.tasks")
 # at once: a quick task is indexed once, when it ends, rather than once per event. GetTask on
 # another instance may show such a task this much behind; this instance answers from memory.
 INDEX_DELAY = 0.2
+INDEX_RETRY = 0.5       # a failed index write is tried again this soon (not only at redelivery)
 
 Hook = Callable[[a2a_pb2.Task, a2a_pb2.StreamResponse], Awaitable[None]]
 
@@ -69,6 +70,7 @@ class Relay:
         self.index_delay = index_delay
         self.active: dict[str, Active] = {}     # tasks this instance follows
         self._due: dict[str, float] = {}        # task id -> when its un-indexed events must be indexed
+        self._ending: set[str] = set()          # tasks whose turn-ending index write is to be retried
         self.bad_events = 0
         self.backend_name = type(consumer).__module__.split(".")[-1]     # for spans: lite, replies (kafka)...
         self.owners: Owners | None = None       # owner rows of running turns (ownership.py)
@@ -161,6 +163,9 @@ class Relay:
         the end of the turn), run the hooks of the new events and ack them; if the turn ended,
         stop reading its reply channel."""
         self._due.pop(task_id, None)
+        if task_id in self._ending:
+            self._ending.discard(task_id)
+            ending = True
         active = self.active.get(task_id)
         if active is None:
             return
@@ -184,10 +189,15 @@ class Relay:
                         for hook in self.on_event:
                             await hook(active.task, event.event)
                     active.hooked = position
-            await asyncio.gather(*(delivery.ack() for delivery in deliveries))
+            await asyncio.gather(*(_ack(delivery) for delivery in deliveries))
         except BackendError as e:
-            # unacked, they come back after their invisibility and are indexed and hooked then
-            log.warning("indexing events of task %s failed: %s (they will be redelivered)", task_id, e)
+            # tried again soon with the same deliveries (a storage error clears once a write succeeds);
+            # if this instance dies meanwhile, they come back after their invisibility
+            active.unacked[:0] = deliveries
+            self._due[task_id] = time.monotonic() + INDEX_RETRY
+            if ending:
+                self._ending.add(task_id)
+            log.warning("indexing events of task %s failed: %s (retrying in %.1fs)", task_id, e, INDEX_RETRY)
             return
         if ending and fold.is_final(active.task.status.state):
             telemetry.turn_ended(active)
@@ -239,6 +249,13 @@ class Relay:
                         delivery.lite_topic, e.reason)
             await delivery.ack()
             return None
+
+
+async def _ack(delivery: Delivery) -> None:
+    """Ack; a receipt already gone (acked by a try that failed on another delivery, or expired:
+    then it comes back) needs nothing more."""
+    with contextlib.suppress(UnknownReceiptError):
+        await delivery.ack()
 
 
 def release(active: Active, ending: bool) -> None:
