@@ -21,6 +21,7 @@ from gateway import observability
 from gateway import settings as config
 from gateway.a2a.lean import LeanSendMessage
 from gateway.a2a.push import PushService, PushSettings
+from gateway.a2a.grpc import GrpcSurface
 from gateway.a2a.routes import A2ASurface
 from gateway.admin import api as admin
 from gateway.backend_start import start_backend
@@ -62,7 +63,9 @@ class Gateway:
         self.a2a = A2ASurface(self.tasks, self.registry, self.push, blocking_wait=options["a2a_wait_seconds"],
                               security=CardSecurity.from_settings(settings), card_max_age=options["card_max_age_seconds"])
         self.mcp = McpSurface(self)
+        self.a2a.grpc = GrpcSurface.from_settings(self.a2a.handler, settings, self.supervisor)     # None: off
         self._parts: list = [self.tasks, self.registry, self.lifetimes, self.bridges, self.mcp, self.push]
+        self._parts += [self.a2a.grpc] if self.a2a.grpc is not None else []
         if options["demo"]:
             self._parts += demo_agents(self.backend)
         self._started: list = []        # parts with an async close(), in start order

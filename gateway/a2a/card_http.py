@@ -53,3 +53,12 @@ def _matches(header: str, etag: str) -> bool:
     if header.strip() == "*":
         return True
     return any(tag.strip().removeprefix("W/") == etag for tag in header.split(","))
+
+
+def with_grpc(card: a2a_pb2.AgentCard, request: Request, port: int | None, tenant: str = "") -> a2a_pb2.AgentCard:
+    """`card` with the gRPC binding (grpc.py) among its 1.0 interfaces when it runs: host:port of
+    the host the card was asked from, `tenant` naming the capability."""
+    if port is not None:
+        card.supported_interfaces.append(a2a_pb2.AgentInterface(
+            url=f"{request.url.hostname}:{port}", protocol_binding="GRPC", protocol_version="1.0", tenant=tenant))
+    return card
