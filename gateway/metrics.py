@@ -57,7 +57,8 @@ class _Children(dict):
         self.family = family
 
     def __missing__(self, key):
-        child = self[key] = self.family.labels(*key) if isinstance(key, tuple) else self.family.labels(key)
+        labels = tuple(map(str, key)) if isinstance(key, tuple) else (str(key),)
+        child = self[key] = self.family.labels(*labels)
         return child
 
 
@@ -110,8 +111,8 @@ class BridgeSeries:
 
 # ---------------------------------------------------------------- requests per surface
 
-_SURFACES = (("/agents", "a2a"), ("/mcp", "mcp"), ("/admin", "admin"), ("/metrics", "metrics"),
-             ("/.well-known", "a2a"), ("/healthz", "health"), ("/readyz", "health"))
+_SURFACES = {"agents": "a2a", ".well-known": "a2a", "mcp": "mcp", "admin": "admin", "metrics": "metrics",
+             "healthz": "health", "readyz": "health"}     # by the path's first segment
 
 
 class RequestMetrics:
@@ -125,9 +126,7 @@ class RequestMetrics:
         if scope["type"] != "http" or not enabled:
             await self.app(scope, receive, send)
             return
-        path = scope["path"]
-        surface = next((name for prefix, name in _SURFACES if path.startswith(prefix)), "other")
-        status = 0
+        status = 500            # unless the app starts a response
 
         async def counting_send(message) -> None:
             nonlocal status
@@ -138,7 +137,9 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, counting_send)
         finally:
-            self._series[(surface, str(status or 500))].inc()
+            path = scope["path"]
+            end = path.find("/", 1)
+            self._series[(_SURFACES.get(path[1:end] if end > 0 else path[1:], "other"), status)].inc()
 
 
 # ---------------------------------------------------------------- what the parts count already
