@@ -138,3 +138,37 @@ async def test_with_tracing_off_nothing_is_recorded_and_no_header_is_sent(export
         assert answer.json()["result"]["task"]["status"]["state"] == "TASK_STATE_COMPLETED"
     assert not [s for s in exporter.get_finished_spans() if s.name.startswith("topicbridge.")]
     assert recorder.traceparents[-1] == ""
+
+
+MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json",
+               "MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/call", "Mcp-Name": "traced-echo",
+               "traceparent": TRACEPARENT}
+MCP_CALL = {"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+            "params": {"name": "traced-echo", "arguments": {"message": "hi"},
+                       "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                                 "io.modelcontextprotocol/clientInfo": {"name": "trace-test", "version": "1"},
+                                 "io.modelcontextprotocol/clientCapabilities": {}}}}
+
+
+async def echo(task) -> None:
+    await task.artifact(f"echo: {task.text}")
+    await task.complete()
+
+
+async def test_an_mcp_tool_call_joins_the_callers_trace(exporter):
+    from gateway.workers.worker import Worker
+    exporter.clear()
+    memory = {"backend": "lite", "lite": {"data_dir": None, "tick": 0.005}, "observability": {"tracing": True}}
+    async with running_gateway(memory) as gw:
+        await gw.gateway.add_part(Worker(gw.gateway.backend, "traced-echo", echo,
+                                         card={"name": "Traced echo", "description": "Echoes."}))
+        await gw.gateway.mcp.refresh()
+        async with asyncio.timeout(20):
+            answer = await gw.http.post("/mcp", json=MCP_CALL, headers=MCP_HEADERS)
+        assert answer.status_code == 200, answer.text
+    spans = [s for s in exporter.get_finished_spans() if s.name.startswith("topicbridge.")]
+    submit = next(s for s in spans if s.name == "topicbridge.submit")
+    assert format(submit.context.trace_id, "032x") == TRACE_ID
+    task_spans = [s for s in spans if s.attributes.get("topicbridge.task_id") == submit.attributes["topicbridge.task_id"]]
+    assert {"topicbridge.submit", "topicbridge.worker", "topicbridge.relay.fold"} <= {s.name for s in task_spans}
+    assert {format(s.context.trace_id, "032x") for s in task_spans} == {TRACE_ID}
