@@ -100,7 +100,8 @@ async def soak(args) -> dict:
         while not running.done():
             await asyncio.wait([running], timeout=args.sample)
             samples.append({"t_s": round(time.monotonic() - start, 1), "gateway_rss": rss_of(gateway.pid),
-                            "engine_rss": rss_of(engine.pid) if engine else None, "in_flight": load.in_flight,
+                            "engine_rss": rss_of(engine.pid) if engine else None,
+                            "lite_topics": await lite_topics(caller), "in_flight": load.in_flight,
                             "done": load.done, "errors": dict(load.errors)})
             progress(str(samples[-1]))
         await running
@@ -112,7 +113,16 @@ async def soak(args) -> dict:
     return {"bench": "soak", "backend": args.backend, "seconds": args.seconds, "rate": args.rate,
             "environment": environment(), "tasks_done": load.done, "tasks_per_s": round(load.done / args.seconds, 1),
             "peak_in_flight": load.peak, "errors": load.errors, "quota_errors": load.errors.get("quota", 0),
+            "lite_topics_max": max((s["lite_topics"] or 0 for s in samples), default=None),
             **flatness(samples, args.warmup), "samples": samples}
+
+
+async def lite_topics(caller: Caller) -> int | None:
+    """Lite topics the engine holds (reply and control channels), from the gateway's /healthz."""
+    try:
+        return (await caller.http.get("/healthz")).json()["detail"].get("lite_topics")
+    except Exception:       # a sample without it: the gateway was busy or answering an error
+        return None
 
 
 def flatness(samples: list[dict], warmup: float) -> dict:
