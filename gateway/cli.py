@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import re
 import socket
@@ -16,6 +15,7 @@ def main(argv: list[str] | None = None) -> int:
         from lite_engine.cli import main as engine_main
         return engine_main(argv[1:])
     parser = argparse.ArgumentParser(prog="topicbridge", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"topicbridge {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     commands.add_parser("engine", help="serve the lite engine over gRPC (see: topicbridge engine --help)")
@@ -43,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     mcp.add_argument("--embedded", action="store_true", help="run a gateway in this process instead")
     mcp.add_argument("--config", default=None, help="with --embedded: TOML config file (default: $TOPICBRIDGE_CONFIG)")
 
-    _add_agents(commands)
+    from gateway import cli_admin
+    cli_admin.add_commands(commands)      # agents, tasks
 
     args = parser.parse_args(argv)
     if args.command == "serve":
@@ -51,8 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "mcp-stdio":
         from gateway.mcp_stdio import main as mcp_stdio
         return mcp_stdio(url=args.url, token=args.token, embedded_gateway=args.embedded, config=args.config)
-    if args.command == "agents":
-        return _agents(args)
+    if args.command in ("agents", "tasks"):
+        return cli_admin.run(args)
     return 2
 
 
@@ -95,77 +96,20 @@ def _serve(args) -> int:
                  **logging_options)
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("topicbridge")
+    except PackageNotFoundError:        # run from a source tree that is not installed
+        return "unknown (not installed)"
+
+
 def stable_instance_id(port: int) -> str:
     """`gw-<host name>-<port>`: the same after a restart, so the instance reads its reply-channel
     group again and folds the events of the tasks it was following before it stopped (a random
     id would leave them unread). Two live instances never share a host and port."""
     host = re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname())[:36] or "host"
     return f"gw-{host}-{port}"
-
-
-def _add_agents(commands) -> None:
-    agents = commands.add_parser("agents", help="register, list, show and remove agents on a running gateway",
-                                 description="Talks to a running gateway's admin API and prints its JSON answer. "
-                                             "Exit codes: 0 done, 1 the gateway refused (its error on stderr), "
-                                             "2 bad usage, 3 the gateway could not be reached.")
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--gateway", default=os.environ.get("TOPICBRIDGE_GATEWAY", "http://127.0.0.1:8080"),
-                        help="the gateway's base URL (default: $TOPICBRIDGE_GATEWAY or %(default)s)")
-    common.add_argument("--token", default=os.environ.get("TOPICBRIDGE_TOKEN"),
-                        help="bearer token for the admin API (default: $TOPICBRIDGE_TOKEN)")
-    common.add_argument("--timeout", type=_positive(float), default=30.0, help="seconds (default %(default)s)")
-    actions = agents.add_subparsers(dest="action", required=True)
-    register = actions.add_parser("register", parents=[common], help="register an A2A agent by its card or base URL")
-    register.add_argument("card_url")
-    register.add_argument("--name", help="capability name (default: derived from the card's name)")
-    listing = actions.add_parser("list", parents=[common], help="list capabilities, or search them with --query")
-    listing.add_argument("--query", "-q", help="rank by relevance to these words, e.g. 'summarise a PDF'")
-    listing.add_argument("--limit", type=_positive(int))
-    actions.add_parser("show", parents=[common], help="show one capability").add_argument("name")
-    actions.add_parser("remove", parents=[common], help="remove a capability").add_argument("name")
-
-
-def _agents(args) -> int:
-    import json
-    from urllib.parse import quote
-
-    import httpx
-    path = "/admin/agents" + (f"/{quote(args.name, safe='')}" if args.action in ("show", "remove") else "")
-    method = {"register": "POST", "list": "GET", "show": "GET", "remove": "DELETE"}[args.action]
-    body = {"card_url": args.card_url, **({"name": args.name} if args.name else {})} \
-        if args.action == "register" else None
-    params = {k: v for k, v in (("q", getattr(args, "query", None)), ("limit", getattr(args, "limit", None)))
-              if v is not None}
-    headers = {"Authorization": f"Bearer {args.token}"} if args.token else {}
-    try:
-        response = httpx.request(method, args.gateway.rstrip("/") + path, json=body, params=params,
-                                 headers=headers, timeout=args.timeout)
-    except httpx.HTTPError as e:
-        print(f"topicbridge agents: cannot reach the gateway at {args.gateway}: {e or type(e).__name__}",
-              file=sys.stderr)
-        return 3
-    try:
-        doc = response.json()
-    except ValueError:
-        doc = None
-    if doc is not None:
-        print(json.dumps(doc, indent=2, ensure_ascii=False))
-    if response.is_success and doc is not None:
-        return 0
-    error = doc.get("error") if isinstance(doc, dict) else None
-    message = error.get("message") if isinstance(error, dict) else response.text[:300] or response.reason_phrase
-    print(f"topicbridge agents {args.action}: HTTP {response.status_code}: {message}", file=sys.stderr)
-    return 1
-
-
-def _positive(kind: type):
-    def parse(text: str):
-        value = kind(text)
-        if not (value > 0 and math.isfinite(value)):
-            raise argparse.ArgumentTypeError(f"must be a positive {kind.__name__}, got {text!r}")
-        return value
-    parse.__name__ = kind.__name__
-    return parse
 
 
 if __name__ == "__main__":

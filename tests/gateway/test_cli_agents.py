@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 async def cli(*args: str, gateway: str | None) -> tuple[int, object, str]:
     """Run the CLI; return its exit code, its stdout parsed as JSON (or None) and its stderr."""
-    extra = ["--gateway", gateway] if gateway else []
+    extra = ["--json", "--gateway", gateway] if gateway else []
     env = {k: v for k, v in os.environ.items() if not k.startswith("TOPICBRIDGE_")}
     process = await asyncio.create_subprocess_exec(sys.executable, "-m", "gateway.cli", "agents", *args, *extra,
                                                    cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE,
@@ -52,6 +52,19 @@ async def test_register_list_search_show_remove(gateway):
 
         code, removed, _ = await cli("remove", "digest", gateway=gateway)
         assert code == 0 and removed["removed"]["name"] == "digest"
+
+
+async def test_refresh_fetches_the_card_again_and_a_native_or_unknown_name_is_refused(gateway):
+    async with running_agent(streaming=True) as agent:
+        code, record, _ = await cli("register", agent.base_url, gateway=gateway)
+        assert code == 0 and record["card"]["version"] == "1.0.0"
+        agent.card.version = "1.1.0"          # the agent was upgraded: its card says so
+        code, refreshed, _ = await cli("refresh", "pdf-summariser", gateway=gateway)
+        assert code == 0 and refreshed["card"]["version"] == "1.1.0" and refreshed["status"] == "available"
+    code, doc, err = await cli("refresh", "pdf-summariser", gateway=gateway)     # the agent is gone now
+    assert code == 1 and "HTTP 422" in err and "ConnectError" in doc["error"]["message"]
+    code, doc, err = await cli("refresh", "nobody", gateway=gateway)
+    assert code == 1 and "HTTP 404" in err and doc["error"]["type"] == "NotFoundError"
 
 
 async def test_the_gateways_refusals_exit_1_with_its_message(gateway):
