@@ -28,6 +28,7 @@ from gateway.errors import codes_of, error_data
 from gateway.registry import discovery
 from gateway.registry.capabilities import MAX_TIMEOUT, check_timeout
 from gateway.registry.cardfetch import CardError
+from gateway.registry.own_url import refuse_own_url
 from . import tasks as task_admin
 
 log = logging.getLogger("topicbridge.admin")
@@ -83,6 +84,7 @@ class AdminAPI:
             timeout = check_timeout(body.get("timeout_seconds"))
         except ValueError as e:
             raise InvalidRequestError("timeout_seconds", body.get("timeout_seconds"), str(e)) from None
+        refuse_own_url(card_url.strip(), request.scope.get("server"), request.headers.get("host"))
         capability = await self.gateway.bridges.register(card_url.strip(), name)
         if timeout is not None:
             await self.gateway.registry.set_timeout(capability.name, timeout)
