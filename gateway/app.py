@@ -25,6 +25,7 @@ from gateway.a2a.grpc import GrpcSurface
 from gateway.a2a.routes import A2ASurface
 from gateway.admin import api as admin
 from gateway.backend_start import start_backend
+from gateway.http import quiet
 from gateway.http.guard import GatewayGuard
 from gateway.http.outbound import AddressPolicy
 from gateway.mcp.server import McpSurface
@@ -148,6 +149,7 @@ def demo_agents(backend: Backend) -> list:
 
 def build_app(settings: dict, backend: Backend | None = None, *, supervisor: Supervisor | None = None) -> Starlette:
     gateway = Gateway(settings, backend, supervisor=supervisor)
+    quiet.install()         # a malformed request is one log line at most, never a traceback
 
     @contextlib.asynccontextmanager
     async def lifespan(app):

@@ -202,7 +202,7 @@ class GatewayGuard:
                 complete = True
                 timer.cancel()
             body = message.get("body", b"")
-            if body:
+            if body or not more:        # an empty last chunk may still end a UTF-8 sequence early
                 received += len(body)
                 if size_limit is not None and received > size_limit:
                     return await refuse(BodyTooLargeError(received, size_limit))

@@ -6,6 +6,7 @@ before any parser sees it.
 
 from __future__ import annotations
 
+import codecs
 import itertools
 
 _STEPS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")     # opening +1, closing -1 (as signed bytes)
@@ -40,19 +41,27 @@ class JsonDepth:
     reading it (depth never goes below 0), which is all that matters: nothing parses past it.
     """
 
-    __slots__ = ("limit", "depth", "in_string", "backslash")
+    __slots__ = ("limit", "depth", "in_string", "backslash", "utf8")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.depth = 0
         self.in_string = False
         self.backslash = False
+        # JSON is UTF-8 (RFC 8259 §8.1): a body that is not would reach the SDKs' decoders, which
+        # answer it with an internal error. Checked incrementally: a sequence may span chunks.
+        self.utf8 = codecs.getincrementaldecoder("utf-8")()
 
     def feed(self, chunk: bytes, last: bool = False) -> str | None:
         """None while the body is acceptable, else why it is not. `last`: no chunk follows, so
         when even every bracket in it, strings and all, stays within the limit, that is all."""
         if b"\x00" in chunk:
             return "not UTF-8 JSON (it contains NUL bytes)"
+        if not chunk.isascii() or self.utf8.getstate()[0]:
+            try:
+                self.utf8.decode(chunk, last)
+            except UnicodeDecodeError as e:
+                return f"not UTF-8 ({e.reason} at byte {e.start})"
         if last and self.depth + chunk.count(b"[") + chunk.count(b"{") <= self.limit:
             return None
         if self.backslash:
