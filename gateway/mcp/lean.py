@@ -134,6 +134,8 @@ class LeanToolCalls:
         capabilities = route.client_capabilities
         if isinstance(capabilities, dict) and TASKS_EXTENSION in (capabilities.get("extensions") or ()):
             raise _Fallthrough                  # the call may become an MCP task
+        if isinstance(capabilities, dict) and "elicitation" in capabilities:
+            raise _Fallthrough                  # the agent's question may go to the user (mcp/elicit.py)
         try:
             _methods.validate_client_request(METHOD, route.protocol_version, params)
             typed = CallToolRequestParams.model_validate(params, by_name=False)     # what a handler gets

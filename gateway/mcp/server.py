@@ -49,6 +49,7 @@ from adapters.errors import BackendError
 from gateway.errors import mcp_error
 from gateway.tasks import fold
 from gateway.tasks.service import TaskError
+from . import elicit
 from . import lean as mcp_lean
 from .auth import AccessPolicy, McpGuard, metadata_routes, owner_from
 from .results import status_text, tool_result
@@ -257,7 +258,7 @@ class McpSurface:
             return self._find(arguments)
         if entry.name == GET_TASK_RESULT:
             return await self._get_task_result(ctx, arguments)
-        return await self._call_capability(ctx, entry, arguments, legacy_task)
+        return await self._call_capability(ctx, entry, arguments, legacy_task, params)
 
     def _task_policy(self, ctx, entry: ToolEntry, legacy_task: bool) -> tuple[bool, float]:
         """(may this call become an MCP task, how long to wait for the result first); raises when the
@@ -276,18 +277,30 @@ class McpSurface:
             return True, 0.0
         return as_task, self.task_wait if as_task else self.call_wait
 
-    async def _call_capability(self, ctx, entry: ToolEntry, arguments: dict, legacy_task: bool) -> dict:
+    async def _call_capability(self, ctx, entry: ToolEntry, arguments: dict, legacy_task: bool,
+                               params: types.CallToolRequestParams | None = None) -> dict:
         as_task, wait = self._task_policy(ctx, entry, legacy_task)
         created = time.time()
-        task, watch = await self._start(entry, arguments)
-        call = Call(task, watch)
+        if params is not None and params.request_state is not None:     # the answer to the agent's question
+            call, result = await elicit.continue_retry(self.tasks, entry.name, params)
+            if result is not None:
+                return result
+        else:
+            call = Call(*await self._start(entry, arguments))
         self._spawn(call.pump())
         try:
             finished = await call.wait(wait, ctx.session.report_progress) if wait > 0 else False
+            if finished and not legacy_task and elicit.asks(call.task) and elicit.supported(ctx):
+                if is_modern(ctx.protocol_version):
+                    return elicit.input_required(call.task)
+                call, finished = await elicit.ask_session(ctx, self.tasks, entry.name, call, wait, self._spawn)
+                if isinstance(finished, dict):
+                    return finished
         except BaseException as e:
             if isinstance(e, anyio.get_cancelled_exc_class()) and not self._closing:
-                self._spawn(self._cancel(task.id))       # the client gave up: so does the task
+                self._spawn(self._cancel(call.task.id))       # the client gave up: so does the task
             raise
+        task = call.task
         if finished and not legacy_task:
             if call.task.status.state == a2a_pb2.TASK_STATE_REJECTED:
                 raise rejection(call.task)
