@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from urllib.parse import parse_qs, quote, urlencode
 
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
@@ -34,12 +35,12 @@ from gateway.errors import codes_of
 from gateway.registry.cardfetch import CardError
 from gateway.tasks import fold
 from gateway.tasks.errors import TaskError
+from .session import UI_COOKIE, auth_on
 from .views import capability_rows, task_view
 
 HERE = Path(__file__).resolve().parent
 PREFIX = "/admin/ui"
 MAX_FORM_BYTES = 16 * 1024
-UI_COOKIE = "topicbridge_token"     # the admin token of a logged-in browser (guard.py reads it)
 STATE_NAMES = ("submitted", "working", "input_required", "auth_required", "completed", "failed", "canceled",
                "rejected")
 
@@ -61,6 +62,14 @@ def routes(gateway) -> list:
             Mount(PREFIX + "/static", app=StaticFiles(directory=HERE / "static"), name="ui-static")]
 
 
+def public_app(gateway) -> Starlette:
+    """What a browser reaches before it logs in: the login form, the style sheet and the script."""
+    ui = AdminUI(gateway)
+    return Starlette(routes=[Route(PREFIX + "/login", ui.login_form, methods=["GET"]),
+                             Route(PREFIX + "/login", ui.login, methods=["POST"]),
+                             Mount(PREFIX + "/static", app=StaticFiles(directory=HERE / "static"), name="ui-static")])
+
+
 def root_redirect(request: Request) -> Response:
     """`/`: the UI."""
     return RedirectResponse(PREFIX + "/", status_code=307)
@@ -74,7 +83,7 @@ class AdminUI:
     def _page(self, request: Request, template: str, status: int = 200, **context) -> HTMLResponse:
         context.setdefault("notice", request.query_params.get("notice", "")[:300])
         context.setdefault("problem", request.query_params.get("problem", "")[:500])
-        context["auth"] = bool(self.gateway.settings.get("gateway", {}).get("bearer_tokens"))
+        context["auth"] = auth_on(self.gateway.settings)
         return self.templates.TemplateResponse(request, template, context, status_code=status,
                                                headers={"Cache-Control": "no-store"})
 
