@@ -54,7 +54,7 @@ class Gateway:
         self.backend = backend or open_backend(settings)
         self.tasks = TaskService(self.backend, instance_id=options["instance_id"], supervisor=self.supervisor, **{
             k: v for k, v in options.items() if k in ("lease_seconds", "adoption_interval", "channel_idle_seconds")})
-        self.registry = Registry(self.backend)
+        self.registry = Registry(self.backend, expiry=options["capability_expiry_seconds"])
         self.lifetimes = Lifetimes(self.tasks, timeout_of=self.registry.timeout_of, capability_names=self.registry.names,
                                    timeout=options["task_timeout_seconds"], retention=options["task_retention_seconds"])
         self.bridges = Bridges(self.backend, self.registry, AddressPolicy.from_settings(settings),

@@ -9,7 +9,9 @@ Health. A native worker announces its capability when it starts and heartbeats w
 one row per worker in the `capability-workers` table, key `<capability>/<worker id>`, value
 `{"last_seen": unix time, "ttl": seconds}`. A capability announced by workers is `available`
 while one of its workers was seen within its ttl and `unavailable` once all have stopped or gone
-silent; it stays listed. A capability bridged to an A2A agent is `available` until its bridge
+silent; it stays listed until it has been without a live worker for the registry's `expiry`
+(gateway.capability_expiry_seconds), then it is removed (a worker that starts again announces it
+anew). A capability bridged to an A2A agent is `available` until its bridge
 cannot reach the agent, then `error` with the reason in `error`, until a call gets through.
 Records written with `put` and no heartbeat keep the status they were written with.
 
@@ -108,8 +110,11 @@ def derive_name(card_name: str) -> str:
 
 
 class Registry:
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self, backend: Backend, *, expiry: float | None = None) -> None:
+        """`expiry`: seconds without a live worker after which a worker-announced capability is
+        removed (None: never)."""
         self.backend = backend
+        self.expiry = expiry
         self._table = None
         self._workers = None
 
@@ -131,6 +136,8 @@ class Registry:
             rows = await self._workers.items(f"{name}/")
             _apply_health(capability, [_row(raw) for _, raw in rows])
             await self._prune(rows)
+            if await self._expired(capability):
+                return None
         return capability
 
     async def delete(self, name: str) -> bool:
@@ -151,7 +158,17 @@ class Registry:
                 if capability.heartbeat is not None:
                     _apply_health(capability, by_name.get(capability.name, []))
             await self._prune(rows)
+            capabilities = [c for c in capabilities if not await self._expired(c)]
         return capabilities
+
+    async def _expired(self, capability: Capability) -> bool:
+        """Remove a worker-announced capability silent for longer than `expiry`; True if removed."""
+        if self.expiry is None or capability.heartbeat is None or capability.workers:
+            return False
+        if time.time() - (capability.last_seen or capability.created or 0) <= self.expiry:
+            return False
+        await self.delete(capability.name)
+        return True
 
     async def timeout_of(self, name: str) -> float | None:
         """The capability's own turn limit (None: none, or no such capability), for Lifetimes."""
@@ -215,14 +232,15 @@ class Registry:
                                       timeout_seconds=card_timeout(card)))
 
     async def depart(self, name: str, worker_id: str) -> None:
-        """A worker stopped cleanly; the capability stays, unavailable if it was the last one."""
-        await self._workers.delete(f"{name}/{worker_id}")
+        """A worker stopped cleanly; the capability stays, unavailable if it was the last one. Its
+        row stays (not live: ttl 0) so the capability's silence is counted from now."""
+        await self._workers.put(f"{name}/{worker_id}", json.dumps({"last_seen": time.time(), "ttl": 0}).encode())
 
     async def _prune(self, rows: list[tuple[str, bytes]]) -> None:
         now = time.time()
         for key, raw in rows:
             row = _row(raw)
-            if now - row["last_seen"] > PRUNE_AFTER_TTLS * row["ttl"]:
+            if now - row["last_seen"] > max(PRUNE_AFTER_TTLS * row["ttl"], self.expiry or 0):
                 await self._workers.delete(key)
 
 
