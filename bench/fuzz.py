@@ -1,0 +1,141 @@
+"""Fuzz the gateway's HTTP surfaces with >= 100,000 hostile requests and count what came back.
+
+    python -m bench.fuzz [--cases 100000] [--concurrency 16] [--batch 250]
+
+A real `topicbridge serve --demo` in its own process (its log to a file); the cases come from
+the hypothesis strategies of tests/gateway/fuzz_cases.py (A2A JSON-RPC and HTTP+JSON, /mcp in the
+2025-06-18 and 2025-11-25 eras, the admin API), drawn in batches by `@given` (generation only, no
+shrinking) and sent concurrently. Prints one JSON object: counts per surface and status class,
+responses 5xx, transport errors, whether the gateway was still alive, and the tracebacks and
+lines its log got. Done when `5xx == 0`, `crashed is false` and `log_tracebacks == 0`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench._util import emit, progress  # noqa: E402
+from tests.gateway.fuzz_cases import SURFACES, Case  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Gateway:
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log = workdir / "gateway.log"
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "TOPICBRIDGE_GATEWAY__A2A_WAIT_SECONDS": "2"}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli", "serve", "--demo", "--host", "127.0.0.1", "--port", str(self.port),
+             "--data-dir", str(workdir / "engine")], cwd=ROOT, env=env, stdout=self.log.open("w"),
+            stderr=subprocess.STDOUT)
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the gateway exited: {self.log.read_text()[-2000:]}")
+            try:
+                if httpx.get(f"{self.base}/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)  # sleep-ok: polling a child process's readiness, bounded above
+        raise RuntimeError("the gateway did not get ready")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+async def send_all(http: httpx.AsyncClient, cases: list[Case], concurrency: int, tally: dict, fives: list) -> None:
+    queue = list(cases)
+
+    async def worker() -> None:
+        while queue:
+            case = queue.pop()
+            try:
+                response = await http.request(case.method, case.path, headers=case.headers, content=case.body)
+                status = f"{response.status_code // 100}xx"
+                if response.status_code >= 500 and len(fives) < 20:
+                    fives.append({"case": repr(case)[:400], "status": response.status_code,
+                                  "body": response.text[:300]})
+            except httpx.HTTPError as e:
+                status = f"transport:{type(e).__name__}"
+            tally[case.surface][status] += 1
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", type=int, default=100_000)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--batch", type=int, default=250)
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="topicbridge-fuzz-"))
+    gateway = Gateway(workdir)
+    tally: dict = collections.defaultdict(collections.Counter)
+    fives: list = []
+    loop = asyncio.new_event_loop()
+    started = time.monotonic()
+    try:
+        gateway.wait_ready()
+        progress(f"gateway up on {gateway.base}; sending {args.cases} cases")
+        http = httpx.AsyncClient(base_url=gateway.base, timeout=30,
+                                 limits=httpx.Limits(max_connections=args.concurrency))
+        everything = st.one_of(*SURFACES.values())
+        sent = [0]
+
+        @settings(max_examples=max(1, args.cases // args.batch), deadline=None, database=None,
+                  phases=[Phase.generate], suppress_health_check=list(HealthCheck))
+        @given(st.lists(everything, min_size=args.batch, max_size=args.batch))
+        def batch(cases):
+            loop.run_until_complete(send_all(http, cases, args.concurrency, tally, fives))
+            sent[0] += len(cases)
+            if sent[0] % (args.batch * 20) == 0:
+                progress(f"{sent[0]} cases, {sum(t.get('5xx', 0) for t in tally.values())} 5xx")
+
+        batch()
+        loop.run_until_complete(http.aclose())
+        alive = gateway.process.poll() is None and httpx.get(f"{gateway.base}/healthz", timeout=10).status_code == 200
+    finally:
+        gateway.stop()
+        loop.close()
+    log = gateway.log.read_text(errors="replace")
+    total = sum(sum(t.values()) for t in tally.values())
+    emit({"bench": "fuzz", "cases": total, "seconds": round(time.monotonic() - started, 1),
+          "per_surface": {surface: dict(sorted(counts.items())) for surface, counts in sorted(tally.items())},
+          "5xx": sum(t.get("5xx", 0) for t in tally.values()),
+          "transport_errors": sum(n for t in tally.values() for k, n in t.items() if k.startswith("transport")),
+          "crashed": not alive, "log_tracebacks": log.count("Traceback (most recent call last)"),
+          "log_lines": log.count("\n"), "first_5xx": fives[:5]})
+
+
+if __name__ == "__main__":
+    main()
