@@ -353,7 +353,7 @@ class RemoteLiteBackend:
     def __init__(self, target: str = "127.0.0.1:7600", *, session_timeout: float | None = None,
                  full_sync_every: float = 30.0, rpc_timeout: float = 10.0, connect_timeout: float = 5.0) -> None:
         self.target = target
-        self.max_message_bytes = EngineConfig.max_message_bytes
+        self.max_message_bytes = EngineConfig().max_message_bytes     # the engine's own once started
         self.session_timeout = session_timeout
         self.full_sync_every = full_sync_every
         self._connect_timeout = connect_timeout

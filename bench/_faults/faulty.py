@@ -101,11 +101,14 @@ class FaultyBackend:
         self.inner = inner
         self.faults = faults or Faults()
         self.name = inner.name
-        self.max_message_bytes = inner.max_message_bytes
         self.ordered_publish = getattr(inner, "ordered_publish", False)
 
     def __getattr__(self, name: str):
         return getattr(self.inner, name)      # optional extras of the real backend (stats, ...)
+
+    @property
+    def max_message_bytes(self) -> int:
+        return self.inner.max_message_bytes   # read when asked: a remote engine tells it at start
 
     async def start(self) -> None:
         await self.inner.start()
