@@ -51,6 +51,8 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from deploy.gateway_env import gateway_env
+
 __all__ = [
     "FAST_START",
     "BrokerError",
@@ -534,7 +536,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "start":
             broker = KafkaBroker(workdir, heap=args.heap)
             started = time.monotonic()
-            print(broker.start(timeout=args.timeout))
+            address = broker.start(timeout=args.timeout)
+            print(gateway_env("kafka", kafka__bootstrap_servers=address))
             log.info("pid %d, ready in %.1fs; logs in %s", broker.pid, time.monotonic() - started, broker.log_file)
         else:
             pid = _stop_pid(workdir)

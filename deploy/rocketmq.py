@@ -43,6 +43,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from deploy.gateway_env import gateway_env
+
 # 5.5.1 is only partly on Maven Central (proxy, namesrv, tools, client and the parent pom are
 # missing there), so the newest complete release is used. See deploy/ROCKETMQ.md.
 ROCKETMQ_VERSION = "5.5.0"
@@ -646,7 +648,7 @@ def _cli_start(workdir: Path, timeout: float) -> int:
     state = {"endpoint": endpoint, "namesrv": cluster.namesrv_addr, "pids": cluster.detach(),
              "ports": asdict(cluster.ports), "start_seconds": round(cluster.start_seconds or 0, 1)}
     _state_path(workdir).write_text(json.dumps(state, indent=2))
-    print(endpoint)
+    print(gateway_env("rocketmq", rocketmq__endpoint=endpoint, rocketmq__admin=cluster.namesrv_addr))
     return 0
 
 
