@@ -20,7 +20,7 @@ $(DEVSTAMP): pyproject.toml | $(PY)
 	touch $@ $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/topicbridge serve
+	$(VENV)/bin/topicbridge serve --demo
 
 test: $(DEVSTAMP)
 	$(VENV)/bin/lint-imports
