@@ -132,7 +132,7 @@ class Relay:
         except BackendError as e:
             log.warning("relaying events of task %s failed: %s (they will be redelivered)", task_id, e)
             return
-        state = active.task.status.state
+        state, traced = active.task.status.state, None
         for delivery, event in sorted(items, key=lambda item: item[1].position):
             if event.position > active.position:   # else a duplicate of at-least-once delivery
                 active.position = event.position
@@ -141,8 +141,7 @@ class Relay:
                 if active.task.status.state != state:
                     state = active.task.status.state
                     telemetry.reached(active, state, event.event)
-                if event.trace:
-                    telemetry.folded(active, event.trace, self.backend_name)
+                traced = event.trace or traced
                 if event.final:
                     active.held.append(event.event)
                 else:
@@ -151,6 +150,8 @@ class Relay:
             if event.position > active.hooked:
                 active.unhooked[event.position] = event
             active.unacked.append(delivery)
+        if traced:      # one span for the batch, in the trace of its latest traced event
+            telemetry.folded(active, traced, self.backend_name)
         # the task's latest event ends the turn (an earlier turn's final event, replayed, does not)
         ends = any(event.final and event.position == active.position for _, event in items)
         if ends or active.held or self.index_delay <= 0:
