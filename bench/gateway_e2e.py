@@ -14,11 +14,16 @@ Three server processes on 127.0.0.1, each uvicorn (uvloop + httptools, one worke
             worker `echo` in its process and the agent registered by its URL as `remote-echo`
   gateway-sdk  the same with `gateway.a2a_lean_dispatch = false`: SendMessage through the
             a2a-sdk's JSON-RPC dispatcher instead of the gateway's lean one (gateway/a2a_lean.py)
+  gateway-nometrics  the gateway with `observability.metrics = false`: the baseline of what
+            recording metrics costs (the gateway records them by default)
+  gateway-traced  the gateway with `observability.tracing = true`, spans exported over OTLP/HTTP
+            (batched) to the bare server, which answers 200: what tracing costs per task
 
 Targets, each driven by `wrk -t1` with a Lua body at every concurrency (connections):
 
   native    POST /agents/echo/         gateway -> lite engine -> worker -> reply events -> relay
   native_sdk  the same on gateway-sdk: what the lean dispatcher saves
+  native_nometrics, native_traced  the same on gateway-nometrics and gateway-traced
   bridged   POST /agents/remote-echo/  gateway -> engine -> bridge -> agent over HTTP -> back
   direct    POST / on the agent        the agent alone
   direct_stream  the agent alone, SendStreamingMessage: the call a bridge makes to an agent that
@@ -35,6 +40,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -58,18 +64,28 @@ ANSWER = "echo: hello"
 
 # ---------------------------------------------------------------- servers (child processes)
 
-def gateway_settings(backend: str, data_dir: str | None, lean: bool = True) -> dict:
+def gateway_settings(backend: str, data_dir: str | None, lean: bool = True, observability: dict | None = None) -> dict:
     lite = {"data_dir": data_dir, "fsync": "batch"} if backend == "lite" else {"data_dir": None}
-    return {"backend": "lite", "lite": lite, "gateway": {"host": "127.0.0.1", "a2a_lean_dispatch": lean}}
+    return {"backend": "lite", "lite": lite, "gateway": {"host": "127.0.0.1", "a2a_lean_dispatch": lean},
+            "observability": observability or {}}
 
 
-async def _serve_gateway(sock, backend: str, data_dir: str | None, agent_url: str, lean: bool = True) -> asyncio.Task:
+def observability(kind: str, otlp_url: str | None) -> dict:
+    if kind == "gateway-nometrics":
+        return {"metrics": False}
+    if kind == "gateway-traced":
+        return {"tracing": True, "otlp_endpoint": otlp_url}
+    return {}
+
+
+async def _serve_gateway(sock, backend: str, data_dir: str | None, agent_url: str, lean: bool = True,
+                         options: dict | None = None) -> asyncio.Task:
     from gateway.app import build_app
     from gateway.process import tune_gc
     from gateway.workers.worker import Worker
 
     tune_gc()                   # as `topicbridge serve` does
-    app = build_app(gateway_settings(backend, data_dir, lean))
+    app = build_app(gateway_settings(backend, data_dir, lean, options))
     serving = await start_uvicorn(app, sock)
     gateway = app.state.gateway
     worker = Worker(gateway.backend, "echo", echo, concurrency=256,
@@ -86,8 +102,9 @@ async def _serve_gateway(sock, backend: str, data_dir: str | None, agent_url: st
 async def _serve(kind: str, args) -> None:
     sock = bound_socket()
     port = sock.getsockname()[1]
-    if kind in ("gateway", "gateway-sdk"):
-        serving = await _serve_gateway(sock, args.backend, args.data_dir, args.agent_url, kind == "gateway")
+    if kind.startswith("gateway"):
+        serving = await _serve_gateway(sock, args.backend, args.data_dir, args.agent_url, kind != "gateway-sdk",
+                                       observability(kind, args.otlp_url))
     else:
         app = bare_app() if kind == "bare" else sdk_echo_app(f"http://127.0.0.1:{port}")
         serving = await start_uvicorn(app, sock)
@@ -108,11 +125,21 @@ class Servers:
             args = ["--backend", backend, "--agent-url", self.agent.base_url + "/"]
             self.gateway = self._start("gateway", *args, *(["--data-dir", data_dir] if data_dir else []))
             self.gateway_sdk = self._start("gateway-sdk", *args, *(["--data-dir", data_dir + "-sdk"] if data_dir else []))
+            self.gateway_off = self._start("gateway-nometrics", *args,
+                                           *(["--data-dir", data_dir + "-off"] if data_dir else []))
+            self.gateway_traced = self._start("gateway-traced", *args, "--otlp-url", self.bare.base_url + "/bare",
+                                              *(["--data-dir", data_dir + "-traced"] if data_dir else []))
         except BaseException:
             self.stop()
             raise
+        # the process serving each gateway target: its CPU per task is measured too
+        self.pid_of = {"native": self.gateway.process.pid, "native_sdk": self.gateway_sdk.process.pid,
+                       "native_nometrics": self.gateway_off.process.pid,
+                       "native_traced": self.gateway_traced.process.pid, "bridged": self.gateway.process.pid}
         self.targets = {"native": f"{self.gateway.base_url}/agents/echo/",
                         "native_sdk": f"{self.gateway_sdk.base_url}/agents/echo/",
+                        "native_nometrics": f"{self.gateway_off.base_url}/agents/echo/",
+                        "native_traced": f"{self.gateway_traced.base_url}/agents/echo/",
                         "bridged": f"{self.gateway.base_url}/agents/{REMOTE}/",
                         "direct": f"{self.agent.base_url}/", "direct_stream": f"{self.agent.base_url}/",
                         "bare": f"{self.bare.base_url}/bare"}
@@ -151,33 +178,71 @@ def _request(target: str) -> tuple[dict, dict]:
     return (STREAM_REQUEST, STREAM_HEADERS) if target == "direct_stream" else (REQUEST, HEADERS)
 
 
-def measure_a2a(servers: Servers, concurrency: list[int], seconds: float, warmup: float = 1.0) -> dict:
-    """Every target at every concurrency: {target: {"c1": {tasks_per_s, p50_ms, ...}}}."""
-    out = {}
-    for target, url in servers.targets.items():
+def measure_a2a(servers: Servers, concurrency: list[int], seconds: float, warmup: float = 1.0,
+                only: list[str] | None = None, rounds: int = 1) -> dict:
+    """Every target (or those in `only`) at every concurrency: {target: {"c1": {tasks_per_s, p50_ms,
+    cpu_us_per_task, ...}}}. With rounds > 1 the targets take turns, each round in the other
+    order, and each point is the round with the median rate (other work on the machine drifts)."""
+    targets = [(t, url) for t, url in servers.targets.items() if not only or t in only]
+    runs: dict = {t: {f"c{c}": [] for c in concurrency} for t, _ in targets}
+    for target, url in targets:
         check(target, url)
         if warmup > 0:
             wrk(url, *_request(target), max(concurrency), warmup)
-        out[target] = {}
-        for c in concurrency:
-            progress(f"a2a {target}: {c} connection(s), {seconds:g} s")
-            figures = wrk(url, *_request(target), c, seconds)
-            out[target][f"c{c}"] = {"tasks_per_s": figures.pop("per_s"), **figures}
+    for n in range(rounds):
+        for target, url in targets if n % 2 == 0 else reversed(targets):
+            for c in concurrency:
+                progress(f"a2a {target}: {c} connection(s), {seconds:g} s (round {n + 1}/{rounds})")
+                pid = servers.pid_of.get(target)
+                cpu = cpu_seconds(pid) if pid else None
+                figures = wrk(url, *_request(target), c, seconds)
+                if pid and figures["requests"]:
+                    figures["cpu_us_per_task"] = round((cpu_seconds(pid) - cpu) * 1e6 / figures["requests"], 1)
+                runs[target][f"c{c}"].append({"tasks_per_s": figures.pop("per_s"), **figures})
+    for target, url in targets:
         check(target, url)
-    return out
+    return {t: {c: sorted(points, key=lambda p: p["tasks_per_s"])[len(points) // 2] for c, points in by_c.items()}
+            for t, by_c in runs.items()}
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process `pid` so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def summary(results: dict, concurrency: list[int]) -> dict:
+    """The headline figures; with --targets, those whose targets were measured."""
     one, top = f"c{min(concurrency)}", f"c{max(concurrency)}"
     rate = lambda target: results[target][top]["tasks_per_s"]
-    return {"overhead_ms_p50": round(results["bridged"][one]["p50_ms"] - results["direct"][one]["p50_ms"], 3),
-            "overhead_vs_stream_ms_p50": round(results["bridged"][one]["p50_ms"]
-                                               - results["direct_stream"][one]["p50_ms"], 3),
-            f"overhead_ms_p50_{top}": round(results["bridged"][top]["p50_ms"] - results["direct"][top]["p50_ms"], 3),
-            f"native_tasks_per_s_{top}": rate("native"),
-            f"native_vs_bare_{top}": round(rate("native") / rate("bare"), 3),
-            f"lean_vs_sdk_dispatch_{top}": round(rate("native") / rate("native_sdk"), 3),
-            f"bridged_vs_direct_{top}": round(rate("bridged") / rate("direct"), 3)}
+    p50 = lambda target, c: results[target][c]["p50_ms"]
+    cpu = lambda target: results[target][top]["cpu_us_per_task"]
+    figures = {
+        "overhead_ms_p50": lambda: round(p50("bridged", one) - p50("direct", one), 3),
+        "overhead_vs_stream_ms_p50": lambda: round(p50("bridged", one) - p50("direct_stream", one), 3),
+        f"overhead_ms_p50_{top}": lambda: round(p50("bridged", top) - p50("direct", top), 3),
+        f"native_tasks_per_s_{top}": lambda: rate("native"),
+        f"native_vs_bare_{top}": lambda: round(rate("native") / rate("bare"), 3),
+        f"lean_vs_sdk_dispatch_{top}": lambda: round(rate("native") / rate("native_sdk"), 3),
+        f"bridged_vs_direct_{top}": lambda: round(rate("bridged") / rate("direct"), 3),
+        # metrics on (the default) against observability.metrics = false, same run
+        f"metrics_on_vs_off_{top}": lambda: round(rate("native") / rate("native_nometrics"), 3),
+        f"metrics_on_vs_off_{one}": lambda: round(results["native"][one]["tasks_per_s"]
+                                                  / results["native_nometrics"][one]["tasks_per_s"], 3),
+        # tracing exported over OTLP: time per task at full load, and p50 added at concurrency 1
+        f"tracing_cost_us_per_task_{top}": lambda: round(1e6 / rate("native_traced") - 1e6 / rate("native"), 1),
+        # CPU of the gateway process per task: steadier than rates when other work shares the machine
+        f"metrics_cpu_on_vs_off_{top}": lambda: round(cpu("native") / cpu("native_nometrics"), 3),
+        f"tracing_cpu_us_per_task_{top}": lambda: round(cpu("native_traced") - cpu("native"), 1),
+        "tracing_p50_ms_added": lambda: round(p50("native_traced", one) - p50("native", one), 3),
+    }
+    out = {}
+    for name, figure in figures.items():
+        try:
+            out[name] = figure()
+        except KeyError:        # a target left out by --targets
+            continue
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -186,7 +251,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per point (default 5)")
     parser.add_argument("--concurrency", type=sizes, default=[1, 64])
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds of load before each target")
-    parser.add_argument("--serve", choices=["bare", "agent", "gateway", "gateway-sdk"], help=argparse.SUPPRESS)
+    parser.add_argument("--serve", choices=["bare", "agent", "gateway", "gateway-sdk", "gateway-nometrics",
+                                            "gateway-traced"], help=argparse.SUPPRESS)
+    parser.add_argument("--otlp-url", help=argparse.SUPPRESS)
+    parser.add_argument("--rounds", type=int, default=1, help="targets take turns this many times (median kept)")
+    parser.add_argument("--targets", type=lambda text: text.split(","), default=None,
+                        help="measure only these targets, e.g. native,native_nometrics,native_traced")
     parser.add_argument("--data-dir", help=argparse.SUPPRESS)
     parser.add_argument("--agent-url", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -201,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="gateway-e2e-") as tmp:
         servers = Servers(args.backend, str(Path(tmp) / "lite") if args.backend == "lite" else None)
         try:
-            results = measure_a2a(servers, args.concurrency, args.duration, args.warmup)
+            results = measure_a2a(servers, args.concurrency, args.duration, args.warmup, args.targets, args.rounds)
         finally:
             servers.stop()
     emit({"bench": "gateway_e2e", "what": "A2A JSON-RPC SendMessage (blocking), protocol 1.0",
