@@ -36,6 +36,7 @@ from gateway.tasks.lifetimes import Lifetimes
 from gateway.tasks.service import TaskService
 from gateway.workers.bridge import Bridges
 from gateway.ui import pages as ui
+from gateway.ui import session as ui_session
 
 log = logging.getLogger("topicbridge.gateway")
 
@@ -119,6 +120,7 @@ class Gateway:
 
     def middleware(self) -> list[Middleware]:
         middleware = [*observability.middleware(self.observability),
+                      ui_session.middleware(self),      # a browser's login cookie, for the guard
                       Middleware(GatewayGuard, **GatewayGuard.settings_kwargs(self.settings))]
         if self.options["a2a_lean_dispatch"]:
             middleware.append(Middleware(LeanSendMessage, **self.a2a.lean_options()))
