@@ -215,6 +215,25 @@ async def test_the_register_form_shows_the_gateways_refusal(ui):
     await page.shows(".problem", "Could not register")
 
 
+async def test_with_tokens_the_browser_logs_in_and_lands_on_the_page_it_asked_for(browser, tmp_path):
+    settings = {"lite": {"data_dir": str(tmp_path / "engine"), "tick": 0.005},
+                "gateway": {"bearer_tokens": ["browser-token"]}}
+    async with running_gateway(settings) as gw:
+        page = Page(browser, gw.base)
+        try:
+            await page.open("/admin/ui/status")
+            field = await page.find("#token")
+            await page.accessible()
+            await page.shot("login")
+            await page.run(field.send_keys, "browser-token")
+            await page.run((await page.find("#login button")).click)
+            await page.shows("#backend-health", "healthy")
+            await page.wait(lambda d: "series from /metrics" in d.find_element(By.ID, "metrics-state").text
+                            or "No metrics" in d.find_element(By.ID, "metrics-state").text)
+        finally:
+            await page.leave()
+
+
 def test_screenshots_are_kept_as_artifacts():
     if not SHOTS.exists():
         pytest.skip("no browser run in this session")
