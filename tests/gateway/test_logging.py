@@ -149,3 +149,14 @@ async def test_a_broker_outage_costs_a_bounded_number_of_lines(tmp_path, capture
     templates = {re.sub(r"\d+", "N", line.split(": ", 1)[-1])[:40] for line in warnings}
     assert len(records) <= (OUTAGE_SECONDS / 0.5 + 2) * len(templates)
     assert len(lines) <= len(records) + 60 * len(templates)
+
+
+@pytest.mark.parametrize("var, value", [("TOPICBRIDGE_OBSERVABILITY__LOG_FORMAT", "xml"),
+                                        ("TOPICBRIDGE_OBSERVABILITY__LOG_LEVEL", "loud"),
+                                        ("TOPICBRIDGE_OBSERVABILITY__ACCESS_LOG", "2"),
+                                        ("TOPICBRIDGE_OBSERVABILITY__REPEAT_WINDOW_SECONDS", "0")])
+def test_bad_observability_settings_are_refused_naming_the_key(var, value):
+    from gateway.settings import ConfigError, load
+    with pytest.raises(ConfigError) as err:
+        load(env={var: value})
+    assert var.removeprefix("TOPICBRIDGE_").lower().replace("__", ".") in str(err.value)

@@ -4,6 +4,7 @@ a2a-sdk server that records the headers it receives), A's relay folds the answer
 from the OpenTelemetry SDK's in-memory exporter."""
 
 import asyncio
+import json
 
 import pytest
 from a2a.server.request_handlers import DefaultRequestHandler
@@ -172,3 +173,25 @@ async def test_an_mcp_tool_call_joins_the_callers_trace(exporter):
     task_spans = [s for s in spans if s.attributes.get("topicbridge.task_id") == submit.attributes["topicbridge.task_id"]]
     assert {"topicbridge.submit", "topicbridge.worker", "topicbridge.relay.fold"} <= {s.name for s in task_spans}
     assert {format(s.context.trace_id, "032x") for s in task_spans} == {TRACE_ID}
+
+
+def test_a_reply_event_whose_trace_is_not_strings_is_refused():
+    from gateway.tasks.envelope import EnvelopeError, ReplyEvent
+    raw = json.dumps({"version": 1, "task_id": "t-1", "attempt": 1, "seq": 0, "trace": {"traceparent": 5},
+                      "event": {"statusUpdate": {"taskId": "t-1", "status": {"state": "TASK_STATE_WORKING"}}}})
+    with pytest.raises(EnvelopeError, match="trace"):
+        ReplyEvent.decode(raw.encode())
+
+
+async def test_a_malformed_traceparent_starts_a_new_trace(exporter):
+    from gateway.workers.worker import Worker
+    exporter.clear()
+    memory = {"backend": "lite", "lite": {"data_dir": None, "tick": 0.005}, "observability": {"tracing": True}}
+    async with running_gateway(memory) as gw:
+        await gw.gateway.add_part(Worker(gw.gateway.backend, "garbled", echo,
+                                         card={"name": "Garbled", "description": "Echoes."}))
+        answer = await gw.http.post("/agents/garbled/", json=send("x"),
+                                    headers={"A2A-Version": "1.0", "traceparent": "00-not-a-trace-01"})
+        assert answer.json()["result"]["task"]["status"]["state"] == "TASK_STATE_COMPLETED"
+    submit = next(s for s in exporter.get_finished_spans() if s.name == "topicbridge.submit")
+    assert submit.parent is None and format(submit.context.trace_id, "032x") != TRACE_ID
