@@ -7,7 +7,8 @@ add up. The hot path never builds a label dict: a child series is resolved once 
 state) and kept. `gateway.metrics = false` turns every recorder into a no-op (the baseline of
 bench.gateway_e2e's `native_nometrics` target).
 
-For a status page, `snapshot()` returns the current values as plain data.
+For a status page, `snapshot()` returns the current values as plain data (with an embedded
+engine, its `topicbridge_engine_*` sizes too).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from a2a.types import a2a_pb2
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from adapters import engine_metrics
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -148,7 +151,8 @@ _gateways: weakref.WeakSet = weakref.WeakSet()
 
 
 def watch(gateway) -> None:
-    """Read this gateway's parts' own counters at every scrape (until it is collected)."""
+    """Read this gateway's parts' own counters at every scrape (until it is collected), and its
+    embedded engine's sizes."""
     _gateways.add(gateway)
 
 
@@ -186,6 +190,7 @@ class PartsCollector(Collector):
 def _collect_gateway(gateway, totals: dict, flights: dict, dead_by: dict, kafka) -> None:
     from gateway.tasks.relay import recorded
     tasks, push = gateway.tasks, gateway.push
+    engine_metrics.watch(gateway.backend)      # collected after this registry (exposition, snapshot)
     totals["bad"] += tasks.bad_events
     totals["deliveries"] += push.delivered
     totals["retries"] += getattr(push, "retried", 0)
@@ -220,15 +225,15 @@ REGISTRY.register(PartsCollector())
 # ---------------------------------------------------------------- reading them
 
 def exposition() -> bytes:
-    """The Prometheus text format of every family."""
-    return generate_latest(REGISTRY)
+    """The Prometheus text format of every family (the embedded engine's too)."""
+    return generate_latest(REGISTRY) + generate_latest(engine_metrics.REGISTRY)
 
 
 def snapshot() -> dict[str, list[dict]]:
     """Current values, for a status page: {sample name: [{"labels": {...}, "value": v}, ...]}.
     Histograms appear as their _count, _sum and _bucket samples."""
     out: dict[str, list[dict]] = {}
-    for family in REGISTRY.collect():
+    for family in (*REGISTRY.collect(), *engine_metrics.REGISTRY.collect()):
         for sample in family.samples:
             if sample.name.endswith("_created"):
                 continue

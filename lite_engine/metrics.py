@@ -3,13 +3,14 @@ topics, subscriptions, ready clients, messages retained, commit-log bytes and se
 histograms recorded where the work happens (fsync latency in the commit log's flusher thread,
 snapshot duration in Engine.snapshot).
 
-`topicbridge engine --metrics-port N` serves them over HTTP (`serve`); an embedded engine's
-gateway may register `EngineCollector` in its own registry.
+`topicbridge engine --metrics-port N` serves them over HTTP (`serve`); a gateway with an
+embedded engine adds them to its own /metrics (`watch`, through adapters/engine_metrics.py).
 """
 
 from __future__ import annotations
 
 import logging
+import weakref
 
 from prometheus_client import CollectorRegistry, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
@@ -25,15 +26,27 @@ SNAPSHOT = Histogram("topicbridge_engine_snapshot_seconds", "Time to write one e
                      buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30))
 
 
-class EngineCollector(Collector):
-    """Reads the engine's sizes when scraped. Caller: the scrape (prometheus_client's HTTP
-    thread): it only reads, and a size may be one event behind."""
+_engines: weakref.WeakSet = weakref.WeakSet()
 
-    def __init__(self, engine) -> None:
-        self.engine = engine
+
+def watch(engine) -> None:
+    """Report `engine`'s sizes at every scrape (until it is collected)."""
+    _engines.add(engine)
+
+
+class EngineCollector(Collector):
+    """Reads the watched engines' sizes when scraped (summed: normally there is one). Caller: the
+    scrape (prometheus_client's HTTP thread, or the gateway's loop): it only reads, and a size
+    may be one event behind."""
 
     def collect(self):
-        sizes = engine_sizes(self.engine)
+        engines = list(_engines)
+        if not engines:
+            return
+        sizes: dict[str, int] = {}
+        for engine in engines:
+            for key, value in engine_sizes(engine).items():
+                sizes[key] = sizes.get(key, 0) + value
         for name, doc in (("topics", "Topics (capability and lite parents)"), ("lite_topics", "Lite topics"),
                           ("clients", "Lite clients with a session"),
                           ("subscriptions", "Lite topic subscriptions over all clients"),
@@ -73,8 +86,11 @@ def _segments(engine) -> list:
 def serve(engine, host: str, port: int) -> int:
     """Serve GET /metrics for `engine` on host:port (0: a free port) from a daemon thread;
     returns the port."""
-    REGISTRY.register(EngineCollector(engine))
+    watch(engine)
     server, _ = start_http_server(port, addr=host, registry=REGISTRY)
     bound = server.server_address[1]
     log.info("engine metrics on http://%s:%d/metrics", host, bound)
     return bound
+
+
+REGISTRY.register(EngineCollector())

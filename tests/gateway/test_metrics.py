@@ -91,6 +91,9 @@ async def test_every_family_the_issue_names_is_exposed(gw):
             "topicbridge_push_dead_letters", "topicbridge_dead_lettered_envelopes", "topicbridge_requests",
             "topicbridge_backend_operation_seconds", "topicbridge_backend_up", "topicbridge_relay_bad_events",
             "topicbridge_lean_answers"} <= names
+    # the embedded engine's sizes join the gateway's families
+    assert {"topicbridge_engine_topics", "topicbridge_engine_lite_topics", "topicbridge_engine_subscriptions",
+            "topicbridge_engine_messages_retained", "topicbridge_engine_fsync_seconds"} <= names
 
 
 async def test_metrics_need_the_admin_token(gw):
