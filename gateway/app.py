@@ -54,7 +54,8 @@ class Gateway:
         self.supervisor = supervisor or Supervisor()
         self.backend = backend or open_backend(settings)
         self.tasks = TaskService(self.backend, instance_id=options["instance_id"], supervisor=self.supervisor, **{
-            k: v for k, v in options.items() if k in ("lease_seconds", "adoption_interval", "channel_idle_seconds")})
+            k: v for k, v in options.items() if k in ("lease_seconds", "adoption_interval", "channel_idle_seconds",
+                                                     "max_tasks_in_flight")})
         self.registry = Registry(self.backend, expiry=options["capability_expiry_seconds"])
         self.lifetimes = Lifetimes(self.tasks, timeout_of=self.registry.timeout_of, capability_names=self.registry.names,
                                    timeout=options["task_timeout_seconds"], retention=options["task_retention_seconds"])
@@ -121,7 +122,8 @@ class Gateway:
     def middleware(self) -> list[Middleware]:
         middleware = [*observability.middleware(self.observability),
                       ui_session.middleware(self),      # a browser's login cookie, for the guard
-                      Middleware(GatewayGuard, **GatewayGuard.settings_kwargs(self.settings))]
+                      Middleware(GatewayGuard, **GatewayGuard.settings_kwargs(self.settings),
+                                 admission=self.tasks.admission)]
         if self.options["a2a_lean_dispatch"]:
             middleware.append(Middleware(LeanSendMessage, **self.a2a.lean_options()))
         return middleware

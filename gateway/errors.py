@@ -35,6 +35,7 @@ from adapters import errors as backend
 from gateway.http import errors as http
 from gateway.registry import cardfetch as card
 from gateway.tasks import errors as task
+from gateway.tasks.admission import CapabilityOverloadedError
 
 MCP_CONFLICT = -31409
 MCP_RESOURCE_EXHAUSTED = -31429
@@ -85,6 +86,7 @@ TABLE: dict[type[Exception], Codes] = {
     task.WrongCapabilityError: _BAD_INPUT,
     task.NotCancelableError: Codes(409, TaskNotCancelableError, INVALID_PARAMS, "FAILED_PRECONDITION"),
     task.SubscriberTooSlowError: _EXHAUSTED,
+    CapabilityOverloadedError: _UNAVAILABLE,       # its workers lag: retry later (admission.py)
     # agent cards and outbound URLs: a URL the gateway may not or cannot reach is well-formed but
     # unprocessable (422); a bad card is the caller's bad input
     card.CardError: Codes(422, InvalidParamsError, INVALID_PARAMS, "FAILED_PRECONDITION"),
@@ -94,7 +96,7 @@ TABLE: dict[type[Exception], Codes] = {
     # the guard's refusals
     **{cls: _refused(cls) for cls in (http.RequestRefusedError, http.UnauthorizedError, http.BodyTooLargeError,
                                       http.BodyTimeoutError, http.MalformedBodyError, http.ForbiddenError,
-                                      http.RateLimitedError)},
+                                      http.RateLimitedError, http.OverloadedError)},
 }
 
 

@@ -4,6 +4,7 @@
     ├── UnauthorizedError                   -- no valid bearer token
     ├── ForbiddenError(right)               -- a valid one, without the right for this route
     ├── RateLimitedError(retry_after)       -- 429: this principal's request rate is over its limit
+    ├── OverloadedError(capability, retry_after) -- 503: the capability has its limit of work in flight
     ├── BodyTooLargeError(size, limit)      -- the body is over gateway.max_body_bytes
     ├── BodyTimeoutError(seconds)           -- the body did not arrive in time
     └── MalformedBodyError(received, reason) -- JSON nested too deeply, or not UTF-8
@@ -52,6 +53,16 @@ class RateLimitedError(RequestRefusedError):
     def __init__(self, retry_after: float) -> None:
         self.retry_after = retry_after
         super().__init__(f"too many requests: retry after {retry_after:g} seconds")
+
+
+class OverloadedError(RequestRefusedError):
+    http_status = 503
+    grpc_status = "UNAVAILABLE"
+
+    def __init__(self, capability: str, retry_after: float) -> None:
+        self.capability, self.retry_after = capability, retry_after
+        super().__init__(f"capability {capability[:100]!r} has its limit of tasks in flight: "
+                         f"retry after {retry_after:g} seconds")
 
 
 class BodyTooLargeError(RequestRefusedError):

@@ -22,6 +22,11 @@
   headers gets 408. Only the body is timed: a response may take as long as it takes (SSE
   streams, a blocking SendMessage).
 
+Load (ratelimit.py, tasks/admission.py): past `gateway.rate_limit` a principal gets 429, and a
+submission to a capability at `gateway.max_tasks_in_flight` gets 503, both with `Retry-After`,
+before the body is read. (A POST to `/agents/<name>/` counts as a submission: which JSON-RPC
+method it carries is only known after the body.)
+
 Refusals are in the shape of the route: a JSON-RPC error (`id` null) for `POST /agents/`,
 `POST /agents/<name>/` and `POST /mcp`, `{"error": {"code", "status", "message"}}` for the A2A
 HTTP+JSON routes, the admin API's `{"error": {"type", "message", ...}}` under `/admin`, each with
@@ -35,6 +40,7 @@ How `serve` runs uvicorn (header deadline and size cap, keep-alive, concurrency)
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import ipaddress
 import json
 import re
@@ -42,8 +48,9 @@ import re
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .auth import ANONYMOUS, AuthError, Authenticator, open_surfaces, token_list
-from .errors import (BodyTimeoutError, BodyTooLargeError, ForbiddenError, MalformedBodyError, RequestRefusedError,
-                     UnauthorizedError)
+from .errors import (BodyTimeoutError, BodyTooLargeError, ForbiddenError, MalformedBodyError, OverloadedError,
+                     RateLimitedError, RequestRefusedError, UnauthorizedError)
+from .ratelimit import from_setting
 from .json_depth import JsonDepth
 
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
@@ -52,6 +59,7 @@ DEFAULT_BODY_TIMEOUT = 30.0
 
 _PROTECTED = re.compile(r"^/(admin|agents|metrics)(/|$)")
 _CAPABILITY = re.compile(r"^/agents/([^/]+)(/|$)")
+_SUBMISSION = re.compile(r"^/agents/[^/]+/((v1/)?message:(send|stream))?$")
 PRINCIPAL_KEY = "topicbridge.principal"     # scope["state"] key: the auth.Principal of the request
 METADATA_PATH = "/.well-known/oauth-protected-resource"
 _MCP = re.compile(r"^/mcp/?$")
@@ -76,8 +84,11 @@ class GatewayGuard:
     def __init__(self, app: ASGIApp, tokens: list[str] | None = None,
                  max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, max_json_depth: int = DEFAULT_MAX_JSON_DEPTH,
                  body_timeout: float = DEFAULT_BODY_TIMEOUT, authenticator: Authenticator | None = None,
-                 open_surfaces: frozenset[str] = frozenset()) -> None:
+                 open_surfaces: frozenset[str] = frozenset(), rate_limit: str | None = None,
+                 admission=None) -> None:
         self.app = app
+        self.rate_limiter = from_setting(rate_limit)
+        self.admission = admission      # tasks.admission.Admission: over(capability) -> retry-after or None
         self.authenticator = authenticator or Authenticator(tokens or [])
         self.open = open_surfaces
         self.max_body_bytes = max_body_bytes
@@ -88,6 +99,7 @@ class GatewayGuard:
     def settings_kwargs(cls, settings: dict) -> dict:
         gateway = settings.get("gateway", {})
         return {"authenticator": Authenticator.from_settings(settings), "open_surfaces": open_surfaces(settings),
+                "rate_limit": gateway.get("rate_limit"),
                 "max_body_bytes": gateway.get("max_body_bytes") or DEFAULT_MAX_BODY_BYTES,
                 "max_json_depth": gateway.get("max_json_depth") or DEFAULT_MAX_JSON_DEPTH,
                 "body_timeout": float(gateway.get("body_timeout_seconds") or DEFAULT_BODY_TIMEOUT)}
@@ -102,6 +114,8 @@ class GatewayGuard:
                 return
         elif not _MCP.match(path):
             await self.app(scope, receive, send)
+            return
+        elif not await self._within_rate(scope, send, _mcp_key(scope)):
             return
         await self._guarded(scope, receive, send, self.max_body_bytes if path.startswith("/agents") else None)
 
@@ -125,8 +139,24 @@ class GatewayGuard:
         if capability and not principal.may_use(capability.group(1)):
             await _refuse(scope, send, ForbiddenError(f"capability {capability.group(1)[:100]!r}"))
             return False
+        if not await self._within_rate(scope, send, principal.id or _client_key(scope)):
+            return False
+        if self.admission is not None and scope["method"] == "POST" and _SUBMISSION.match(path):
+            retry = self.admission.over(capability.group(1))
+            if retry is not None:
+                await _refuse(scope, send, OverloadedError(capability.group(1), retry), _retry_after(retry))
+                return False
         scope.setdefault("state", {})[PRINCIPAL_KEY] = principal
         return True
+
+    async def _within_rate(self, scope: Scope, send: Send, key: str) -> bool:
+        if self.rate_limiter is None:
+            return True
+        retry = await self.rate_limiter.retry_after(key)
+        if retry is None:
+            return True
+        await _refuse(scope, send, RateLimitedError(retry), _retry_after(retry))
+        return False
 
     async def _guarded(self, scope: Scope, receive: Receive, send: Send, size_limit: int | None) -> None:
         if size_limit is not None:
@@ -231,6 +261,21 @@ def _base(scope: Scope) -> str:
         server = scope.get("server") or ("localhost", None)
         host = f"{server[0]}:{server[1]}" if server[1] else server[0]
     return f"{scope.get('scheme', 'http')}://{host}"
+
+
+def _retry_after(seconds: float) -> list:
+    return [(b"retry-after", str(max(1, round(seconds))).encode())]
+
+
+def _client_key(scope: Scope) -> str:
+    client = scope.get("client") or ("?", 0)
+    return f"ip:{client[0]}"
+
+
+def _mcp_key(scope: Scope) -> str:
+    """/mcp authenticates in its own guard: its callers are told apart by credential, else address."""
+    value = next((v for k, v in scope["headers"] if k.lower() == b"authorization"), b"")
+    return "cred:" + hashlib.sha256(value).hexdigest()[:32] if value else _client_key(scope)
 
 
 def principal_of(scope: Scope):

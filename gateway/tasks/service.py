@@ -32,6 +32,7 @@ from . import channels
 from . import fold
 from . import positions
 from .envelope import ControlEvent, ReplyEvent, TaskEnvelope
+from .admission import Admission
 from .index import Page, TaskIndex
 from .lifetimes import TASK_TIMEOUT
 from .errors import (ContextMismatchError, NotCancelableError, TaskError, TaskNotFoundError, TaskRunningError,
@@ -52,7 +53,8 @@ class TaskService:
     def __init__(self, backend: Backend, *, instance_id: str | None = None, poll_wait: float = 1.0,
                  index_delay: float = INDEX_DELAY, supervisor: Supervisor | None = None,
                  lease_seconds: float = LEASE_SECONDS, adoption_interval: float = ADOPTION_INTERVAL,
-                 channel_idle_seconds: float = channels.CHANNEL_IDLE_SECONDS) -> None:
+                 channel_idle_seconds: float = channels.CHANNEL_IDLE_SECONDS,
+                 max_tasks_in_flight: int | None = None) -> None:
         self.backend = backend
         self.instance_id = instance_id or f"gw-{os.getpid()}-{os.urandom(3).hex()}"
         self.poll_wait = poll_wait
@@ -68,6 +70,8 @@ class TaskService:
         self._owners: Owners | None = None
         self.recovery: Recovery | None = None
         self.on_event: list = []        # the relay's hooks (see Relay.on_event); add before start
+        self.admission = Admission(max_tasks_in_flight)     # work in flight per capability (admission.py)
+        self.on_event.append(self.admission.on_event)
         # capability -> seconds a turn may run before it fails (lifetimes.py sets it from the registry)
         self.timeout_of = None
         self.task_timeout = TASK_TIMEOUT
@@ -112,7 +116,9 @@ class TaskService:
                      principal: str = "") -> tuple[a2a_pb2.Task, Watch]:
         """Publish a task for `capability`; return the submitted task and a watch on its events.
         `principal` (who asked; "" without authentication) is recorded with the capability: only
-        they see the task through that capability (gateway/a2a/access.py)."""
+        they see the task through that capability (gateway/a2a/access.py). Raises
+        CapabilityOverloadedError when the capability has its limit of tasks in flight."""
+        self.admission.check(capability)
         task_id = await self._new_task_id()
         context_id = message.context_id or channels.new_task_id()
         message.task_id, message.context_id = task_id, context_id
@@ -126,6 +132,7 @@ class TaskService:
         watch = Watch(task_id)
         submitted = _copy(task)             # the relay folds events into `task` from now on
         self._relay.active[task_id] = Active(task, watches=[watch])
+        self.admission.add(capability, task_id, deadline)
         await self._consumer.subscribe([channels.reply_channel(task_id)])
         with tracing.task_span("topicbridge.submit", None, task_id, capability, self.backend):
             envelope = TaskEnvelope(task_id, context_id, capability, message, deadline, time.time(),
@@ -135,6 +142,7 @@ class TaskService:
             metrics.task_state(capability, a2a_pb2.TASK_STATE_SUBMITTED)
         else:
             self._relay.active.pop(task_id, None)
+            self.admission.discard(task_id)
             with contextlib.suppress(BackendError):
                 await self._consumer.unsubscribe([channels.reply_channel(task_id)])
             if isinstance(published, BackendError):
