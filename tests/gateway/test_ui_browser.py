@@ -26,6 +26,7 @@ STEP = 20.0         # seconds any one page may take to show what a step waits fo
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.common.exceptions import TimeoutException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support import expected_conditions as seen  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
@@ -131,6 +132,12 @@ async def test_every_page_drives_an_agent_from_registration_to_a_completed_task(
     await page.open("/")
     assert (await page.run(lambda: page.driver.current_url)).endswith("/admin/ui/")
     await page.accessible()
+    # From the keyboard: the first Tab reaches the skip link, Enter moves focus into the content.
+    body = await page.find("body")
+    await page.run(body.send_keys, Keys.TAB)
+    assert await page.script("return document.activeElement.className") == "skip"
+    await page.run(lambda: page.driver.switch_to.active_element.send_keys(Keys.ENTER))
+    await page.wait(lambda d: d.execute_script("return document.activeElement.id") == "main")
 
     # Register a real a2a-sdk agent by its card URL, with the keyboard's form.
     field = await page.find("#card_url")

@@ -107,7 +107,13 @@ function taskPage() {
   let first = true;
   source.addEventListener("event", e => {
     const event = JSON.parse(e.data);
-    if (first && event.task) { first = false; return; }      // the page shows the task already
+    if (first && event.task) {          // the task as it is now: news only if it moved on since the page was made
+      first = false;
+      const s = event.task.status || {};
+      const text = partsText(s.message && s.message.parts);
+      if (stateName(s.state) === timeline.dataset.state && text === timeline.dataset.text) return;
+      state.textContent = stateName(s.state); state.className = "badge " + stateName(s.state);
+    }
     const [kind, who, text] = describeEvent(event);
     timeline.append(timelineItem(kind, who, text));
     if (event.statusUpdate) { const s = stateName(event.statusUpdate.status.state); state.textContent = s; state.className = "badge " + s; }
