@@ -15,8 +15,10 @@ name gets "capability not registered" in the shape of the protocol asked for. JS
 `SendMessage`, the hot call, is answered in front of these routes by `a2a_lean.LeanSendMessage`
 over the same handler.
 
-Not here yet: the gRPC binding, and a custom protocol binding over the broker itself (DESIGN.md
-"Beyond the peers" 3) that would be declared by URI in `supportedInterfaces`.
+The gRPC binding runs beside these routes on its own port (`grpc.py`); the cards here list it.
+Cards are served by `card_http.py` (strict 1.0, ETag, max-age, 304). Not here yet: a custom
+protocol binding over the broker itself (DESIGN.md "Beyond the peers" 3) that would be declared
+by URI in `supportedInterfaces`.
 """
 
 from __future__ import annotations
