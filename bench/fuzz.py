@@ -4,8 +4,9 @@
 
 A real `topicbridge serve --demo` in its own process (its log to a file); the cases come from
 the hypothesis strategies of tests/gateway/fuzz_cases.py (A2A JSON-RPC and HTTP+JSON, /mcp in the
-2025-06-18 and 2025-11-25 eras, the admin API), drawn in batches by `@given` (generation only, no
-shrinking) and sent concurrently. Prints one JSON object: counts per surface and status class,
+2025-06-18 and 2025-11-25 eras, the admin API), one per `@given` example (generation only, no
+shrinking), handed through a bounded queue to `--concurrency` senders on an event loop in
+another thread, so generating and sending overlap. Prints one JSON object: counts per surface and status class,
 responses 5xx, transport errors, whether the gateway was still alive, and the tracebacks and
 lines its log got. Done when `5xx == 0`, `crashed is false` and `log_tracebacks == 0`.
 """
@@ -20,6 +21,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -31,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench._util import emit, progress  # noqa: E402
-from tests.gateway.fuzz_cases import SURFACES, Case  # noqa: E402
+from tests.gateway.fuzz_cases import SURFACES  # noqa: E402
 
 
 def free_port() -> int:
@@ -73,60 +75,67 @@ class Gateway:
             self.process.wait()
 
 
-async def send_all(http: httpx.AsyncClient, cases: list[Case], concurrency: int, tally: dict, fives: list) -> None:
-    queue = list(cases)
-
-    async def worker() -> None:
-        while queue:
-            case = queue.pop()
-            try:
-                response = await http.request(case.method, case.path, headers=case.headers, content=case.body)
-                status = f"{response.status_code // 100}xx"
-                if response.status_code >= 500 and len(fives) < 20:
-                    fives.append({"case": repr(case)[:400], "status": response.status_code,
-                                  "body": response.text[:300]})
-            except httpx.HTTPError as e:
-                status = f"transport:{type(e).__name__}"
-            tally[case.surface][status] += 1
-
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
+async def sender(http: httpx.AsyncClient, queue: asyncio.Queue, tally: dict, fives: list) -> None:
+    while (case := await queue.get()) is not None:
+        try:
+            response = await http.request(case.method, case.path, headers=case.headers, content=case.body)
+            status = f"{response.status_code // 100}xx"
+            if response.status_code >= 500 and len(fives) < 20:
+                fives.append({"case": repr(case)[:400], "status": response.status_code, "body": response.text[:300]})
+        except httpx.HTTPError as e:
+            status = f"transport:{type(e).__name__}"
+        tally[case.surface][status] += 1
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=100_000)
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--batch", type=int, default=250)
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="topicbridge-fuzz-"))
     gateway = Gateway(workdir)
     tally: dict = collections.defaultdict(collections.Counter)
     fives: list = []
     loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
     started = time.monotonic()
     try:
         gateway.wait_ready()
         progress(f"gateway up on {gateway.base}; sending {args.cases} cases")
-        http = httpx.AsyncClient(base_url=gateway.base, timeout=30,
-                                 limits=httpx.Limits(max_connections=args.concurrency))
-        everything = st.one_of(*SURFACES.values())
+        thread.start()
+
+        async def setup() -> tuple:
+            http = httpx.AsyncClient(base_url=gateway.base, timeout=30,
+                                     limits=httpx.Limits(max_connections=args.concurrency))
+            queue = asyncio.Queue(args.concurrency * 4)
+            senders = [asyncio.create_task(sender(http, queue, tally, fives)) for _ in range(args.concurrency)]
+            return http, queue, senders
+
+        http, queue, senders = asyncio.run_coroutine_threadsafe(setup(), loop).result()
         sent = [0]
 
-        @settings(max_examples=max(1, args.cases // args.batch), deadline=None, database=None,
-                  phases=[Phase.generate], suppress_health_check=list(HealthCheck))
-        @given(st.lists(everything, min_size=args.batch, max_size=args.batch))
-        def batch(cases):
-            loop.run_until_complete(send_all(http, cases, args.concurrency, tally, fives))
-            sent[0] += len(cases)
-            if sent[0] % (args.batch * 20) == 0:
+        @settings(max_examples=args.cases, deadline=None, database=None, phases=[Phase.generate],
+                  suppress_health_check=list(HealthCheck))
+        @given(st.one_of(*SURFACES.values()))
+        def one(case):
+            asyncio.run_coroutine_threadsafe(queue.put(case), loop).result()
+            sent[0] += 1
+            if sent[0] % 10_000 == 0:
                 progress(f"{sent[0]} cases, {sum(t.get('5xx', 0) for t in tally.values())} 5xx")
 
-        batch()
-        loop.run_until_complete(http.aclose())
+        one()
+
+        async def finish() -> None:
+            for _ in senders:
+                await queue.put(None)
+            await asyncio.gather(*senders)
+            await http.aclose()
+
+        asyncio.run_coroutine_threadsafe(finish(), loop).result()
         alive = gateway.process.poll() is None and httpx.get(f"{gateway.base}/healthz", timeout=10).status_code == 200
     finally:
         gateway.stop()
-        loop.close()
+        loop.call_soon_threadsafe(loop.stop)
     log = gateway.log.read_text(errors="replace")
     total = sum(sum(t.values()) for t in tally.values())
     emit({"bench": "fuzz", "cases": total, "seconds": round(time.monotonic() - started, 1),
