@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import json
 import os
 import socket
 import subprocess
@@ -120,8 +121,8 @@ def main() -> None:
         def one(case):
             asyncio.run_coroutine_threadsafe(queue.put(case), loop).result()
             sent[0] += 1
-            if sent[0] % 10_000 == 0:
-                progress(f"{sent[0]} cases, {sum(t.get('5xx', 0) for t in tally.values())} 5xx")
+            if sent[0] % 2_000 == 0:        # a partial run can be quoted from these lines
+                progress(f"{sent[0]} cases: " + json.dumps({k: dict(v) for k, v in sorted(tally.items())}))
 
         one()
 
