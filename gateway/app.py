@@ -5,6 +5,7 @@ names a part that is down."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 
@@ -25,6 +26,7 @@ from gateway.a2a.grpc import GrpcSurface
 from gateway.a2a.routes import A2ASurface
 from gateway.admin import api as admin
 from gateway.backend_start import start_backend
+from gateway.http.backend_gate import BackendGate, BackendWatch
 from gateway.http import quiet
 from gateway.http.guard import GatewayGuard
 from gateway.http.outbound import AddressPolicy
@@ -39,6 +41,7 @@ from gateway.ui import pages as ui
 from gateway.ui import session as ui_session
 
 log = logging.getLogger("topicbridge.gateway")
+CLOSE_SECONDS, CLOSE_SECONDS_BACKEND_DOWN = 10.0, 1.0
 
 
 class Gateway:
@@ -68,6 +71,8 @@ class Gateway:
         self.mcp = McpSurface(self)
         self.a2a.grpc = GrpcSurface.from_settings(self.a2a.handler, settings, self.supervisor)     # None: off
         self._parts: list = [self.tasks, self.registry, self.lifetimes, self.bridges, self.mcp, self.push]
+        self.backend_watch = BackendWatch(self.backend, self.supervisor)     # calls fail fast while it is down
+        self._parts.append(self.backend_watch)
         self._parts += [self.a2a.grpc] if self.a2a.grpc is not None else []
         if options["demo"]:
             self._parts += demo_agents(self.backend)
@@ -104,15 +109,15 @@ class Gateway:
 
     async def close(self) -> None:
         self.ready = False
+        # A part waiting on a backend that is gone would hold the shutdown for the backend's own
+        # timeouts (Kafka: 30 s per consumer): each gets a bound, shorter while it is known down.
+        bound = CLOSE_SECONDS_BACKEND_DOWN if self.backend_watch.reason else CLOSE_SECONDS
         while self._started:
             part = self._started.pop()
-            try:
-                await part.close()
-            except Exception:       # the other parts and the backend must still close
-                log.exception("closing %s failed", type(part).__name__)
+            await _close_within(part.close(), type(part).__name__, bound)
         await self.supervisor.close()
         self._backend_started = False
-        await self.backend.close()
+        await _close_within(self.backend.close(), "the backend", bound)
 
     def routes(self) -> list:
         return [Route("/healthz", self._health, methods=["GET"]), Route("/readyz", self._ready, methods=["GET"]),
@@ -123,7 +128,8 @@ class Gateway:
         middleware = [*observability.middleware(self.observability),
                       ui_session.middleware(self),      # a browser's login cookie, for the guard
                       Middleware(GatewayGuard, **GatewayGuard.settings_kwargs(self.settings),
-                                 admission=self.tasks.admission)]
+                                 admission=self.tasks.admission),
+                      Middleware(BackendGate, watch=self.backend_watch)]
         if self.options["a2a_lean_dispatch"]:
             middleware.append(Middleware(LeanSendMessage, **self.a2a.lean_options()))
         return middleware
@@ -149,6 +155,21 @@ def demo_agents(backend: Backend) -> list:
     """The native example agents echo and word-stats (gateway/workers/demo.py)."""
     from gateway.workers.demo import workers
     return workers(backend)
+
+
+async def _close_within(closing, what: str, seconds: float) -> None:
+    try:
+        async with asyncio.timeout(seconds):
+            await closing
+    except TimeoutError:
+        log.warning("closing %s took over %g s; left behind", what, seconds)
+    except asyncio.CancelledError:
+        if asyncio.current_task().cancelling():
+            raise
+        # not ours: a client library's own task cancelled under it (aiokafka's fetcher on a gone broker)
+        log.warning("closing %s was cut short inside its client library", what)
+    except Exception as e:  # the other parts and the backend must still close
+        log.warning("closing %s failed: %s: %s", what, type(e).__name__, e)
 
 
 def build_app(settings: dict, backend: Backend | None = None, *, supervisor: Supervisor | None = None) -> Starlette:
