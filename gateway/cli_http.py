@@ -99,7 +99,7 @@ def stream(args, what: str, path: str) -> Iterator[tuple[str, dict]]:
             name, data = "message", []
             for line in response.iter_lines():
                 if not line:
-                    if data:
+                    if "".join(data).strip():       # an event without data carries nothing
                         yield name, json.loads("\n".join(data))
                     name, data = "message", []
                 elif line.startswith("event:"):

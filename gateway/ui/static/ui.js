@@ -36,7 +36,8 @@ async function readSSE(response, onEvent) {
         if (line.startsWith("event:")) name = line.slice(6).trim();
         else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
       }
-      if (data.length) onEvent(name, data.join("\n"));
+      const text = data.join("\n");
+      if (text.trim()) onEvent(name, text);       // an event without data (a resumption point) carries nothing
     }
   }
 }
