@@ -5,22 +5,25 @@ user and the answer continues the A2A task (TaskService.resume, any instance):
     2025-11-25   an `elicitation/create` request on the call's session; accept -> the answer
                  continues the task and the call keeps waiting; decline -> today's result (the
                  question and the task id to answer with); cancel -> the task is canceled
-    2026-07-28   an `input_required` result (MRTR) whose `inputRequests.answer` is that
-                 elicitation and whose `requestState` names the task; the client retries the
-                 call with `inputResponses.answer` and the state, which continues the task
+    2026-07-28   an `input_required` result (MRTR) whose one input request is that elicitation
+                 (keyed by the form's `title` when it is a plain name, else `answer`) and whose
+                 `requestState` names the task; the client retries the call with the response
+                 and the state, which continues the task
 
 The form is the agent's own when its status message carries a data part holding a JSON Schema
 of an object (`requestedSchema`); otherwise one string field, `answer`. An accepted answer
 becomes the next turn's message: the `answer` text, or the form's content as a data part.
 
 Clients without elicitation keep the plain result. The state is not a secret: it names the
-task, whose id is already the capability to answer it (as the `task_id` argument is), and the
-task must be waiting for input on the tool's own capability.
+task and the question (the task's history length when it asked), and it is checked against the
+task itself on whichever instance the retry lands: an altered or replayed state is INVALID_PARAMS.
+The task id is already the capability to answer it (as the `task_id` argument is).
 """
 
 from __future__ import annotations
 
 import os
+import re
 
 from a2a.types import a2a_pb2
 from google.protobuf import json_format
@@ -33,6 +36,8 @@ from .results import json_value, status_text, task_meta
 from .tasks import Call
 
 ANSWER = "answer"
+_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
+_STATE = re.compile(r"topicbridge-task:(?P<task>[0-9a-f]{32})/(?P<round>[0-9]{1,6})")
 _STATE_PREFIX = "topicbridge-task:"
 
 
@@ -78,22 +83,38 @@ def form_params(task: a2a_pb2.Task) -> dict:
 
 
 def input_required(task: a2a_pb2.Task) -> dict:
-    """The 2026-07-28 result that asks the agent's question and names the task to continue."""
+    """The 2026-07-28 result that asks the agent's question and names the task to continue. The
+    request's key is the agent's form `title` when that is a plain name, else `answer`."""
+    title = requested_schema(task).get("title")
+    key = title if isinstance(title, str) and _KEY.fullmatch(title) else ANSWER
     return {"resultType": "input_required",
-            "inputRequests": {ANSWER: {"method": "elicitation/create", "params": form_params(task)}},
-            "requestState": _STATE_PREFIX + task.id}
+            "inputRequests": {key: {"method": "elicitation/create", "params": form_params(task)}},
+            "requestState": f"{_STATE_PREFIX}{task.id}/{len(task.history)}"}     # a new state each round
 
 
-def task_of_state(state: str) -> str:
-    """The task id a retried call's `requestState` names; INVALID_PARAMS for anything else."""
-    if not isinstance(state, str) or not state.startswith(_STATE_PREFIX) or len(state) > 200:
+def task_of_state(state: str) -> tuple[str, int]:
+    """(task id, round) of a retried call's `requestState`; INVALID_PARAMS for anything else."""
+    found = _STATE.fullmatch(state) if isinstance(state, str) else None
+    if found is None:
         raise MCPError(INVALID_PARAMS, "requestState: not a state this gateway issued")
-    return state[len(_STATE_PREFIX):]
+    return found["task"], int(found["round"])
+
+
+async def _waiting_task(tasks, state: str) -> a2a_pb2.Task:
+    """The task the state names, checked against the task itself: it must be waiting for the
+    answer to exactly the question that state was issued with (a changed id or round, or an
+    answer given already, is refused)."""
+    task_id, round_ = task_of_state(state)
+    task = await tasks.get(task_id)
+    if task is None or not asks(task) or len(task.history) != round_:
+        raise MCPError(INVALID_PARAMS, "requestState: no task waits for this answer (tampered or stale state)")
+    return task
 
 
 def response_content(responses: dict | None) -> tuple[str, dict | None]:
     """(action, content) of the answer in a retried call's `inputResponses`."""
-    response = (responses or {}).get(ANSWER)
+    responses = responses or {}
+    response = responses.get(ANSWER) or (next(iter(responses.values())) if len(responses) == 1 else None)
     if response is None:
         raise MCPError(INVALID_PARAMS, f"inputResponses: no {ANSWER!r} response to the agent's question")
     action = getattr(response, "action", None)
@@ -117,15 +138,13 @@ def declined(task: a2a_pb2.Task, action: str) -> dict:
 async def continue_retry(tasks, capability: str, params) -> tuple[Call | None, dict | None]:
     """A 2026-07-28 retry carrying the answer: (the continued call, None), or (None, the result)
     when the user declined or cancelled."""
-    task_id = task_of_state(params.request_state)
     action, content = response_content(params.input_responses)
     try:
+        task = await _waiting_task(tasks, params.request_state)
+        task_id = task.id
         if action == "accept":
             task, watch = await tasks.resume(task_id, answer_message(content), capability=capability)
             return Call(task, watch), None
-        task = await tasks.get(task_id)
-        if task is None or not asks(task):
-            raise MCPError(INVALID_PARAMS, "requestState: the task does not wait for an answer")
         if action == "cancel":
             await tasks.cancel(task_id, "the user cancelled the agent's question")
         return None, declined(task, action)

@@ -50,6 +50,7 @@ from gateway.errors import mcp_error
 from gateway.tasks import fold
 from gateway.tasks.service import TaskError
 from . import elicit
+from .events import RecentEvents
 from . import lean as mcp_lean
 from .auth import AccessPolicy, McpGuard, metadata_routes, owner_from
 from .results import status_text, tool_result
@@ -103,7 +104,7 @@ class McpSurface:
         self.listen = ListenHandler(self.bus)
         self.server = self._build_server()
         self.manager = StreamableHTTPSessionManager(
-            app=self.server, json_response=False, stateless=False,
+            app=self.server, json_response=False, stateless=False, event_store=RecentEvents(), retry_interval=1000,   # Last-Event-ID
             # The guard below does Origin/Host; the SDK still checks Content-Type.
             security_settings=TransportSecuritySettings(enable_dns_rebinding_protection=False),
             session_idle_timeout=float(settings.get("mcp_session_idle_seconds",

@@ -13,6 +13,7 @@ import itertools
 import json
 
 from a2a.types import a2a_pb2
+from google.protobuf import json_format
 
 from gateway.mcp.tools import TOOL_EXTENSION_URI
 from gateway.registry.capabilities import Capability, Registry
@@ -116,6 +117,53 @@ def _args(task) -> dict:
     return task.data[0] if task.data else {}
 
 
+# The forms the elicitation scenarios expect: the agent sends each as a JSON Schema data part of
+# its INPUT_REQUIRED status, which the gateway turns into the elicitation's requestedSchema.
+USER_FORM = {"type": "object", "required": ["username", "email"], "properties": {
+    "username": {"type": "string", "description": "User's response"},
+    "email": {"type": "string", "description": "User's email address"}}}
+NAME_FORM = {"type": "object", "title": "user_name", "required": ["name"],   # title: the MRTR input request's key
+             "properties": {"name": {"type": "string"}}}
+DEFAULTS_FORM = {"type": "object", "properties": {
+    "name": {"type": "string", "default": "John Doe"},
+    "age": {"type": "integer", "default": 30},
+    "score": {"type": "number", "default": 95.5},
+    "status": {"type": "string", "enum": ["active", "inactive", "pending"], "default": "active"},
+    "verified": {"type": "boolean", "default": True}}}
+ENUMS_FORM = {"type": "object", "properties": {
+    "untitledSingle": {"type": "string", "enum": ["option1", "option2", "option3"]},
+    "titledSingle": {"type": "string", "oneOf": [{"const": "value1", "title": "First Option"},
+                                                 {"const": "value2", "title": "Second Option"},
+                                                 {"const": "value3", "title": "Third Option"}]},
+    "legacyEnum": {"type": "string", "enum": ["opt1", "opt2", "opt3"],
+                   "enumNames": ["Option One", "Option Two", "Option Three"]},
+    "untitledMulti": {"type": "array", "items": {"type": "string", "enum": ["option1", "option2", "option3"]}},
+    "titledMulti": {"type": "array", "items": {"anyOf": [{"const": "value1", "title": "First Choice"},
+                                                         {"const": "value2", "title": "Second Choice"},
+                                                         {"const": "value3", "title": "Third Choice"}]}}}}
+
+
+def _form(title: str, field: str, kind: str = "string") -> dict:
+    return {"type": "object", "title": title, "required": [field], "properties": {field: {"type": kind}}}
+
+
+def asking(form: dict, question: str | None, answer: str, *more: tuple[dict, str]):
+    """An agent that asks with `form` (the call's `message` argument as the question when
+    `question` is None), then with each of `more` (form, question) in later turns, and completes
+    with `answer` formatted with the user's last content."""
+    async def handler(task):
+        rounds = [(form, question), *more]
+        if task.turn < len(rounds):
+            part = a2a_pb2.Part(media_type="application/schema+json")
+            json_format.ParseDict(rounds[task.turn][0], part.data)
+            await task.status(a2a_pb2.TASK_STATE_INPUT_REQUIRED,
+                              rounds[task.turn][1] or _args(task).get("message", "?"), parts=[part])
+            return
+        content = _args(task) or {"answer": task.text}
+        await task.complete(answer.format(content=json.dumps(content)))
+    return handler
+
+
 _generated = itertools.count()
 
 
@@ -148,6 +196,25 @@ def fixtures(registry: Registry) -> list[tuple[str, object, dict, dict | None, s
         ("json_schema_2020_12_tool", greet, JSON_SCHEMA_2020_12, None, None),
         ("test_custom_headers", custom_headers, custom, None, None),
         ("test_trigger_tool_change", trigger_tool_change(registry), NO_ARGUMENTS, None, None),
+        ("test_elicitation", asking(USER_FORM, None, "User response: action=accept, content={content}"),
+         {"type": "object", "properties": {"message": {"type": "string"}}, "required": ["message"]}, None, None),
+        ("test_elicitation_sep1034_defaults", asking(DEFAULTS_FORM, "Please review your details.",
+                                                     "Elicitation completed: action=accept, content={content}"),
+         NO_ARGUMENTS, None, None),
+        ("test_input_required_result_elicitation", asking(NAME_FORM, "What is your name?", "Hello, {content}"),
+         NO_ARGUMENTS, None, None),
+        ("test_input_required_result_request_state", asking(_form("confirm", "ok", "boolean"), "Please confirm",
+                                                            "state-ok: {content}"), NO_ARGUMENTS, None, None),
+        ("test_input_required_result_tampered_state", asking(_form("confirm", "ok", "boolean"), "Please confirm",
+                                                             "state-ok: {content}"), NO_ARGUMENTS, None, None),
+        ("test_input_required_result_multi_round",
+         asking(_form("step1", "name"), "Step 1: What is your name?", "Done: {content}",
+                (_form("step2", "color"), "Step 2: What is your favorite color?")), NO_ARGUMENTS, None, None),
+        ("test_input_required_result_capabilities", asking(NAME_FORM, "What is your name?", "Hello, {content}"),
+         NO_ARGUMENTS, None, None),
+        ("test_elicitation_sep1330_enums", asking(ENUMS_FORM, "Please choose.",
+                                                  "Elicitation completed: action=accept, content={content}"),
+         NO_ARGUMENTS, None, None),
         ("greet", greet, {"type": "object", "properties": {"name": {"type": "string"}}}, None, "forbidden"),
         ("slow_compute", slow_compute, {"type": "object", "properties": {
             "seconds": {"type": "number", "minimum": 0}, "label": {"type": "string"}}}, None, "optional"),

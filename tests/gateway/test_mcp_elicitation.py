@@ -16,6 +16,7 @@ from mcp import Client
 from mcp.shared.exceptions import MCPError
 
 from gateway.workers.worker import Worker
+from tests.lite_engine.engine_process import EngineProcess
 
 from .serving import running_gateway
 
@@ -121,3 +122,34 @@ async def test_a_retry_with_a_state_the_gateway_did_not_issue_is_invalid_params(
                 await client.session.call_tool("asker", {"message": "x"}, input_responses={
                     "answer": types.ElicitResult(action="accept", content={"answer": "y"})}, request_state=state)
             assert refused.value.error.code == types.INVALID_PARAMS and "requestState" in refused.value.error.message
+
+
+async def test_an_mrtr_answer_continues_the_task_on_another_instance(tmp_path):
+    engine = EngineProcess(tmp_path / "shared", fsync="never")
+    lite = {"mode": "remote", "target": engine.start()}
+    callback, _ = answering()
+    try:
+        async with running_gateway({"lite": lite}) as first, running_gateway({"lite": lite}) as second:
+            worker = Worker(first.gateway.backend, "asker", _asker, card={"name": "asker", "description": "asks"})
+            await worker.start()
+            try:
+                async with Client(first.url, mode="auto", elicitation_callback=callback) as one, \
+                        Client(second.url, mode="auto", elicitation_callback=callback) as two:
+                    asked = await one.session.call_tool("asker", {"message": "start"}, allow_input_required=True)
+                    again = await two.session.call_tool("asker", {"message": "start"}, allow_input_required=True,
+                                                        input_responses={"answer": types.ElicitResult(
+                                                            action="accept", content={"answer": "one"})},
+                                                        request_state=asked.request_state)
+                    # the same state again: that question was answered already
+                    with pytest.raises(MCPError) as replayed:
+                        await one.session.call_tool("asker", {"message": "start"}, input_responses={
+                            "answer": types.ElicitResult(action="accept", content={"answer": "x"})},
+                            request_state=asked.request_state)
+            finally:
+                await worker.close()
+    finally:
+        engine.kill()
+    assert isinstance(asked, types.InputRequiredResult) and asked.input_requests["answer"].params.message == "question 0?"
+    assert isinstance(again, types.InputRequiredResult) and again.input_requests["answer"].params.message == "question 1?"
+    assert again.request_state != asked.request_state
+    assert replayed.value.error.code == types.INVALID_PARAMS
