@@ -55,13 +55,3 @@ def test_a_broker_flag_for_another_backend_is_refused():
     assert served.exit_code() == 2
     assert served.output == ["topicbridge: --bootstrap is for --backend kafka, not lite\n"]
 
-
-def test_serve_prints_where_to_go_next():
-    port = free_port()
-    served = serve("--port", str(port), "--data-dir", "", lite__listen=f"127.0.0.1:{free_port()}")
-    try:
-        served.wait_for("Uvicorn running on", timeout=60)
-        assert f"http://127.0.0.1:{port}/admin/agents" in served.text
-        assert "python examples/worker.py" in served.text and "topicbridge serve --demo" in served.text
-    finally:
-        served.stop()

@@ -43,7 +43,7 @@ async def test_the_example_worker_in_a_second_process_answers_calls_through_the_
     assert worker.process.returncode == 0, worker.text       # Ctrl-C / SIGTERM end it cleanly
 
 
-def test_a_busy_listen_port_leaves_the_gateway_serving_with_a_warning(tmp_path):
+def test_a_busy_listen_port_leaves_the_gateway_serving_with_a_warning_and_next_steps(tmp_path):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -55,5 +55,7 @@ def test_a_busy_listen_port_leaves_the_gateway_serving_with_a_warning(tmp_path):
             served.wait_for(f"cannot listen on {busy}", timeout=60)
             served.wait_for("Uvicorn running on", timeout=60)
             assert httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=10).status_code == 200
+            assert f"http://127.0.0.1:{port}/admin/agents" in served.text     # where to go next
+            assert "python examples/worker.py" in served.text and "topicbridge serve --demo" in served.text
         finally:
             served.stop()
