@@ -14,7 +14,6 @@ Stop it with Ctrl-C; its capability is listed as unavailable once its heartbeats
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 
 from adapters.factory import open_backend
@@ -47,8 +46,7 @@ async def main() -> None:
         print("worker summarise is serving; Ctrl-C stops it", flush=True)
         await stop.wait()
     finally:
-        with contextlib.suppress(Exception):
-            await worker.close()
+        await worker.close()
         await backend.close()
 
 
