@@ -267,6 +267,7 @@ class LegacyPeer:
         if response.status_code == 202:
             return None
         if response.headers.get("content-type", "").startswith("text/event-stream"):
-            frames = [json.loads(line[5:]) for line in response.text.splitlines() if line.startswith("data:")]
+            frames = [json.loads(line[5:]) for line in response.text.splitlines()
+                      if line.startswith("data:") and line[5:].strip()]      # a priming event has no data
             return next(f for f in frames if "id" in f and f.get("id") == body.get("id"))
         return response.json()
