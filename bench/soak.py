@@ -88,7 +88,8 @@ async def soak(args) -> dict:
         await asyncio.to_thread(engine.start)
     target = f"127.0.0.1:{engine.args[engine.args.index('--port') + 1]}" if engine else None
     port = free_port()
-    gateway = gateway_proc(port, workdir / "data", engine=target)
+    env = {"TOPICBRIDGE_GATEWAY__CHANNEL_IDLE_SECONDS": str(args.channel_idle)} if args.channel_idle else {}
+    gateway = gateway_proc(port, workdir / "data", engine=target, env=env)
     await asyncio.to_thread(gateway.start)
     caller = Caller(f"http://127.0.0.1:{port}")
     samples = []
@@ -111,6 +112,7 @@ async def soak(args) -> dict:
             if proc is not None:
                 await asyncio.to_thread(proc.term)
     return {"bench": "soak", "backend": args.backend, "seconds": args.seconds, "rate": args.rate,
+            "channel_idle_seconds": args.channel_idle,
             "environment": environment(), "tasks_done": load.done, "tasks_per_s": round(load.done / args.seconds, 1),
             "peak_in_flight": load.peak, "errors": load.errors, "quota_errors": load.errors.get("quota", 0),
             "lite_topics_max": max((s["lite_topics"] or 0 for s in samples), default=None),
@@ -144,6 +146,9 @@ def main() -> None:
     parser.add_argument("--sample", type=float, default=10.0, help="seconds between samples")
     parser.add_argument("--warmup", type=float, default=60.0, help="seconds of samples RSS flatness ignores")
     parser.add_argument("--max-in-flight", type=int, default=512)
+    parser.add_argument("--channel-idle", type=float, default=None,
+                        help="gateway.channel_idle_seconds (default: the gateway's): lite topics plateau at "
+                             "about 2 x rate x this")
     emit(asyncio.run(soak(parser.parse_args())))
 
 
