@@ -141,3 +141,20 @@ async def test_with_metrics_off_there_is_no_route_and_nothing_is_recorded():
             assert not any(e["labels"].get("capability") == "unmetered" for e in recorded)
     finally:
         metrics.enabled = True
+
+
+async def test_bridge_calls_and_errors_are_counted_per_agent(gw):
+    from .remote_agents import running_agent
+    before = await scrape(gw)
+    async with running_agent(streaming=True, name="Metered Agent") as agent:
+        capability = await gw.gateway.bridges.register(agent.base_url)
+        ok = await gw.http.post(f"/agents/{capability.name}/", json=send("a report"), headers=A2A)
+        assert ok.json()["result"]["task"]["status"]["state"] == "TASK_STATE_COMPLETED"
+    # the agent is gone: the next call fails after the bridge's retries
+    async with asyncio.timeout(60):
+        gone = await gw.http.post(f"/agents/{capability.name}/", json=send("anyone?"), headers=A2A)
+    assert gone.json()["result"]["task"]["status"]["state"] == "TASK_STATE_FAILED"
+    after = await scrape(gw)
+    assert delta(before, after, "topicbridge_bridge_calls_total", agent=capability.name) == 2
+    assert delta(before, after, "topicbridge_bridge_errors_total", agent=capability.name) == 1
+    assert delta(before, after, "topicbridge_tasks_total", capability=capability.name, state="failed") == 1
