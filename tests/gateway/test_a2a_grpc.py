@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 
 import grpc
 import grpc.aio
@@ -17,6 +18,7 @@ from a2a.client.card_resolver import A2ACardResolver
 from a2a.types import a2a_pb2, a2a_pb2_grpc
 from a2a.utils.errors import InvalidParamsError, TaskNotFoundError
 
+from gateway.app import Gateway
 from tests.gateway.a2a_servers import collect, send_request, state_of
 from tests.lite_engine.engine_process import EngineProcess
 
@@ -230,3 +232,14 @@ async def test_a_grpc_server_that_stops_on_its_own_is_opened_again(gw):
     assert surface.port == port
     async with grpc_client(gw.base, "echo") as client:
         assert state_of((await collect(client.send_message(send_request("again"))))[-1]) == COMPLETED
+
+
+async def test_a_grpc_port_in_use_fails_the_gateway_start_naming_it(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        gateway = Gateway(settings(tmp_path, grpc_port=port, demo=False))
+        with pytest.raises((OSError, RuntimeError)) as refused:
+            await gateway.start()
+    assert str(port) in str(refused.value)
