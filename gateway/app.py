@@ -102,6 +102,7 @@ class Gateway:
             for part in self._parts:
                 await part.start()
                 self._started.append(part)
+            await self.tasks.create_channels()     # the channel idle time, over the workers' default
         except BaseException:       # what did start is closed, and the backend with it
             await self.close()
             raise

@@ -83,8 +83,7 @@ class TaskService:
     # ------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        for topic in (channels.REPLY_TOPIC, channels.CONTROL_TOPIC):
-            await self.backend.create_topic(TopicSpec(topic, lite=True, lite_idle_seconds=self.channel_idle_seconds))
+        await self.create_channels()
         self._table = await TaskIndex.open(self.backend)
         self._owners = Owners(await self.backend.table(OWNER_TABLE), await self.backend.table(LEASE_TABLE),
                               self.instance_id, lease_seconds=self.lease_seconds)
@@ -97,6 +96,13 @@ class TaskService:
         await self.recovery.recover()      # before the first call: a restarted instance answers as before
         self.supervisor.spawn(f"tasks.relay.{self.instance_id}", self._relay.run)
         self.supervisor.spawn(f"tasks.recovery.{self.instance_id}", self.recovery.run)
+
+    async def create_channels(self) -> None:
+        """Create the reply and control parents with this instance's channel idle time. The last
+        creator sets it and a worker creates them with the default: the gateway calls this again
+        once its own workers have started."""
+        for topic in (channels.REPLY_TOPIC, channels.CONTROL_TOPIC):
+            await self.backend.create_topic(TopicSpec(topic, lite=True, lite_idle_seconds=self.channel_idle_seconds))
 
     async def close(self) -> None:
         for name in (f"tasks.recovery.{self.instance_id}", f"tasks.relay.{self.instance_id}"):

@@ -11,6 +11,7 @@ from adapters.factory import engine_config
 from adapters.lite import EmbeddedLiteBackend
 from gateway.app import Gateway
 from gateway.registry.capabilities import Capability
+from gateway.tasks import channels
 from gateway.workers.worker import Worker
 
 FAILED = a2a_pb2.TASK_STATE_FAILED
@@ -75,3 +76,14 @@ async def test_a_capability_timeout_set_in_the_registry_overrides_the_gateway_de
 def test_the_reply_channels_take_gateway_channel_idle_seconds():
     assert _gateway(channel_idle_seconds=42).tasks.channel_idle_seconds == 42
     assert _gateway().tasks.channel_idle_seconds == 600
+
+
+async def test_the_channel_idle_time_holds_over_the_default_of_the_gateways_own_workers():
+    gateway = _gateway(channel_idle_seconds=42, demo=True)     # demo workers create the parents too
+    await gateway.start()
+    try:
+        topics = gateway.backend.engine.topics()
+        assert topics[channels.REPLY_TOPIC].lite_idle_seconds == 42
+        assert topics[channels.CONTROL_TOPIC].lite_idle_seconds == 42
+    finally:
+        await gateway.close()
