@@ -31,6 +31,7 @@ REQUEST_LOGGERS = (
     "a2a.compat.v0_3.rest_adapter",
     "a2a.compat.v0_3.grpc_handler",
     "mcp.server.streamable_http",
+    "mcp.server.streamable_http_manager",     # a line per session created or unknown session id
     "mcp.server._streamable_http_modern",
 )
 
