@@ -139,11 +139,16 @@ async def read_json(request: Request, limit: int = MAX_BODY_BYTES) -> object:
         if len(body) > limit:
             raise MessageTooLargeError(len(body), limit)
     try:
-        return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        return json.loads(body, parse_constant=_no_constant)
+    except ValueError as e:         # JSONDecodeError, UnicodeDecodeError, NaN/Infinity
         raise InvalidRequestError("body", bytes(body[:80]).decode("utf-8", "replace"), f"not JSON: {e}") from None
     except RecursionError:
         raise InvalidRequestError("body", f"<{len(body)} bytes>", "JSON nested too deeply") from None
+
+
+def _no_constant(name: str) -> None:
+    """NaN and ±Infinity are not JSON (RFC 8259 §6); accepted, they could not be answered back."""
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def _limit(raw: str | None) -> int | None:
