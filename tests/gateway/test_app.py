@@ -28,7 +28,8 @@ def test_building_routes_and_middleware_changes_nothing_on_the_gateway():
     for _ in range(2):
         gateway.routes()
         gateway.middleware()
-    assert gateway.tasks.on_event == hooks == [gateway.push.on_event]
+    # the hooks are the ones Gateway.__init__ wired: admission's bookkeeping, then push delivery
+    assert gateway.tasks.on_event == hooks == [gateway.tasks.admission.on_event, gateway.push.on_event]
     assert gateway._parts == parts
 
 
