@@ -33,7 +33,7 @@ async def test_a_worker_announced_capability_is_removed_once_its_workers_are_sil
             await worker.close()                       # the echo worker departs: silence starts now
         async with asyncio.timeout(10):
             while "echo" in {a["name"] for a in (await gw.http.get("/admin/agents")).json()["agents"]}:
-                await asyncio.sleep(0.05)              # each read checks the expiry again
+                await asyncio.sleep(0.05)              # sleep-ok: a bounded poll; each read checks the expiry again
         assert (await gw.http.get("/admin/agents/echo")).status_code == 404
         assert (await gw.http.get("/admin/agents/word-stats")).json()["status"] == "available"
 

@@ -89,7 +89,7 @@ async def test_a_subscriber_that_leaves_takes_its_watch_with_it(service, workers
         await anext(stream)
         watches = len(service._relay.active[task.id].watches)
         waiting = asyncio.create_task(anext(stream))
-        await asyncio.sleep(0)      # yield-ok: let the stream reach its watch
+        await asyncio.sleep(0)      # sleep-ok (a yield): let the stream reach its watch
         waiting.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await waiting

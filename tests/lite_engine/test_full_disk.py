@@ -48,7 +48,7 @@ async def _publish_until_refused(backend, limit=200) -> tuple[list[bytes], error
 async def _wait_healthy(backend, within=10.0):
     async with asyncio.timeout(within):
         while not (await backend.health()).ok:
-            await asyncio.sleep(0.05)   # polling readiness, as a load balancer would
+            await asyncio.sleep(0.05)   # sleep-ok: polling readiness, as a load balancer would
 
 
 @pytest.mark.parametrize("fsync", ["always", "batch", "never"])

@@ -30,7 +30,7 @@ class FaultyClock:
 async def _until(predicate, within=5.0):
     async with asyncio.timeout(within):
         while not predicate():
-            await asyncio.sleep(0.01)   # the engine's own tick drives what we wait for
+            await asyncio.sleep(0.01)   # sleep-ok: the engine's own tick drives what we wait for
 
 
 async def test_a_failing_housekeeping_pass_is_logged_reported_and_the_loop_goes_on(caplog):
