@@ -96,7 +96,7 @@ TABLE: dict[type[Exception], Codes] = {
     # the guard's refusals
     **{cls: _refused(cls) for cls in (http.RequestRefusedError, http.UnauthorizedError, http.BodyTooLargeError,
                                       http.BodyTimeoutError, http.MalformedBodyError, http.ForbiddenError,
-                                      http.RateLimitedError, http.OverloadedError)},
+                                      http.RateLimitedError, http.OverloadedError, http.BackendDownError)},
 }
 
 

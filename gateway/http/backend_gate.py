@@ -17,21 +17,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from adapters.base import Backend
 from gateway.supervisor import Supervisor
 
-from .errors import RequestRefusedError
+from .errors import BackendDownError
 
 log = logging.getLogger("topicbridge.gateway")
 WATCH_LOOP = "backend-watch"
 INTERNAL_ERROR = -32603     # JSON-RPC: what A2A and MCP clients get for an unavailable backend
 _JSONRPC_ENDPOINT = re.compile(r"^/(agents/[^/]+/?|mcp/?)$")
-
-
-class BackendDownError(RequestRefusedError):
-    http_status = 503
-    grpc_status = "UNAVAILABLE"
-
-    def __init__(self, reason: str, retry_after: int) -> None:
-        self.retry_after = retry_after
-        super().__init__(f"the backend is unavailable: {reason}; retry after {retry_after} s")
 
 
 class BackendWatch:

@@ -7,7 +7,8 @@
     ├── OverloadedError(capability, retry_after) -- 503: the capability has its limit of work in flight
     ├── BodyTooLargeError(size, limit)      -- the body is over gateway.max_body_bytes
     ├── BodyTimeoutError(seconds)           -- the body did not arrive in time
-    └── MalformedBodyError(received, reason) -- JSON nested too deeply, or not UTF-8
+    ├── MalformedBodyError(received, reason) -- JSON nested too deeply, or not UTF-8
+    └── BackendDownError(reason, retry_after) -- 503: the backend is down (backend_gate.py)
 
 The HTTP layer knows nothing of the gateway's error table (`gateway/errors.py`), so each class
 carries its HTTP status and gRPC status name as data; the table reads them from here.
@@ -87,3 +88,13 @@ class MalformedBodyError(RequestRefusedError):
         self.received = received
         super().__init__(f"invalid body (<{received} bytes>): {reason}")
         self.reason = reason
+        self.not_json = reason.startswith("not UTF-8")     # not JSON text at all: a parse error
+
+
+class BackendDownError(RequestRefusedError):
+    http_status = 503
+    grpc_status = "UNAVAILABLE"
+
+    def __init__(self, reason: str, retry_after: int) -> None:
+        self.retry_after = retry_after
+        super().__init__(f"the backend is unavailable: {reason}; retry after {retry_after} s")

@@ -66,6 +66,7 @@ _MCP = re.compile(r"^/mcp/?$")
 _PUBLIC_CARD = re.compile(r"^/agents/[^/]+/\.well-known/agent-card\.json$")
 _JSONRPC_ENDPOINT = re.compile(r"^/(agents/([^/]+/)?|mcp/?)$")
 _INVALID_REQUEST = -32600               # JSON-RPC: the request is not acceptable as a whole
+_PARSE_ERROR = -32700                   # JSON-RPC: the body is not JSON text
 # What the app reads last once a body has been refused: a NUL is never valid JSON, so whatever
 # was passed on before it cannot parse, and nothing acts on a partial body.
 _UNPARSABLE = b"\x00"
@@ -289,7 +290,8 @@ async def _refuse(scope: Scope, send: Send, error: RequestRefusedError, headers:
     if path.startswith("/admin"):
         body = {"error": error.to_dict()}
     elif scope["method"] == "POST" and _JSONRPC_ENDPOINT.match(path):
-        body = {"jsonrpc": "2.0", "id": None, "error": {"code": _INVALID_REQUEST, "message": str(error)}}
+        code = _PARSE_ERROR if getattr(error, "not_json", False) else _INVALID_REQUEST
+        body = {"jsonrpc": "2.0", "id": None, "error": {"code": code, "message": str(error)}}
     else:
         body = {"error": {"code": error.http_status, "status": error.grpc_status, "message": str(error)}}
     await _send_json(send, error.http_status, body, [(b"connection", b"close"), *(headers or [])])

@@ -53,7 +53,8 @@ def error_code(response: httpx.Response) -> int:
         "page-size-0", "page-size-101", "bad-page-token"])
 async def test_malformed_json_rpc_gets_the_spec_error_code(http, body, code):
     response = await http.post("/agents/echo/", content=body, headers={**V1, "Content-Type": "application/json"})
-    assert response.status_code == 200 and error_code(response) == code
+    # a body that is not UTF-8 is refused by the guard before any parser (400), still as a parse error
+    assert response.status_code == (400 if body.startswith(b"\xff") else 200) and error_code(response) == code
 
 
 @pytest.mark.parametrize("method, params, code", [

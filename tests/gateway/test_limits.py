@@ -89,13 +89,13 @@ def request_of(family: str, depth: int) -> tuple[str, dict, bytes]:
     return path, headers, json.dumps(body).encode()
 
 
-def assert_refused(family: str, response: httpx.Response, status: int, words: str) -> None:
-    """The route's own error shape, with `words` in its message."""
+def assert_refused(family: str, response: httpx.Response, status: int, words: str, code: int = -32600) -> None:
+    """The route's own error shape, with `words` in its message (`code`: JSON-RPC's)."""
     assert response.status_code == status, response.text
     assert response.headers["connection"] == "close"
     doc = response.json()
     if family in JSONRPC_FAMILIES:
-        assert doc["jsonrpc"] == "2.0" and doc["id"] is None and doc["error"]["code"] == -32600
+        assert doc["jsonrpc"] == "2.0" and doc["id"] is None and doc["error"]["code"] == code
     elif family == "admin":
         assert doc["error"]["type"] in ("MalformedBodyError", "BodyTimeoutError")
     else:
@@ -322,7 +322,7 @@ async def test_a_deep_body_streamed_in_small_chunks_is_refused_as_it_arrives(gw)
 async def test_a_utf16_body_is_refused_before_a_parser_decodes_it(gw):
     body = json.dumps(jsonrpc_send({"message": message()})).encode("utf-16")
     response = await gw.http.post("/agents/echo/", content=body, headers=A2A)
-    assert_refused("a2a-jsonrpc", response, 400, "not UTF-8 JSON")
+    assert_refused("a2a-jsonrpc", response, 400, "not UTF-8 JSON", code=-32700)     # not JSON text: a parse error
 
 
 # ---------------------------------------------------------------- body timeout
