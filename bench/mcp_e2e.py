@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="mcp-e2e-") as tmp:
         servers = gateway_e2e.Servers(args.backend, str(Path(tmp) / "lite") if args.backend == "lite" else None)
         try:
-            sdk_dir = str(Path(tmp) / "lite-sdk") if args.backend == "lite" else None
+            sdk_dir = str(Path(tmp) / "lite-mcp-sdk") if args.backend == "lite" else None
             mcp = measure_mcp(servers, args.concurrency, args.duration, args.warmup, args.backend, sdk_dir)
             a2a = gateway_e2e.measure_a2a(servers, args.concurrency, args.duration, args.warmup)
         finally:
