@@ -265,6 +265,11 @@ class CommitLog:
         return self._synced_lsn
 
     @property
+    def size(self) -> tuple[int, int]:
+        """Bytes written to the segments, and how many segments there are."""
+        return sum(s.written for s in self._segments), len(self._segments)
+
+    @property
     def write_error(self) -> LogWriteError | None:
         """The error of the last failed write, until a write succeeds again."""
         return self._error

@@ -109,6 +109,21 @@ class Engine:
                 "clients": len(self._clients), "inflight": len(self._inflight),
                 "housekeeping_failures": self._upkeep.failures, "problems": problems}
 
+    def sizes(self) -> dict:
+        """What the engine holds, for metrics: one pass over topics and clients."""
+        retained = 0
+        for topic in list(self._topics.values()):
+            retained += len(topic.messages)
+            for lite in list(topic.lites.values()) if topic.lites else ():
+                retained += len(lite.messages)
+        clients = list(self._clients.values())
+        log_bytes, segments = self._store.log_size if self._store is not None else (0, 0)
+        return {"topics": len(self._topics), "lite_topics": self._lite_count, "clients": len(clients),
+                "subscriptions": sum(len(c.interest) for c in clients),
+                "ready_clients": sum(1 for c in clients if c.ready), "messages_retained": retained,
+                "inflight": len(self._inflight), "commitlog_bytes": log_bytes, "commitlog_segments": segments,
+                "healthy": 1 if self.health()["ok"] else 0}
+
     def _check_open(self) -> None:
         if self._closed:
             raise EngineClosedError()

@@ -62,25 +62,7 @@ class EngineCollector(Collector):
 
 
 def engine_sizes(engine) -> dict:
-    topics = list(engine._topics.values())
-    clients = list(engine._clients.values())
-    retained = 0
-    for topic in topics:
-        retained += len(topic.messages)
-        for lite in list(topic.lites.values()) if topic.lites else ():
-            retained += len(lite.messages)
-    segments = _segments(engine)
-    return {"topics": len(topics), "lite_topics": engine._lite_count, "clients": len(clients),
-            "subscriptions": sum(len(c.interest) for c in clients),
-            "ready_clients": sum(1 for c in clients if c.ready), "messages_retained": retained,
-            "inflight": len(engine._inflight), "commitlog_bytes": sum(s.written for s in segments),
-            "commitlog_segments": len(segments), "healthy": 1 if engine.health()["ok"] else 0}
-
-
-def _segments(engine) -> list:
-    store = engine._store
-    log_ = getattr(store, "_log", None) if store is not None else None
-    return list(getattr(log_, "_segments", ()) or ())
+    return engine.sizes()
 
 
 def serve(engine, host: str, port: int) -> int:

@@ -43,6 +43,11 @@ class Persistence:
         return self._log.write_error is None
 
     @property
+    def log_size(self) -> tuple[int, int]:
+        """The commit log's bytes and segments."""
+        return self._log.size
+
+    @property
     def problem(self) -> str | None:
         error = self._log.write_error
         return str(error) if error is not None else None
