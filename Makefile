@@ -31,7 +31,7 @@ test: $(DEVSTAMP) helm
 # The admin UI's browser tests need Debian's chromium (tests/gateway/test_ui_browser.py).
 	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; } || echo "make test: no chromium: the admin UI browser tests are skipped (they fail under CI=true)"
 	$(VENV)/bin/lint-imports
-	TOPICBRIDGE_TOOLS=$(TOOLS) $(PY) -m pytest -q
+	TB_TOOLS_DIR=$(TOOLS) $(PY) -m pytest -q
 
 bench: $(DEVSTAMP)
 	$(PY) -m bench.readyset

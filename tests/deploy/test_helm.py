@@ -2,7 +2,7 @@
 chart promises (replicas without session affinity, the engine StatefulSet for lite, probes on
 /healthz and /readyz, resources, non-root) and a configuration the gateway accepts.
 
-helm is looked for on PATH and in $TOPICBRIDGE_TOOLS (default ~/.cache/topicbridge-tools), where
+helm is looked for on PATH and in $TB_TOOLS_DIR (default ~/.cache/topicbridge-tools), where
 `make test` builds it with Go when missing. Without helm the tests skip, except under CI=true."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from tests.deploy.compose import DEPLOY
 
 CHART = DEPLOY / "helm" / "topicbridge"
 TOKEN = ["--set", "auth.bearerTokens=helm-check-token"]
-TOOLS = Path(os.environ.get("TOPICBRIDGE_TOOLS", Path.home() / ".cache" / "topicbridge-tools"))
+TOOLS = Path(os.environ.get("TB_TOOLS_DIR", Path.home() / ".cache" / "topicbridge-tools"))
 
 
 def find_helm() -> str | None:

@@ -1,7 +1,7 @@
 """The Dockerfile's image, built and run to /readyz (bench/image.py does the work).
 
 Building takes minutes, so `make test` leaves it to `make image-check`: this test runs only with
-TOPICBRIDGE_IMAGE_CHECK=1 and a reachable Docker engine."""
+TB_IMAGE_CHECK=1 and a reachable Docker engine."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def checked() -> dict:
-    if os.environ.get("TOPICBRIDGE_IMAGE_CHECK") != "1":
-        pytest.skip("builds an image for minutes: run with TOPICBRIDGE_IMAGE_CHECK=1 (make image-check)")
+    if os.environ.get("TB_IMAGE_CHECK") != "1":
+        pytest.skip("builds an image for minutes: run with TB_IMAGE_CHECK=1 (make image-check)")
     reason = image.unavailable()
     if reason and os.environ.get("CI") == "true":
         pytest.fail(reason)
