@@ -18,8 +18,6 @@ from __future__ import annotations
 class TaskError(Exception):
     """A task-level problem; `task_id` names the task (or the capability, for an unknown one)."""
 
-    kind = "task"
-
     def __init__(self, task_id: str, reason: str) -> None:
         self.task_id, self.reason = task_id, reason
         super().__init__(reason)
@@ -30,39 +28,36 @@ class TaskError(Exception):
 
 
 class TaskNotFoundError(TaskError):
-    kind = 'not_found'
     def __init__(self, task_id: str) -> None:
         super().__init__(task_id, f"task {task_id[:200]!r} not found")
 
 
 class UnknownCapabilityError(TaskError):
-    kind = 'unknown_capability'
     def __init__(self, capability: str) -> None:
         self.capability = capability
         super().__init__("", f"capability {capability[:200]!r} is not registered")
 
 
 class TaskTerminalError(TaskError):
-    kind = 'terminal'
+    pass
 
 
 class TaskRunningError(TaskError):
-    kind = 'running'
+    pass
 
 
 class ContextMismatchError(TaskError):
-    kind = 'context_mismatch'
+    pass
 
 
 class WrongCapabilityError(TaskError):
-    kind = 'wrong_capability'
+    pass
 
 
 class NotCancelableError(TaskError):
-    kind = 'not_cancelable'
+    pass
 
 
 class SubscriberTooSlowError(TaskError):
-    kind = 'overflow'
     def __init__(self, task_id: str) -> None:
         super().__init__(task_id, "subscriber too slow; re-subscribe to continue")
