@@ -1,0 +1,33 @@
+"""The tools the benches need: a missing wrk skips the end-to-end smoke tests, except under CI=true,
+where it fails them with what to install."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SMOKE = "tests/bench/test_gateway_e2e_smoke.py"
+
+
+def run_without_wrk(ci: str | None) -> subprocess.CompletedProcess:
+    """The smoke tests in a pytest whose PATH holds no wrk (only this interpreter's folder)."""
+    env = {k: v for k, v in os.environ.items() if k != "CI"}
+    env["PATH"] = str(Path(sys.executable).parent)
+    if ci is not None:
+        env["CI"] = ci
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs", SMOKE],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_a_missing_wrk_fails_the_end_to_end_smoke_tests_under_ci():
+    proc = run_without_wrk("true")
+    assert proc.returncode == 1, proc.stdout
+    assert "CI=true: the end-to-end benches drive wrk: apt-get install -y wrk" in proc.stdout
+    assert "2 failed" in proc.stdout or "2 errors" in proc.stdout
+
+
+def test_a_missing_wrk_skips_the_end_to_end_smoke_tests_outside_ci():
+    proc = run_without_wrk(None)
+    assert proc.returncode == 0, proc.stdout
+    assert "2 skipped" in proc.stdout and "apt-get install -y wrk" in proc.stdout
