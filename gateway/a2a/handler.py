@@ -46,6 +46,7 @@ from gateway.tasks import errors as task_errors
 from gateway.tasks import fold
 from gateway.tasks.index import PageTokenError
 from gateway.tasks.service import TaskError, TaskService, Watch
+from gateway.workers import call_mode
 from . import access
 from .push import PushService, PushUrlError
 
@@ -70,8 +71,8 @@ class GatewayRequestHandler(RequestHandler):
     async def on_message_send(self, params: a2a_pb2.SendMessageRequest,
                               context: ServerCallContext) -> a2a_pb2.Task | a2a_pb2.Message:
         """The task, or the agent's Message when it answered with one (fold.message_reply)."""
-        task, watch = await self._submit(params, context)
         config = params.configuration
+        task, watch = await self._submit(params, context, blocking=not config.return_immediately)
         if not config.return_immediately:
             task = await self._until_settled(task, watch)
         return fold.message_reply(task) or apply_history_length(task, config)
@@ -86,8 +87,8 @@ class GatewayRequestHandler(RequestHandler):
         except TaskError as e:
             raise a2a_error(e) from None
 
-    async def _submit(self, params: a2a_pb2.SendMessageRequest,
-                      context: ServerCallContext) -> tuple[a2a_pb2.Task, Watch]:
+    async def _submit(self, params: a2a_pb2.SendMessageRequest, context: ServerCallContext,
+                      blocking: bool = False) -> tuple[a2a_pb2.Task, Watch]:
         require_fields(params)
         validate_history_length(params.configuration)
         name = await self._capability(context)
@@ -96,6 +97,8 @@ class GatewayRequestHandler(RequestHandler):
         if push is not None:
             await self._check_push_url(push.url)
         metadata = json_format.MessageToDict(params.metadata) if params.HasField("metadata") else None
+        if blocking and push is None:       # nobody sees intermediate events: a bridge may skip the stream
+            metadata = call_mode.mark_blocking(metadata)
         try:
             if params.message.task_id:      # a continuation (multi-turn)
                 await self._own(params.message.task_id, context)

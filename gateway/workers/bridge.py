@@ -52,6 +52,7 @@ from gateway.http.outbound import AddressPolicy, RefusedURLError, guarded_client
 from gateway.registry.cardfetch import bridgeable_interfaces, fetch_card
 from gateway.registry.capabilities import Capability, Registry, derive_name
 from gateway.supervisor import Supervisor
+from . import call_mode
 from .agent_relay import Relay
 from .worker import ReplyLost, TaskContext, Worker
 
@@ -121,6 +122,7 @@ class Bridge:
         self.health = capability.status
         self._https: list[httpx.AsyncClient] = []
         self._clients: list = []              # one a2a-sdk client per connection pool
+        self._blocking_clients: list = []     # the same pools, one plain SendMessage per call (call_mode.py)
         self._client = None                   # the first, for the odd follow-up call
         self._calls = 0
         self._series = metrics.BridgeSeries(self.name)
@@ -139,15 +141,19 @@ class Bridge:
         self._https = [guarded_client(self.policy, timeout=timeout, limits=limits, event_hooks=hooks,
                                       max_response_bytes=self.max_response_bytes) for _ in range(pools)]
         try:
-            self._clients = [ClientFactory(ClientConfig(
-                streaming=True, httpx_client=http,
-                supported_protocol_bindings=[TransportProtocol.JSONRPC, TransportProtocol.HTTP_JSON])).create(self.card)
-                for http in self._https]
+            self._clients = [self._sdk_client(http, streaming=True) for http in self._https]
+            self._blocking_clients = [self._sdk_client(http, streaming=False) for http in self._https]
             self._client = self._clients[0]
         except ValueError as e:
             self._broken = f"cannot talk to agent {self.name!r}: {e}"
             await self._set_health("error", self._broken)
         await self.worker.start()
+
+    def _sdk_client(self, http: httpx.AsyncClient, *, streaming: bool):
+        # streaming=True still sends one SendMessage to an agent whose card does not stream
+        bindings = [TransportProtocol.JSONRPC, TransportProtocol.HTTP_JSON]
+        config = ClientConfig(streaming=streaming, httpx_client=http, supported_protocol_bindings=bindings)
+        return ClientFactory(config).create(self.card)
 
     async def close(self) -> None:
         await self.worker.close()
@@ -204,7 +210,8 @@ class Bridge:
             relay.sent = True
             try:
                 self._calls += 1
-                client = self._clients[self._calls % len(self._clients)]
+                clients = self._blocking_clients if call_mode.caller_blocks(ctx.envelope.metadata) else self._clients
+                client = clients[self._calls % len(clients)]
                 async for event in client.send_message(request):
                     await relay.push(event)
                 break
