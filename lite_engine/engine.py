@@ -370,7 +370,9 @@ class Engine:
     def open_client(self, client_id: str, *, group: str, topic: str) -> None:
         """Register a lite consumer bound to lite parent `topic` in `group`. Opening a client id
         the engine still holds is a new incarnation of it (a restarted process): it keeps the
-        InterestSet, but numbers its subscription changes from scratch."""
+        InterestSet, but numbers its subscription changes from scratch, and what its predecessor
+        took and did not settle is deliverable again at once: the predecessor is gone (crashed or
+        restarted), and waiting out those invisibility deadlines would only stall its channels."""
         self._check_open()
         validate_name("client id", client_id)
         validate_name("group", group)
@@ -385,6 +387,7 @@ class Engine:
         else:
             client.last_seen = self._clock()
             client.restart_versions()
+            self._release_inflight(client)
 
     def heartbeat(self, client_id: str) -> None:
         self._client(client_id).last_seen = self._clock()
@@ -462,13 +465,18 @@ class Engine:
         client.closed = True
         del self._clients[client.id]
         self._remove_interest(client, set(client.interest))
+        self._release_inflight(client)
+        for fut in client.waiters:
+            if not fut.done():
+                fut.set_result(None)
+
+    # Caller: _drop_client, open_client (a new incarnation). Affects: the inflight table, ReadySets.
+    def _release_inflight(self, client: LiteClient) -> None:
         for receipt in list(client.inflight):
             inf = self._inflight.lookup(receipt)
             if inf is not None:
                 self._inflight.release(inf)
-        for fut in client.waiters:
-            if not fut.done():
-                fut.set_result(None)
+        client.inflight.clear()
 
     async def poll(self, client_id: str, *, max_messages: int = 16, wait: float = 0.0,
                    invisible: float | None = None) -> list[Delivery]:
