@@ -2,9 +2,12 @@
 where it fails them with what to install."""
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = "tests/bench/test_gateway_e2e_smoke.py"
@@ -31,3 +34,14 @@ def test_a_missing_wrk_skips_the_end_to_end_smoke_tests_outside_ci():
     proc = run_without_wrk(None)
     assert proc.returncode == 0, proc.stdout
     assert "2 skipped" in proc.stdout and "apt-get install -y wrk" in proc.stdout
+
+
+def test_make_bench_without_wrk_and_no_way_to_install_it_stops_saying_what_to_install(tmp_path):
+    (tmp_path / "id").symlink_to("/usr/bin/id")     # PATH holds neither wrk nor apt-get
+    make = shutil.which("make")
+    if make is None:
+        pytest.skip("no make")
+    proc = subprocess.run([make, "-s", "wrk"], cwd=ROOT, env={**os.environ, "PATH": str(tmp_path)},
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0
+    assert "make bench needs wrk" in proc.stderr and "apt-get install -y wrk" in proc.stderr
