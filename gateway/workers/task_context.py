@@ -1,9 +1,11 @@
 """One task as its handler sees it (`TaskContext`), and how its reply events are published.
 
 On a backend that keeps publishes in start order (the embedded engine), `await task.artifact(...)`
-returns once the event is on its way, so a task's events share group commits. The final event is
-published only once every earlier event is durable: a task never shows COMPLETED over a lost
-artifact. If an earlier event failed for good (the backend refused it, e.g. too large), the task
+returns once the event is on its way, so a task's events share group commits, the final one's too:
+the final event is appended after every earlier one has reached the log, and the worker waits for
+all of them (a log synced in order makes the final durable only with the earlier ones), so a task
+never shows COMPLETED over a lost artifact. Elsewhere the final event is published only once every
+earlier event is durable. If an earlier event failed for good (the backend refused it, e.g. too large), the task
 ends FAILED with a reason naming that event and the handler gets `ReplyLost`; if it failed for a
 passing reason (backend unavailable), the error goes up and the worker lets the task run again.
 """
@@ -163,21 +165,36 @@ class TaskContext:
     async def _emit(self, event: a2a_pb2.StreamResponse, final: bool = False) -> None:
         """Publish `event` on the reply channel. On a backend that keeps the order of publishes
         started without waiting (`ordered_publish`), a non-final event is only started: the
-        task's events then share group commits. The final event is published once every
-        earlier one is durable (the worker acks the task after it). Elsewhere each event waits
-        for the one before it."""
+        task's events then share group commits. The final event is started once every earlier
+        one has reached the log and is waited for with them (the worker acks the task after
+        it). Elsewhere each event waits for the one before it."""
         if self.finished:
             raise RuntimeError(f"task {self.task_id} already reached a final state")
         body = self._encode(event, final)
-        if self._worker.ordered_publish and not final:
+        if self._worker.ordered_publish:
+            if final:
+                await self._settle_refused()
             self._start(body)
-            if len(self._inflight) >= MAX_INFLIGHT:
+            if final or len(self._inflight) >= MAX_INFLIGHT:
                 await self._settle()
+            self.finished = final
             return
         await self._settle()
         self._start(body)
         await self._settle()
         self.finished = final
+
+    async def _settle_refused(self) -> None:
+        """Before a final event on an ordered backend: let every started publish reach the log
+        (each appends at its first step, in start order) and settle them all if one was refused
+        there. The final event then joins their group commit: in one log synced in order, it
+        cannot be durable while an earlier one is not, so a wait for the earlier ones is not needed."""
+        if not self._inflight:
+            return
+        await asyncio.sleep(0)      # the started publishes' first steps run before we resume (FIFO)
+        if any(publish.done() and (publish.cancelled() or publish.exception() is not None)
+               for _, publish in self._inflight):
+            await self._settle()
 
     def _start(self, body: bytes) -> None:
         self._inflight.append((self._seq - 1, asyncio.get_running_loop().create_task(self._publish(body))))

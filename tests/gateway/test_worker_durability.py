@@ -68,3 +68,38 @@ async def test_an_artifact_lost_to_an_unavailable_backend_runs_the_task_again_an
     done = await service.get(task.id)
     assert done.status.state == a2a_pb2.TASK_STATE_COMPLETED
     assert [a.parts[0].text for a in done.artifacts] == ["the figures"]
+
+
+class PendingPublishes(FaultyBackend):
+    """Counts, at each reply event's publish, the earlier ones of the task not yet durable."""
+
+    def __init__(self, inner) -> None:
+        super().__init__(inner)
+        self.pending = 0
+        self.seen: list[tuple[str, int]] = []      # (event kind, earlier publishes still pending)
+
+    async def publish(self, topic, message, *, lite_topic=None):
+        if lite_topic is None:
+            return await super().publish(topic, message, lite_topic=lite_topic)
+        self.seen.append((reply_event_kind(message), self.pending))
+        self.pending += 1
+        try:
+            return await super().publish(topic, message, lite_topic=lite_topic)
+        finally:
+            self.pending -= 1
+
+
+async def test_on_an_ordered_durable_engine_the_final_event_joins_the_earlier_events_group_commit(service, backend):
+    watching = PendingPublishes(backend)
+    worker = Worker(watching, "report", report)
+    await worker.start()
+    try:
+        task, watch = await service.submit("report", user_message("quarter"))
+        events = await events_of(watch)
+    finally:
+        await worker.close()
+    assert states(events)[-1] == a2a_pb2.TASK_STATE_COMPLETED
+    final = [pending for kind, pending in watching.seen if kind == "status_update"][-1]
+    assert final > 0        # published while the WORKING and artifact events were still being made durable
+    done = await service.get(task.id)
+    assert [a.parts[0].text for a in done.artifacts] == ["the figures"]
