@@ -10,6 +10,11 @@
    `gateway.bearer_tokens`, and `gateway.oauth`; not when "mcp" is in `gateway.open_surfaces`):
    401 with `WWW-Authenticate: Bearer resource_metadata="…"` naming the RFC 9728 protected
    resource metadata, which `metadata_routes` serves at `/.well-known/oauth-protected-resource[/mcp]`.
+4. Scopes. A JWT whose scopes name only some capabilities (`<agent_scope_prefix><name>`, as on the
+   A2A routes) sees only those tools (server.py filters tools/list and find_capabilities); its
+   `tools/call` of another capability is refused here with 403 and `WWW-Authenticate: Bearer
+   error="insufficient_scope", scope="…"`, the 2025-11-25 authorization spec's scope challenge,
+   so a client can step up its authorization. Only such callers' bodies are read here.
 
 The gateway is an OAuth 2.1 resource server (gateway/http/auth.py): static tokens and JWTs of
 the issuer in `gateway.oauth`. A caller's identity is a digest of its token (static) or of its
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -32,13 +38,19 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.http.auth import AuthError, Authenticator, OAuthSettings, open_surfaces
+from gateway.http.auth import ANONYMOUS, AuthError, Authenticator, OAuthSettings, Principal, open_surfaces
+from gateway.http.body import read_body, replay
 
 from .tasks import owner_of
+from .tools import FIND_CAPABILITIES, GET_TASK_RESULT
 
 LOOPBACK = ("127.0.0.1", "localhost", "[::1]", "::1")
 METADATA_PATH = "/.well-known/oauth-protected-resource"
 OWNER_KEY = "topicbridge.mcp_owner"
+PRINCIPAL_KEY = "topicbridge.mcp_principal"
+GATEWAY_TOOLS = frozenset({FIND_CAPABILITIES, GET_TASK_RESULT})       # every caller's
+SCOPE_PEEK_LIMIT = 4 * 1024 * 1024          # a larger body goes on unread: the SDK refuses it anyway
+_TOOLS_CALL = re.compile(rb'"method"\s*:\s*"tools/call"')
 _OWS = (b" ", b"\t")
 
 
@@ -86,14 +98,20 @@ class AccessPolicy:
         # Same-origin pages are fine where the Host check means something.
         return self.allowed_hosts is not None and bool(host) and urlsplit(origin).netloc.lower() == host.lower()
 
-    async def token_owner(self, authorization: str | None) -> str | None:
-        """The caller's owner digest (None when no authentication is configured); raises AuthError."""
+    async def identify(self, authorization: str | None) -> tuple[str | None, Principal]:
+        """(the caller's owner digest, None when no authentication is configured; its principal).
+        Raises AuthError."""
         if not self.authenticator.enabled:
-            return None
+            return None, ANONYMOUS
         principal = await self.authenticator.authenticate(authorization)
         if principal.id.startswith("token:"):      # as MCP tasks were bound before JWTs: the token's digest
-            return owner_of(authorization.partition(" ")[2].strip())
-        return hashlib.sha256(principal.id.encode()).hexdigest()[:32]
+            return owner_of(authorization.partition(" ")[2].strip()), principal
+        return hashlib.sha256(principal.id.encode()).hexdigest()[:32], principal
+
+    def scope_for(self, capability: str) -> str:
+        """The scope that grants one capability (the A2A routes' mapping, gateway/http/auth.py)."""
+        prefix = self.oauth.agent_scope_prefix if self.oauth is not None else "topicbridge:agent:"
+        return prefix + capability
 
 
 def _listing(value) -> list[str] | None:
@@ -136,7 +154,7 @@ class McpGuard:
             await _error(421, "Misdirected request: Host not allowed")(scope, receive, send)
             return
         try:
-            owner = await self.policy.token_owner(headers.get("authorization"))
+            owner, principal = await self.policy.identify(headers.get("authorization"))
         except AuthError as e:
             bad = "authorization" in headers
             challenge = f'Bearer resource_metadata="{metadata_url(scope, self.policy.endpoint)}"'
@@ -145,10 +163,38 @@ class McpGuard:
             await _error(401, "Unauthorized: a valid bearer token is required",
                          {"WWW-Authenticate": challenge})(scope, receive, send)
             return
+        if principal.capabilities is not None and scope["method"] == "POST":
+            refused, receive = await self._outside_scopes(principal, receive)
+            if refused is not None:
+                challenge = (f'Bearer error="insufficient_scope", scope="{self.policy.scope_for(refused)}", '
+                             f'resource_metadata="{metadata_url(scope, self.policy.endpoint)}", '
+                             f'error_description="the access token does not grant the tool {refused!r}"')
+                await _error(403, f"Forbidden: the access token does not grant the tool {refused!r}",
+                             {"WWW-Authenticate": challenge})(scope, receive, send)
+                return
+        state = scope.setdefault("state", {})
+        state[PRINCIPAL_KEY] = principal
         if owner is not None:
-            scope.setdefault("state", {})[OWNER_KEY] = owner
+            state[OWNER_KEY] = owner
             scope["user"] = AuthenticatedUser(AccessToken(token=owner, client_id=owner, scopes=[]))
         await self.app(scope, receive, send)
+
+    async def _outside_scopes(self, principal: Principal, receive: Receive) -> tuple[str | None, Receive]:
+        """(the tool a `tools/call` names that the principal's scopes do not grant, or None; the
+        `receive` for the app behind, which replays what was read)."""
+        body, messages = await read_body(receive, SCOPE_PEEK_LIMIT)
+        receive = replay(messages, receive)
+        if not body or not _TOOLS_CALL.search(body):
+            return None, receive
+        try:
+            message = json.loads(body)
+        except (ValueError, RecursionError):
+            return None, receive        # the SDK answers a parse error
+        params = message.get("params") if isinstance(message, dict) else None
+        name = params.get("name") if isinstance(params, dict) and message.get("method") == "tools/call" else None
+        if not isinstance(name, str) or name in GATEWAY_TOOLS or principal.may_use(name):
+            return None, receive
+        return name[:100], receive
 
 
 def _error(status: int, message: str, headers: dict | None = None) -> Response:
@@ -185,6 +231,12 @@ def metadata_routes(policy: AccessPolicy) -> list[Route]:
 
     return [Route(METADATA_PATH + policy.endpoint, for_mcp, methods=["GET"]),
             Route(METADATA_PATH, for_gateway, methods=["GET"])]
+
+
+def principal_from(request) -> Principal:
+    """The principal the guard put on a request (ANONYMOUS off HTTP or without authentication)."""
+    scope = getattr(request, "scope", None)
+    return (scope.get("state") or {}).get(PRINCIPAL_KEY, ANONYMOUS) if scope else ANONYMOUS
 
 
 def owner_from(request) -> str | None:

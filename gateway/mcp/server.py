@@ -52,7 +52,7 @@ from gateway.tasks.service import TaskError
 from . import elicit
 from .events import RecentEvents
 from . import lean as mcp_lean
-from .auth import AccessPolicy, McpGuard, metadata_routes, owner_from
+from .auth import AccessPolicy, McpGuard, metadata_routes, owner_from, principal_from
 from .results import status_text, tool_result
 from .tasks import (TASKS_EXTENSION, Call, TaskMethods, TaskRecord, TaskRecords, client_has_tasks, create_result,
                     is_modern, missing_tasks_extension, rejection, reported_errors, still_running)
@@ -235,7 +235,8 @@ class McpSurface:
         if not (params and params.cursor):
             with contextlib.suppress(BackendError):
                 await self.refresh()         # a listing shows what is registered now, not at the last poll
-        tools, cursor = self.catalog.page(params.cursor if params else None, legacy=not is_modern(ctx.protocol_version))
+        tools, cursor = self.catalog.page(params.cursor if params else None, legacy=not is_modern(ctx.protocol_version),
+                                          allowed=_allowed(ctx))
         result = {"resultType": "complete", "tools": tools}
         return result | {"nextCursor": cursor} if cursor else result
 
@@ -248,15 +249,15 @@ class McpSurface:
 
     async def _dispatch_call(self, ctx, params: types.CallToolRequestParams, legacy_task: bool) -> dict:
         entry = await self._entry(params.name)
-        if entry is None:
-            raise MCPError(INVALID_PARAMS, f"Unknown tool: {params.name}")
+        if entry is None or (entry.capability is not None and (allowed := _allowed(ctx)) and not allowed(entry.name)):
+            raise MCPError(INVALID_PARAMS, f"Unknown tool: {params.name}")   # the guard's 403 comes first on HTTP
         arguments = params.arguments or {}
         if (problem := entry.invalid_arguments(arguments)) is not None:
             return _error_result(problem)
         if legacy_task and entry.capability is None:
             raise MCPError(METHOD_NOT_FOUND, f"Tool {entry.name!r} does not support task-augmented calls")
         if entry.name == FIND_CAPABILITIES:
-            return self._find(arguments)
+            return self._find(arguments, _allowed(ctx))
         if entry.name == GET_TASK_RESULT:
             return await self._get_task_result(ctx, arguments)
         return await self._call_capability(ctx, entry, arguments, legacy_task, params)
@@ -330,8 +331,8 @@ class McpSurface:
         except Exception as e:        # already finished, or the backend is away: nothing to undo
             log.debug("cancelling task %s after a client cancellation: %r", task_id, e)
 
-    def _find(self, arguments: dict) -> dict:
-        found = self.catalog.find(arguments["query"], arguments.get("limit", 10))
+    def _find(self, arguments: dict, allowed=None) -> dict:
+        found = self.catalog.find(arguments["query"], arguments.get("limit", 10), allowed)
         lines = [f"{c['name']} ({c['status']}, score {c['score']}): {c['description']}" for c in found["capabilities"]]
         text = "\n".join(lines) or f"No capability matches {arguments['query']!r}."
         return {"content": [{"type": "text", "text": text}], "structuredContent": found}
@@ -355,6 +356,12 @@ class McpSurface:
         if task.status.state == a2a_pb2.TASK_STATE_REJECTED:
             return _error_result(rejection(task).message)
         return tool_result(task, self._output_schema(record.capability))
+
+
+def _allowed(ctx):
+    """The caller's scope check (capability name -> bool), or None when it may use every capability."""
+    principal = principal_from(ctx.request)
+    return None if principal.capabilities is None else principal.may_use
 
 
 def _error_result(text: str) -> dict:

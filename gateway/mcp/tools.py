@@ -144,17 +144,19 @@ class Catalog:
     def get(self, name: str) -> ToolEntry | None:
         return self.entries.get(name)
 
-    def page(self, cursor: str | None, *, legacy: bool) -> tuple[list[dict], str | None]:
-        """One page of tools/list; the cursor is an offset."""
+    def page(self, cursor: str | None, *, legacy: bool, allowed=None) -> tuple[list[dict], str | None]:
+        """One page of tools/list; the cursor is an offset. `allowed(capability name)` (a caller's
+        scopes) hides the capabilities it refuses; the gateway's own tools are always listed."""
         start = int(cursor) if cursor and cursor.isdigit() else 0
-        names = self._names[start:start + PAGE_SIZE]
-        tools = [_wire_for(self.entries[n], legacy) for n in names]
+        names = self._names if allowed is None else [
+            n for n in self._names if self.entries[n].capability is None or allowed(n)]
+        tools = [_wire_for(self.entries[n], legacy) for n in names[start:start + PAGE_SIZE]]
         following = start + PAGE_SIZE
-        return tools, (str(following) if following < len(self._names) else None)
+        return tools, (str(following) if following < len(names) else None)
 
-    def find(self, query: str, limit: int) -> dict:
-        """The `find_capabilities` answer as structured content."""
-        offered = [c for c in self.capabilities if c.name in self.entries]
+    def find(self, query: str, limit: int, allowed=None) -> dict:
+        """The `find_capabilities` answer as structured content (only what `allowed` lets through)."""
+        offered = [c for c in self.capabilities if c.name in self.entries and (allowed is None or allowed(c.name))]
         hits = discovery.search(offered, query, limit=limit)
         return {"capabilities": [{"name": h.capability.name, "description": h.capability.description,
                                   "status": h.capability.status, "score": h.score} for h in hits]}
