@@ -64,10 +64,9 @@ class UnreachableError(OutboundError):
 class ResponseTooLargeError(httpx.DecodingError):
     """Not a transport error: reading the same answer again would fail the same way."""
 
-    def __init__(self, url: str, limit: int) -> None:
-        self.url, self.limit = url, limit
-        super().__init__(f"the answer from {url[:200]} is larger than {limit} bytes "
-                         f"(gateway.max_agent_response_bytes)")
+    def __init__(self, url: str, limit: int, setting: str = "gateway.max_agent_response_bytes") -> None:
+        self.url, self.limit, self.setting = url, limit, setting
+        super().__init__(f"the answer from {url[:200]} is larger than {limit} bytes ({setting})")
 
 
 async def system_resolver(host: str, port: int) -> list[str]:
@@ -216,9 +215,9 @@ class GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
 
 class GuardedTransport(httpx.AsyncHTTPTransport):
     def __init__(self, policy: AddressPolicy, *, limits: httpx.Limits = httpx.Limits(max_connections=100),
-                 max_response_bytes: int | None = None) -> None:
+                 max_response_bytes: int | None = None, limit_setting: str = "gateway.max_agent_response_bytes") -> None:
         super().__init__(limits=limits, trust_env=False)
-        self.max_response_bytes = max_response_bytes
+        self.max_response_bytes, self.limit_setting = max_response_bytes, limit_setting
         # httpx has no public hook for the network backend: give it a pool built on ours.
         self._pool = httpcore.AsyncConnectionPool(
             ssl_context=httpx.create_ssl_context(trust_env=False), max_connections=limits.max_connections,
@@ -233,9 +232,10 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
             await response.aclose()
-            raise ResponseTooLargeError(str(request.url), limit)
+            raise ResponseTooLargeError(str(request.url), limit, self.limit_setting)
         events = response.headers.get("content-type", "").startswith("text/event-stream")
-        response.stream = _CappedStream(response.stream, str(request.url), limit, per_event=events)
+        response.stream = _CappedStream(response.stream, str(request.url), limit, self.limit_setting,
+                                        per_event=events)
         return response
 
 
@@ -243,8 +243,8 @@ class _CappedStream(httpx.AsyncByteStream):
     """Raises ResponseTooLargeError once more than `limit` bytes came (since the last blank line
     of an event stream, so a long stream of small events lives on)."""
 
-    def __init__(self, inner: httpx.AsyncByteStream, url: str, limit: int, *, per_event: bool) -> None:
-        self._inner, self._url, self._limit, self._per_event = inner, url, limit, per_event
+    def __init__(self, inner: httpx.AsyncByteStream, url: str, limit: int, setting: str, *, per_event: bool) -> None:
+        self._inner, self._url, self._limit, self._setting, self._per_event = inner, url, limit, setting, per_event
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         count = 0
@@ -255,7 +255,7 @@ class _CappedStream(httpx.AsyncByteStream):
                 if end >= 0:
                     count = len(chunk) - end
             if count > self._limit:
-                raise ResponseTooLargeError(self._url, self._limit)
+                raise ResponseTooLargeError(self._url, self._limit, self._setting)
             yield chunk
 
     async def aclose(self) -> None:
@@ -264,8 +264,10 @@ class _CappedStream(httpx.AsyncByteStream):
 
 def guarded_client(policy: AddressPolicy, *, timeout: httpx.Timeout | float = TIMEOUT,
                    limits: httpx.Limits = httpx.Limits(max_connections=100), max_response_bytes: int | None = None,
-                   **kwargs) -> httpx.AsyncClient:
+                   limit_setting: str = "gateway.max_agent_response_bytes", **kwargs) -> httpx.AsyncClient:
     """An httpx client that only reaches what `policy` allows (environment proxies are ignored)
-    and, given `max_response_bytes`, reads no more than that from one answer."""
-    transport = GuardedTransport(policy, limits=limits, max_response_bytes=max_response_bytes)
+    and, given `max_response_bytes`, reads no more than that from one answer (`limit_setting`
+    names where that limit comes from, in the error)."""
+    transport = GuardedTransport(policy, limits=limits, max_response_bytes=max_response_bytes,
+                                 limit_setting=limit_setting)
     return httpx.AsyncClient(transport=transport, timeout=timeout, trust_env=False, **kwargs)

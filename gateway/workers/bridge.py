@@ -64,8 +64,20 @@ CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 300.0    # longest silence tolerated from an agent mid-call
 CANCEL_TIMEOUT = 5.0
 POOL_CONNECTIONS = 8    # connections per httpx pool (see Bridge.start)
+EVENT_HEADROOM = 64 * 1024      # a reply event's bytes around the agent's answer (ids, seq, trace)
 REMOTE_TABLE = "bridge-tasks"   # gateway task id -> the agent's task and context ids (multi-turn)
 WATCH_LOOP = "bridges.watch"    # the registry watch, under the supervisor (and in /readyz)
+
+
+def response_cap(setting: int | None, backend: Backend) -> tuple[int | None, str]:
+    """The most bytes read of one answer, and what sets it: gateway.max_agent_response_bytes, or
+    the backend's largest message less EVENT_HEADROOM when that is smaller, so an answer that could
+    not be published as a reply event is refused while it is read, not after it was kept whole."""
+    largest = getattr(backend, "max_message_bytes", None)
+    if largest is None or (setting is not None and setting <= largest - EVENT_HEADROOM):
+        return setting, "gateway.max_agent_response_bytes"
+    return max(1024, largest - EVENT_HEADROOM), \
+        f"the backend's max_message_bytes {largest} less {EVENT_HEADROOM} for the reply event's envelope"
 
 
 class AgentUnreachable(Exception):
@@ -113,7 +125,7 @@ class Bridge:
         self.registry = registry
         self.policy = policy
         self.attempts, self.backoff, self.read_timeout = attempts, backoff, read_timeout
-        self.max_response_bytes = max_response_bytes
+        self.max_response_bytes, self.limit_setting = response_cap(max_response_bytes, backend)
         self.worker = Worker(backend, capability.name, self._forward, concurrency=concurrency, invisible=invisible,
                              supervisor=supervisor)
         self.card = json_format.ParseDict(capability.card, a2a_pb2.AgentCard(), ignore_unknown_fields=True)
@@ -139,7 +151,8 @@ class Bridge:
         pools = max(1, -(-self.worker.concurrency // POOL_CONNECTIONS))
         hooks = {"request": [tracing.inject_request]} if tracing.enabled else {}    # the call carries traceparent
         self._https = [guarded_client(self.policy, timeout=timeout, limits=limits, event_hooks=hooks,
-                                      max_response_bytes=self.max_response_bytes) for _ in range(pools)]
+                                      max_response_bytes=self.max_response_bytes, limit_setting=self.limit_setting)
+                       for _ in range(pools)]
         try:
             self._clients = [self._sdk_client(http, streaming=True) for http in self._https]
             self._blocking_clients = [self._sdk_client(http, streaming=False) for http in self._https]

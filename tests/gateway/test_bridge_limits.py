@@ -13,7 +13,7 @@ from a2a.types import a2a_pb2
 from gateway.http.outbound import AddressPolicy
 from gateway.registry.capabilities import Registry
 from gateway.tasks.service import TaskService
-from gateway.workers.bridge import Bridges
+from gateway.workers.bridge import EVENT_HEADROOM, Bridges
 
 from .remote_agents import Agent
 
@@ -90,14 +90,34 @@ async def test_an_answer_over_the_cap_fails_the_task_naming_the_cap(bridging, st
     assert not done.artifacts
 
 
-async def test_an_answer_under_the_cap_but_over_the_backends_event_limit_fails_the_task_naming_it(bridging):
+@pytest.mark.parametrize("streaming", [True, False], ids=["streaming", "blocking"])
+async def test_an_answer_under_the_cap_but_over_the_backends_message_limit_fails_the_task_while_it_is_read(
+        bridging, backend, streaming):
     gw = await bridging(max_response_bytes=16 * MIB)
-    agent = await verbose_agent(6 * MIB, streaming=True)        # the engine takes events up to 4 MiB
+    agent = await verbose_agent(6 * MIB, streaming=streaming)      # the engine takes messages up to 4 MiB
     try:
         done = await outcome(gw, agent)
     finally:
         await agent.stop()
     assert done.status.state == a2a_pb2.TASK_STATE_FAILED
     reason = done.status.message.parts[0].text
-    assert "could not be published" in reason and "exceeds the limit of 4194304 bytes" in reason
+    assert f"larger than {backend.max_message_bytes - EVENT_HEADROOM} bytes" in reason
+    assert f"the backend's max_message_bytes {backend.max_message_bytes}" in reason
     assert not done.artifacts
+
+
+async def test_an_answer_just_under_the_backends_limit_completes(bridging):
+    gw = await bridging(max_response_bytes=16 * MIB)
+    agent = await verbose_agent(3 * MIB, streaming=False)
+    try:
+        capability = await gw.bridges.register(agent.base_url)
+        message = a2a_pb2.Message(message_id="m-1", role=a2a_pb2.ROLE_USER, parts=[a2a_pb2.Part(text="all")])
+        task, watch = await gw.tasks.submit(capability.name, message)
+        async with asyncio.timeout(30):
+            async for _ in watch.events():
+                pass
+        done = await gw.tasks.get(task.id)
+    finally:
+        await agent.stop()
+    assert done.status.state == a2a_pb2.TASK_STATE_COMPLETED
+    assert len(done.artifacts[0].parts[0].text) == 3 * MIB
