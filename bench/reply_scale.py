@@ -98,6 +98,32 @@ async def open_rig(n: int, store: str, workdir: Path) -> Rig:
     return rig
 
 
+class GcPauses:
+    """Collector pauses per generation while measuring: a full collection walks every object the
+    process holds, so its pause grows with the open channels and lands on whichever rig is running."""
+
+    def __init__(self) -> None:
+        self.pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
+        self._started = 0.0
+
+    def __enter__(self) -> "GcPauses":
+        gc.callbacks.append(self._on_gc)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        gc.callbacks.remove(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.pauses[info["generation"]].append(time.perf_counter() - self._started)
+
+    def report(self) -> dict:
+        return {f"gen{g}": {"collections": len(p), "max_ms": round(max(p, default=0.0) * 1000, 3),
+                            "total_ms": round(sum(p) * 1000, 3)} for g, p in self.pauses.items()}
+
+
 def settled_rss() -> int:
     gc.collect()
     return rss_bytes()
@@ -270,7 +296,8 @@ async def run(args: argparse.Namespace) -> dict:
                 progress(f"opening {n} reply channels ({args.store})")
                 rigs.append(await open_rig(n, args.store, Path(tmp)))
                 progress(f"opened {n} in {rigs[-1].open_s:.2f} s")
-            results = {mode: await measure(rigs, mode, args, rng) for mode in args.modes}
+            with GcPauses() as pauses:
+                results = {mode: await measure(rigs, mode, args, rng) for mode in args.modes}
             health = {str(rig.channels): await rig.backend.health() for rig in rigs}
             rss = settled_rss()
         finally:
@@ -292,6 +319,7 @@ async def run(args: argparse.Namespace) -> dict:
                                      "rss_bytes_per_channel": round(rig.rss_growth / rig.channels, 1)}
                  for rig in rigs},
         "rss_bytes": rss,
+        "gc_pauses_while_measuring": pauses.report(),
         "engine_health": {n: {"lite_topics": h.detail["lite_topics"], "ok": h.ok} for n, h in health.items()},
         "environment": env,
     }

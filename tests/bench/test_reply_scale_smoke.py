@@ -36,6 +36,7 @@ def test_reply_scale_reports_percentiles_for_both_channel_counts_in_every_mode_a
     assert set(out["open"]) == {"100", "2000"} and out["open"]["2000"]["seconds"] > 0
     assert out["engine_health"]["2000"] == {"lite_topics": 2000, "ok": True}
     assert out["rss_bytes"] > 0
+    assert set(out["gc_pauses_while_measuring"]) == {"gen0", "gen1", "gen2"}
 
 
 def test_reply_scale_on_a_durable_engine_reports_the_port_figures():
