@@ -34,6 +34,11 @@ from .receiving import EMPTY_MARK, KEY_PROPERTY, seconds
 from .table import RocketMQTable, Tables
 
 MAX_HEADERS = 64
+SEND_RETRY_FIRST = 0.02
+SEND_RETRY_LONGEST = 1.0
+LITE_EVENT_QUEUE = "lite.sub.client.max.event.cnt"
+MIN_LITE_EVENT_QUEUE = 10          # the attribute's lower bound
+MAX_LITE_EVENT_QUEUE = 100_000     # the broker's hard cap of one client's event queue
 
 
 class RocketMQBackend:
@@ -43,22 +48,30 @@ class RocketMQBackend:
     or an `Admin`; `cluster`: the cluster topics and groups are created in. `queues`: queues per
     broker of a new topic. `lite_subscription_quota`: lite topics one client may subscribe, set as
     `lite.sub.client.quota` on the lite groups the admin path manages (without an admin path each
-    group's own setting applies; the proxy reports it either way). `lite_idle_seconds`: default
+    group's own setting applies; the proxy reports it either way). `lite_event_queue`: the
+    broker's per-client queue of readable-lite-topic events (`lite.sub.client.max.event.cnt`),
+    by default the subscription quota, so that every subscribed topic can be ready at once.
+    `lite_idle_seconds`: default
     idle time of lite topics (RocketMQ keeps an idle one at least 15 min). `lease_seconds`: how
     long a lite client's unacked message survives the client's death (at least 10 s).
     `tables_topic`: LITE parent of the tables; `table_refresh_seconds`: age at which a table
     entry is re-published (keep it well under the broker's `fileReservedTime`, 72 h).
+    `send_retry_seconds`: how long a publish retries the broker's flow control (TOO_MANY_REQUESTS);
+    `route_wait_seconds`: how long a publish waits for the proxy to route a topic that the admin
+    path says exists (just created, or its absence still cached by the proxy).
     """
 
     name = BACKEND
 
     def __init__(self, endpoint: str = "127.0.0.1:8081", namespace: str = "", *,
                  admin: str | Admin | None = None, cluster: str = "DefaultCluster", queues: int = 8,
-                 lite_subscription_quota: int = 2000, lite_idle_seconds: float = 600.0,
+                 lite_subscription_quota: int = 2000, lite_event_queue: int | None = None,
+                 lite_idle_seconds: float = 600.0,
                  max_message_bytes: int = 4 << 20, lease_seconds: float = 10.0, heartbeat_every: float = 10.0,
                  full_sync_every: float = 30.0, tables_topic: str = "tb-tables",
                  table_refresh_seconds: float = 86_400.0, rpc_timeout: float = 10.0,
-                 connect_timeout: float = 10.0) -> None:
+                 connect_timeout: float = 10.0, send_retry_seconds: float = 5.0,
+                 route_wait_seconds: float = 60.0) -> None:
         if not isinstance(endpoint, str) or ":" not in endpoint:
             raise errors.InvalidRequestError("endpoint", endpoint, 'must be "host:port" of the gRPC proxy')
         if namespace and names._NAME.fullmatch(namespace) is None:
@@ -68,6 +81,8 @@ class RocketMQBackend:
         self.cluster = cluster
         self.queues = queues
         self.lite_subscription_quota = lite_subscription_quota
+        default_events = lite_subscription_quota if lite_subscription_quota > 0 else MAX_LITE_EVENT_QUEUE
+        self.lite_event_queue = max(MIN_LITE_EVENT_QUEUE, lite_event_queue or default_events)
         self.lite_idle_seconds = lite_idle_seconds
         self.max_message_bytes = max_message_bytes
         self.lease_seconds = lease_seconds
@@ -76,13 +91,15 @@ class RocketMQBackend:
         self.tables_topic = names.topic(tables_topic)
         self.table_refresh_seconds = table_refresh_seconds
         self.connect_timeout = connect_timeout
+        self.send_retry_seconds = send_retry_seconds
+        self.route_wait_seconds = route_wait_seconds
         self.admin: Admin | None = RemotingAdmin(admin, cluster, timeout=rpc_timeout) if isinstance(admin, str) else admin
         self._conn = Connection(endpoint, namespace, rpc_timeout)
         self._client_id = new_client_id("tb-producer")
         self._specs: dict[str, TopicSpec] = {}
         self._kinds: dict[str, str] = {}
         self._configs: dict[str, dict] = {}     # topic configs read through the admin path
-        self._groups: set[str] = set()
+        self._groups: set[tuple] = set()
         self._consumers: set = set()
         self._tables: Tables | None = None
 
@@ -197,14 +214,30 @@ class RocketMQBackend:
             raise errors.ConflictError(f"topic {topic!r} is a {kind} topic: "
                                        + ("publish with a lite topic" if kind == "LITE" else "it has no lite topics"))
         what = f"publish to {topic!r}" + (f" lite topic {lite_topic!r}" if lite_topic else "")
-        reply = await self._conn.call("SendMessage", rpc.SendMessageRequest(messages=[proto]), self._client_id, what)
-        status = reply.entries[0].status if reply.status.code == OK and reply.entries else reply.status
-        if status.code != OK:
-            if "expected type is UNSPECIFIED" in status.message:
+        request = rpc.SendMessageRequest(messages=[proto])
+        loop = asyncio.get_running_loop()
+        began, delay = loop.time(), SEND_RETRY_FIRST
+        while True:
+            reply = await self._conn.call("SendMessage", request, self._client_id, what)
+            status = reply.entries[0].status if reply.status.code == OK and reply.entries else reply.status
+            if status.code == OK:
+                return reply.entries[0].message_id
+            waited = loop.time() - began
+            if status.code == pb.TOO_MANY_REQUESTS and waited < self.send_retry_seconds:
+                pass   # the broker's flow control (a busy send queue): RocketMQ producers retry too
+            elif _route_unseen(status) and self.admin is not None and waited < self.route_wait_seconds:
+                # Created through the admin path but not yet routed by the proxy (it learns routes
+                # from the name server and caches their absence): wait for it, bounded.
+                if await self.admin.topic_config(self._full(topic)) is None:
+                    self._kinds.pop(topic, None)
+                    raise errors.NotFoundError("topic", topic)
+            elif _route_unseen(status):
                 self._kinds.pop(topic, None)
-                raise errors.NotFoundError("topic", topic)
-            raise status_error(status, what, value=lite_topic or len(proto.body), limit=self.max_message_bytes)
-        return reply.entries[0].message_id
+                raise _unrouted(topic, waited) if self.admin is not None else errors.NotFoundError("topic", topic)
+            else:
+                raise status_error(status, what, value=lite_topic or len(proto.body), limit=self.max_message_bytes)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, SEND_RETRY_LONGEST)
 
     def _message(self, topic: str, message: Message, lite_topic: str | None, message_id: str) -> pb.Message:
         if not isinstance(message, Message):
@@ -273,8 +306,8 @@ class RocketMQBackend:
             raise errors.NotFoundError("topic", topic)
         if kind != "LITE":
             raise errors.ConflictError(f"topic {topic!r} is a {kind} topic, not a lite parent")
-        await self._ensure_group(rmq_group, attributes={"lite.bind.topic": self._full(topic),
-                                                        "lite.sub.client.quota": str(self.lite_subscription_quota)})
+        attributes = self._lite_group_attributes(topic)
+        await self._ensure_group(rmq_group, attributes=attributes)
         session = Session(self._conn, client_id, pb.LITE_PUSH_CONSUMER, rmq_group, topic,
                           heartbeat_every=self.heartbeat_every)
         try:
@@ -298,7 +331,18 @@ class RocketMQBackend:
         consumer = RocketMQLiteConsumer(self._conn, session, topic, group, rmq_group, invisible, targets,
                                         lease=self.lease_seconds, quota=quota, full_sync_every=self.full_sync_every,
                                         admin=self.admin, parent_full=self._full(topic), ordered=ordered)
+        if self.admin is not None:
+            consumer.regroup = lambda: self._ensure_group(rmq_group, attributes=attributes, again=True)
         return self._track(consumer)
+
+    def _lite_group_attributes(self, topic: str) -> dict[str, str]:
+        # lite.sub.client.max.event.cnt bounds the broker's queue of "lite topic X is readable"
+        # events per client. Unset, the broker keeps 100 and drops the rest ("client event set is
+        # full"), re-creating them by a full dispatch ~10 s later: every event a client may need
+        # at once (one per subscribed lite topic) must fit.
+        return {"lite.bind.topic": self._full(topic),
+                "lite.sub.client.quota": str(self.lite_subscription_quota),
+                LITE_EVENT_QUEUE: str(self.lite_event_queue)}
 
     def _track(self, consumer):
         self._consumers.add(consumer)
@@ -314,9 +358,11 @@ class RocketMQBackend:
         return [a.message_queue for a in reply.assignments]
 
     async def _ensure_group(self, group: str, *, max_retry: int | None = None,
-                            attributes: dict[str, str] | None = None) -> None:
+                            attributes: dict[str, str] | None = None, again: bool = False) -> None:
+        """`again`: the broker lost the group's settings (it re-creates a deleted group that a
+        client still uses, with none of them): set them whatever this process remembers."""
         key = (group, max_retry, tuple(sorted((attributes or {}).items())))
-        if key in self._groups:
+        if key in self._groups and not again:
             return
         if self.admin is not None:
             full = self._full(group)
@@ -333,8 +379,11 @@ class RocketMQBackend:
             self._kinds[topic] = "NORMAL"
 
     async def drop_lite_group(self, parent: str, group: str) -> None:
+        rmq_group = names.lite_group(group, parent)
+        # A later lite_consumer() of the same group must create it again, with its settings.
+        self._groups = {key for key in self._groups if key[0] != rmq_group}
         if self.admin is not None:
-            await self.admin.delete_group(self._full(names.lite_group(group, parent)))
+            await self.admin.delete_group(self._full(rmq_group))
 
     def dead_letter_topic(self, group: str) -> str:
         return names.dead_letter_topic(group)
@@ -347,6 +396,18 @@ class RocketMQBackend:
 
     def _full(self, name: str) -> str:
         return names.with_namespace(self.namespace, name)
+
+
+def _route_unseen(status) -> bool:
+    return status.code == pb.TOPIC_NOT_FOUND or "expected type is UNSPECIFIED" in status.message
+
+
+def _unrouted(topic: str, waited: float) -> errors.NotFoundError:
+    error = errors.NotFoundError("topic", topic)
+    error.args = (f"topic {topic!r} exists on the brokers but the proxy still has no route for it after "
+                  f"{waited:.0f} s (it caches a missing route and learns new ones from the name server); "
+                  "check that the proxy's namesrvAddr is this cluster's name server",)
+    return error
 
 
 def _checked_headers(headers: object) -> dict[str, str]:

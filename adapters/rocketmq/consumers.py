@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from typing import Iterable
 
@@ -23,6 +24,8 @@ from . import names
 from .client import Connection, Session
 from .protocol import OK, pb, rpc, status_error
 from .receiving import MIN_RECEIVE_INVISIBLE, Consumer, Held, check_take
+
+log = logging.getLogger(__name__)
 
 class RocketMQGroupConsumer(Consumer):
     """A simple consumer of a NORMAL topic in a consumer group (one RocketMQ client)."""
@@ -54,6 +57,7 @@ class RocketMQLiteConsumer(Consumer):
     """A LITE_PUSH_CONSUMER client: its lite subscription set is the InterestSet."""
 
     kind = "lite consumer"
+    prefetch = True
 
     def __init__(self, conn: Connection, session: Session, topic: str, group: str, rmq_group: str,
                  invisible: float, targets: list[pb.MessageQueue], *, lease: float, quota: int,
@@ -68,8 +72,13 @@ class RocketMQLiteConsumer(Consumer):
         self._parent_full = parent_full or topic
         self._interest: set[str] = set()
         self._changes = asyncio.Lock()
+        self._additions: set[str] = set()      # queued PARTIAL_ADD
+        self._removals: set[str] = set()       # queued PARTIAL_REMOVE
+        self._confirming: dict[str, asyncio.Future] = {}   # subscribes waiting for their PARTIAL_ADD
+        self._flusher: asyncio.Task | None = None
         self._version = time.time_ns() // 1000
         self._full_sync_every = full_sync_every
+        self.regroup = None    # set by the backend: re-creates the group with its settings
         session.on_reconnect = self._reconnected
         self._maintenance = asyncio.get_running_loop().create_task(self._maintain())
 
@@ -101,34 +110,35 @@ class RocketMQLiteConsumer(Consumer):
 
     # The local InterestSet changes before the request goes out (messages of a topic being added
     # may arrive before the answer, and must not be turned away) and is restored if it fails.
+    # Changes are group-committed: while one SyncLiteSubscription is in flight, later subscribes
+    # and unsubscribes queue up and go out together as one PARTIAL_ADD / PARTIAL_REMOVE (a lite
+    # topic per task would otherwise cost two serialised round trips per task). An unsubscribe
+    # does not wait for the broker: the topic has left the local InterestSet (its late messages
+    # are given back, see `_prepare`), and a failed PARTIAL_REMOVE is repaired by the next full sync.
 
     async def subscribe(self, lite_topics: Iterable[str]) -> None:
         wanted = _lite_names(lite_topics)
-        async with self._changes:
-            self._check_open()
-            new = wanted - self._interest
-            if len(self._interest) + len(new) > self._quota:
-                raise errors.QuotaExceededError("max_subscriptions_per_client", self._quota, self.client_id)
-            before = set(self._interest)
-            self._interest |= new
-            try:
-                await self._add(new)
-            except BaseException:
-                self._interest = before
-                raise
+        self._check_open()
+        new = wanted - self._interest
+        if len(self._interest) + len(new) > self._quota:
+            raise errors.QuotaExceededError("max_subscriptions_per_client", self._quota, self.client_id)
+        self._interest |= new
+        self._removals -= wanted
+        for name in new:
+            if name not in self._confirming:
+                self._confirming[name] = _quiet_future()
+            self._additions.add(name)
+        waits = [self._confirming[n] for n in wanted if n in self._confirming]
+        if waits:
+            self._kick()
+            await asyncio.gather(*(asyncio.shield(w) for w in waits))
 
     async def unsubscribe(self, lite_topics: Iterable[str]) -> None:
-        gone = _lite_names(lite_topics)
-        async with self._changes:
-            self._check_open()
-            before = set(self._interest)
-            self._interest -= gone
-            try:
-                if gone:
-                    await self._sync(pb.PARTIAL_REMOVE, gone)
-            except BaseException:
-                self._interest = before
-                raise
+        gone = _lite_names(lite_topics) & self._interest
+        self._check_open()
+        self._interest -= gone
+        self._removals |= gone
+        self._kick()
 
     async def sync(self, lite_topics: Iterable[str]) -> None:
         wanted = _lite_names(lite_topics)
@@ -145,6 +155,47 @@ class RocketMQLiteConsumer(Consumer):
                 self._interest = before
                 raise
             self._interest = set(wanted)
+            self._removals.clear()   # the COMPLETE_ADD removed them
+
+    def _kick(self) -> None:
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush())
+
+    async def _flush(self) -> None:
+        """Send the queued changes, one request at a time, until none are left.
+        Caller: `_kick`. Affects: `_additions`, `_removals`, `_confirming`."""
+        while (self._additions or self._removals) and not self._closed:
+            async with self._changes:
+                gone, self._removals = self._removals - self._interest, set()
+                if gone:
+                    try:
+                        await self._sync(pb.PARTIAL_REMOVE, gone)
+                    except errors.BackendError as exc:
+                        log.warning("lite unsubscribe of %d topics failed (the next full sync "
+                                    "repairs it): %s", len(gone), exc)
+                batch, self._additions = self._additions, set()
+                waiting = {n: self._confirming.pop(n) for n in batch if n in self._confirming}
+                added = batch & self._interest
+                try:
+                    await self._add(added)
+                except BaseException as exc:
+                    self._interest -= added
+                    cancelled = isinstance(exc, asyncio.CancelledError)   # by close()
+                    for fut in waiting.values():
+                        _settle(fut, errors.UnknownClientError(self.client_id) if cancelled else exc)
+                    if cancelled:
+                        raise
+                    continue
+                for fut in waiting.values():
+                    _settle(fut, None)
+        self._fail_waiting(errors.UnknownClientError(self.client_id) if self._closed else None)
+
+    def _fail_waiting(self, exc: BaseException | None) -> None:
+        if exc is None:
+            return
+        waiting, self._confirming = self._confirming, {}
+        for fut in waiting.values():
+            _settle(fut, exc)
 
     async def _add(self, new: set[str]) -> None:
         """PARTIAL_ADD; a lite topic the group never read starts at its first retained message."""
@@ -185,6 +236,20 @@ class RocketMQLiteConsumer(Consumer):
             raise status_error(reply.status, what, value=value, limit=self._quota)
 
     # -- polling --------------------------------------------------------------------------------
+
+    async def _receive(self, target: pb.MessageQueue, batch: int, wait: float) -> list[Held]:
+        try:
+            return await super()._receive(target, batch, wait)
+        except errors.BackendError as exc:
+            if self.regroup is None or not _group_lost(exc):
+                raise
+        # The group was deleted while this client used it and the broker made it again, bare
+        # (no lite.bind.topic): give it back its settings and the broker our subscriptions.
+        log.warning("lite group %r lost its settings on the broker: setting them again", self._rmq_group)
+        await self.regroup()
+        async with self._changes:
+            await self._complete(set(self._interest))
+        return []
 
     async def poll(self, max_messages: int = 16, wait: float = 0.0) -> list[Delivery]:
         max_messages, wait = check_take(max_messages, wait)
@@ -231,9 +296,12 @@ class RocketMQLiteConsumer(Consumer):
 
     async def _stop(self) -> None:
         self._closed = True
-        self._maintenance.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._maintenance
+        for task in (self._maintenance, self._flusher):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._fail_waiting(errors.UnknownClientError(self.client_id))
 
     async def close(self) -> None:
         if self._closed:
@@ -250,6 +318,30 @@ class RocketMQLiteConsumer(Consumer):
         self._left()
         self._drop()
         await self._session.abandon()
+
+
+def _group_lost(exc: errors.BackendError) -> bool:
+    if isinstance(exc, errors.NotFoundError):
+        return exc.kind == "group"
+    return "bind topic not match" in str(exc)
+
+
+def _quiet_future() -> asyncio.Future:
+    fut = asyncio.get_running_loop().create_future()
+    # Every waiter may have been cancelled: an unread failure is not worth a warning.
+    fut.add_done_callback(lambda f: f.cancelled() or f.exception())
+    return fut
+
+
+def _settle(fut: asyncio.Future, exc: BaseException | None) -> None:
+    if fut.done():
+        return
+    if exc is None:
+        fut.set_result(None)
+    elif isinstance(exc, asyncio.CancelledError):
+        fut.cancel()
+    else:
+        fut.set_exception(exc)
 
 
 def _lite_names(lite_topics: Iterable[str]) -> set[str]:

@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 MAX_BATCH = 1024           # largest max_messages a caller may ask for (as in the embedded engine)
 RECEIVE_BATCH = 32         # the broker pops at most 32 messages per request
 MIN_RECEIVE_INVISIBLE = 10.0
+MAX_ACK_BATCH = 64
 MAX_SECONDS = 12 * 3600.0  # the proxy's maxInvisibleTimeMills
 STALE_AFTER = 1.0          # a buffered message older than this gets its invisibility reset at hand-over
 POLL_CEILING = 20.0        # the proxy's longest long poll
@@ -93,6 +94,7 @@ class Consumer:
     """What group and lite consumers share: pending receives, the buffer, hand-over, settling."""
 
     kind = "consumer"
+    prefetch = False   # keep a receive pending between calls (lite consumers: their own channels)
 
     def __init__(self, conn: Connection, session: Session, topic: str, rmq_group: str, invisible: float,
                  targets: list[pb.MessageQueue]) -> None:
@@ -106,6 +108,8 @@ class Consumer:
         self._buffer: collections.deque[Held] = collections.deque()
         self._held: dict[str, Held] = {}
         self._error: tuple[errors.BackendError, float] | None = None   # from a pending receive, and when
+        self._acks: list[tuple[Held, asyncio.Future]] = []   # waiting for the next AckMessage
+        self._acker: asyncio.Task | None = None
         self._closed = False
         self.on_close: Callable[[object], None] | None = None   # set by the backend
 
@@ -133,6 +137,9 @@ class Consumer:
             if self._buffer:
                 out = await self._hand_over(max_messages)
                 if out:
+                    if self.prefetch and self._session.connected.is_set():
+                        # The broker pops the next batch while the caller works on (and acks) this one.
+                        self._start_receives(self._batch(max_messages), POLL_CEILING)
                     return out
                 continue   # everything buffered had gone stale: look again
             if self._error is not None:
@@ -275,12 +282,49 @@ class Consumer:
     async def ack(self, delivery: Delivery) -> None:
         held = self._claim(delivery)
         async with held.lock:
-            entry = rpc.AckMessageEntry(message_id=delivery.message_id, receipt_handle=delivery.receipt)
-            if held.lite_topic:
-                entry.lite_topic = held.lite_topic
+            done = asyncio.get_running_loop().create_future()
+            done.add_done_callback(lambda f: f.cancelled() or f.exception())   # its caller may be gone
+            self._acks.append((held, done))
+            if self._acker is None or self._acker.done():
+                self._acker = asyncio.get_running_loop().create_task(self._send_acks())
+            await asyncio.shield(done)
+
+    async def _send_acks(self) -> None:
+        """Group commit of acks: those made while one AckMessage is in flight go out together
+        (one request, one entry each; the broker answers per entry). Caller: `ack`."""
+        while self._acks:
+            batch, self._acks = self._acks[:MAX_ACK_BATCH], self._acks[MAX_ACK_BATCH:]
+            entries = []
+            for held, _ in batch:
+                entry = rpc.AckMessageEntry(message_id=held.delivery.message_id, receipt_handle=held.delivery.receipt)
+                if held.lite_topic:
+                    entry.lite_topic = held.lite_topic
+                entries.append(entry)
             request = rpc.AckMessageRequest(group=self._conn.resource(self._rmq_group),
-                                            topic=self._conn.resource(self.topic), entries=[entry])
-            await self._settle("AckMessage", request, held, "ack")
+                                            topic=self._conn.resource(self.topic), entries=entries)
+            try:
+                reply = await self._conn.call("AckMessage", request, self._session.client_id,
+                                              f"ack of {len(entries)} messages on {self.topic!r}")
+            except BaseException as exc:
+                for held, done in batch:
+                    if isinstance(exc, errors.BackendUnavailableError):
+                        self._restore(held)   # worth trying again
+                    _fail(done, exc)
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            by_receipt = {e.receipt_handle: e.status for e in reply.entries}
+            in_order = [e.status for e in reply.entries] if len(reply.entries) == len(batch) else None
+            for i, (held, done) in enumerate(batch):
+                status = by_receipt.get(held.delivery.receipt) or (in_order[i] if in_order else reply.status)
+                if status.code in (OK, pb.MULTIPLE_RESULTS):
+                    if not done.done():
+                        done.set_result(None)
+                    continue
+                error = status_error(status, f"ack on {self.topic!r}", receipt=held.delivery.receipt)
+                if isinstance(error, errors.BackendUnavailableError):
+                    self._restore(held)
+                _fail(done, error)
 
     async def nack(self, delivery: Delivery, delay: float = 0.0) -> None:
         delay = seconds("delay", delay, allow_zero=True)
@@ -372,6 +416,15 @@ class Consumer:
         self._pending.clear()
         self._buffer.clear()
         self._held.clear()
+
+
+def _fail(done: asyncio.Future, exc: BaseException) -> None:
+    if done.done():
+        return
+    if isinstance(exc, Exception):
+        done.set_exception(exc)
+    else:
+        done.cancel()
 
 
 def _settings_unknown(status) -> bool:
