@@ -36,7 +36,7 @@ class Proc:
         self.process: subprocess.Popen | None = None
         self.output: list[str] = []
 
-    def start(self, timeout: float = 60.0) -> re.Match:
+    def start(self, timeout: float = 180.0) -> re.Match:
         env = {k: v for k, v in os.environ.items() if not k.startswith("TOPICBRIDGE_")}
         env |= {"PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)} | (self.env or {})
         self.process = subprocess.Popen(self.args, cwd=ROOT, env=env, stdin=subprocess.DEVNULL,

@@ -15,6 +15,12 @@ anew). A capability bridged to an A2A agent is `available` until its bridge
 cannot reach the agent, then `error` with the reason in `error`, until a call gets through.
 Records written with `put` and no heartbeat keep the status they were written with.
 
+Topic settings. A capability's topic is created with the settings registered with it
+(`max_attempts`: deliveries of an envelope before it is dead-lettered; None: the backend's).
+Creating a topic is "last creator wins" on every backend, and many create it (each gateway
+instance's bridges, each worker as it starts): all of them go through `create_capability_topic`,
+which reads the record first, so a worker starting does not reset what was registered.
+
 Timeout. `timeout_seconds` bounds how long one turn of a task of the capability may run before
 the gateway fails it (gateway/tasks/lifetimes.py); null takes gateway.task_timeout_seconds. It
 is given at registration (POST /admin/agents) or, for a native worker, in its card as the
@@ -32,7 +38,7 @@ import time
 import unicodedata
 from dataclasses import asdict, dataclass, field
 
-from adapters.base import Backend
+from adapters.base import Backend, TopicSpec
 from adapters.errors import ConflictError
 
 from gateway.tasks import channels
@@ -42,6 +48,7 @@ WORKER_TABLE = "capability-workers"
 PRUNE_AFTER_TTLS = 10       # a silent worker's row is removed after this many ttls
 TIMEOUT_EXTENSION = "urn:topicbridge:task-timeout:v1"
 MAX_TIMEOUT = 30 * 24 * 3600.0
+MAX_ATTEMPTS = 1000          # the engine's own bound on a topic's max_attempts
 
 
 @dataclass
@@ -59,6 +66,7 @@ class Capability:
     heartbeat: float | None = None          # set when workers announce it: health follows their heartbeats
     workers: int | None = None              # live native workers, counted when read (heartbeat set)
     timeout_seconds: float | None = None    # a turn's limit; None: gateway.task_timeout_seconds
+    max_attempts: int | None = None         # deliveries before dead-lettering; None: the backend's default
 
     @property
     def topic(self) -> str:
@@ -70,6 +78,9 @@ class Capability:
 
     def to_json(self) -> dict:
         return asdict(self) | {"topic": self.topic}
+
+    def topic_spec(self) -> TopicSpec:
+        return TopicSpec(self.topic, max_attempts=self.max_attempts)
 
     def encode(self) -> bytes:
         return json.dumps(asdict(self), separators=(",", ":")).encode()
@@ -100,6 +111,22 @@ def card_timeout(card: dict) -> float | None:
             return check_timeout((extension.get("params") or {}).get("timeoutSeconds",
                                  (extension.get("params") or {}).get("timeout_seconds")))
     return None
+
+
+def check_max_attempts(value) -> int | None:
+    """A valid `max_attempts` (None stays None); ValueError naming what is wrong."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_ATTEMPTS:
+        raise ValueError(f"max_attempts {value!r} must be an integer in [1, {MAX_ATTEMPTS}]")
+    return value
+
+
+async def create_capability_topic(backend: Backend, name: str) -> None:
+    """Create capability `name`'s topic, or keep it, with the settings registered with it."""
+    raw = await (await backend.table(TABLE)).get(name)
+    spec = Capability.decode(raw).topic_spec() if raw else TopicSpec(channels.capability_topic(name))
+    await backend.create_topic(spec)
 
 
 def derive_name(card_name: str) -> str:
@@ -185,6 +212,7 @@ class Registry:
         if existing is not None:
             where = f" from {existing.card_url}" if existing.card_url else f" ({existing.source})"
             raise ConflictError(f"capability {capability.name!r} is already registered{where}")
+        capability.max_attempts = check_max_attempts(capability.max_attempts)
         await self.put(capability)
         return capability
 
@@ -229,7 +257,8 @@ class Registry:
                                                                existing.output_schema) != wanted:
             await self.put(Capability(name, card, "native", None, input_schema, output_schema,
                                       created=existing.created if existing else now, heartbeat=ttl,
-                                      timeout_seconds=card_timeout(card)))
+                                      timeout_seconds=card_timeout(card),
+                                      max_attempts=existing.max_attempts if existing else None))
 
     async def depart(self, name: str, worker_id: str) -> None:
         """A worker stopped cleanly; the capability stays, unavailable if it was the last one. Its

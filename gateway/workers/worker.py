@@ -46,7 +46,7 @@ from adapters.errors import BackendError
 
 from gateway.tasks import channels
 from gateway.tasks.envelope import ControlEvent, EnvelopeError, TaskEnvelope
-from gateway.registry.capabilities import Registry
+from gateway.registry.capabilities import Registry, create_capability_topic
 from gateway import tracing
 from gateway.supervisor import Supervisor
 from .task_context import ReplyLost, TaskContext
@@ -61,10 +61,12 @@ Handler = Callable[[TaskContext], Awaitable[None]]
 
 class Worker:
     def __init__(self, backend: Backend, capability: str, handler: Handler, *, concurrency: int = 16,
-                 invisible: float = 60.0, card: dict | a2a_pb2.AgentCard | None = None,
+                 invisible: float = 10.0, card: dict | a2a_pb2.AgentCard | None = None,
                  input_schema: dict | None = None, output_schema: dict | None = None,
                  heartbeat: float = 5.0, supervisor: Supervisor | None = None) -> None:
-        """`supervisor` runs the worker's loops (receive, control, heartbeat); by default its own."""
+        """`supervisor` runs the worker's loops (receive, control, heartbeat); by default its own.
+        `invisible`: how long a task taken by a worker that died stays hidden from the others (a
+        running task is extended every half of it); 10 s is also RocketMQ's shortest."""
         if not channels.is_capability_name(capability):
             raise ValueError(f"invalid capability name {capability!r}: use a-z, 0-9, _ and -, at most 63")
         self.backend = backend
@@ -94,7 +96,7 @@ class Worker:
             await self._registry.start()
             await self._announce()
         topic = channels.capability_topic(self.capability)
-        await self.backend.create_topic(TopicSpec(topic))
+        await create_capability_topic(self.backend, self.capability)     # keeps its registered settings
         for parent in (channels.REPLY_TOPIC, channels.CONTROL_TOPIC):
             await self.backend.create_topic(TopicSpec(parent, lite=True, lite_idle_seconds=channels.CHANNEL_IDLE_SECONDS))
         self._consumer = await self.backend.group_consumer(topic, self.group, invisible=self.invisible)
@@ -181,6 +183,10 @@ class Worker:
             log.warning("task %s: backend failed (%s); it runs again in %.0fs", ctx.task_id, e, RETRY_DELAY)
             with contextlib.suppress(BackendError):
                 await delivery.nack(RETRY_DELAY)
+        except asyncio.CancelledError:     # closing: another instance may take it now, not after `invisible`
+            with contextlib.suppress(BackendError):
+                await delivery.nack()
+            raise
         finally:
             keepalive.cancel()
             ctx._drop_unawaited()        # unawaited only when the worker is closing

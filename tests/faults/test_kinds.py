@@ -24,6 +24,13 @@ async def test_a_gateway_killed_with_sigkill_mid_send_ends_every_accepted_task_a
     assert result["completed"] == result["accepted"]
 
 
+async def test_a_gateway_killed_with_sigkill_on_a_remote_engine_ends_every_accepted_task_after_its_restart():
+    # its reply events and its workers' tasks come back at once (a reopened client id, a short
+    # invisibility), not after the 30 s / 60 s they used to wait: those would be stuck at BOUND
+    result = await check("gateway-sigkill", "remote")
+    assert result["completed"] == result["accepted"]
+
+
 async def test_an_engine_killed_with_sigkill_mid_send_ends_every_accepted_task_once_it_is_back():
     result = await check("engine-sigkill", "remote")
     assert result["completed"] == result["accepted"]
