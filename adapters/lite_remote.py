@@ -8,6 +8,10 @@ goes through the same translation; a call that cannot reach the engine raises
 A lite consumer keeps its InterestSet here too. When the engine no longer knows the client (it
 restarted, or the session expired), the consumer opens it again and re-sends the full
 InterestSet; it also re-sends it periodically so that a lost change is repaired.
+
+Calls are spent where callers wait (lite_remote_calls.py): publishes and acks made together go
+out as one PublishMany / AckMany call, and each consumer polls (or receives) over one long-lived
+stream, reopened after a failure. A call that fails takes every caller in it along.
 """
 
 from __future__ import annotations
@@ -27,11 +31,12 @@ from lite_engine.kv import check_expect, check_scan
 from lite_engine.names import validate_name
 from lite_engine.proto import engine_pb2 as pb
 from lite_engine.proto import engine_pb2_grpc as pb_grpc
-from lite_engine.service import ERROR_KEY, decode_error
+from lite_engine.service import ERROR_KEY, MAX_BATCH_ITEMS, decode_error
 
 from . import errors
 from .base import Delivery, Health, Message, TopicSpec
 from .lite import new_client_id, translated
+from .lite_remote_calls import Batcher, CallStream
 
 _Action = pb.ChangeSubscriptionRequest
 
@@ -59,20 +64,56 @@ class _Connection:
         self.rpc_timeout = rpc_timeout
         self.channel: grpc.aio.Channel | None = None
         self._stub: pb_grpc.LiteEngineStub | None = None
+        # max_bytes becomes the engine's body limit once started: a batch stays within the
+        # request size the engine accepts.
+        self.publishes = Batcher(self._publish_many, max_items=MAX_BATCH_ITEMS,
+                                 max_bytes=EngineConfig().max_message_bytes)
+        self.acks = Batcher(self._ack_many, max_items=MAX_BATCH_ITEMS, max_bytes=1 << 20)
 
     def open(self) -> None:
         self.channel = grpc.aio.insecure_channel(self.target, options=_CHANNEL_OPTIONS)
         self._stub = pb_grpc.LiteEngineStub(self.channel)
 
     async def close(self) -> None:
+        closed = errors.BackendUnavailableError(self.backend, "the backend was closed")
+        self.publishes.close(closed)
+        self.acks.close(closed)
         if self.channel is not None:
             await self.channel.close()
+
+    def stream(self, method: str) -> CallStream:
+        """A stream of `method` ("PollStream", "ReceiveStream"), opened on first use."""
+        def open_call(wait_for_ready: bool):
+            if self._stub is None:
+                raise errors.BackendUnavailableError(self.backend, "not started: call start() first")
+            return getattr(self._stub, method)(wait_for_ready=wait_for_ready)
+        return CallStream(open_call, self._port_error, self.backend, self.rpc_timeout)
+
+    async def long_poll(self, stream: CallStream, method: str, request, wait: float):
+        """`method` over `stream`; alone, as a unary call, while another poll waits on the stream."""
+        wait = bounded_wait(wait)
+        if stream.busy:
+            return await self.call(method, request, wait=wait)
+        return await stream.ask(request, wait)
+
+    async def _publish_many(self, items: list[pb.PublishRequest]) -> list:
+        got = await self.call("PublishMany", pb.PublishManyRequest(items=items))
+        self._check_count(got.results, items)
+        return [self._item_error(r.error) if r.HasField("error") else r.message_id for r in got.results]
+
+    async def _ack_many(self, receipts: list[str]) -> list:
+        got = await self.call("AckMany", pb.AckManyRequest(receipts=receipts))
+        self._check_count(got.results, receipts)
+        return [self._item_error(r.error) if r.HasField("error") else None for r in got.results]
+
+    def _check_count(self, results, items) -> None:
+        if len(results) != len(items):
+            raise errors.BackendError(f"the engine answered {len(results)} results for {len(items)} items")
 
     async def call(self, method: str, request, *, wait: float = 0.0, wait_for_ready: bool = False):
         """Call `method`. A long-poll of `wait` seconds gets that much more time, and waits for an
         engine that is restarting instead of failing at once (a poll loop must not spin)."""
-        if not (isinstance(wait, float) and 0 < wait < 86_400 * 7):
-            wait = 0.0   # the engine refuses it, or answers at once
+        wait = bounded_wait(wait)
         wait_for_ready = wait_for_ready or wait > 0
         if self._stub is None:
             raise errors.BackendUnavailableError(self.backend, "not started: call start() first")
@@ -85,17 +126,30 @@ class _Connection:
             raise errors.BackendUnavailableError(self.backend, str(exc)) from exc
 
     def _port_error(self, exc: grpc.aio.AioRpcError) -> errors.BackendError:
-        for key, value in exc.trailing_metadata() or ():
-            if key == ERROR_KEY:
-                engine_error = decode_error(value)
-                if engine_error is not None:
-                    return _translate(engine_error)
-        code, details = exc.code(), exc.details() or ""
+        sent = next((value for key, value in exc.trailing_metadata() or () if key == ERROR_KEY), None)
+        return self._status_error(exc.code(), exc.details() or "", sent)
+
+    def _item_error(self, item: pb.ItemError) -> errors.BackendError:
+        try:
+            code = next(c for c in grpc.StatusCode if c.value[0] == item.code)
+        except StopIteration:
+            code = grpc.StatusCode.UNKNOWN
+        return self._status_error(code, item.message, item.error or None)
+
+    def _status_error(self, code: grpc.StatusCode, details: str, sent: bytes | None) -> errors.BackendError:
+        engine_error = decode_error(sent) if sent else None
+        if engine_error is not None:
+            return _translate(engine_error)
         if code in _UNAVAILABLE:
             return errors.BackendUnavailableError(self.backend, f"{code.name}: {details}")
         if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED):
             return errors.InvalidRequestError("request", code.name, details)
         return errors.BackendError(f"{code.name}: {details}")
+
+
+def bounded_wait(wait) -> float:
+    # A wait the engine refuses, or answers at once, gets no extra time.
+    return wait if isinstance(wait, float) and 0 < wait < 86_400 * 7 else 0.0
 
 
 def _translate(engine_error: Exception) -> errors.BackendError:
@@ -131,7 +185,8 @@ class _RemoteSettler:
         self._conn = conn
 
     async def ack(self, delivery: Delivery) -> None:
-        await self._conn.call("Ack", _request(pb.AckRequest, receipt=delivery.receipt))
+        receipt = _request(pb.AckRequest, receipt=delivery.receipt).receipt
+        await self._conn.acks.submit(receipt, len(receipt) + 8)
 
     async def nack(self, delivery: Delivery, delay: float = 0.0) -> None:
         await self._conn.call("Nack", _request(pb.NackRequest, receipt=delivery.receipt, delay_seconds=delay))
@@ -144,15 +199,16 @@ class RemoteGroupConsumer(_RemoteSettler):
     def __init__(self, conn: _Connection, topic: str, group: str, invisible: float) -> None:
         super().__init__(conn)
         self.topic, self.group, self._invisible = topic, group, invisible
+        self._stream = conn.stream("ReceiveStream")
 
     async def receive(self, max_messages: int = 1, wait: float = 0.0) -> list[Delivery]:
         request = _request(pb.ReceiveRequest, topic=self.topic, group=self.group, max_messages=max_messages,
                            wait_seconds=wait, invisible_seconds=self._invisible)
-        got = await self._conn.call("Receive", request, wait=request.wait_seconds)
+        got = await self._conn.long_poll(self._stream, "Receive", request, request.wait_seconds)
         return [_delivery(d, self) for d in got.deliveries]
 
     async def close(self) -> None:
-        pass
+        self._stream.close()
 
 
 def _settle(batch, error) -> None:
@@ -181,6 +237,7 @@ class RemoteLiteConsumer(_RemoteSettler):
         self._pump: asyncio.Task | None = None
         self._live = True
         self.reopened = 0   # times the engine had forgotten this client
+        self._stream = conn.stream("PollStream")
         self._maintenance = asyncio.get_running_loop().create_task(
             self._maintain(heartbeat_every, full_sync_every))
 
@@ -208,12 +265,12 @@ class RemoteLiteConsumer(_RemoteSettler):
         request = _request(pb.PollRequest, client_id=self.client_id, max_messages=max_messages,
                            wait_seconds=wait, invisible_seconds=self._invisible)
         try:
-            got = await self._conn.call("Poll", request, wait=request.wait_seconds)
+            got = await self._conn.long_poll(self._stream, "Poll", request, request.wait_seconds)
         except errors.UnknownClientError:
             if not self._live:
                 raise
             await self._reopen()
-            got = await self._conn.call("Poll", request, wait=request.wait_seconds)
+            got = await self._conn.long_poll(self._stream, "Poll", request, request.wait_seconds)
         return [_delivery(d, self) for d in got.deliveries]
 
     async def close(self) -> None:
@@ -226,6 +283,7 @@ class RemoteLiteConsumer(_RemoteSettler):
 
     async def _stop(self) -> None:
         self._live = False
+        self._stream.close()
         self._maintenance.cancel()
         await asyncio.wait([self._maintenance])
 
@@ -369,7 +427,7 @@ class RemoteLiteBackend:
         except TimeoutError:
             raise errors.BackendUnavailableError(
                 self.name, f"no engine answered at {self.target} within {self._connect_timeout} s") from None
-        self.max_message_bytes = info.max_message_bytes
+        self.max_message_bytes = self._conn.publishes.max_bytes = info.max_message_bytes
         if self.session_timeout is None:
             self.session_timeout = info.session_timeout
 
@@ -396,10 +454,9 @@ class RemoteLiteBackend:
 
     async def publish(self, topic: str, message: Message, *, lite_topic: str | None = None) -> str:
         self._check_size(topic, lite_topic, message.body)
-        got = await self._conn.call("Publish", _request(
-            pb.PublishRequest, topic=topic, lite_topic=lite_topic, body=message.body,
-            headers=dict(message.headers), key=message.key))
-        return got.message_id
+        request = _request(pb.PublishRequest, topic=topic, lite_topic=lite_topic, body=message.body,
+                           headers=dict(message.headers), key=message.key)
+        return await self._conn.publishes.submit(request, request.ByteSize())
 
     def _check_size(self, topic: str, lite_topic: str | None, body: bytes) -> None:
         # The engine's answer, without sending a body the transport would refuse.

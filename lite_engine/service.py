@@ -38,6 +38,8 @@ READY_LINE = "topicbridge engine listening on {host}:{port}"
 REQUEST_OVERHEAD = (1 << 20) + (64 << 10)
 # A Poll or Receive answer stops growing past this many bytes; the rest goes back to the engine.
 RESPONSE_BUDGET = 32 << 20
+# Items in one PublishMany or AckMany.
+MAX_BATCH_ITEMS = 1024
 
 # engine error -> (gRPC status, constructor arguments read back from its attributes).
 # Most specific class first.
@@ -121,6 +123,33 @@ def _rpc(handler):
     return call
 
 
+def _stream_rpc(handler):
+    """`_rpc` for a streaming handler (an async generator of answers)."""
+
+    @functools.wraps(handler)
+    async def call(self: "LiteEngineService", requests, context: grpc.aio.ServicerContext):
+        try:
+            async for answer in handler(self, requests, context):
+                yield answer
+        except err.EngineError as exc:
+            await context.abort(status_of(exc), _details(exc),
+                                trailing_metadata=((ERROR_KEY, encode_error(exc)),))
+        except Exception as exc:   # a bug: say so, keep serving
+            log.exception("%s failed", handler.__name__)
+            await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {_details(exc)}")
+
+    return call
+
+
+def _item_error(error: err.EngineError) -> pb.ItemError:
+    return pb.ItemError(code=status_of(error).value[0], message=_details(error), error=encode_error(error))
+
+
+def _check_batch(items) -> None:
+    if not 0 < len(items) <= MAX_BATCH_ITEMS:
+        raise err.InvalidArgumentError(len(items), f"a batch holds 1..{MAX_BATCH_ITEMS} items")
+
+
 class LiteEngineService(pb_grpc.LiteEngineServicer):
     def __init__(self, engine: Engine, response_budget: int = RESPONSE_BUDGET) -> None:
         self._engine = engine
@@ -150,10 +179,40 @@ class LiteEngineService(pb_grpc.LiteEngineServicer):
         return pb.PublishResponse(message_id=message_id)
 
     @_rpc
+    async def PublishMany(self, request, context):
+        _check_batch(request.items)
+        # Tasks start in order and each appends before its first await: the log keeps item order,
+        # and the items share one group commit.
+        results = await asyncio.gather(*map(self._publish_one, request.items))
+        return pb.PublishManyResponse(results=results)
+
+    async def _publish_one(self, item: pb.PublishRequest) -> pb.PublishResult:
+        try:
+            message_id = await self._engine.publish(item.topic, item.body, lite=_opt(item, "lite_topic"),
+                                                    headers=dict(item.headers) or None, key=_opt(item, "key"))
+        except err.EngineError as exc:
+            return pb.PublishResult(error=_item_error(exc))
+        return pb.PublishResult(message_id=message_id)
+
+    @_rpc
+    async def AckMany(self, request, context):
+        _check_batch(request.receipts)
+        return pb.AckManyResponse(results=[self._ack_one(receipt) for receipt in request.receipts])
+
+    def _ack_one(self, receipt: str) -> pb.AckResult:
+        try:
+            self._engine.ack(_receipt(pb.AckRequest(receipt=receipt)))
+        except err.EngineError as exc:
+            return pb.AckResult(error=_item_error(exc))
+        return pb.AckResult()
+
+    @_rpc
     async def Receive(self, request, context):
-        take = self._engine.receive(request.topic, request.group, max_messages=request.max_messages,
+        return self._answer(await self._long_poll(self._receive(request)), context)
+
+    def _receive(self, request: pb.ReceiveRequest):
+        return self._engine.receive(request.topic, request.group, max_messages=request.max_messages,
                                     wait=request.wait_seconds, invisible=_opt(request, "invisible_seconds"))
-        return self._answer(await self._long_poll(take), context)
 
     @_rpc
     async def Ack(self, request, context):
@@ -197,9 +256,33 @@ class LiteEngineService(pb_grpc.LiteEngineServicer):
 
     @_rpc
     async def Poll(self, request, context):
-        take = self._engine.poll(request.client_id, max_messages=request.max_messages,
+        return self._answer(await self._long_poll(self._poll(request)), context)
+
+    def _poll(self, request: pb.PollRequest):
+        return self._engine.poll(request.client_id, max_messages=request.max_messages,
                                  wait=request.wait_seconds, invisible=_opt(request, "invisible_seconds"))
-        return self._answer(await self._long_poll(take), context)
+
+    @_stream_rpc
+    async def PollStream(self, requests, context):
+        async for answer in self._answer_each(requests, self._poll, context):
+            yield answer
+
+    @_stream_rpc
+    async def ReceiveStream(self, requests, context):
+        async for answer in self._answer_each(requests, self._receive, context):
+            yield answer
+
+    async def _answer_each(self, requests, take, context):
+        # The client asks again only once it has read the answer: the messages of the last answer
+        # are the only ones a vanished client may not have, and they are given back.
+        unread: list[Delivery] = []
+        context.add_done_callback(lambda ctx: ctx.cancelled() and self._give_back(unread))
+        async for request in requests:
+            unread.clear()
+            unread.extend(self._fit(await self._long_poll(take(request))))
+            yield pb.Deliveries(deliveries=[_delivery(d) for d in unread])
+            if self._stopping:
+                return   # the client opens a new stream, which a stopping server refuses
 
     @_rpc
     async def KvPut(self, request, context):
@@ -263,18 +346,22 @@ class LiteEngineService(pb_grpc.LiteEngineServicer):
             self._polls.discard(task)
 
     def _answer(self, deliveries: list[Delivery], context: grpc.aio.ServicerContext) -> pb.Deliveries:
-        sent, size = [], 0
-        for i, d in enumerate(deliveries):
-            size += len(d.body) + sum(len(k) + len(v) for k, v in d.headers.items()) + 256
-            if sent and size > self._budget:
-                self._give_back(deliveries[i:])
-                break
-            sent.append(d)
+        sent = self._fit(deliveries)
         if sent:
             # Messages taken for a caller that went away before the answer left are given back
             # at once instead of staying invisible until their timeout.
             context.add_done_callback(lambda ctx: ctx.cancelled() and self._give_back(sent))
         return pb.Deliveries(deliveries=[_delivery(d) for d in sent])
+
+    def _fit(self, deliveries: list[Delivery]) -> list[Delivery]:
+        """The deliveries that fit the response budget (at least one); the rest go back."""
+        size = 0
+        for i, d in enumerate(deliveries):
+            size += len(d.body) + sum(len(k) + len(v) for k, v in d.headers.items()) + 256
+            if i and size > self._budget:
+                self._give_back(deliveries[i:])
+                return deliveries[:i]
+        return deliveries
 
     def _give_back(self, deliveries: list[Delivery]) -> None:
         for d in deliveries:
@@ -328,10 +415,11 @@ def server_options(config: EngineConfig, response_budget: int = RESPONSE_BUDGET)
 
 
 async def serve(engine: Engine, host: str = "127.0.0.1", port: int = 0, *,
-                response_budget: int = RESPONSE_BUDGET) -> tuple[EngineServer, int]:
+                response_budget: int = RESPONSE_BUDGET, interceptors=()) -> tuple[EngineServer, int]:
     """Serve a started `engine` on host:port (0: a free port); returns the server and its port.
     A Poll or Receive answer holds at least one message and stops before `response_budget` bytes."""
-    server = grpc.aio.server(options=server_options(engine.config, response_budget))
+    server = grpc.aio.server(options=server_options(engine.config, response_budget),
+                             interceptors=list(interceptors))
     service = LiteEngineService(engine, response_budget)
     pb_grpc.add_LiteEngineServicer_to_server(service, server)
     bound = server.add_insecure_port(_address(host, port))

@@ -124,6 +124,26 @@ class LiteEngineStub:
                 request_serializer=lite__engine_dot_proto_dot_engine__pb2.HealthRequest.SerializeToString,
                 response_deserializer=lite__engine_dot_proto_dot_engine__pb2.HealthResponse.FromString,
                 _registered_method=True)
+        self.PublishMany = channel.unary_unary(
+                '/topicbridge.engine.v1.LiteEngine/PublishMany',
+                request_serializer=lite__engine_dot_proto_dot_engine__pb2.PublishManyRequest.SerializeToString,
+                response_deserializer=lite__engine_dot_proto_dot_engine__pb2.PublishManyResponse.FromString,
+                _registered_method=True)
+        self.AckMany = channel.unary_unary(
+                '/topicbridge.engine.v1.LiteEngine/AckMany',
+                request_serializer=lite__engine_dot_proto_dot_engine__pb2.AckManyRequest.SerializeToString,
+                response_deserializer=lite__engine_dot_proto_dot_engine__pb2.AckManyResponse.FromString,
+                _registered_method=True)
+        self.PollStream = channel.stream_stream(
+                '/topicbridge.engine.v1.LiteEngine/PollStream',
+                request_serializer=lite__engine_dot_proto_dot_engine__pb2.PollRequest.SerializeToString,
+                response_deserializer=lite__engine_dot_proto_dot_engine__pb2.Deliveries.FromString,
+                _registered_method=True)
+        self.ReceiveStream = channel.stream_stream(
+                '/topicbridge.engine.v1.LiteEngine/ReceiveStream',
+                request_serializer=lite__engine_dot_proto_dot_engine__pb2.ReceiveRequest.SerializeToString,
+                response_deserializer=lite__engine_dot_proto_dot_engine__pb2.Deliveries.FromString,
+                _registered_method=True)
 
 
 class LiteEngineServicer:
@@ -242,6 +262,37 @@ class LiteEngineServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PublishMany(self, request, context):
+        """Batches: one call carries the publishes (or acks) that a client's callers made together.
+        Items are applied in request order and each gets its own result; a bad item fails alone
+        (its status and engine error in ItemError), the call fails only when the batch itself is bad
+        (no items, more than MAX_BATCH_ITEMS) or the engine is away.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AckMany(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PollStream(self, request_iterator, context):
+        """Poll and Receive on one long-lived stream: every request is answered by one Deliveries, in
+        order, and the client sends the next request only after reading the answer. A failure ends
+        the stream with the status and trailing error of the unary call; the client opens another.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReceiveStream(self, request_iterator, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LiteEngineServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -334,6 +385,26 @@ def add_LiteEngineServicer_to_server(servicer, server):
                     servicer.Health,
                     request_deserializer=lite__engine_dot_proto_dot_engine__pb2.HealthRequest.FromString,
                     response_serializer=lite__engine_dot_proto_dot_engine__pb2.HealthResponse.SerializeToString,
+            ),
+            'PublishMany': grpc.unary_unary_rpc_method_handler(
+                    servicer.PublishMany,
+                    request_deserializer=lite__engine_dot_proto_dot_engine__pb2.PublishManyRequest.FromString,
+                    response_serializer=lite__engine_dot_proto_dot_engine__pb2.PublishManyResponse.SerializeToString,
+            ),
+            'AckMany': grpc.unary_unary_rpc_method_handler(
+                    servicer.AckMany,
+                    request_deserializer=lite__engine_dot_proto_dot_engine__pb2.AckManyRequest.FromString,
+                    response_serializer=lite__engine_dot_proto_dot_engine__pb2.AckManyResponse.SerializeToString,
+            ),
+            'PollStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.PollStream,
+                    request_deserializer=lite__engine_dot_proto_dot_engine__pb2.PollRequest.FromString,
+                    response_serializer=lite__engine_dot_proto_dot_engine__pb2.Deliveries.SerializeToString,
+            ),
+            'ReceiveStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.ReceiveStream,
+                    request_deserializer=lite__engine_dot_proto_dot_engine__pb2.ReceiveRequest.FromString,
+                    response_serializer=lite__engine_dot_proto_dot_engine__pb2.Deliveries.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -822,6 +893,114 @@ class LiteEngine:
             '/topicbridge.engine.v1.LiteEngine/Health',
             lite__engine_dot_proto_dot_engine__pb2.HealthRequest.SerializeToString,
             lite__engine_dot_proto_dot_engine__pb2.HealthResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PublishMany(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/topicbridge.engine.v1.LiteEngine/PublishMany',
+            lite__engine_dot_proto_dot_engine__pb2.PublishManyRequest.SerializeToString,
+            lite__engine_dot_proto_dot_engine__pb2.PublishManyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AckMany(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/topicbridge.engine.v1.LiteEngine/AckMany',
+            lite__engine_dot_proto_dot_engine__pb2.AckManyRequest.SerializeToString,
+            lite__engine_dot_proto_dot_engine__pb2.AckManyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PollStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/topicbridge.engine.v1.LiteEngine/PollStream',
+            lite__engine_dot_proto_dot_engine__pb2.PollRequest.SerializeToString,
+            lite__engine_dot_proto_dot_engine__pb2.Deliveries.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReceiveStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/topicbridge.engine.v1.LiteEngine/ReceiveStream',
+            lite__engine_dot_proto_dot_engine__pb2.ReceiveRequest.SerializeToString,
+            lite__engine_dot_proto_dot_engine__pb2.Deliveries.FromString,
             options,
             channel_credentials,
             insecure,
