@@ -9,7 +9,8 @@ trips per second with `concurrency` calls in flight.
     python -m bench.backend_roundtrip --backend lite-embedded|lite-remote|kafka|rocketmq
 
 Every run also measures the embedded lite engine (the in-process baseline) with the same
-workload, and prints the ratio of the backend's figures to it.
+workload, and prints the ratio of the backend's figures to it. CPU per round trip (this process,
+plus the engine process for lite-remote) is steadier than throughput on a loaded machine.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import os
 import statistics
 import sys
@@ -31,7 +33,8 @@ from ._util import emit, progress
 ROOT = Path(__file__).resolve().parents[1]
 
 
-async def roundtrips(backend, *, concurrency: int, total: int) -> dict:
+async def roundtrips(backend, *, concurrency: int, total: int, other_cpu=None) -> dict:
+    """`other_cpu()`: CPU seconds used so far by the processes behind `backend` (None: unknown)."""
     run = os.urandom(3).hex()
     cap, parent = f"rt-cap-{run}", f"rt-reply-{run}"
     await backend.create_topic(TopicSpec(cap))
@@ -79,9 +82,12 @@ async def roundtrips(backend, *, concurrency: int, total: int) -> dict:
         await asyncio.gather(*(caller() for _ in range(min(concurrency, warm))))
         latencies.clear()
         counter = iter(range(warm, warm + total))
-        began = time.perf_counter()
+        began, cpu_began = time.perf_counter(), time.process_time()
+        other_began = other_cpu() if other_cpu else None
         await asyncio.gather(*(caller() for _ in range(concurrency)))
         elapsed = time.perf_counter() - began
+        cpu = time.process_time() - cpu_began
+        other = other_cpu() - other_began if other_cpu else None
     finally:
         for task in loops:
             task.cancel()
@@ -89,10 +95,21 @@ async def roundtrips(backend, *, concurrency: int, total: int) -> dict:
         await requester.close()
         await worker.close()
     latencies.sort()
-    return {"concurrency": concurrency, "roundtrips": len(latencies),
-            "p50_us": round(statistics.median(latencies) * 1e6, 1),
-            "p99_us": round(latencies[int(len(latencies) * 0.99) - 1] * 1e6, 1),
-            "roundtrips_per_s": round(len(latencies) / elapsed, 1)}
+    out = {"concurrency": concurrency, "roundtrips": len(latencies),
+           "p50_us": round(statistics.median(latencies) * 1e6, 1),
+           "p99_us": round(latencies[int(len(latencies) * 0.99) - 1] * 1e6, 1),
+           "roundtrips_per_s": round(len(latencies) / elapsed, 1),
+           "cpu_us_per_roundtrip": round(cpu / len(latencies) * 1e6, 1)}
+    if other is not None:
+        out["engine_cpu_us_per_roundtrip"] = round(other / len(latencies) * 1e6, 1)
+        out["total_cpu_us_per_roundtrip"] = round((cpu + other) / len(latencies) * 1e6, 1)
+    return out
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used by process `pid` so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @contextlib.asynccontextmanager
@@ -104,7 +121,7 @@ async def open_backend(name: str, workdir: Path):
         backend = EmbeddedLiteBackend(engine_config({"data_dir": str(workdir / "embedded"), "fsync": "batch"}))
         await backend.start()
         try:
-            yield backend
+            yield backend, (lambda: 0.0)   # the engine runs in this process
         finally:
             await backend.close()
     elif name == "lite-remote":
@@ -116,23 +133,23 @@ async def open_backend(name: str, workdir: Path):
         backend = RemoteLiteBackend(target)
         await backend.start()
         try:
-            yield backend
+            yield backend, functools.partial(process_cpu, process.process.pid)
         finally:
             await backend.close()
             process.stop()
     else:
         from bench import brokers
         async with brokers.backend(name, workdir) as backend:
-            yield backend
+            yield backend, None
 
 
 async def measure(name: str, workdir: Path, total: int, concurrencies: list[int]) -> dict:
     progress(f"{name}: starting")
-    async with open_backend(name, workdir) as backend:
+    async with open_backend(name, workdir) as (backend, other_cpu):
         out = {}
         for c in concurrencies:
             progress(f"{name}: concurrency {c}")
-            out[f"c{c}"] = await roundtrips(backend, concurrency=c, total=total)
+            out[f"c{c}"] = await roundtrips(backend, concurrency=c, total=total, other_cpu=other_cpu)
         return out
 
 
@@ -145,15 +162,20 @@ async def main(args) -> dict:
         if args.backend != "lite-embedded":
             figures = await measure(args.backend, workdir, args.roundtrips, args.concurrency)
             result["figures"] = figures
-            result["ratio_vs_baseline"] = {
-                key: {"p50": round(figures[key]["p50_us"] / baseline[key]["p50_us"], 2),
-                      "roundtrips_per_s": round(figures[key]["roundtrips_per_s"]
-                                                / baseline[key]["roundtrips_per_s"], 3)}
-                for key in figures}
+            result["ratio_vs_baseline"] = {key: _ratios(figures[key], baseline[key]) for key in figures}
         else:
             result["figures"] = baseline
         result["loadavg"] = os.getloadavg()
         return result
+
+
+def _ratios(figures: dict, baseline: dict) -> dict:
+    out = {"p50": round(figures["p50_us"] / baseline["p50_us"], 2),
+           "roundtrips_per_s": round(figures["roundtrips_per_s"] / baseline["roundtrips_per_s"], 3)}
+    if "total_cpu_us_per_roundtrip" in figures:
+        out["total_cpu_per_roundtrip"] = round(figures["total_cpu_us_per_roundtrip"]
+                                               / baseline["total_cpu_us_per_roundtrip"], 2)
+    return out
 
 
 def parse(argv=None):

@@ -57,4 +57,5 @@ def test_backend_roundtrip_reports_latency_and_throughput_against_the_embedded_b
     assert out["baseline_backend"] == "lite-embedded"
     for key in ("c1", "c4"):
         assert {"p50_us", "p99_us", "roundtrips_per_s"} <= set(out["figures"][key])
-        assert set(out["ratio_vs_baseline"][key]) == {"p50", "roundtrips_per_s"}
+        assert set(out["ratio_vs_baseline"][key]) == {"p50", "roundtrips_per_s", "total_cpu_per_roundtrip"}
+        assert out["figures"][key]["engine_cpu_us_per_roundtrip"] > 0
