@@ -94,12 +94,21 @@ async def exchange(instances: list[Instance], publish, args, settle: float = 0.0
     out = {"replies": len(latencies), "reads_per_reply": round(reads / len(latencies), 3),
            "p50_ms": round(statistics.median(latencies) * 1e3, 2),
            "p99_ms": round(latencies[max(0, int(len(latencies) * 0.99) - 1)] * 1e3, 2),
+           "max_ms": round(latencies[-1] * 1e3, 2),
+           # A tail hides below p99: e.g. replies whose broker event was dropped and re-created
+           # by a full dispatch ~10-18 s later.
+           "share_over_1s": _share_over(latencies, 1.0),
+           "share_over_15s": _share_over(latencies, 15.0),
            "replies_per_s": round(len(latencies) / elapsed, 1),
            "setup_ms_per_task": round(setup / len(latencies) * 1e3, 3)}
     lookups = sum(getattr(i, "lookups", 0) for i in instances)
     if lookups:
         out["store_lookups_per_reply"] = round(lookups / len(latencies), 2)
     return out
+
+
+def _share_over(latencies: list[float], seconds: float) -> float:
+    return round(sum(1 for x in latencies if x > seconds) / len(latencies), 4)
 
 
 async def settled(instances: list[Instance], quiet: float, limit: float = 30.0) -> None:

@@ -12,7 +12,9 @@ wait for `tasks` replies at once, spread evenly; one worker publishes every repl
 
 * ``reads_per_reply``: records all instances fetched from the broker, per reply needed (1.0 is
   the floor: each reply read once, by the instance waiting for it);
-* ``p50_ms`` / ``p99_ms``: publish call -> reply in the waiting instance's hands;
+* ``p50_ms`` / ``p99_ms`` / ``max_ms``: publish call -> reply in the waiting instance's hands;
+  ``share_over_1s`` / ``share_over_15s``: the fraction of replies slower than that (a tail
+  p99 would hide, like RocketMQ's re-dispatch of dropped lite events every ~10 s);
 * ``topics`` / ``partitions``: what the pattern keeps on the broker for reply channels.
 
 Patterns:

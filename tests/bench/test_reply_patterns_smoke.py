@@ -47,7 +47,8 @@ def test_reply_patterns_on_rocketmq_native_lite_reads_each_reply_once():
     assert patterns.pop("lite-routed")["expressible"] is False
     for figures in patterns.values():
         assert figures["replies"] == 8
-        assert {"reads_per_reply", "p50_ms", "p99_ms", "topics", "groups"} <= set(figures)
+        assert {"reads_per_reply", "p50_ms", "p99_ms", "max_ms", "share_over_1s", "share_over_15s",
+                "topics", "groups"} <= set(figures)
     assert patterns["exclusive"]["reads_per_reply"] == 1.0
     assert (patterns["exclusive"]["topics"], patterns["exclusive"]["groups"]) == (2, 2)
     assert patterns["broadcast"]["reads_per_reply"] == 2.0 and patterns["broadcast"]["foreign_per_reply"] == 1.0
