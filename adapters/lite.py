@@ -181,7 +181,7 @@ class EmbeddedLiteBackend:
     """The default backend: the lite engine in this process."""
 
     name = "lite"
-    ordered_publish = True      # Engine.publish appends before its first await
+    ordered_publish = True      # Engine.publish and kv_put/kv_delete append before their first await
 
 
     def __init__(self, config: EngineConfig | None = None, *, listen: str | None = None) -> None:

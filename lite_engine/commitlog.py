@@ -694,6 +694,10 @@ class CommitLog:
         """Policy `batch`: each pass writes everything buffered, fsyncs once, and releases
         every waiter it covers; appends made during a pass form the next batch."""
         try:
+            # The first pass starts one loop turn after the append that kicked it: the tasks
+            # already scheduled (a task's other events, the other writes of one gather) append
+            # first and share its fsync instead of waiting for a second one.
+            await asyncio.sleep(0)
             while self._chunks and self._error is None:
                 async with self._io_lock:
                     chunks, upto = self._take()

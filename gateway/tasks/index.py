@@ -120,8 +120,9 @@ class TaskIndex:
     """The task table as the call side and the relay see it, plus ListTasks pages."""
 
     def __init__(self, rows: Table, order: Table, chunks: Table, lifetimes: Table, *, max_value_bytes: int,
-                 scoped: Table | None = None) -> None:
+                 scoped: Table | None = None, ordered: bool = False) -> None:
         self.name = rows.name
+        self.ordered = ordered      # the backend's writes are logged in call order (see `_retire`)
         self.rows, self.order, self.chunks, self.lifetimes = rows, order, chunks, lifetimes
         self.scoped = scoped
         self.chunk_bytes = max(1024, max_value_bytes // 4)
@@ -132,7 +133,8 @@ class TaskIndex:
     @classmethod
     async def open(cls, backend: Backend) -> "TaskIndex":
         tables = [await backend.table(name) for name in (channels.TASK_TABLE, ORDER_TABLE, CHUNK_TABLE, LIFETIME_TABLE)]
-        return cls(*tables, max_value_bytes=backend.max_message_bytes, scoped=await backend.table(SCOPE_TABLE))
+        return cls(*tables, max_value_bytes=backend.max_message_bytes, scoped=await backend.table(SCOPE_TABLE),
+                   ordered=bool(getattr(backend, "ordered_publish", False)))
 
     # ------------------------------------------------------------ the Table face
 
@@ -148,18 +150,33 @@ class TaskIndex:
                 await self._write_chunks(key, generation, value)
             scope = task_scope(task) if self.scoped is not None else ""
             moved = new_order != old_order
-            version, *_ = await asyncio.gather(
+            writes = [asyncio.ensure_future(write) for write in (
                 self.rows.put(key, _record(new_order, value, generation, self.chunk_bytes), expect=expect),
                 self._track_deadline(key, task),
                 self.order.put(new_order, b"") if moved else _nothing(),
-                self.scoped.put(f"{scope}/{new_order}", b"") if scope and moved else _nothing())
+                self.scoped.put(f"{scope}/{new_order}", b"") if scope and moved else _nothing())]
+            retired = self._retire(writes, old_order if moved else "", scope)
+            version, *_ = await asyncio.gather(*writes, retired)
             self._remember(key, new_order, generation)
-            await asyncio.gather(
-                self.order.delete(old_order) if old_order and moved else _nothing(),
-                self.scoped.delete(f"{scope}/{old_order}") if scope and old_order and moved else _nothing(),
-                self._drop_chunks(key, old_generation) if old_generation and old_generation != generation
-                else _nothing())
+            if old_generation and old_generation != generation:
+                await self._drop_chunks(key, old_generation)
             return version
+
+    async def _retire(self, writes: list[asyncio.Future], old_order: str, scope: str) -> None:
+        """Delete the order rows a put replaced once its new rows are written: a crash never leaves
+        a task out of ListTasks. On an ordered backend (its writes reach its one log in call order,
+        at their first step, synced in that order) the deletes go right behind the writes and
+        share their group commit: they cannot be durable without them. Elsewhere they wait for
+        the writes to be durable."""
+        if not old_order:
+            return
+        if self.ordered:    # the writes' first steps ran before this one (tasks run in creation order)
+            if any(w.done() and (w.cancelled() or w.exception() is not None) for w in writes):
+                return      # refused at once (a version conflict...): the old rows stay
+        else:
+            await asyncio.gather(*writes)
+        await asyncio.gather(self.order.delete(old_order),
+                             self.scoped.delete(f"{scope}/{old_order}") if scope else _nothing())
 
     async def read(self, key: str) -> tuple[bytes, int] | None:
         loaded = await self._load(key)

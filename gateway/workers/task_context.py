@@ -173,11 +173,11 @@ class TaskContext:
         body = self._encode(event, final)
         if self._worker.ordered_publish:
             if final:
-                await self._settle_refused()
+                await self._publish_final(body)
+                return
             self._start(body)
-            if final or len(self._inflight) >= MAX_INFLIGHT:
+            if len(self._inflight) >= MAX_INFLIGHT:
                 await self._settle()
-            self.finished = final
             return
         await self._settle()
         self._start(body)
@@ -195,6 +195,19 @@ class TaskContext:
         if any(publish.done() and (publish.cancelled() or publish.exception() is not None)
                for _, publish in self._inflight):
             await self._settle()
+
+    async def _publish_final(self, body: bytes) -> None:
+        """Ordered backends: the final event is appended in this step (not as a task of its own),
+        right behind the started ones, so one group commit carries them all."""
+        await self._settle_refused()
+        seq = self._seq - 1
+        try:
+            await self._publish(body)
+        except InvalidRequestError as e:        # the final event itself was refused
+            await self._settle()
+            await self._lost(seq, e)
+        await self._settle()        # durable with the final one: only their failures are left to see
+        self.finished = True
 
     def _start(self, body: bytes) -> None:
         self._inflight.append((self._seq - 1, asyncio.get_running_loop().create_task(self._publish(body))))

@@ -158,3 +158,23 @@ async def test_a_large_task_is_indexed_through_a_remote_engine(backend):
     finally:
         await remote.close()
         await server.stop()
+
+
+async def test_on_the_embedded_engine_a_task_written_again_moves_in_one_group_commit(backend, index):
+    log = backend.engine._store._log
+    await index.put("t1", _task("t1", seconds=1).SerializeToString())
+    before = log.batches_flushed
+    await index.put("t1", _task("t1", seconds=2).SerializeToString())   # a new order row, the old one deleted
+    assert log.batches_flushed == before + 1
+    assert [t.id for t in (await index.page(page_size=10)).tasks] == ["t1"]
+    assert len(await (await backend.table(ORDER_TABLE)).scan("")) == 1
+
+
+async def test_a_write_refused_for_a_stale_version_leaves_the_task_listed_where_it_was(backend, index):
+    from adapters.errors import ConflictError
+    version = await index.put("t1", _task("t1", seconds=1).SerializeToString())
+    with pytest.raises(ConflictError):
+        await index.put("t1", _task("t1", seconds=2).SerializeToString(), expect=version + 5)
+    order_rows = [key for key, _ in await (await backend.table(ORDER_TABLE)).scan("")]
+    assert order_rows[-1] == "98299999998999999999/t1"     # the row the refused write would have retired
+    assert [t.id for t in (await index.page(page_size=10)).tasks] == ["t1"]
