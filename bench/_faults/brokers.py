@@ -2,6 +2,12 @@
 proxy, with the gateway (in process, demo agents) on that backend. The broker comes back on the
 same ports and store; tasks sent before, during and after must all end.
 
+gateway-sigkill-adopt: a second gateway, a `topicbridge serve` process on the same broker, takes
+`n` slow tasks and is SIGKILLed for good while the in-process gateway's worker runs them; the
+in-process gateway must adopt them (its lease table says the other is dead) and show every one
+COMPLETED through GetTask. recovery_s counts from the kill: the bound is lease_seconds +
+adoption_interval (12 s by default), plus the reply partitions' hand-over on Kafka.
+
 The restart reaches into deploy/'s broker objects (their process handle and launch step), as
 tests/rocketmq/cluster.py does: their public start() picks new ports, which a gateway holding
 the old address would never find."""
@@ -9,17 +15,23 @@ the old address would never find."""
 from __future__ import annotations
 
 import asyncio
+import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
-from .kinds import send_all
-from .rigs import InProc, clean
+from .client import Caller
+from .kinds import reach, send_all
+from .procs import Proc, free_port
+from .rigs import SLOW, InProc, clean
 from .runner import judge
 from .tally import Tally
 
+ADOPT = "gateway-sigkill-adopt"
 BROKER_KINDS = {"kafka-broker-sigkill": ("kafka",), "rocketmq-broker-sigkill": ("rocketmq",),
-                "rocketmq-proxy-sigkill": ("rocketmq",)}
+                "rocketmq-proxy-sigkill": ("rocketmq",), ADOPT: ("kafka", "rocketmq")}
+ADOPT_WORK = 4.0            # seconds each adopted task works: the kill lands while they run
 
 
 def _kill_kafka(kafka) -> None:
@@ -44,6 +56,28 @@ def _kill_rocketmq(cluster, component: str) -> None:
         cluster._wait_ready("proxy", cluster.ports.proxy_grpc, deadline)
 
 
+async def _sigkill_the_other(rig: InProc, backend: str, address: str, tally: Tally, n: int) -> float:
+    """Send `n` slow tasks through another gateway process, kill it once they all run; the kill's time."""
+    rig.slow_delay = ADOPT_WORK
+    port = free_port()
+    flags = ["--bootstrap", address] if backend == "kafka" else \
+        ["--endpoint", address.split("|")[0], "--namesrv", address.split("|")[1]]
+    other = Proc([sys.executable, "-m", "gateway.cli", "serve", "--port", str(port), "--backend", backend, *flags],
+                 r"Uvicorn running on", name="doomed-gateway")
+    await asyncio.to_thread(other.start)
+    caller = Caller(f"http://127.0.0.1:{port}")
+    try:
+        await caller.until_ready()
+        await send_all(SimpleNamespace(caller=caller), tally, n)
+        for task_id in tally.accepted:      # every one taken by the worker: the kill lands mid-work
+            await reach(rig, SLOW, task_id, "TASK_STATE_WORKING", "TASK_STATE_COMPLETED")
+        await asyncio.to_thread(other.kill)
+        return time.monotonic()
+    finally:
+        await caller.aclose()
+        await asyncio.to_thread(other.kill)
+
+
 async def run_broker_kind(name: str, backend: str, n: int = 20, bound: float = 60.0) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix=f"faults-{name}-"))
     result: dict = {"kind": name, "backend": backend}
@@ -63,13 +97,17 @@ async def run_broker_kind(name: str, backend: str, n: int = 20, bound: float = 6
             kill = lambda: _kill_rocketmq(broker, name.split("-")[1])   # noqa: E731
         try:
             async with InProc(backend, workdir, address=address) as rig:
-                sending = asyncio.create_task(send_all(rig, tally, n, concurrency=4))
-                while len(tally.accepted) < max(1, n // 2) and not sending.done():
-                    await asyncio.sleep(0.05)   # sleep-ok: waiting for the sends to be under way
-                await asyncio.to_thread(kill)
-                await sending
-                ended = time.monotonic()
-                await send_all(rig, tally, max(1, n // 4))
+                if name == ADOPT:
+                    tally.capability = SLOW
+                    ended = await _sigkill_the_other(rig, backend, address, tally, n)
+                else:
+                    sending = asyncio.create_task(send_all(rig, tally, n, concurrency=4))
+                    while len(tally.accepted) < max(1, n // 2) and not sending.done():
+                        await asyncio.sleep(0.05)   # sleep-ok: waiting for the sends to be under way
+                    await asyncio.to_thread(kill)
+                    await sending
+                    ended = time.monotonic()
+                    await send_all(rig, tally, max(1, n // 4))
                 await tally.settle(rig.caller, bound)
                 settled = time.monotonic()
         finally:

@@ -51,6 +51,7 @@ from . import channels
 from . import fold
 from .envelope import ControlEvent, EnvelopeError, ReplyEvent, TaskEnvelope
 from .index import LIFETIME_TABLE, TaskIndex, deadline_of, lifetime_key, parse_lifetime_key
+from .recovery import away_of
 from .relay import recorded
 
 if TYPE_CHECKING:
@@ -166,7 +167,8 @@ class Lifetimes:
             if deadline > now:
                 await self._move(key, version, lifetime_key(deadline, task_id))
             elif await self._move(key, version, lifetime_key(now + self.grace, task_id), _FOLLOW_UP):
-                await self.fail(task, _deadline_reason(deadline), follow=value == _FOLLOW_UP)
+                reason = _deadline_reason(deadline, away_of(task), self.service.channel_idle_seconds)
+                await self.fail(task, reason, follow=value == _FOLLOW_UP)
         else:
             expiry = _updated(task) + self.retention
             if expiry > now:
@@ -283,10 +285,15 @@ def _turn_of(delivery: Delivery) -> int:
         return 1 << 30
 
 
-def _deadline_reason(deadline: float) -> str:
+def _deadline_reason(deadline: float, away: float | None = None, idle: float | None = None) -> str:
     when = datetime.fromtimestamp(deadline, timezone.utc).isoformat(timespec="seconds")
-    return (f"deadline exceeded: the task did not end by its deadline {when} (the capability's "
-            "timeout_seconds, else gateway.task_timeout_seconds)")
+    reason = (f"deadline exceeded: the task did not end by its deadline {when} (the capability's "
+              "timeout_seconds, else gateway.task_timeout_seconds)")
+    if away is None or idle is None or away <= idle:
+        return reason
+    return (f"reply channel expired while the gateway was away: it was away {away:.1f} s, longer than "
+            f"gateway.channel_idle_seconds ({idle:g} s), so what the worker answered meanwhile was lost; "
+            + reason)
 
 
 def _updated(task: a2a_pb2.Task) -> float:

@@ -4,7 +4,9 @@ Two tables shared by every instance on a backend:
 
     task-owners     "<instance_id>/<task_id>" -> b""   one row per running turn an instance follows:
                     written with the turn's first index write, deleted when the turn ends
-    gateway-leases  "<instance_id>" -> {"expires": unix seconds}   renewed while the instance runs
+    gateway-leases  "<instance_id>" -> {"expires": unix seconds, "renewed": unix seconds}
+                    renewed while the instance runs; "renewed" says when it was last heard of
+                    (how long a restarted or dead instance was away)
 
 An instance that comes back (same instance id) scans its own owner rows and follows those tasks
 again. An instance whose lease expired has its rows taken over by others, one row at a time with
@@ -68,6 +70,13 @@ class Owners:
         """Leaving for good (or for a while): others may adopt our tasks at once."""
         await self.leases.put(self.instance_id, _lease(0.0))
 
+    async def away(self, instance_id: str | None = None) -> float | None:
+        """Seconds since the instance (this one by default) last renewed its lease or left; None
+        if it never did (or wrote a lease before "renewed" was recorded)."""
+        raw = await self.leases.get(instance_id or self.instance_id)
+        renewed = _field(raw, "renewed") if raw is not None else None
+        return max(0.0, time.time() - renewed) if renewed else None
+
     async def expired(self) -> list[tuple[str, int]]:
         """Other instances whose lease ran out: (instance id, lease row version)."""
         now, out, after = time.time(), [], ""
@@ -111,14 +120,20 @@ class Owners:
 
 
 def _lease(expires: float) -> bytes:
-    return json.dumps({"expires": expires}).encode()
+    return json.dumps({"expires": expires, "renewed": time.time()}).encode()
 
 
 def _expires(raw: bytes) -> float:
-    try:
-        value = json.loads(raw)["expires"]
-        return float(value)
-    except (ValueError, KeyError, TypeError):
+    value = _field(raw, "expires")
+    if value is None:
         log.warning("malformed lease row %r: treated as expired", raw[:100])
         return 0.0
+    return value
+
+
+def _field(raw: bytes, name: str) -> float | None:
+    try:
+        return float(json.loads(raw)[name])
+    except (ValueError, KeyError, TypeError):
+        return None
 

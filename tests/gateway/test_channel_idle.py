@@ -2,7 +2,8 @@
 task is stuck. On the embedded engine the whole process is down, and replaying the log restarts
 every channel's idle clock, so recovery re-subscribes the channels before they can expire and
 the task completes. With the engine running on (remote), the channel of a task nobody follows
-expires with the worker's events; the task then ends FAILED at its deadline, naming it."""
+expires with the worker's events; the task then ends FAILED at its deadline, and the reason says
+the reply channel expired while the gateway was away (not only "deadline exceeded")."""
 
 from __future__ import annotations
 
@@ -103,7 +104,9 @@ async def test_a_task_whose_channel_expired_while_its_only_gateway_was_down_fail
         await again.start()
         await lifetimes.start()
         failed = await until_state(again, task.id, a2a_pb2.TASK_STATE_FAILED)
-        assert "deadline" in failed.status.message.parts[0].text
+        reason = failed.status.message.parts[0].text
+        assert reason.startswith("reply channel expired while the gateway was away"), reason
+        assert f"gateway.channel_idle_seconds ({IDLE:g} s)" in reason and "deadline exceeded" in reason
     finally:
         await lifetimes.close()
         await again.close()
