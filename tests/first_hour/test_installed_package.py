@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .spawned import Spawned, clean_env, free_port
+from tests.spawned import Spawned, clean_env, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCES = ("pyproject.toml", "README.md", "gateway", "adapters", "lite_engine", "schemas")

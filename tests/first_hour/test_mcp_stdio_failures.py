@@ -17,7 +17,7 @@ from mcp.client.stdio import stdio_client
 from gateway.mcp_stdio import embedded_data_dir
 from tests.gateway.serving import running_gateway
 
-from .spawned import ROOT, TOPICBRIDGE, clean_env, free_port
+from tests.spawned import ROOT, TOPICBRIDGE, clean_env, free_port
 
 INITIALIZE = {"jsonrpc": "2.0", "id": 7, "method": "initialize",
               "params": {"protocolVersion": "2025-11-25", "capabilities": {},

@@ -8,7 +8,7 @@ import sys
 
 import httpx
 
-from .spawned import TOPICBRIDGE, Spawned, clean_env, free_port
+from tests.spawned import TOPICBRIDGE, Spawned, clean_env, free_port
 
 
 def serve(*args: str, **settings: str) -> Spawned:

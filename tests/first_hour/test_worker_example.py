@@ -13,7 +13,7 @@ from a2a.types import a2a_pb2
 
 from tests.gateway.a2a_servers import a2a_client, collect, send_request, state_of
 
-from .spawned import ROOT, TOPICBRIDGE, Spawned, clean_env, free_port
+from tests.spawned import ROOT, TOPICBRIDGE, Spawned, clean_env, free_port
 
 
 @pytest.fixture

@@ -11,10 +11,10 @@ from a2a.types import a2a_pb2
 
 from gateway.http.guard import is_loopback
 from gateway.settings import load
+from tests.spawned import clean_env, free_port, spawn_serve
 
 from .a2a_servers import collect, send_request, state_of
 from .serving import running_gateway
-from .test_serve import Served, free_port, serve_env
 
 TOKEN = "s3cret-token-0123456789"
 OTHER = "another-token-9876543210"
@@ -105,15 +105,15 @@ async def test_an_oversize_streamed_rest_body_is_413_and_the_gateway_keeps_servi
 
 
 def test_serve_refuses_a_non_loopback_address_without_a_token(tmp_path):
-    served = Served("--host", "0.0.0.0", "--port", str(free_port()), "--data-dir", str(tmp_path / "engine"))
+    served = spawn_serve("--host", "0.0.0.0", "--port", str(free_port()), "--data-dir", str(tmp_path / "engine"))
     assert served.exit_code() == 2
-    assert "refusing to listen on '0.0.0.0' without authentication" in "".join(served.output)
+    assert "refusing to listen on '0.0.0.0' without authentication" in served.text
 
 
 def test_serve_listens_on_a_non_loopback_address_with_a_token(tmp_path):
     port = free_port()
-    served = Served("--host", "0.0.0.0", "--port", str(port), "--data-dir", str(tmp_path / "engine"),
-                    env=serve_env(gateway__bearer_tokens=TOKEN))
+    served = spawn_serve("--host", "0.0.0.0", "--port", str(port), "--data-dir", str(tmp_path / "engine"),
+                    env=clean_env(gateway__bearer_tokens=TOKEN))
     try:
         served.wait_for("Uvicorn running on")
         assert httpx.get(f"http://127.0.0.1:{port}/admin/agents", timeout=10).status_code == 401

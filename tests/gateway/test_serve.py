@@ -3,13 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import queue
-import socket
-import subprocess
-import sys
-import threading
-from pathlib import Path
 
 import httpx
 import pytest
@@ -17,78 +10,18 @@ from a2a.types import a2a_pb2
 
 from gateway.app import build_app
 
+from tests.spawned import free_port, spawn_serve
+
 from .a2a_servers import a2a_client, collect, send_request, state_of
 
-ROOT = Path(__file__).resolve().parents[2]
 COMPLETED = a2a_pb2.TASK_STATE_COMPLETED
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def serve_env(**settings: str) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TOPICBRIDGE_")}
-    env["PYTHONUNBUFFERED"] = "1"
-    return env | {f"TOPICBRIDGE_{key.upper()}": value for key, value in settings.items()}
-
-
-class Served:
-    """`python -m gateway.cli serve ...`; `wait_for(text)` reads its output up to a line with `text`."""
-
-    def __init__(self, *args: str, env: dict | None = None) -> None:
-        self.process = subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve", *args], cwd=ROOT,
-                                        env=env or serve_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                        stderr=subprocess.STDOUT, text=True)
-        self.lines: queue.Queue[str | None] = queue.Queue()
-        self.output: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        with self.process.stdout:
-            for line in self.process.stdout:
-                self.lines.put(line)
-        self.lines.put(None)
-
-    def wait_for(self, text: str, timeout: float = 30.0) -> None:
-        while True:
-            try:
-                line = self.lines.get(timeout=timeout)
-            except queue.Empty:
-                raise AssertionError(f"no {text!r} within {timeout} s:\n{''.join(self.output)}") from None
-            if line is None:
-                raise AssertionError(f"serve ended before {text!r}:\n{''.join(self.output)}")
-            self.output.append(line)
-            if text in line:
-                return
-
-    def exit_code(self, timeout: float = 30.0) -> int:
-        code = self.process.wait(timeout)
-        self.wait_for_end()
-        return code
-
-    def wait_for_end(self, timeout: float = 10.0) -> None:
-        """Collect the rest of the output."""
-        while (line := self.lines.get(timeout=timeout)) is not None:
-            self.output.append(line)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     """A served gateway with the demo agents: its base URL."""
     port = free_port()
-    served = Served("--demo", "--port", str(port), "--data-dir", str(tmp_path_factory.mktemp("engine")))
+    served = spawn_serve("--demo", "--port", str(port), "--data-dir", str(tmp_path_factory.mktemp("engine")))
     try:
         served.wait_for("Uvicorn running on")
         yield f"http://127.0.0.1:{port}"
@@ -129,7 +62,7 @@ def test_serve_flags_override_the_config_file(tmp_path):
     config = tmp_path / "topicbridge.toml"
     config.write_text('[gateway]\nhost = "0.0.0.0"\nport = 1\n')
     port = free_port()
-    served = Served("--config", str(config), "--host", "127.0.0.1", "--port", str(port),
+    served = spawn_serve("--config", str(config), "--host", "127.0.0.1", "--port", str(port),
                     "--data-dir", str(tmp_path / "engine"))
     try:
         served.wait_for(f"Uvicorn running on http://127.0.0.1:{port}")

@@ -11,7 +11,7 @@ import sys
 import threading
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 TOPICBRIDGE = [sys.executable, "-m", "gateway.cli"]
 
 
@@ -75,3 +75,8 @@ class Spawned:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(5)
+
+
+def spawn_serve(*args: str, env: dict | None = None) -> Spawned:
+    """`topicbridge serve *args` from the repository root."""
+    return Spawned([*TOPICBRIDGE, "serve", *args], env=env)
