@@ -45,7 +45,9 @@ def open_backend(settings: dict) -> Backend:
         if lite.get("mode") == "remote":
             from .lite_remote import RemoteLiteBackend
             return RemoteLiteBackend(lite.get("target", "127.0.0.1:7600"),
-                                     session_timeout=lite.get("session_timeout"))
+                                     session_timeout=lite.get("session_timeout"), tls_ca=lite.get("tls_ca"),
+                                     tls_cert=lite.get("tls_cert"), tls_key=lite.get("tls_key"),
+                                     token_file=lite.get("token_file"))
         from .lite import EmbeddedLiteBackend
         return EmbeddedLiteBackend(engine_config(lite), listen=lite.get("listen"))
     if kind == "kafka":

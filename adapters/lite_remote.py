@@ -27,6 +27,7 @@ import grpc
 
 import lite_engine
 from lite_engine import EngineConfig
+from lite_engine.access import bearer
 from lite_engine.kv import check_expect, check_scan
 from lite_engine.names import validate_name
 from lite_engine.proto import engine_pb2 as pb
@@ -56,12 +57,16 @@ _CHANNEL_OPTIONS = [
 
 
 class _Connection:
-    """One channel to the engine; turns failed calls into port errors."""
+    """One channel to the engine; turns failed calls into port errors. `credentials`: TLS (None:
+    plaintext); `token`: sent on every call."""
 
-    def __init__(self, target: str, backend: str, rpc_timeout: float) -> None:
+    def __init__(self, target: str, backend: str, rpc_timeout: float, *,
+                 credentials: grpc.ChannelCredentials | None = None, token: str | None = None) -> None:
         self.target = target
         self.backend = backend
         self.rpc_timeout = rpc_timeout
+        self._credentials = credentials
+        self._metadata = bearer(token) if token is not None else None
         self.channel: grpc.aio.Channel | None = None
         self._stub: pb_grpc.LiteEngineStub | None = None
         # max_bytes becomes the engine's body limit once started: a batch stays within the
@@ -71,7 +76,10 @@ class _Connection:
         self.acks = Batcher(self._ack_many, max_items=MAX_BATCH_ITEMS, max_bytes=1 << 20)
 
     def open(self) -> None:
-        self.channel = grpc.aio.insecure_channel(self.target, options=_CHANNEL_OPTIONS)
+        if self._credentials is None:
+            self.channel = grpc.aio.insecure_channel(self.target, options=_CHANNEL_OPTIONS)
+        else:
+            self.channel = grpc.aio.secure_channel(self.target, self._credentials, options=_CHANNEL_OPTIONS)
         self._stub = pb_grpc.LiteEngineStub(self.channel)
 
     async def close(self) -> None:
@@ -86,7 +94,7 @@ class _Connection:
         def open_call(wait_for_ready: bool):
             if self._stub is None:
                 raise errors.BackendUnavailableError(self.backend, "not started: call start() first")
-            return getattr(self._stub, method)(wait_for_ready=wait_for_ready)
+            return getattr(self._stub, method)(wait_for_ready=wait_for_ready, metadata=self._metadata)
         return CallStream(open_call, self._port_error, self.backend, self.rpc_timeout)
 
     async def long_poll(self, stream: CallStream, method: str, request, wait: float):
@@ -119,7 +127,7 @@ class _Connection:
             raise errors.BackendUnavailableError(self.backend, "not started: call start() first")
         try:
             return await getattr(self._stub, method)(request, timeout=self.rpc_timeout + wait,
-                                                     wait_for_ready=wait_for_ready)
+                                                     wait_for_ready=wait_for_ready, metadata=self._metadata)
         except grpc.aio.AioRpcError as exc:
             raise self._port_error(exc) from exc
         except grpc.aio.UsageError as exc:   # the channel was closed
@@ -404,18 +412,23 @@ class RemoteLiteBackend:
     """The lite engine of a `topicbridge engine` process at `target` ("host:port").
 
     `session_timeout` paces heartbeats (every third of it); None takes the engine's own.
+    `tls_ca` (a PEM file) turns TLS on and verifies the engine with it; `tls_cert` and `tls_key`
+    are this client's certificate for mutual TLS; `token_file` holds the engine's bearer token.
     """
 
     name = "lite-remote"
 
     def __init__(self, target: str = "127.0.0.1:7600", *, session_timeout: float | None = None,
-                 full_sync_every: float = 30.0, rpc_timeout: float = 10.0, connect_timeout: float = 5.0) -> None:
+                 full_sync_every: float = 30.0, rpc_timeout: float = 10.0, connect_timeout: float = 5.0,
+                 tls_ca: str | None = None, tls_cert: str | None = None, tls_key: str | None = None,
+                 token_file: str | None = None) -> None:
         self.target = target
         self.max_message_bytes = EngineConfig().max_message_bytes     # the engine's own once started
         self.session_timeout = session_timeout
         self.full_sync_every = full_sync_every
         self._connect_timeout = connect_timeout
-        self._conn = _Connection(target, self.name, rpc_timeout)
+        self._conn = _Connection(target, self.name, rpc_timeout, credentials=_tls(tls_ca, tls_cert, tls_key),
+                                 token=_token(token_file))
         self._consumers: weakref.WeakSet[RemoteLiteConsumer] = weakref.WeakSet()
 
     async def start(self) -> None:
@@ -488,3 +501,31 @@ class RemoteLiteBackend:
         with translated():
             validate_name("table", name)
         return RemoteTable(self._conn, name)
+
+
+def _read(setting: str, path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as exc:
+        raise errors.InvalidRequestError(setting, path, f"cannot read it: {exc.strerror}") from None
+
+
+def _tls(ca: str | None, cert: str | None, key: str | None) -> grpc.ChannelCredentials | None:
+    if (cert is None) != (key is None):
+        raise errors.InvalidRequestError("lite.tls_cert" if cert is None else "lite.tls_key", None,
+                                         "mutual TLS needs both tls_cert and tls_key")
+    if ca is None and cert is None:
+        return None
+    return grpc.ssl_channel_credentials(root_certificates=ca and _read("lite.tls_ca", ca),
+                                        private_key=key and _read("lite.tls_key", key),
+                                        certificate_chain=cert and _read("lite.tls_cert", cert))
+
+
+def _token(path: str | None) -> str | None:
+    if path is None:
+        return None
+    token = _read("lite.token_file", path).decode("utf-8", "replace").strip()
+    if not (token and all(33 <= ord(c) < 127 for c in token)):
+        raise errors.InvalidRequestError("lite.token_file", path, "the token must be printable ASCII, not empty")
+    return token

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
+from pathlib import Path
 
 from . import logsetup
 from .config import EngineConfig
@@ -33,6 +35,13 @@ def parser(prog: str = "topicbridge engine") -> argparse.ArgumentParser:
                    help="on SIGTERM/SIGINT, how long calls in progress may take to finish")
     p.add_argument("--metrics-port", type=int, default=None,
                    help="serve Prometheus metrics at http://HOST:PORT/metrics (0: a free port; default: off)")
+    p.add_argument("--tls-cert", metavar="PEM", help="serve TLS with this certificate chain (needs --tls-key)")
+    p.add_argument("--tls-key", metavar="PEM", help="the private key of --tls-cert")
+    p.add_argument("--tls-client-ca", metavar="PEM",
+                   help="mutual TLS: clients must present a certificate signed by this CA")
+    p.add_argument("--token-file", metavar="PATH",
+                   help="every call must carry 'authorization: Bearer <the file's content>'; required to "
+                        "serve a host other than loopback")
     p.add_argument("--log-level", choices=list(logsetup.LEVELS), default="info")
     p.add_argument("--log-format", choices=["text", "json"], default="text",
                    help="text with timestamps, or one JSON object a line")
@@ -54,10 +63,32 @@ def main(argv: list[str] | None = None) -> int:
     if args.repair:
         return _repair(args.data_dir)
     settings = {name: getattr(args, name) for name in SETTINGS if getattr(args, name) is not None}
+    try:
+        access = _access(args)
+    except (OSError, ValueError) as exc:
+        print(f"topicbridge engine: {exc}", file=sys.stderr)
+        return 2
     logsetup.configure(args.log_level, args.log_format, static={"instance": f"engine-{args.port}", "backend": "lite"},
                        repeat_window=args.log_repeat_window)
     return run(host=args.host, port=args.port, data_dir=args.data_dir, fsync=args.fsync,
-               drain_seconds=args.drain_seconds, metrics_port=args.metrics_port, **settings)
+               drain_seconds=args.drain_seconds, metrics_port=args.metrics_port, access=access, **settings)
+
+
+def _access(args):
+    from .access import Access
+
+    def read(path: str | None, what: str) -> bytes | None:
+        if path is None:
+            return None
+        try:
+            return Path(path).read_bytes()
+        except OSError as exc:
+            raise OSError(f"cannot read {what} {path!r}: {exc.strerror}") from None
+
+    token = read(args.token_file, "--token-file")
+    return Access(cert=read(args.tls_cert, "--tls-cert"), key=read(args.tls_key, "--tls-key"),
+                  client_ca=read(args.tls_client_ca, "--tls-client-ca"),
+                  token=None if token is None else token.decode("utf-8", "replace").strip())
 
 
 def _repair(data_dir: str | None) -> int:

@@ -23,6 +23,7 @@ from pathlib import Path
 import grpc
 
 from . import errors as err
+from .access import Access, check_exposure
 from .config import EngineConfig, TopicConfig
 from .engine import Engine
 from .proto import engine_pb2 as pb
@@ -415,14 +416,20 @@ def server_options(config: EngineConfig, response_budget: int = RESPONSE_BUDGET)
 
 
 async def serve(engine: Engine, host: str = "127.0.0.1", port: int = 0, *,
-                response_budget: int = RESPONSE_BUDGET, interceptors=()) -> tuple[EngineServer, int]:
+                response_budget: int = RESPONSE_BUDGET, interceptors=(),
+                access: Access = Access()) -> tuple[EngineServer, int]:
     """Serve a started `engine` on host:port (0: a free port); returns the server and its port.
-    A Poll or Receive answer holds at least one message and stops before `response_budget` bytes."""
+    A Poll or Receive answer holds at least one message and stops before `response_budget` bytes.
+    `access`: TLS and the token calls must carry (default: neither)."""
     server = grpc.aio.server(options=server_options(engine.config, response_budget),
-                             interceptors=list(interceptors))
+                             interceptors=[*access.interceptors(), *interceptors])
     service = LiteEngineService(engine, response_budget)
     pb_grpc.add_LiteEngineServicer_to_server(service, server)
-    bound = server.add_insecure_port(_address(host, port))
+    credentials = access.credentials()
+    if credentials is None:
+        bound = server.add_insecure_port(_address(host, port))
+    else:
+        bound = server.add_secure_port(_address(host, port), credentials)
     if not bound:
         raise OSError(f"cannot listen on {_address(host, port)}")
     await server.start()
@@ -434,23 +441,30 @@ def _address(host: str, port: int) -> str:
 
 
 def run(host: str = "127.0.0.1", port: int = 7600, data_dir: str | Path | None = None,
-        fsync: str = "batch", *, drain_seconds: float = 5.0, metrics_port: int | None = None, **settings) -> int:
-    """Serve the engine until SIGTERM or SIGINT; returns the process exit status.
+        fsync: str = "batch", *, drain_seconds: float = 5.0, metrics_port: int | None = None,
+        access: Access = Access(), **settings) -> int:
+    """Serve the engine until SIGTERM or SIGINT; returns the process exit status (2: a host
+    reachable from other machines without a token).
 
     `settings` are EngineConfig fields (session_timeout, tick, quotas, ...)."""
+    try:
+        check_exposure(host, access)
+    except ValueError as exc:
+        print(f"topicbridge engine: {exc}", file=sys.stderr)
+        return 2
     config = EngineConfig(data_dir=Path(data_dir) if data_dir else None, fsync=fsync, **settings)
-    return asyncio.run(_serve_until_signalled(config, host, port, drain_seconds, metrics_port))
+    return asyncio.run(_serve_until_signalled(config, host, port, drain_seconds, metrics_port, access))
 
 
 async def _serve_until_signalled(config: EngineConfig, host: str, port: int, drain_seconds: float,
-                                 metrics_port: int | None = None) -> int:
+                                 metrics_port: int | None = None, access: Access = Access()) -> int:
     try:
         engine = await Engine(config).start()
     except (err.EngineError, OSError) as exc:
         print(f"topicbridge engine: cannot open the engine: {exc}", file=sys.stderr)
         return 1
     try:
-        server, bound = await serve(engine, host, port)
+        server, bound = await serve(engine, host, port, access=access)
     except (OSError, RuntimeError) as exc:
         print(f"topicbridge engine: {exc}", file=sys.stderr)
         await engine.close()
