@@ -48,6 +48,7 @@ from pydantic import ValidationError
 
 from gateway.http.body import read_body, replay
 from .auth import OWNER_KEY
+from .resources import linked
 from .results import tool_result
 from .tasks import TASKS_EXTENSION, Call, TaskRecord, rejection, reported_errors, still_running
 from .tools import ToolEntry, to_message
@@ -184,7 +185,11 @@ class LeanToolCalls:
                 if wait > 0 and call.final:
                     if call.task.status.state == a2a_pb2.TASK_STATE_REJECTED:
                         raise rejection(call.task)
-                    result = tool_result(call.task, entry.output_schema)
+                    result = tool_result(call.task, entry.output_schema, surface.inline_limit)
+                    if linked(result):      # a large artifact is linked: its reader needs the task's record
+                        record = TaskRecord(entry.name, created, (scope.get("state") or {}).get(OWNER_KEY))
+                        with reported_errors():
+                            await surface.records.put(task.id, record)
                 else:
                     record = TaskRecord(entry.name, created, (scope.get("state") or {}).get(OWNER_KEY))
                     with reported_errors():

@@ -9,6 +9,7 @@ How a task's parts become MCP content blocks:
     url part                           -> resource_link
     data part                          -> text (the JSON), and `structuredContent` when the
                                           capability declares an output schema
+    an artifact larger than `inline_limit` -> one resource_link to it (resources.py serves it)
 
 A task that needs input ends the call with the agent's question and the task id to answer with;
 a failed or canceled task is a tool error (`isError`); a rejected one is a protocol error, which
@@ -27,11 +28,13 @@ from google.protobuf import json_format
 from gateway.tasks import fold
 
 
-def tool_result(task: a2a_pb2.Task, output_schema: dict | None) -> dict:
-    """The CallToolResult for a task in a final state (REJECTED is a protocol error: see `rejection`)."""
+def tool_result(task: a2a_pb2.Task, output_schema: dict | None, inline_limit: int | None = None) -> dict:
+    """The CallToolResult for a task in a final state (REJECTED is a protocol error: see `rejection`).
+    With `inline_limit`, larger artifacts are linked, not inlined (the caller keeps the task's
+    record, so that the link can be read: resources.py)."""
     state = task.status.state
     if state == a2a_pb2.TASK_STATE_COMPLETED:
-        return _completed(task, output_schema)
+        return _completed(task, output_schema, inline_limit)
     if state in (a2a_pb2.TASK_STATE_INPUT_REQUIRED, a2a_pb2.TASK_STATE_AUTH_REQUIRED):
         question = status_text(task) or "the agent needs more input"
         return {"content": [{"type": "text", "text": f"The agent needs more input: {question}\n"
@@ -46,11 +49,18 @@ def tool_result(task: a2a_pb2.Task, output_schema: dict | None) -> dict:
             "_meta": {"io.topicbridge/task": task_meta(task)}}
 
 
-def _completed(task: a2a_pb2.Task, output_schema: dict | None) -> dict:
+def _completed(task: a2a_pb2.Task, output_schema: dict | None, inline_limit: int | None) -> dict:
     reply = fold.message_reply(task)      # the agent answered with a Message: its parts are the answer
-    parts = list(reply.parts) if reply is not None else [p for a in task.artifacts for p in a.parts] or \
-        _reply_parts(task)
-    content = [block for i, p in enumerate(parts) if (block := content_block(p, task.id, i)) is not None]
+    links = []
+    if reply is None and inline_limit is not None:
+        from .resources import artifact_size, link      # resources.py -> tasks.py -> this module
+        artifacts = [a for a in task.artifacts if artifact_size(a) <= inline_limit]
+        links = [link(task.id, a) for a in task.artifacts if artifact_size(a) > inline_limit]
+    else:
+        artifacts = list(task.artifacts)
+    parts = list(reply.parts) if reply is not None else [p for a in artifacts for p in a.parts] or \
+        ([] if links else _reply_parts(task))
+    content = [block for i, p in enumerate(parts) if (block := content_block(p, task.id, i)) is not None] + links
     if not content:
         content = [{"type": "text", "text": status_text(task) or "Done (the agent returned no output)."}]
     result = {"content": content, "_meta": {"io.topicbridge/task": task_meta(task)}}

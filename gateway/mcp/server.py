@@ -48,9 +48,11 @@ from adapters.errors import BackendError
 
 from gateway.errors import mcp_error
 from gateway.tasks import fold
+from gateway.tasks.relay import recorded
 from gateway.tasks.service import TaskError
 from . import elicit
-from .events import RecentEvents
+from .resources import ArtifactResources, linked
+from .streams import ChannelEvents, ChannelResume, progress_reporter
 from . import lean as mcp_lean
 from .auth import AccessPolicy, McpGuard, metadata_routes, owner_from, principal_from
 from .results import status_text, tool_result
@@ -67,7 +69,7 @@ INSTRUCTIONS = ("This gateway offers AI agents as tools: each tool is one agent 
 NOTIFY_TIMEOUT = 5.0
 
 DEFAULTS = {"mcp_call_wait_seconds": 30.0, "mcp_task_wait_seconds": 0.5, "mcp_registry_poll_seconds": 2.0,
-            "mcp_session_idle_seconds": 1800.0, "mcp_lean_dispatch": True}
+            "mcp_session_idle_seconds": 1800.0, "mcp_lean_dispatch": True, "mcp_inline_artifact_bytes": 65536}
 
 
 class _GatewayServer(Server):
@@ -94,6 +96,7 @@ class McpSurface:
         self.call_wait = float(settings.get("mcp_call_wait_seconds", DEFAULTS["mcp_call_wait_seconds"]))
         self.task_wait = float(settings.get("mcp_task_wait_seconds", DEFAULTS["mcp_task_wait_seconds"]))
         self.poll = float(settings.get("mcp_registry_poll_seconds", DEFAULTS["mcp_registry_poll_seconds"]))
+        self.inline_limit = int(settings.get("mcp_inline_artifact_bytes", DEFAULTS["mcp_inline_artifact_bytes"]))
         self.policy = AccessPolicy.from_settings(gateway.settings, ENDPOINT)
         self.lean = bool(settings.get("mcp_lean_dispatch", DEFAULTS["mcp_lean_dispatch"])) and mcp_lean.AVAILABLE
         self.records = TaskRecords(gateway.backend)
@@ -104,7 +107,7 @@ class McpSurface:
         self.listen = ListenHandler(self.bus)
         self.server = self._build_server()
         self.manager = StreamableHTTPSessionManager(
-            app=self.server, json_response=False, stateless=False, event_store=RecentEvents(), retry_interval=1000,   # Last-Event-ID
+            app=self.server, json_response=False, stateless=False, event_store=ChannelEvents(), retry_interval=1000,   # Last-Event-ID
             # The guard below does Origin/Host; the SDK still checks Content-Type.
             security_settings=TransportSecuritySettings(enable_dns_rebinding_protection=False),
             session_idle_timeout=float(settings.get("mcp_session_idle_seconds",
@@ -128,6 +131,7 @@ class McpSurface:
         server.extensions = {TASKS_EXTENSION: {}}
         server.middleware = [self._middleware]
         TaskMethods(self.tasks, self.records, self._output_schema, self._owner).register(server)
+        ArtifactResources(self.tasks, self.records, self._owner).register(server)
         return server
 
     def routes(self) -> list:
@@ -135,6 +139,7 @@ class McpSurface:
         if self.lean:       # the hot tools/call in front of the SDK (mcp_lean); everything else is the SDK's
             self.lean_path = mcp_lean.LeanToolCalls(self, endpoint, self.manager.max_request_body_size)
             endpoint = self.lean_path
+        endpoint = ChannelResume(endpoint, self)        # Last-Event-ID cursors of any instance (streams.py)
         return [Route(ENDPOINT, McpGuard(endpoint, self.policy)), *metadata_routes(self.policy)]
 
     async def start(self) -> None:
@@ -290,8 +295,9 @@ class McpSurface:
         else:
             call = Call(*await self._start(entry, arguments))
         self._spawn(call.pump())
+        progress = await self._progress(ctx, entry, call, created) if wait > 0 else None
         try:
-            finished = await call.wait(wait, ctx.session.report_progress) if wait > 0 else False
+            finished = await call.wait(wait, progress) if wait > 0 else False
             if finished and not legacy_task and elicit.asks(call.task) and elicit.supported(ctx):
                 if is_modern(ctx.protocol_version):
                     return elicit.input_required(call.task)
@@ -306,12 +312,29 @@ class McpSurface:
         if finished and not legacy_task:
             if call.task.status.state == a2a_pb2.TASK_STATE_REJECTED:
                 raise rejection(call.task)
-            return tool_result(call.task, entry.output_schema)
+            result = tool_result(call.task, entry.output_schema, self.inline_limit)
+            if linked(result):          # its links are read with the task's record (resources.py)
+                with reported_errors():
+                    await self.records.put(task.id, TaskRecord(entry.name, created, self._owner(ctx)))
+            return result
         record = TaskRecord(entry.name, created, self._owner(ctx))
         await self.records.put(task.id, record)
         if as_task:
             return create_result(call.task, record, modern=is_modern(ctx.protocol_version))
         return still_running(call.task, wait)
+
+    async def _progress(self, ctx, entry: ToolEntry, call: Call, created: float):
+        """How the call reports progress: on a 2025-11-25 HTTP stream, with ids that resume on any
+        instance (streams.py), once the task's record says whose it is; else the SDK's."""
+        request = ctx.request
+        report = None
+        if not is_modern(ctx.protocol_version) and request is not None and hasattr(request, "headers"):
+            report = progress_reporter(ctx, call.task.id, recorded(call.task)[1])
+        if report is None:
+            return ctx.session.report_progress
+        with reported_errors():
+            await self.records.put(call.task.id, TaskRecord(entry.name, created, self._owner(ctx)))
+        return report
 
     async def _start(self, entry: ToolEntry, arguments: dict):
         """A new task, or with `task_id` (default schema) the next turn of a task that asked for
@@ -355,7 +378,7 @@ class McpSurface:
             return still_running(task, wait)
         if task.status.state == a2a_pb2.TASK_STATE_REJECTED:
             return _error_result(rejection(task).message)
-        return tool_result(task, self._output_schema(record.capability))
+        return tool_result(task, self._output_schema(record.capability), self.inline_limit)
 
 
 def _allowed(ctx):

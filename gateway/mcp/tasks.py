@@ -142,6 +142,19 @@ class TaskRecords:
             return None
         return record if record.owner is None or record.owner == owner else None
 
+    async def recent(self, owner: str | None, *, scan: int, limit: int) -> list[tuple[str, TaskRecord]]:
+        """The caller's newest records among the first `scan` of the table (a bounded read)."""
+        mine = []
+        for task_id, raw in await self._table.scan(limit=scan):
+            try:
+                record = TaskRecord(**json.loads(raw))
+            except (ValueError, TypeError):
+                continue
+            if record.owner == owner:
+                mine.append((task_id, record))
+        mine.sort(key=lambda row: row[1].created, reverse=True)
+        return mine[:limit]
+
 
 def owner_of(token: str | None) -> str | None:
     return hashlib.sha256(token.encode()).hexdigest()[:32] if token else None

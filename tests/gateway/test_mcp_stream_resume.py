@@ -1,0 +1,147 @@
+"""2025-11-25 tools/call streams resume on any instance (gateway/mcp/streams.py): two gateways on
+one `topicbridge engine`; a call's SSE stream on the first is cut after some progress events, and
+a GET with `Last-Event-ID` on the second gets a priming event, exactly the progress after that id
+(read from the task's reply channel) and the call's result."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from gateway.mcp.streams import parse
+from tests.gateway.mcp_support import agents_on, remote_backend, settings
+from tests.gateway.serving import running_gateway
+from tests.lite_engine.engine_process import EngineProcess
+
+HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json",
+           "MCP-Protocol-Version": "2025-11-25"}
+
+
+async def stepper(agents, task):
+    await task.working("step 1")
+    await task.working("step 2")
+    await agents.release.wait()
+    await task.working("step 3")
+    await task.complete(f"done: {task.text}")
+
+
+@pytest.fixture(scope="module")
+def engine():
+    with EngineProcess(None, settings={"session_timeout": 5.0, "tick": 0.005}) as process:
+        yield process.target
+
+
+@pytest.fixture
+async def gateways(engine):
+    async with running_gateway(settings(engine)) as first, running_gateway(settings(engine)) as second:
+        yield first, second
+
+
+@pytest.fixture
+async def agents(engine, gateways):
+    async with remote_backend(engine) as backend, agents_on(backend) as started:
+        await started.serve("stepper", stepper)
+        yield started
+
+
+async def session_on(gw) -> dict:
+    init = await gw.http.post("/mcp", headers=HEADERS, json={
+        "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}})
+    session = {**HEADERS, "Mcp-Session-Id": init.headers["mcp-session-id"]}
+    await gw.http.post("/mcp", headers=session, json={"jsonrpc": "2.0", "method": "notifications/initialized"})
+    return session
+
+
+async def sse_events(response):
+    """Each SSE event of a streamed response as a dict of its fields."""
+    fields: dict = {}
+    async for line in response.aiter_lines():
+        if line:
+            key, _, value = line.partition(":")
+            fields[key] = value[1:] if value.startswith(" ") else value
+        elif fields:
+            yield fields
+            fields = {}
+
+
+async def test_a_call_stream_cut_on_one_instance_resumes_on_another_from_the_reply_channel(gateways, agents):
+    first, second = gateways
+    session = await session_on(first)
+    call = {"jsonrpc": "2.0", "id": 42, "method": "tools/call", "params": {
+        "name": "stepper", "arguments": {"message": "go"}, "_meta": {"progressToken": "p-1"}}}
+    seen = []
+    async with asyncio.timeout(20):
+        async with first.http.stream("POST", "/mcp", headers=session, json=call) as stream:
+            async for event in sse_events(stream):
+                seen.append(event)
+                if "step 2" in event.get("data", ""):
+                    break           # the connection drops here
+    assert seen[0]["data"] == "" and seen[0]["retry"] == "1000"            # the priming event
+    progress = [json.loads(e["data"]) for e in seen[1:]]
+    assert all(p["method"] == "notifications/progress" for p in progress)
+    cut = seen[-1]["id"]
+    cursor = parse(cut)
+    assert cursor is not None and cursor.ordinal == progress[-1]["params"]["progress"] and cursor.request_id == 42
+
+    agents.release.set()
+    resumed = []
+    async with asyncio.timeout(20):
+        async with second.http.stream("GET", "/mcp", headers={**HEADERS, "Accept": "text/event-stream",
+                                                              "Last-Event-ID": cut}) as stream:
+            assert stream.status_code == 200
+            async for event in sse_events(stream):
+                resumed.append(event)
+    assert resumed[0] == {"id": cut, "retry": "1000", "data": ""}
+    messages = [json.loads(e["data"]) for e in resumed[1:]]
+    notes, response = messages[:-1], messages[-1]
+    numbers = [n["params"]["progress"] for n in notes]
+    assert numbers == list(range(cursor.ordinal + 1, cursor.ordinal + 1 + len(notes))) and numbers
+    assert all(n["params"]["progressToken"] == "p-1" for n in notes)
+    texts = " ".join(n["params"].get("message", "") for n in notes)
+    assert "step 3" in texts and "step 1" not in texts and "step 2" not in texts
+    assert all(parse(e["id"]) for e in resumed[1:-1])       # each resumable again, anywhere
+    assert response["id"] == 42 and response["result"]["content"][0]["text"] == "done: go"
+
+
+async def test_resuming_from_a_later_cursor_replays_only_what_follows_it(gateways, agents):
+    first, second = gateways
+    agents.release.set()
+    session = await session_on(first)
+    call = {"jsonrpc": "2.0", "id": "c-7", "method": "tools/call", "params": {
+        "name": "stepper", "arguments": {"message": "again"}, "_meta": {"progressToken": 9}}}
+    async with asyncio.timeout(20):
+        whole = [e async for e in sse_events(await first.http.send(
+            first.http.build_request("POST", "/mcp", headers=session, json=call), stream=True))]
+    cursors = [e["id"] for e in whole if parse(e.get("id", ""))]
+    assert len(cursors) >= 3
+    async with asyncio.timeout(20):
+        response = await second.http.get("/mcp", headers={**HEADERS, "Accept": "text/event-stream",
+                                                          "Last-Event-ID": cursors[1]})
+    replayed = [e.get("id") for e in _events(response.text)][1:-1]
+    # every event after the cursor, one by one (the live stream may fold several into one progress)
+    after = parse(cursors[1]).ordinal
+    assert [parse(i).ordinal for i in replayed] == list(range(after + 1, parse(cursors[-1]).ordinal + 1))
+    assert set(cursors[2:]) <= set(replayed)
+    assert '"done: again"' in response.text and '"id":"c-7"' in response.text
+
+
+@pytest.mark.parametrize("last_event_id", ["tb1.garbage", "tb1.3.bm9wZQ.some-task",
+                                           "tb1.1.WzAsMSwxXQ.no-such-task"])
+async def test_a_malformed_or_unknown_cursor_is_404(gateways, last_event_id):
+    _, second = gateways
+    answer = await second.http.get("/mcp", headers={**HEADERS, "Accept": "text/event-stream",
+                                                    "Last-Event-ID": last_event_id})
+    assert answer.status_code == 404 and answer.json()["error"]["code"] == -32600
+
+
+def _events(text: str) -> list[dict]:
+    out = []
+    for block in text.replace("\r\n", "\n").split("\n\n"):
+        fields = dict(line.split(": ", 1) if ": " in line else (line.rstrip(":"), "")
+                      for line in block.split("\n") if line)
+        if fields:
+            out.append(fields)
+    return out
