@@ -36,6 +36,8 @@ from a2a.types import a2a_pb2
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from adapters.errors import BackendError
+
 from gateway.tasks import channels, fold, positions
 from gateway.tasks.envelope import EnvelopeError, ReplyEvent
 from .auth import OWNER_KEY
@@ -138,17 +140,26 @@ class ChannelResume:
             return
         cursor = parse(last)
         record = None
-        if cursor is not None:
-            owner = (scope.get("state") or {}).get(OWNER_KEY)
-            record = await self.surface.records.get(cursor.task_id, owner)
+        try:
+            if cursor is not None:
+                owner = (scope.get("state") or {}).get(OWNER_KEY)
+                record = await self.surface.records.get(cursor.task_id, owner)
+        except BackendError as e:
+            await _plain(send, 503, f"Service unavailable: the backend did not answer ({e})")
+            return
         if record is None:       # malformed, or no such task for this caller: as for an unknown session
             await _plain(send, 404, "Not Found: unknown Last-Event-ID")
             return
         await send({"type": "http.response.start", "status": 200, "headers": _SSE})
         await _event(send, {"id": last, "retry": str(RETRY_MS), "data": ""})
-        async for ordinal, message in self._replay(cursor, record.capability):
-            await _event(send, {"event": "message", **({"id": cursor.event_id(ordinal)} if ordinal else {}),
-                                "data": json.dumps(message, separators=(",", ":"))})
+        try:
+            async for ordinal, message in self._replay(cursor, record.capability):
+                await _event(send, {"event": "message", **({"id": cursor.event_id(ordinal)} if ordinal else {}),
+                                    "data": json.dumps(message, separators=(",", ":"))})
+        except BackendError as e:
+            # The stream ends without the result; the client reconnects after `retry` with the last
+            # id it got, which still names the same position in the channel.
+            log.warning("resuming the MCP stream of task %s failed: %s", cursor.task_id, e)
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _replay(self, cursor: Cursor, capability: str):

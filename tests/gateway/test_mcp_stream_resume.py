@@ -10,7 +10,10 @@ import json
 
 import pytest
 
+from adapters.errors import BackendUnavailableError
 from gateway.mcp.streams import parse
+from gateway.tasks import channels
+from tests.gateway.faults import FaultyBackend
 from tests.gateway.mcp_support import agents_on, remote_backend, settings
 from tests.gateway.serving import running_gateway
 from tests.lite_engine.engine_process import EngineProcess
@@ -46,11 +49,11 @@ async def agents(engine, gateways):
         yield started
 
 
-async def session_on(gw) -> dict:
-    init = await gw.http.post("/mcp", headers=HEADERS, json={
+async def session_on(gw, headers: dict | None = None) -> dict:
+    init = await gw.http.post("/mcp", headers={**HEADERS, **(headers or {})}, json={
         "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
             "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}})
-    session = {**HEADERS, "Mcp-Session-Id": init.headers["mcp-session-id"]}
+    session = {**HEADERS, **(headers or {}), "Mcp-Session-Id": init.headers["mcp-session-id"]}
     await gw.http.post("/mcp", headers=session, json={"jsonrpc": "2.0", "method": "notifications/initialized"})
     return session
 
@@ -128,6 +131,41 @@ async def test_resuming_from_a_later_cursor_replays_only_what_follows_it(gateway
     assert '"done: again"' in response.text and '"id":"c-7"' in response.text
 
 
+async def cut_call(gw, session: dict, request_id, headers: dict | None = None) -> tuple[str, list]:
+    """Start a stepper call on `gw` and drop its stream after the "step 2" progress: (its last id, events)."""
+    call = {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": {
+        "name": "stepper", "arguments": {"message": "go"}, "_meta": {"progressToken": "p"}}}
+    seen = []
+    async with asyncio.timeout(20):
+        async with gw.http.stream("POST", "/mcp", headers={**session, **(headers or {})}, json=call) as stream:
+            async for event in sse_events(stream):
+                seen.append(event)
+                if "step 2" in event.get("data", ""):
+                    break
+    return seen[-1]["id"], seen
+
+
+async def test_a_backend_failure_while_resuming_ends_the_stream_and_the_same_id_resumes_later(gateways, agents):
+    first, second = gateways
+    cut, _ = await cut_call(first, await session_on(first), 5)
+    tasks = second.gateway.tasks
+    faulty = FaultyBackend(tasks.backend)
+    faulty.fail_poll(channels.REPLY_TOPIC, BackendUnavailableError("lite", "the engine is away"))
+    tasks.backend = faulty
+    try:
+        agents.release.set()
+        get = {**HEADERS, "Accept": "text/event-stream", "Last-Event-ID": cut}
+        async with asyncio.timeout(20):
+            broken = await second.http.get("/mcp", headers=get)
+        assert faulty.poll_failed.is_set() and broken.status_code == 200
+        assert [e.get("id") for e in _events(broken.text)] == [cut]        # the priming event, no result
+        async with asyncio.timeout(20):
+            again = await second.http.get("/mcp", headers=get)
+    finally:
+        tasks.backend = faulty._inner
+    assert '"done: go"' in again.text and '"id":5' in again.text
+
+
 @pytest.mark.parametrize("last_event_id", ["tb1.garbage", "tb1.3.bm9wZQ.some-task",
                                            "tb1.1.WzAsMSwxXQ.no-such-task"])
 async def test_a_malformed_or_unknown_cursor_is_404(gateways, last_event_id):
@@ -145,3 +183,28 @@ def _events(text: str) -> list[dict]:
         if fields:
             out.append(fields)
     return out
+
+
+ALICE, BOB = "token-of-alice-0123456789", "token-of-bob-0123456789"
+
+
+@pytest.fixture
+async def guarded(engine):
+    tokens = {"mcp_bearer_tokens": [ALICE, BOB]}
+    async with running_gateway(settings(engine, **tokens)) as first, \
+            running_gateway(settings(engine, **tokens)) as second:
+        yield first, second
+
+
+async def test_only_the_caller_that_made_the_call_resumes_its_stream(guarded, agents):
+    first, second = guarded
+    alice = {"Authorization": f"Bearer {ALICE}"}
+    session = await session_on(first, alice)
+    cut, _ = await cut_call(first, session, 9, alice)
+    agents.release.set()
+    get = {**HEADERS, "Accept": "text/event-stream", "Last-Event-ID": cut}
+    refused = await second.http.get("/mcp", headers={**get, "Authorization": f"Bearer {BOB}"})
+    assert refused.status_code == 404
+    async with asyncio.timeout(20):
+        resumed = await second.http.get("/mcp", headers={**get, **alice})
+    assert resumed.status_code == 200 and '"done: go"' in resumed.text
