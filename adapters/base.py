@@ -16,7 +16,7 @@ the promises the contract suite in tests/contract/ checks:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable, Protocol, runtime_checkable
+from typing import Iterable, Protocol, Sequence, runtime_checkable
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +149,8 @@ class Backend(Protocol):
 
     async def create_topic(self, spec: TopicSpec) -> None: ...
     async def publish(self, topic: str, message: Message, *, lite_topic: str | None = None) -> str: ...
+    # Optional: `async def publish_many(topic, messages, *, lite_topic=None) -> list[str]`, the
+    # promise of the `publish_many` function below, which callers use (it falls back to publish).
 
     async def group_consumer(self, topic: str, group: str, *, invisible: float = 30.0) -> GroupConsumer: ...
     async def lite_consumer(self, topic: str, group: str, client_id: str | None = None,
@@ -157,3 +159,19 @@ class Backend(Protocol):
 
     def dead_letter_topic(self, group: str) -> str:
         """The topic where `group`'s messages go after `max_attempts` deliveries."""
+
+
+async def publish_many(backend: Backend, topic: str, messages: Sequence[Message], *,
+                       lite_topic: str | None = None) -> list[str]:
+    """Publish `messages` on `topic` (on `lite_topic` under it) in order; their ids, in order.
+
+    They land in the given order. A backend that can send several messages at once (one
+    produce request, one group commit) offers its own `publish_many`; any other backend
+    publishes them one by one, each waiting for the one before. On an error the call raises it:
+    the messages before the failed one may be durable and those after it may or may not be,
+    so a caller retries the whole list (delivery is at-least-once anyway).
+    """
+    own = getattr(backend, "publish_many", None)
+    if own is not None:
+        return await own(topic, messages, lite_topic=lite_topic)
+    return [await backend.publish(topic, m, lite_topic=lite_topic) for m in messages]

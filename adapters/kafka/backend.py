@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import random
+from collections.abc import Sequence
 
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
@@ -18,6 +19,7 @@ from .channel import ParentSpec
 from .cluster import Cluster, Settings
 from .groups import KafkaGroupConsumer
 from .replies import KafkaLiteConsumer
+from .security import client_options
 from .table import KafkaTable, TableView
 from .translate import translated
 
@@ -55,13 +57,18 @@ class KafkaBackend:
     """
 
     name = "kafka"
+    ordered_publish = True     # publishes reach the producer in call order (outbox.py)
 
     def __init__(self, bootstrap_servers: str = "127.0.0.1:9092", reply_partitions: int = 16, *,
                  topic_partitions: int = 8, replication_factor: int = -1, max_message_bytes: int = 1 << 20,
                  session_timeout: float = 10.0, heartbeat_interval: float | None = None,
                  request_timeout: float = 30.0, max_attempts: int = 16, lite_idle_seconds: float = 600.0,
                  min_lite_idle_seconds: float = 1.0, max_subscriptions_per_client: int = 200_000,
-                 poll_topic_batch: int = 8, max_buffered: int = 1000, client_id: str = "topicbridge") -> None:
+                 poll_topic_batch: int = 8, max_buffered: int = 1000, client_id: str = "topicbridge",
+                 security_protocol: str = "PLAINTEXT", sasl_mechanism: str | None = None,
+                 sasl_username: str | None = None, sasl_password: str | None = None,
+                 ssl_cafile: str | None = None, ssl_certfile: str | None = None,
+                 ssl_keyfile: str | None = None) -> None:
         _positive(reply_partitions=reply_partitions, topic_partitions=topic_partitions,
                   max_message_bytes=max_message_bytes, session_timeout=session_timeout,
                   request_timeout=request_timeout, max_attempts=max_attempts, lite_idle_seconds=lite_idle_seconds,
@@ -78,13 +85,16 @@ class KafkaBackend:
             heartbeat_interval=heartbeat_interval or min(3.0, session_timeout / 6),
             request_timeout=request_timeout, max_attempts=max_attempts, lite_idle_seconds=lite_idle_seconds,
             min_lite_idle_seconds=min_lite_idle_seconds, max_subscriptions_per_client=max_subscriptions_per_client,
-            poll_topic_batch=poll_topic_batch, max_buffered=max_buffered, client_id=client_id)
+            poll_topic_batch=poll_topic_batch, max_buffered=max_buffered, client_id=client_id,
+            security=client_options(security_protocol, sasl_mechanism, sasl_username, sasl_password,
+                                    ssl_cafile, ssl_certfile, ssl_keyfile))
         self._cluster = Cluster(self.settings)
         self._topics: TableView | None = None
         self._specs: dict[str, tuple[bytes, _Spec]] = {}
         self._tables: dict[str, TableView] = {}
         self._table_lock = asyncio.Lock()
         self._round_robin: dict[str, itertools.count] = {}
+        self._resolving: dict[str, list] = {}    # topic -> [lock, publishes waiting for its settings]
         self._group_consumers: set[KafkaGroupConsumer] = set()
         self._lite_clients: dict[str, KafkaLiteConsumer] = {}
         self._started = False
@@ -206,12 +216,46 @@ class KafkaBackend:
     async def publish(self, topic: str, message: Message, *, lite_topic: str | None = None) -> str:
         """Append a message; returns its id ("<partition>-<offset>") once all in-sync replicas
         have it."""
+        [sent] = await self._start(topic, (message,), lite_topic)
+        return _message_id(await sent)
+
+    async def publish_many(self, topic: str, messages: Sequence[Message], *,
+                           lite_topic: str | None = None) -> list[str]:
+        """Publish `messages` in order, sent without waiting for each other (they share
+        produce requests); see adapters.base.publish_many for the promise."""
+        sent = await self._start(topic, messages, lite_topic)
+        results = await asyncio.gather(*sent, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return [_message_id(r) for r in results]
+
+    async def _start(self, topic: str, messages: Sequence[Message], lite_topic: str | None) -> list[asyncio.Future]:
+        """Validate, then hand the records to the outbox in call order (`ordered_publish`): at
+        once when the topic's settings are known, else behind the publishes of that topic
+        already waiting for them."""
         self._cluster.check_open()
         name = names.topic(topic, system_ok=lite_topic is None)
         if lite_topic is not None:
             names.lite_topic(lite_topic)
-        names.message(message, self.max_message_bytes)
-        spec = await self._spec(name, lite=lite_topic is not None)
+        messages = names.messages(messages, self.max_message_bytes)
+        lite = lite_topic is not None
+        if name not in self._resolving:
+            spec = self._cached_spec(name)
+            if spec is not None and spec.lite == lite:
+                return [self._submit(name, spec, m, lite_topic) for m in messages]
+        waiting = self._resolving.setdefault(name, [asyncio.Lock(), 0])
+        waiting[1] += 1
+        try:
+            async with waiting[0]:      # FIFO: publishes of one topic submit in call order
+                spec = await self._spec(name, lite=lite)
+                return [self._submit(name, spec, m, lite_topic) for m in messages]
+        finally:
+            waiting[1] -= 1
+            if not waiting[1]:
+                del self._resolving[name]
+
+    def _submit(self, name: str, spec: _Spec, message: Message, lite_topic: str | None) -> asyncio.Future:
         headers = [(k, v.encode()) for k, v in message.headers.items()]
         if lite_topic is None:
             # Record format (capability topic): key = message key, value = body, headers as given.
@@ -225,9 +269,8 @@ class KafkaBackend:
             partition = names.lite_partition(lite_topic, spec.partitions)
             if message.key is not None:
                 headers.append(("tb-key", message.key.encode()))
-        sent = await self._cluster.produce(name, bytes(message.body), key=key, headers=headers,
+        return self._cluster.outbox.submit(name, bytes(message.body), key=key, headers=headers or None,
                                            partition=partition, size=len(message.body))
-        return f"{sent.partition}-{sent.offset}"
 
     def _counter(self, topic: str) -> itertools.count:
         counter = self._round_robin.get(topic)
@@ -295,6 +338,10 @@ class KafkaBackend:
                 await view.open()
                 self._tables[name] = view
         return KafkaTable(self._cluster, name, view)
+
+
+def _message_id(sent) -> str:
+    return f"{sent.partition}-{sent.offset}"
 
 
 def new_client_id(prefix: str) -> str:

@@ -11,13 +11,15 @@ import asyncio
 import contextlib
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import RecordMetadata
 
 from .. import errors
+from . import security
+from .outbox import Outbox
 from .translate import BACKEND, translated
 
 log = logging.getLogger("topicbridge.kafka")
@@ -44,6 +46,7 @@ class Settings:
     poll_topic_batch: int
     max_buffered: int                # records a consumer holds in memory before it pauses fetching
     client_id: str
+    security: dict = field(default_factory=dict, repr=False)   # aiokafka options of every client (security.py)
 
 
 class Cluster:
@@ -51,6 +54,7 @@ class Cluster:
         self.settings = settings
         self.producer: AIOKafkaProducer | None = None
         self.admin: AIOKafkaAdminClient | None = None
+        self.outbox: Outbox | None = None
         self._known_topics: set[str] = set()
         self._create_lock = asyncio.Lock()
         self._lookup = None
@@ -62,19 +66,30 @@ class Cluster:
         self.producer = AIOKafkaProducer(
             bootstrap_servers=s.bootstrap_servers, client_id=f"{s.client_id}-producer", acks="all",
             enable_idempotence=True, max_request_size=s.max_message_bytes + RECORD_OVERHEAD,
-            request_timeout_ms=int(s.request_timeout * 1000), linger_ms=0)
+            request_timeout_ms=int(s.request_timeout * 1000), linger_ms=0, **s.security)
         self.admin = AIOKafkaAdminClient(bootstrap_servers=s.bootstrap_servers, client_id=f"{s.client_id}-admin",
-                                         request_timeout_ms=int(s.request_timeout * 1000))
+                                         request_timeout_ms=int(s.request_timeout * 1000), **s.security)
         try:
             with translated():
                 await self.producer.start()
                 await self.admin.start()
+            self.outbox = Outbox(self.producer, request_timeout=s.request_timeout,
+                                 max_message_bytes=s.max_message_bytes)
+            self.outbox.start()
+        except errors.BackendUnavailableError as exc:
+            refused = await security.refusal(s.bootstrap_servers, s.security, s.request_timeout)
+            await self.close()
+            if refused is not None:
+                raise refused from exc
+            raise
         except BaseException:
             await self.close()
             raise
 
     async def close(self) -> None:
         self.closed = True
+        if self.outbox is not None:
+            await self.outbox.close()
         if self._lookup is not None:
             with contextlib.suppress(Exception):
                 await self._lookup.stop()
@@ -190,6 +205,7 @@ class Cluster:
             request_timeout_ms=int(max(s.request_timeout, s.session_timeout + 5) * 1000),
             max_partition_fetch_bytes=s.max_message_bytes + RECORD_OVERHEAD,
             fetch_max_wait_ms=500,
+            **s.security,
         )
         options.update(overrides)
         return AIOKafkaConsumer(**options)

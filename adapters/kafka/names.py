@@ -12,10 +12,10 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+import struct
 from typing import Iterable
 
 import lite_engine
-from aiokafka.partitioner import murmur2
 from lite_engine.names import validate_name
 
 from .. import errors
@@ -115,6 +115,17 @@ def message(msg: object, limit: int) -> Message:
     return msg
 
 
+def messages(values: object, limit: int) -> list[Message]:
+    """The messages of one publish_many call, each checked as by `message`."""
+    if not isinstance(values, (list, tuple)) and (isinstance(values, (Message, str, bytes))
+                                                  or not isinstance(values, Iterable)):
+        raise errors.InvalidRequestError("messages", type(values).__name__, "expected a sequence of Messages")
+    checked = [message(m, limit) for m in values]
+    if len(checked) > MAX_BATCH:
+        raise errors.InvalidRequestError("messages", len(checked), f"at most {MAX_BATCH} messages per call")
+    return checked
+
+
 def take(max_messages: object, wait: object) -> tuple[int, float]:
     if (not isinstance(max_messages, int) or isinstance(max_messages, bool)
             or not 1 <= max_messages <= MAX_BATCH):
@@ -167,7 +178,42 @@ def owners_group(parent: str) -> str:
 def lite_partition(name: str, partitions: int) -> int:
     """The partition of the reply topic a lite topic lives on: Kafka's own key partitioner
     (murmur2 of the key), so a plain Kafka producer keyed by the lite topic name agrees."""
-    return (murmur2(name.encode()) & 0x7FFFFFFF) % partitions
+    hashed = _hashes.get(name)
+    if hashed is None:
+        hashed = murmur2(name.encode()) & 0x7FFFFFFF
+        if len(_hashes) >= _HASHES_KEPT:
+            _hashes.clear()      # cheaper than an LRU; a burst of misses refills it
+        _hashes[name] = hashed
+    return hashed % partitions
+
+
+# A reply channel's name is hashed by its subscribe and by every reply event published on it.
+_hashes: dict[str, int] = {}
+_HASHES_KEPT = 65_536
+_M = 0x5BD1E995
+
+
+def murmur2(data: bytes) -> int:
+    """Kafka's murmur2 (seed 0x9747b28c), as aiokafka.partitioner.murmur2 computes it, with
+    4-byte words unpacked at once: the key partitioner is on every lite publish."""
+    length = len(data)
+    h = (0x9747B28C ^ length) & 0xFFFFFFFF
+    whole = length & ~3
+    for (k,) in struct.iter_unpack("<I", data[:whole]):
+        k = (k * _M) & 0xFFFFFFFF
+        k ^= k >> 24
+        k = (k * _M) & 0xFFFFFFFF
+        h = ((h * _M) & 0xFFFFFFFF) ^ k
+    tail = length & 3
+    if tail:
+        if tail == 3:
+            h ^= data[whole + 2] << 16
+        if tail >= 2:
+            h ^= data[whole + 1] << 8
+        h = ((h ^ data[whole]) * _M) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * _M) & 0xFFFFFFFF
+    return h ^ (h >> 15)
 
 
 def lite_hash(name: str) -> int:
