@@ -18,6 +18,8 @@ Three server processes on 127.0.0.1, each uvicorn (uvloop + httptools, one worke
             recording metrics costs (the gateway records them by default)
   gateway-traced  the gateway with `observability.tracing = true`, spans exported over OTLP/HTTP
             (batched) to the bare server, which answers 200: what tracing costs per task
+  gateway-bridge-sdk  the gateway with `gateway.bridge_lean_call = false`: its bridge calls the
+            agent through the a2a-sdk client also for blocking calls (started only for bridged_sdk)
 
 Targets, each driven by `wrk -t1` with a Lua body at every concurrency (connections):
 
@@ -25,6 +27,7 @@ Targets, each driven by `wrk -t1` with a Lua body at every concurrency (connecti
   native_sdk  the same on gateway-sdk: what the lean dispatcher saves
   native_nometrics, native_traced  the same on gateway-nometrics and gateway-traced
   bridged   POST /agents/remote-echo/  gateway -> engine -> bridge -> agent over HTTP -> back
+  bridged_sdk  the same on gateway-bridge-sdk: what the bridge's lean call saves
   direct    POST / on the agent        the agent alone
   direct_stream  the agent alone, SendStreamingMessage: the call a bridge makes to an agent that
             streams (SSE costs the a2a-sdk agent more than one JSON answer)
@@ -32,7 +35,10 @@ Targets, each driven by `wrk -t1` with a Lua body at every concurrency (connecti
 
 `overhead_ms_p50` is bridged minus direct at p50 and concurrency 1: what the gateway adds in
 front of an agent. `overhead_vs_stream_ms_p50` is bridged minus direct_stream: the same, for
-the same work on the agent (the bridge streams from agents whose card says they stream). Every target answers one checked request before and after its load.
+the same work on the agent (the bridge streams to a streaming agent only for callers that stream
+or return at once; a blocking SendMessage reaches it as one SendMessage). Every target answers one
+checked request before and after its load. `agent_cpu_us_per_task` is the agent's CPU per task
+under direct and bridged targets: the gateway's CPU plus it is what one bridged task costs.
 """
 
 from __future__ import annotations
@@ -64,9 +70,10 @@ ANSWER = "echo: hello"
 
 # ---------------------------------------------------------------- servers (child processes)
 
-def gateway_settings(backend: str, data_dir: str | None, lean: bool = True, observability: dict | None = None) -> dict:
+def gateway_settings(backend: str, data_dir: str | None, lean: bool = True, observability: dict | None = None,
+                     gateway: dict | None = None) -> dict:
     lite = {"data_dir": data_dir, "fsync": "batch"} if backend == "lite" else {"data_dir": None}
-    return {"backend": "lite", "lite": lite, "gateway": {"host": "127.0.0.1", "a2a_lean_dispatch": lean},
+    return {"backend": "lite", "lite": lite, "gateway": {"host": "127.0.0.1", "a2a_lean_dispatch": lean, **(gateway or {})},
             "observability": observability or {}}
 
 
@@ -79,13 +86,13 @@ def observability(kind: str, otlp_url: str | None) -> dict:
 
 
 async def _serve_gateway(sock, backend: str, data_dir: str | None, agent_url: str, lean: bool = True,
-                         options: dict | None = None) -> asyncio.Task:
+                         options: dict | None = None, gateway_options: dict | None = None) -> asyncio.Task:
     from gateway.app import build_app
     from gateway.process import tune_gc
     from gateway.workers.worker import Worker
 
     tune_gc()                   # as `topicbridge serve` does
-    app = build_app(gateway_settings(backend, data_dir, lean, options))
+    app = build_app(gateway_settings(backend, data_dir, lean, options, gateway_options))
     serving = await start_uvicorn(app, sock)
     gateway = app.state.gateway
     worker = Worker(gateway.backend, "echo", echo, concurrency=256,
@@ -104,7 +111,8 @@ async def _serve(kind: str, args) -> None:
     port = sock.getsockname()[1]
     if kind.startswith("gateway"):
         serving = await _serve_gateway(sock, args.backend, args.data_dir, args.agent_url, kind != "gateway-sdk",
-                                       observability(kind, args.otlp_url))
+                                       observability(kind, args.otlp_url),
+                                       {"bridge_lean_call": False} if kind == "gateway-bridge-sdk" else None)
     else:
         app = bare_app() if kind == "bare" else sdk_echo_app(f"http://127.0.0.1:{port}")
         serving = await start_uvicorn(app, sock)
@@ -117,7 +125,7 @@ async def _serve(kind: str, args) -> None:
 class Servers:
     """The three server processes; `targets` maps each target to its URL."""
 
-    def __init__(self, backend: str, data_dir: str | None) -> None:
+    def __init__(self, backend: str, data_dir: str | None, only: list[str] | None = None) -> None:
         self.children: list[Child] = []
         try:
             self.bare = self._start("bare")
@@ -129,6 +137,9 @@ class Servers:
                                            *(["--data-dir", data_dir + "-off"] if data_dir else []))
             self.gateway_traced = self._start("gateway-traced", *args, "--otlp-url", self.bare.base_url + "/bare",
                                               *(["--data-dir", data_dir + "-traced"] if data_dir else []))
+            self.bridge_sdk = self._start("gateway-bridge-sdk", *args,
+                                          *(["--data-dir", data_dir + "-bridge-sdk"] if data_dir else [])) \
+                if not only or "bridged_sdk" in only else None
         except BaseException:
             self.stop()
             raise
@@ -136,6 +147,7 @@ class Servers:
         self.pid_of = {"native": self.gateway.process.pid, "native_sdk": self.gateway_sdk.process.pid,
                        "native_nometrics": self.gateway_off.process.pid,
                        "native_traced": self.gateway_traced.process.pid, "bridged": self.gateway.process.pid}
+        self.agent_pid_of = {t: self.agent.process.pid for t in ("bridged", "bridged_sdk", "direct", "direct_stream")}
         self.targets = {"native": f"{self.gateway.base_url}/agents/echo/",
                         "native_sdk": f"{self.gateway_sdk.base_url}/agents/echo/",
                         "native_nometrics": f"{self.gateway_off.base_url}/agents/echo/",
@@ -143,6 +155,9 @@ class Servers:
                         "bridged": f"{self.gateway.base_url}/agents/{REMOTE}/",
                         "direct": f"{self.agent.base_url}/", "direct_stream": f"{self.agent.base_url}/",
                         "bare": f"{self.bare.base_url}/bare"}
+        if self.bridge_sdk is not None:
+            self.pid_of["bridged_sdk"] = self.bridge_sdk.process.pid
+            self.targets["bridged_sdk"] = f"{self.bridge_sdk.base_url}/agents/{REMOTE}/"
 
     def _start(self, *args: str) -> Child:
         child = Child(MODULE, "--serve", *args)
@@ -193,11 +208,15 @@ def measure_a2a(servers: Servers, concurrency: list[int], seconds: float, warmup
         for target, url in targets if n % 2 == 0 else reversed(targets):
             for c in concurrency:
                 progress(f"a2a {target}: {c} connection(s), {seconds:g} s (round {n + 1}/{rounds})")
-                pid = servers.pid_of.get(target)
+                pid, agent = servers.pid_of.get(target), servers.agent_pid_of.get(target)
                 cpu = cpu_seconds(pid) if pid else None
+                agent_cpu = cpu_seconds(agent) if agent else None
                 figures = wrk(url, *_request(target), c, seconds)
                 if pid and figures["requests"]:
                     figures["cpu_us_per_task"] = round((cpu_seconds(pid) - cpu) * 1e6 / figures["requests"], 1)
+                if agent and figures["requests"]:
+                    figures["agent_cpu_us_per_task"] = round((cpu_seconds(agent) - agent_cpu) * 1e6
+                                                             / figures["requests"], 1)
                 runs[target][f"c{c}"].append({"tasks_per_s": figures.pop("per_s"), **figures})
     for target, url in targets:
         check(target, url)
@@ -225,6 +244,11 @@ def summary(results: dict, concurrency: list[int]) -> dict:
         f"native_vs_bare_{top}": lambda: round(rate("native") / rate("bare"), 3),
         f"lean_vs_sdk_dispatch_{top}": lambda: round(rate("native") / rate("native_sdk"), 3),
         f"bridged_vs_direct_{top}": lambda: round(rate("bridged") / rate("direct"), 3),
+        # the bridge's lean blocking call against the a2a-sdk client, same run
+        f"bridged_lean_vs_sdk_{top}": lambda: round(rate("bridged") / rate("bridged_sdk"), 3),
+        f"bridged_lean_vs_sdk_cpu_{top}": lambda: round(cpu("bridged") / cpu("bridged_sdk"), 3),
+        f"bridged_agent_cpu_vs_direct_{top}": lambda: round(results["bridged"][top]["agent_cpu_us_per_task"]
+                                                             / results["direct"][top]["agent_cpu_us_per_task"], 3),
         # metrics on (the default) against observability.metrics = false, same run
         f"metrics_on_vs_off_{top}": lambda: round(rate("native") / rate("native_nometrics"), 3),
         f"metrics_on_vs_off_{one}": lambda: round(results["native"][one]["tasks_per_s"]
@@ -252,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=sizes, default=[1, 64])
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds of load before each target")
     parser.add_argument("--serve", choices=["bare", "agent", "gateway", "gateway-sdk", "gateway-nometrics",
-                                            "gateway-traced"], help=argparse.SUPPRESS)
+                                            "gateway-traced", "gateway-bridge-sdk"], help=argparse.SUPPRESS)
     parser.add_argument("--otlp-url", help=argparse.SUPPRESS)
     parser.add_argument("--rounds", type=int, default=1, help="targets take turns this many times (median kept)")
     parser.add_argument("--targets", type=lambda text: text.split(","), default=None,
@@ -269,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="gateway-e2e-") as tmp:
-        servers = Servers(args.backend, str(Path(tmp) / "lite") if args.backend == "lite" else None)
+        servers = Servers(args.backend, str(Path(tmp) / "lite") if args.backend == "lite" else None, args.targets)
         try:
             results = measure_a2a(servers, args.concurrency, args.duration, args.warmup, args.targets, args.rounds)
         finally:

@@ -63,7 +63,8 @@ class Gateway:
         self.lifetimes = Lifetimes(self.tasks, timeout_of=self.registry.timeout_of, capability_names=self.registry.names,
                                    timeout=options["task_timeout_seconds"], retention=options["task_retention_seconds"])
         self.bridges = Bridges(self.backend, self.registry, AddressPolicy.from_settings(settings),
-                               supervisor=self.supervisor, max_response_bytes=options["max_agent_response_bytes"])
+                               supervisor=self.supervisor, max_response_bytes=options["max_agent_response_bytes"],
+                               lean_call=options["bridge_lean_call"])
         self.push = PushService(self.backend, PushSettings.from_settings(settings), supervisor=self.supervisor)
         self.tasks.on_event.append(self.push.on_event)      # the relay publishes push jobs
         self.a2a = A2ASurface(self.tasks, self.registry, self.push, blocking_wait=options["a2a_wait_seconds"],

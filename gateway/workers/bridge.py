@@ -52,7 +52,8 @@ from gateway.http.outbound import AddressPolicy, RefusedURLError, guarded_client
 from gateway.registry.cardfetch import bridgeable_interfaces, fetch_card
 from gateway.registry.capabilities import Capability, Registry, derive_name
 from gateway.supervisor import Supervisor
-from . import call_mode
+from . import call_mode, lean_call
+from .lean_call import lean_url as lean_call_url
 from .agent_relay import Relay
 from .worker import ReplyLost, TaskContext, Worker
 
@@ -119,7 +120,7 @@ class Bridge:
     def __init__(self, backend: Backend, registry: Registry, capability: Capability, policy: AddressPolicy, *,
                  attempts: int = ATTEMPTS, backoff: float = BACKOFF, read_timeout: float = READ_TIMEOUT,
                  concurrency: int = 64, invisible: float = 60.0, max_response_bytes: int | None = None,
-                 supervisor: Supervisor | None = None) -> None:
+                 lean_call: bool = True, supervisor: Supervisor | None = None) -> None:
         self.capability = capability
         self.name = capability.name
         self.registry = registry
@@ -131,6 +132,7 @@ class Bridge:
         self.card = json_format.ParseDict(capability.card, a2a_pb2.AgentCard(), ignore_unknown_fields=True)
         interfaces = bridgeable_interfaces(self.card)
         self.url = interfaces[0].url if interfaces else capability.card_url
+        self.lean_url = lean_call_url(self.card) if lean_call else None     # blocking calls skip the SDK client
         self.health = capability.status
         self._https: list[httpx.AsyncClient] = []
         self._clients: list = []              # one a2a-sdk client per connection pool
@@ -223,9 +225,13 @@ class Bridge:
             relay.sent = True
             try:
                 self._calls += 1
-                clients = self._blocking_clients if call_mode.caller_blocks(ctx.envelope.metadata) else self._clients
-                client = clients[self._calls % len(clients)]
-                async for event in client.send_message(request):
+                blocking = call_mode.caller_blocks(ctx.envelope.metadata)
+                if blocking and self.lean_url:
+                    http = self._https[self._calls % len(self._https)]
+                    await relay.push(await lean_call.send_message(http, self.lean_url, request.message))
+                    break
+                clients = self._blocking_clients if blocking else self._clients
+                async for event in clients[self._calls % len(clients)].send_message(request):
                     await relay.push(event)
                 break
             except (BackendError, RefusedURLError, ReplyLost):

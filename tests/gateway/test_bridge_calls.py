@@ -68,3 +68,45 @@ async def test_a_send_that_returns_at_once_still_streams_from_the_agent(bridged)
             async for _ in response.aiter_lines():
                 pass
     assert agent.executor.methods == ["SendStreamingMessage"]
+
+
+@pytest.mark.parametrize("text", ["the memo", "fail", "message", "ask"])
+async def test_the_lean_blocking_call_answers_as_the_sdk_client_does(text):
+    """The same blocking SendMessage through a gateway whose bridge writes the call itself and one
+    whose bridge goes through the a2a-sdk client: the same answer, ids and timestamps aside."""
+    answers = []
+    async with running_agent(streaming=True) as agent:
+        for lean in (True, False):
+            settings = {**SETTINGS, "gateway": {**SETTINGS["gateway"], "bridge_lean_call": lean}}
+            async with running_gateway(settings) as gw:
+                await gw.gateway.bridges.register(agent.base_url, name="summariser")
+                answer = (await gw.http.post("/agents/summariser/", json=request("SendMessage", text),
+                                             headers=HEADERS)).json()["result"]
+                answers.append(_without_ids(answer))
+        assert agent.executor.methods == ["SendMessage", "SendMessage"]
+    assert answers[0] == answers[1]
+    assert answers[0]
+
+
+def _without_ids(doc):
+    if isinstance(doc, dict):
+        return {k: _without_ids(v) for k, v in doc.items() if k not in ("id", "contextId", "taskId", "messageId",
+                                                                         "timestamp", "artifactId", "deadline")}
+    if isinstance(doc, list):
+        return [_without_ids(v) for v in doc]
+    return doc
+
+
+@pytest.mark.parametrize("doc, says", [
+    ([], "expected an object"),
+    ({"jsonrpc": "2.0", "id": 1, "error": {"code": -32001, "message": "Task not found"}}, "-32001: Task not found"),
+    ({"jsonrpc": "2.0", "id": 1, "error": "boom"}, "error is not an object"),
+    ({"jsonrpc": "2.0", "id": 1}, "no result object"),
+    ({"jsonrpc": "2.0", "id": 1, "result": {}}, "neither task nor message"),
+    ({"jsonrpc": "2.0", "id": 1, "result": {"task": {"history": "not a list"}}}, "Invalid A2A answer"),
+])
+def test_an_answer_that_is_not_a_send_message_result_is_a_client_error_naming_what_was_wrong(doc, says):
+    from a2a.client.errors import A2AClientError
+    from gateway.workers import lean_call
+    with pytest.raises(A2AClientError, match=says):
+        lean_call.answer(doc)

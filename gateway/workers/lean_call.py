@@ -1,0 +1,111 @@
+"""One blocking JSON-RPC `SendMessage` to an A2A 1.0 agent, without the a2a-sdk client.
+
+The hot call of a bridge: a caller blocks, so the bridge sends one SendMessage and relays the
+Task (or Message) that comes back. Through the a2a-sdk client it cost ~40% of the gateway's CPU
+per bridged task (bench.gateway_e2e, py-spy): interceptors, telemetry wrappers, a request built
+and an answer parsed by google.protobuf.json_format. Here the request is written with the
+gateway's fast ProtoJSON converters (gateway/tasks/protojson.py) and posted on the bridge's own
+guarded httpx client; the answer's task is read the same way, falling back to json_format for
+anything the converters do not know. Errors take the SDK client's shape (`A2AClientError` from
+the httpx error), so the bridge's retry and failure rules hold for both paths.
+
+`gateway.bridge_lean_call = false` sends every call through the a2a-sdk client (the benchmark's
+`bridged_sdk` target measures both in the same run).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import httpx
+from a2a.client.errors import A2AClientError, A2AClientTimeoutError
+from a2a.types import a2a_pb2
+from a2a.utils.constants import TransportProtocol
+from google.protobuf import json_format
+
+from gateway.tasks import protojson
+
+HEADERS = {"Content-Type": "application/json", "Accept": "application/json", "A2A-Version": "1.0"}
+_TASK_KEYS = frozenset({"id", "contextId", "status", "artifacts", "history", "kind"})
+
+
+def lean_url(card: a2a_pb2.AgentCard) -> str | None:
+    """The JSON-RPC URL a lean call can use: the card's preferred bridgeable interface when it is
+    JSON-RPC at protocol 1.x (a 0.3 agent, or HTTP+JSON, goes through the SDK client)."""
+    for interface in card.supported_interfaces:
+        if interface.protocol_binding in (TransportProtocol.JSONRPC, TransportProtocol.HTTP_JSON):
+            lean = interface.protocol_binding == TransportProtocol.JSONRPC and \
+                interface.protocol_version.split(".")[0] in ("", "1")
+            return interface.url if lean else None
+    return None
+
+
+def request_body(message: a2a_pb2.Message) -> bytes:
+    plain = protojson.message_to_dict(message)
+    params = {"message": plain if plain is not None else json_format.MessageToDict(message)}
+    return json.dumps({"jsonrpc": "2.0", "id": os.urandom(8).hex(), "method": "SendMessage", "params": params},
+                      separators=(",", ":")).encode()
+
+
+async def send_message(http: httpx.AsyncClient, url: str, message: a2a_pb2.Message) -> a2a_pb2.StreamResponse:
+    """The agent's answer to one blocking SendMessage, as the one event the SDK client would yield."""
+    try:
+        response = await http.post(url, content=request_body(message), headers=HEADERS)
+        response.raise_for_status()
+        doc = json.loads(response.content)
+    except httpx.TimeoutException as e:
+        raise A2AClientTimeoutError("Client Request timed out") from e
+    except httpx.HTTPStatusError as e:
+        raise A2AClientError(f"HTTP Error {e.response.status_code}: {e}") from e
+    except httpx.RequestError as e:
+        raise A2AClientError(f"Network communication error: {e}") from e
+    except (ValueError, RecursionError) as e:       # not JSON (a JSONDecodeError is a ValueError)
+        raise A2AClientError(f"JSON Decode Error: {e}") from e
+    return answer(doc)
+
+
+def answer(doc: object) -> a2a_pb2.StreamResponse:
+    """The StreamResponse of a JSON-RPC SendMessage response document; A2AClientError for an error
+    answer or a document that is not one."""
+    if not isinstance(doc, dict):
+        raise A2AClientError(f"Invalid JSON-RPC response: expected an object, got {type(doc).__name__}")
+    error = doc.get("error")
+    if error:
+        if not isinstance(error, dict):
+            raise A2AClientError(f"Invalid JSON-RPC response: error is not an object: {error!r}")
+        raise A2AClientError(f"JSON-RPC error {error.get('code')}: {error.get('message', '')}")
+    result = doc.get("result")
+    if not isinstance(result, dict):
+        raise A2AClientError("Invalid JSON-RPC response: it has no result object")
+    if isinstance(result.get("task"), dict):
+        return a2a_pb2.StreamResponse(task=_task(result["task"]))
+    if isinstance(result.get("message"), dict):
+        message = protojson.message_from_dict(result["message"])
+        return a2a_pb2.StreamResponse(message=message if message is not None else _parse(result["message"],
+                                                                                        a2a_pb2.Message()))
+    raise A2AClientError("Response has neither task nor message")
+
+
+def _task(doc: dict) -> a2a_pb2.Task:
+    """A Task from its ProtoJSON through the fast converters (its status and artifacts as the
+    events that carry them); json_format for a field they do not handle."""
+    if not doc.keys() <= _TASK_KEYS:
+        return _parse(doc, a2a_pb2.Task())
+    ids = {"taskId": doc.get("id", ""), "contextId": doc.get("contextId", "")}
+    status = protojson.event_from_dict({"statusUpdate": {**ids, "status": doc.get("status", {})}})
+    artifacts = [protojson.event_from_dict({"artifactUpdate": {**ids, "artifact": a}}) for a in doc.get("artifacts", ())]
+    history = [protojson.message_from_dict(m) for m in doc.get("history", ())]
+    if status is None or None in artifacts or None in history:
+        return _parse(doc, a2a_pb2.Task())
+    task = a2a_pb2.Task(id=doc.get("id", ""), context_id=doc.get("contextId", ""), history=history,
+                        artifacts=[a.artifact_update.artifact for a in artifacts])
+    task.status.CopyFrom(status.status_update.status)
+    return task
+
+
+def _parse(doc: dict, proto):
+    try:
+        return json_format.ParseDict(doc, proto, ignore_unknown_fields=True)
+    except (json_format.ParseError, ValueError, TypeError, RecursionError) as e:
+        raise A2AClientError(f"Invalid A2A answer: {e}") from e
