@@ -3,7 +3,13 @@
 A loop is a coroutine function that runs until cancelled. If it raises, the supervisor logs the
 traceback, marks the loop down (so `/readyz` names it), waits with exponential backoff and runs
 it again; a loop that returns normally has finished its work and is not restarted. Cancellation
-is never swallowed: `close` cancels every loop and waits for them.
+is never swallowed: `close` cancels every loop at once and waits for them.
+
+Stopping is bounded: a loop that does not end within `stop_seconds` of its cancellation (it
+awaits something in a `finally` that hangs: a backend call to a broker that went away) is left
+behind with a warning naming it, so one stuck loop cannot hold a SIGTERM'd gateway for the
+backend's own timeouts. What such a loop held is the backend's to give back (invisibility,
+sessions): nothing accepted is lost.
 
 Caller: the parts that own a loop (task relay, lifetimes, bridges watcher, push sender, workers).
 Affects: `down()` (readiness), the restart counters (metrics).
@@ -21,6 +27,7 @@ from typing import Awaitable, Callable
 log = logging.getLogger("topicbridge.supervisor")
 
 Loop = Callable[[], Awaitable[None]]
+STOP_SECONDS = 3.0      # a cancelled loop's time to end before it is left behind
 
 
 @dataclass
@@ -34,8 +41,10 @@ class LoopState:
 
 
 class Supervisor:
-    def __init__(self, *, backoff: float = 0.1, max_backoff: float = 10.0, healthy_after: float = 5.0) -> None:
+    def __init__(self, *, backoff: float = 0.1, max_backoff: float = 10.0, healthy_after: float = 5.0,
+                 stop_seconds: float = STOP_SECONDS) -> None:
         self.backoff = backoff
+        self.stop_seconds = stop_seconds
         self.max_backoff = max_backoff
         self.healthy_after = healthy_after      # a loop that has run this long since a crash is up again
         self.loops: dict[str, LoopState] = {}
@@ -84,10 +93,19 @@ class Supervisor:
     async def stop(self, name: str) -> None:
         state = self.loops.pop(name, None)
         if state is not None and state.task is not None:
-            state.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await state.task
+            await self._end(state.task)
 
     async def close(self) -> None:
-        for name in list(self.loops):
-            await self.stop(name)
+        states = [self.loops.pop(name) for name in list(self.loops)]
+        await asyncio.gather(*(self._end(s.task) for s in states if s.task is not None))
+
+    async def _end(self, task: asyncio.Task) -> None:
+        task.cancel()
+        # wait(), not wait_for(): the task is not cancelled twice, and our own cancellation still propagates
+        done, _ = await asyncio.wait({task}, timeout=self.stop_seconds)
+        if not done:
+            log.warning("background loop %r did not end within %.0f s of its cancellation; left behind",
+                        task.get_name().removeprefix("supervised:"), self.stop_seconds)
+            return
+        with contextlib.suppress(asyncio.CancelledError):
+            task.result()
