@@ -262,13 +262,23 @@ class RocketMQCluster:
 
     def __init__(self, workdir: Path, *, lib_dir: Path = LIB_DIR,
                  broker_overrides: Mapping[str, object] | None = None,
-                 proxy_overrides: Mapping[str, object] | None = None) -> None:
+                 proxy_overrides: Mapping[str, object] | None = None,
+                 auth: tuple[str, str] | None = None,
+                 tls: tuple[Path, Path] | None = None) -> None:
         """``*_overrides`` replace or add keys of the generated broker.conf / rmq-proxy.json,
-        e.g. ``proxy_overrides={"grpcClientConsumerMinLongPollingTimeoutMillis": 1000}``."""
+        e.g. ``proxy_overrides={"grpcClientConsumerMinLongPollingTimeoutMillis": 1000}``.
+
+        ``auth=(user, password)``: authentication and authorization on (ACL 2.0) in broker and
+        proxy, ``user`` the initial super user, also used by the cluster's own clients and by
+        ``mqadmin`` (``conf/tools.yml``). ``tls=(cert, key)``: the proxy serves these PEM files
+        and requires TLS on its gRPC port (plaintext is refused)."""
         self.workdir = Path(workdir).resolve()
         self.lib_dir = lib_dir
-        self.broker_overrides = dict(broker_overrides or {})
-        self.proxy_overrides = dict(proxy_overrides or {})
+        self.auth = auth
+        self.tls = tls
+        self.broker_overrides = {**(auth_config(*auth) if auth else {}), **dict(broker_overrides or {})}
+        self.proxy_overrides = {**(proxy_auth_config(*auth) if auth else {}),
+                                **(proxy_tls_config(*tls) if tls else {}), **dict(proxy_overrides or {})}
         self.ports: Ports | None = None
         self.start_seconds: float | None = None
         self._procs: dict[str, subprocess.Popen] = {}
@@ -440,6 +450,9 @@ class RocketMQCluster:
         proxy = {**proxy_config(ports), **_proxy_tls_files(self.workdir / "conf"), **self.proxy_overrides}
         _write_properties(self.workdir / "conf" / "broker.conf", broker)
         (self.workdir / "conf" / "rmq-proxy.json").write_text(json.dumps(proxy, indent=2))
+        if self.auth is not None:   # mqadmin signs its requests with these (MixAll.ACL_CONF_TOOLS_FILE)
+            user, password = self.auth
+            (self.workdir / "conf" / "tools.yml").write_text(f"accessKey: {user}\nsecretKey: {password}\n")
 
     def _java_command(self, component: str) -> list[str]:
         home = self.workdir
@@ -452,7 +465,7 @@ class RocketMQCluster:
             # Plaintext only: otherwise broker and proxy each generate a self-signed RSA
             # certificate at start (1-2 s idle, >10 s measured on a loaded machine). The proxy's
             # gRPC port still makes one; it accepts plaintext either way.
-            "-Dtls.server.mode=disabled", "-Djava.security.egd=file:/dev/./urandom",
+            *self._tls_properties(component), "-Djava.security.egd=file:/dev/./urandom",
             f"-Duser.home={home}",
             f"-Drocketmq.home.dir={home}",
             f"-Drmq.logback.configurationFile={home / 'conf' / f'logback-{component}.xml'}",
@@ -461,6 +474,15 @@ class RocketMQCluster:
             "--add-opens=java.base/java.lang=ALL-UNNAMED",
             "-cp", f"{self.lib_dir}/*",
         ]
+
+    def _tls_properties(self, component: str) -> list[str]:
+        if self.tls is None or component != "proxy":
+            return ["-Dtls.server.mode=disabled"]
+        # The proxy's gRPC port follows tls.server.mode too: "enforcing" refuses plaintext. Its
+        # own clients (to name server and broker) would follow it as well unless tls.enable says no.
+        cert, key = self.tls
+        return ["-Dtls.server.mode=enforcing", "-Dtls.enable=false",
+                f"-Dtls.server.certPath={cert}", f"-Dtls.server.keyPath={key}"]
 
     def _launch(self, component: str) -> None:
         conf = self.workdir / "conf"
@@ -566,6 +588,43 @@ def proxy_config(ports: Ports) -> dict[str, object]:
         "remotingListenPort": ports.proxy_remoting,
         "enablePrintJstack": False,
     }
+
+
+def auth_config(user: str, password: str) -> dict[str, object]:
+    """Broker settings of RocketMQ 5 ACL 2.0: users and ACLs kept in the broker's own store,
+    `user` created at first start as the super user, and used by the broker's inner clients."""
+    auth, authz = "org.apache.rocketmq.auth.authentication", "org.apache.rocketmq.auth.authorization"
+    return {
+        "authenticationEnabled": "true",
+        "authenticationProvider": f"{auth}.provider.DefaultAuthenticationProvider",
+        "authenticationMetadataProvider": f"{auth}.provider.LocalAuthenticationMetadataProvider",
+        "authorizationEnabled": "true",
+        "authorizationProvider": f"{authz}.provider.DefaultAuthorizationProvider",
+        "authorizationMetadataProvider": f"{authz}.provider.LocalAuthorizationMetadataProvider",
+        "initAuthenticationUser": json.dumps({"username": user, "password": password}),
+        "innerClientAuthenticationCredentials": json.dumps({"accessKey": user, "secretKey": password}),
+    }
+
+
+def proxy_auth_config(user: str, password: str) -> dict[str, object]:
+    """Proxy settings of ACL 2.0: it checks gRPC clients itself, reading users and ACLs from the
+    brokers (as `user`)."""
+    auth, authz = "org.apache.rocketmq.auth.authentication", "org.apache.rocketmq.auth.authorization"
+    return {
+        "authenticationEnabled": True,
+        "authenticationProvider": f"{auth}.provider.DefaultAuthenticationProvider",
+        "authenticationMetadataProvider": "org.apache.rocketmq.proxy.auth.ProxyAuthenticationMetadataProvider",
+        "authorizationEnabled": True,
+        "authorizationProvider": f"{authz}.provider.DefaultAuthorizationProvider",
+        "authorizationMetadataProvider": "org.apache.rocketmq.proxy.auth.ProxyAuthorizationMetadataProvider",
+        "innerClientAuthenticationCredentials": json.dumps({"accessKey": user, "secretKey": password}),
+        # Without it the proxy's own remoting clients send no credentials ("username cannot be null").
+        "enableAclRpcHookForClusterMode": True,
+    }
+
+
+def proxy_tls_config(cert: Path, key: Path) -> dict[str, object]:
+    return {"tlsTestModeEnable": False, "tlsCertPath": str(cert), "tlsKeyPath": str(key)}
 
 
 def _quiet_loggers_xml() -> str:

@@ -31,6 +31,7 @@ import time
 from typing import Protocol
 
 from .. import errors
+from .credentials import Credentials, CredentialsError
 
 BACKEND = "rocketmq"
 
@@ -44,6 +45,7 @@ GET_TOPIC_CONFIG = 351
 GET_SUBSCRIPTIONGROUP_CONFIG = 352
 # org.apache.rocketmq.remoting.protocol.ResponseCode
 SUCCESS = 0
+NO_PERMISSION = 16
 SUBSCRIPTION_GROUP_NOT_EXIST = 26
 
 _VERSION = 513          # MQVersion.Version.V5_5_0.ordinal(): what mqadmin 5.5.0 sends
@@ -94,9 +96,10 @@ def _frame(code: int, opaque: int, ext: dict[str, str], body: bytes) -> bytes:
 class _Link:
     """One TCP connection to a name server or broker; requests matched to responses by opaque."""
 
-    def __init__(self, address: str, timeout: float) -> None:
+    def __init__(self, address: str, timeout: float, credentials: Credentials | None = None) -> None:
         self.address = address
         self.timeout = timeout
+        self.credentials = credentials
         self._opaque = itertools.count(1)
         self._waiting: dict[int, asyncio.Future] = {}
         self._writer: asyncio.StreamWriter | None = None
@@ -108,8 +111,11 @@ class _Link:
         opaque = next(self._opaque)
         reply = asyncio.get_running_loop().create_future()
         self._waiting[opaque] = reply
+        fields = {k: str(v) for k, v in (ext or {}).items()}
+        if self.credentials is not None:
+            fields = self.credentials.sign_remoting(fields, body)
         try:
-            writer.write(_frame(code, opaque, {k: str(v) for k, v in (ext or {}).items()}, body))
+            writer.write(_frame(code, opaque, fields, body))
             await writer.drain()
             return await asyncio.wait_for(reply, self.timeout)
         except (OSError, TimeoutError) as exc:
@@ -167,10 +173,12 @@ class _Link:
 class RemotingAdmin:
     """`Admin` over the remoting protocol: name server `namesrv` ("host:port"), cluster `cluster`."""
 
-    def __init__(self, namesrv: str, cluster: str = "DefaultCluster", *, timeout: float = 10.0) -> None:
+    def __init__(self, namesrv: str, cluster: str = "DefaultCluster", *, timeout: float = 10.0,
+                 credentials: Credentials | None = None) -> None:
         self.namesrv = namesrv
         self.cluster = cluster
         self.timeout = timeout
+        self.credentials = credentials
         self._links: dict[str, _Link] = {}
         self._masters: list[str] = []
         self._masters_at = float("-inf")
@@ -189,7 +197,7 @@ class RemotingAdmin:
                            attributes: dict[str, str] | None = None) -> None:
         attributes = attributes or {}
         for broker in await self._master_brokers():
-            header, body = await self._link(broker).call(GET_SUBSCRIPTIONGROUP_CONFIG, {"group": name})
+            header, body = await self._call(broker, GET_SUBSCRIPTIONGROUP_CONFIG, f"getSubGroup {name}", {"group": name})
             existing = _loads(body) if header.get("code") == SUCCESS and body else None
             if existing is not None and max_retry in (None, existing.get("retryMaxTimes")) and all(
                     (existing.get("attributes") or {}).get(k) == v for k, v in attributes.items()):
@@ -203,15 +211,15 @@ class RemotingAdmin:
 
     async def delete_group(self, name: str) -> None:
         for broker in await self._master_brokers():
-            header, _ = await self._link(broker).call(DELETE_SUBSCRIPTIONGROUP,
-                                                      {"groupName": name, "cleanOffset": "true"})
+            header, _ = await self._call(broker, DELETE_SUBSCRIPTIONGROUP, f"deleteSubGroup {name}",
+                                         {"groupName": name, "cleanOffset": "true"})
             if header.get("code") not in (SUCCESS, SUBSCRIPTION_GROUP_NOT_EXIST):
                 raise AdminError(f"deleteSubGroup {name}", header.get("code"), header.get("remark") or "")
 
     async def topic_config(self, name: str) -> dict | None:
         """The topic's config on the first master that has it (`order`, `attributes`, ...)."""
         for broker in await self._master_brokers():
-            header, body = await self._link(broker).call(GET_TOPIC_CONFIG, {"topic": name})
+            header, body = await self._call(broker, GET_TOPIC_CONFIG, f"topicConfig {name}", {"topic": name})
             if header.get("code") == SUCCESS and body:
                 data = _loads(body)
                 return data.get("topicConfig", data) if isinstance(data, dict) else None
@@ -220,9 +228,9 @@ class RemotingAdmin:
     async def has_offset(self, group: str, topic: str) -> bool:
         """Whether `group` has committed an offset on queue 0 of `topic` (a lite topic's LMQ)."""
         for broker in await self._master_brokers():
-            header, _ = await self._link(broker).call(
-                QUERY_CONSUMER_OFFSET, {"consumerGroup": group, "topic": topic, "queueId": 0,
-                                        "setZeroIfNotFound": "false"})
+            header, _ = await self._call(
+                broker, QUERY_CONSUMER_OFFSET, f"queryOffset {group}",
+                {"consumerGroup": group, "topic": topic, "queueId": 0, "setZeroIfNotFound": "false"})
             if header.get("code") == SUCCESS:
                 return True
         return False
@@ -236,18 +244,28 @@ class RemotingAdmin:
     def _link(self, address: str) -> _Link:
         link = self._links.get(address)
         if link is None:
-            link = self._links[address] = _Link(address, self.timeout)
+            link = self._links[address] = _Link(address, self.timeout, self.credentials)
         return link
 
+    async def _call(self, address: str, code: int, what: str, ext: dict | None = None,
+                    body: bytes = b"") -> tuple[dict, bytes]:
+        """One request; NO_PERMISSION (bad credentials, or an ACL without the right) raises
+        instead of reading as "absent"."""
+        header, reply = await self._link(address).call(code, ext, body)
+        if header.get("code") == NO_PERMISSION:
+            who = self.credentials.access_key if self.credentials else None
+            raise CredentialsError(who, f"admin {what} at {address}: {header.get('remark') or ''}")
+        return header, reply
+
     async def _expect(self, broker: str, code: int, what: str, ext: dict, body: bytes = b"") -> None:
-        header, _ = await self._link(broker).call(code, ext, body)
+        header, _ = await self._call(broker, code, what, ext, body)
         if header.get("code") != SUCCESS:
             raise AdminError(what, header.get("code"), header.get("remark") or "")
 
     async def _master_brokers(self) -> list[str]:
         if self._masters and time.monotonic() - self._masters_at < _CLUSTER_TTL:
             return self._masters
-        header, body = await self._link(self.namesrv).call(GET_BROKER_CLUSTER_INFO)
+        header, body = await self._call(self.namesrv, GET_BROKER_CLUSTER_INFO, "clusterList")
         if header.get("code") != SUCCESS or not body:
             raise AdminError("clusterList", header.get("code"), header.get("remark") or "")
         info = _loads(body)

@@ -25,7 +25,7 @@ import uuid
 
 from .. import errors
 from ..base import Health, Message, TopicSpec
-from . import names
+from . import credentials, names
 from .admin import PERM_READ_WRITE, Admin, RemotingAdmin
 from .client import Connection, Session, new_client_id
 from .consumers import RocketMQGroupConsumer, RocketMQLiteConsumer
@@ -71,7 +71,9 @@ class RocketMQBackend:
                  full_sync_every: float = 30.0, tables_topic: str = "tb-tables",
                  table_refresh_seconds: float = 86_400.0, rpc_timeout: float = 10.0,
                  connect_timeout: float = 10.0, send_retry_seconds: float = 5.0,
-                 route_wait_seconds: float = 60.0) -> None:
+                 route_wait_seconds: float = 60.0, access_key: str | None = None,
+                 secret_key: str | None = None, secret_key_env: str | None = None,
+                 tls: bool = False, tls_ca: str | None = None) -> None:
         if not isinstance(endpoint, str) or ":" not in endpoint:
             raise errors.InvalidRequestError("endpoint", endpoint, 'must be "host:port" of the gRPC proxy')
         if namespace and names._NAME.fullmatch(namespace) is None:
@@ -93,8 +95,11 @@ class RocketMQBackend:
         self.connect_timeout = connect_timeout
         self.send_retry_seconds = send_retry_seconds
         self.route_wait_seconds = route_wait_seconds
-        self.admin: Admin | None = RemotingAdmin(admin, cluster, timeout=rpc_timeout) if isinstance(admin, str) else admin
-        self._conn = Connection(endpoint, namespace, rpc_timeout)
+        self.credentials = credentials.from_settings(access_key, secret_key, secret_key_env)
+        self.admin: Admin | None = (RemotingAdmin(admin, cluster, timeout=rpc_timeout, credentials=self.credentials)
+                                    if isinstance(admin, str) else admin)
+        self._conn = Connection(endpoint, namespace, rpc_timeout, credentials=self.credentials,
+                                channel_credentials=credentials.channel_credentials(tls, tls_ca))
         self._client_id = new_client_id("tb-producer")
         self._specs: dict[str, TopicSpec] = {}
         self._kinds: dict[str, str] = {}
@@ -114,6 +119,17 @@ class RocketMQBackend:
             await self._conn.close()
             raise errors.BackendUnavailableError(
                 BACKEND, f"no RocketMQ proxy answered at {self.endpoint} within {self.connect_timeout} s") from None
+        await self._check_credentials()
+
+    async def _check_credentials(self) -> None:
+        """Fail at start, not at the first publish, when the proxy refuses who we are: a wrong
+        key pair is a CredentialsError, which the gateway's start does not retry."""
+        reply = await self._conn.call("Heartbeat", rpc.HeartbeatRequest(client_type=pb.PRODUCER),
+                                      self._client_id, "start")
+        if reply.status.code in (pb.UNAUTHORIZED, pb.FORBIDDEN):
+            await self._conn.close()
+            who = self.credentials.access_key if self.credentials else None
+            raise status_error(reply.status, f"proxy {self.endpoint}", access_key=who)
 
     async def close(self) -> None:
         """Close this backend's consumers (their clients leave the proxy), tables, admin, channel."""

@@ -26,6 +26,7 @@ import grpc
 
 from .. import errors
 from . import names
+from .credentials import Credentials
 from .protocol import BACKEND, CLIENT_VERSION, OK, pb, rpc, rpc_error, rpc_grpc, status_error
 
 log = logging.getLogger(__name__)
@@ -48,15 +49,22 @@ def new_client_id(prefix: str = "tb") -> str:
 class Connection:
     """The channel to one proxy and what every request needs."""
 
-    def __init__(self, endpoint: str, namespace: str = "", rpc_timeout: float = 10.0) -> None:
+    def __init__(self, endpoint: str, namespace: str = "", rpc_timeout: float = 10.0, *,
+                 credentials: Credentials | None = None,
+                 channel_credentials: grpc.ChannelCredentials | None = None) -> None:
         self.endpoint = endpoint
         self.namespace = namespace
         self.rpc_timeout = rpc_timeout
+        self.credentials = credentials
+        self.channel_credentials = channel_credentials
         self.channel: grpc.aio.Channel | None = None
         self.stub: rpc_grpc.MessagingServiceStub | None = None
 
     def open(self) -> None:
-        self.channel = grpc.aio.insecure_channel(self.endpoint, options=_CHANNEL_OPTIONS)
+        if self.channel_credentials is None:
+            self.channel = grpc.aio.insecure_channel(self.endpoint, options=_CHANNEL_OPTIONS)
+        else:
+            self.channel = grpc.aio.secure_channel(self.endpoint, self.channel_credentials, options=_CHANNEL_OPTIONS)
         self.stub = rpc_grpc.MessagingServiceStub(self.channel)
 
     async def close(self) -> None:
@@ -65,10 +73,13 @@ class Connection:
 
     def metadata(self, client_id: str) -> tuple[tuple[str, str], ...]:
         now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        return (("x-mq-language", "PYTHON"), ("x-mq-protocol", "GRPC_V2"),
-                ("x-mq-client-version", CLIENT_VERSION), ("x-mq-date-time", now),
-                ("x-mq-request-id", str(uuid.uuid4())), ("x-mq-client-id", client_id),
-                ("x-mq-namespace", self.namespace))
+        headers = (("x-mq-language", "PYTHON"), ("x-mq-protocol", "GRPC_V2"),
+                   ("x-mq-client-version", CLIENT_VERSION), ("x-mq-date-time", now),
+                   ("x-mq-request-id", str(uuid.uuid4())), ("x-mq-client-id", client_id),
+                   ("x-mq-namespace", self.namespace))
+        if self.credentials is None:
+            return headers
+        return (*headers, ("authorization", self.credentials.authorization(now)))
 
     def resource(self, name: str) -> pb.Resource:
         # The 5.5 proxy reads neither `resource_namespace` nor the namespace header: the name

@@ -16,6 +16,7 @@ import types
 import grpc
 
 from .. import errors
+from .credentials import CredentialsError
 
 BACKEND = "rocketmq"
 
@@ -80,12 +81,16 @@ _UNAVAILABLE = {pb.REQUEST_TIMEOUT, pb.TOO_MANY_REQUESTS, pb.INTERNAL_ERROR, pb.
 
 
 def status_error(status, what: str, *, value: object = None, receipt: str = "",
-                 limit: int = 0) -> errors.BackendError:
-    """The port error for a non-OK RocketMQ `Status` answered to `what` (e.g. "send to 'x'")."""
+                 limit: int = 0, access_key: str | None = None) -> errors.BackendError:
+    """The port error for a non-OK RocketMQ `Status` answered to `what` (e.g. "send to 'x'").
+    UNAUTHORIZED (bad or missing credentials) and a FORBIDDEN naming a permission (ACL) are
+    `CredentialsError`s; other FORBIDDENs are load ("too many unacked messages")."""
     code, message = status.code, status.message
     detail = f"{what}: {pb.Code.Name(code) if code in pb.Code.values() else code} ({code}): {message}"
     if code in _RECEIPT:
         return errors.UnknownReceiptError(receipt)
+    if code == pb.UNAUTHORIZED or (code == pb.FORBIDDEN and "permission" in message):
+        return CredentialsError(access_key, f"{what}: {pb.Code.Name(code)} ({code}): {message}")
     if code == pb.ILLEGAL_LITE_TOPIC:
         return errors.InvalidRequestError("lite topic", value, message)
     if code in (pb.MESSAGE_BODY_TOO_LARGE, pb.PAYLOAD_TOO_LARGE):
