@@ -113,7 +113,9 @@ class KafkaBroker:
     """One broker process rooted at ``workdir`` (config, logs and data all live there).
 
     ``heap`` is the JVM's -Xmx; ``config`` adds to or overrides ``server.properties``;
-    ``jvm_options`` are appended after the defaults, so they win.
+    ``jvm_options`` are appended after the defaults, so they win. ``sasl_users`` (name ->
+    password) makes the client listener SASL_PLAINTEXT, accepting those users with PLAIN and
+    SCRAM-SHA-512 (SCRAM credentials are written into the metadata log when it is formatted).
     """
 
     def __init__(
@@ -123,6 +125,7 @@ class KafkaBroker:
         heap: str = "256m",
         config: Mapping[str, str] | None = None,
         jvm_options: Sequence[str] = (),
+        sasl_users: Mapping[str, str] | None = None,
     ) -> None:
         if not re.fullmatch(r"[1-9]\d*[kKmMgG]", heap):
             raise ValueError(f"heap must look like '256m' or '1g', got {heap!r}")
@@ -133,6 +136,10 @@ class KafkaBroker:
         self.heap = heap
         self.config = dict(config or {})
         self.jvm_options = tuple(jvm_options)
+        for name, password in (sasl_users or {}).items():
+            if not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or not re.fullmatch(r"[A-Za-z0-9_.-]+", password):
+                raise ValueError(f"SASL user names and passwords must match [A-Za-z0-9_.-]+, got user {name!r}")
+        self.sasl_users = dict(sasl_users or {})
         self.bootstrap: str | None = None
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -203,11 +210,12 @@ class KafkaBroker:
         _clear_data_dir(data)
         # The readiness scan starts at offset 0 of a file the new JVM creates, not an old one.
         self.log_file.unlink(missing_ok=True)
-        properties = {**_server_properties(data, port, controller_port), **self.config}
+        properties = {**_server_properties(data, port, controller_port), **_sasl_properties(port, controller_port, self.sasl_users),
+                      **self.config}
         server_properties = self.workdir / "server.properties"
         server_properties.write_text("".join(f"{k}={v}\n" for k, v in properties.items()))
         (self.workdir / "log4j2.properties").write_text(_log4j2_properties(self.log_file))
-        _format_storage(java, lib, server_properties)
+        _format_storage(java, lib, server_properties, self.sasl_users)
 
     def _launch(self, java: Path, lib: Path) -> None:
         command = [
@@ -384,11 +392,34 @@ logger.request.level = WARN
 """
 
 
-def _format_storage(java: Path, lib: Path, server_properties: Path) -> None:
+def _sasl_properties(port: int, controller_port: int, users: Mapping[str, str]) -> dict[str, str]:
+    """The client listener as SASL_PLAINTEXT (PLAIN and SCRAM-SHA-512) when there are users;
+    the broker talks to itself with PLAIN as a user of its own."""
+    if not users:
+        return {}
+    broker_password = uuid.uuid4().hex
+    plain_users = " ".join(f'user_{name}="{password}"' for name, password in {"tb-broker": broker_password, **users}.items())
+    return {
+        "listeners": f"SASL_PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+        "advertised.listeners": f"SASL_PLAINTEXT://127.0.0.1:{port}",
+        "listener.security.protocol.map": "SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "inter.broker.listener.name": "SASL_PLAINTEXT",
+        "sasl.enabled.mechanisms": "PLAIN,SCRAM-SHA-512",
+        "sasl.mechanism.inter.broker.protocol": "PLAIN",
+        "listener.name.sasl_plaintext.plain.sasl.jaas.config": "org.apache.kafka.common.security.plain.PlainLoginModule "
+        f'required username="tb-broker" password="{broker_password}" {plain_users};',
+        "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config":
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+    }
+
+
+def _format_storage(java: Path, lib: Path, server_properties: Path, sasl_users: Mapping[str, str] | None = None) -> None:
+    scram = [arg for name, password in (sasl_users or {}).items()
+             for arg in ("--add-scram", f"SCRAM-SHA-512=[name={name},password={password}]")]
     command = [
         str(java), "-Xmx128m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-XX:-UsePerfData",
         "-cp", f"{lib}/*", "kafka.tools.StorageTool", "format",
-        "-t", _cluster_id(), "-c", str(server_properties),
+        "-t", _cluster_id(), "-c", str(server_properties), *scram,
     ]  # fmt: skip
     try:
         done = subprocess.run(command, capture_output=True, timeout=120, check=False)
