@@ -106,7 +106,8 @@ class ArtifactResources:
         uri = str(params.uri)
         found = parse_uri(uri)
         if found is None:
-            raise MCPError(INVALID_PARAMS, f"Not a task artifact URI: {uri[:200]!r} (expected {TEMPLATE})")
+            raise MCPError(INVALID_PARAMS, f"Resource not found: {uri[:200]!r} is not a task artifact URI "
+                                           f"({TEMPLATE})", data={"uri": uri[:2048]})
         task_id, artifact_id = found
         with reported_errors():
             record = await self.records.get(task_id, self.owner(ctx))

@@ -37,7 +37,6 @@ from a2a.types import a2a_pb2
 from mcp.server import Server
 from mcp.server.caching import CacheHint
 from mcp.server.lowlevel.server import NotificationOptions
-from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, ToolsListChanged
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.exceptions import MCPError
@@ -52,6 +51,7 @@ from gateway.tasks.relay import recorded
 from gateway.tasks.service import TaskError
 from . import elicit
 from .resources import ArtifactResources, linked
+from .events import SessionManager
 from .streams import ChannelEvents, ChannelResume, progress_reporter
 from . import lean as mcp_lean
 from .auth import AccessPolicy, McpGuard, metadata_routes, owner_from, principal_from
@@ -106,7 +106,7 @@ class McpSurface:
         self.bus = InMemorySubscriptionBus()
         self.listen = ListenHandler(self.bus)
         self.server = self._build_server()
-        self.manager = StreamableHTTPSessionManager(
+        self.manager = SessionManager(
             app=self.server, json_response=False, stateless=False, event_store=ChannelEvents(), retry_interval=1000,   # Last-Event-ID
             # The guard below does Origin/Host; the SDK still checks Content-Type.
             security_settings=TransportSecuritySettings(enable_dns_rebinding_protection=False),

@@ -83,3 +83,23 @@ async def test_the_store_replays_only_later_events_and_forgets_old_streams():
     await store.store_event("c", None)          # "a" is the least recently written: gone
     assert await store.replay_events_after(ids[1], send) is None
     assert await store.replay_events_after("no-such-id", send) is None
+
+
+async def _session(gw) -> dict:
+    init = await gw.http.post("/mcp", headers=HEADERS, json={
+        "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}})
+    session = {**HEADERS, "Mcp-Session-Id": init.headers["mcp-session-id"]}
+    await gw.http.post("/mcp", headers=session, json={"jsonrpc": "2.0", "method": "notifications/initialized"})
+    return session
+
+
+async def test_a_session_cannot_replay_another_sessions_stream_with_the_same_request_id(gw):
+    alice, bob = await _session(gw), await _session(gw)
+    call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "echo", "arguments": {"message": "mine"}}}
+    first = events_of((await gw.http.post("/mcp", headers=alice, json=call)).text)
+    await gw.http.post("/mcp", headers=bob, json=call | {"params": {"name": "echo", "arguments": {"message": "bob's"}}})
+    async with asyncio.timeout(10):
+        foreign = await gw.http.get("/mcp", headers={**bob, "Accept": "text/event-stream",
+                                                      "Last-Event-ID": first[0]["id"]})
+    assert "mine" not in foreign.text and "bob's" not in foreign.text
