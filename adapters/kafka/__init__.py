@@ -5,7 +5,9 @@
     capability topic             topic, `topic_partitions` partitions (keyless messages go
                                  round-robin, keyed ones by murmur2(key))
     group on a topic             consumer group "<group>@<topic>" (round-robin assignor)
-    publish                      idempotent producer, acks=all; returns "<partition>-<offset>"
+    publish                      idempotent producer, acks=all; returns "<partition>-<offset>";
+                                 records reach the producer in call order (ordered_publish,
+                                 outbox.py); publish_many sends a list without waiting between
     ack                          the member commits the contiguous acked prefix of each
                                  partition (coalesced; on rebalance and close)
     invisibility / extend        an in-memory timer per delivered record
@@ -32,6 +34,8 @@
                                  at open and tailed; a write returns once acked (acks=all) and
                                  read back by this instance (table.py)
     topic settings               compacted topic "tb.topics" (JSON per topic), read at start
+    security                     security_protocol, SASL (PLAIN, SCRAM-SHA-256/512), TLS files:
+                                 the same options on every client (security.py)
     names                        Kafka's [A-Za-z0-9._-], <= 249 chars, checked before any call;
                                  "tb." topics and "tb-" headers are reserved for the adapter
 
