@@ -335,7 +335,7 @@ class Engine:
     async def _hand_over(self, out: list[Delivery]) -> list[Delivery]:
         """Return `out` once its delivery attempts are durable, so that a crash while they are
         being worked on still counts them (max_attempts holds across restarts). Deliveries that
-        cannot be handed over are given back."""
+        cannot be handed over are given back. Caller: receive (envelopes), not poll."""
         lsn = self._attempt_lsn
         if not out or lsn is None:
             return out
@@ -492,7 +492,16 @@ class Engine:
             if out or remaining <= 0:
                 if client.ready:
                     client.wake()
-                return await self._hand_over(out)
+                # Unlike receive, no wait for the ATTEMPT records: they ride the commit the
+                # append kicked. Lite consumers (relay fold, reattach, MCP streams, worker
+                # control) handle a delivery idempotently, and every durable effect of handling
+                # it (its ack, an index row, a publish) is appended after its ATTEMPT record in
+                # this one sequential log, so that record is durable before any such effect
+                # is. A crash before that leaves no durable trace of the delivery, and its
+                # redelivery under the same attempt number is, for the log, the first one. What
+                # is given up: max_attempts of a lite topic does not count a process killed
+                # within one group commit of each delivery. Envelopes keep the wait (receive).
+                return out
             if not await wait_woken(client.waiters, remaining, client.wake):
                 return []
             if client.closed:

@@ -1,15 +1,19 @@
 """Delivery attempts survive restarts: a message redelivered after a restart carries the next
 attempt number, and max_attempts counts across restarts, so a message that crashes the process
-every time ends in the dead-letter topic instead of looping forever."""
+every time ends in the dead-letter topic instead of looping forever. A lite poll hands its
+deliveries over before their ATTEMPT records are durable (they ride the next commit); a group
+receive (envelopes) waits for them."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
+import threading
 
 import pytest
 
-from lite_engine import Engine, EngineConfig, TopicConfig, dead_letter_topic
+from lite_engine import Engine, EngineConfig, TopicConfig, commitlog, dead_letter_topic
 from tests.lite_engine.engine_process import ROOT
 
 
@@ -56,17 +60,72 @@ async def test_max_attempts_counts_across_restarts(tmp_path):
     await engine.close()
 
 
-def _run_child(data_dir) -> tuple[int, str]:
-    done = subprocess.run([sys.executable, "-m", "tests.lite_engine.attempt_crash_child", str(data_dir)],
+def _run_child(data_dir, mode="envelope") -> tuple[int, str]:
+    done = subprocess.run([sys.executable, "-m", "tests.lite_engine.attempt_crash_child", str(data_dir), mode],
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
     return done.returncode, done.stdout.strip()
 
 
 async def test_a_message_that_kills_the_process_every_time_is_dead_lettered(tmp_path):
     engine = await Engine(config(tmp_path)).start()
+    await engine.create_topic("replies", TopicConfig(lite=True))
     await engine.receive("tasks", "g")          # the group exists before the message
     await engine.publish("tasks", b"poison")
+    await engine.publish("replies", b"r", lite="task-1")   # each run also polls a reply channel
     await engine.close()
     runs = [_run_child(tmp_path / "data") for _ in range(4)]
     assert runs[:3] == [(-9, "attempt 1"), (-9, "attempt 2"), (-9, "attempt 3")]
     assert runs[3] == (0, "dead poison")
+
+
+async def test_a_lite_delivery_attempt_is_durable_once_its_handling_commits_anything(tmp_path):
+    engine = await Engine(config(tmp_path)).start()
+    await engine.create_topic("replies", TopicConfig(lite=True))
+    await engine.publish("replies", b"r", lite="task-1")
+    await engine.close()
+    runs = [_run_child(tmp_path / "data", "lite") for _ in range(3)]
+    assert runs == [(-9, "attempt 1"), (-9, "attempt 2"), (-9, "attempt 3")]
+
+
+@pytest.fixture
+def held_fsync(monkeypatch):
+    """A fault-injecting wrapper around the real fsync: it blocks until the test lets it go."""
+    entered, release = threading.Event(), threading.Event()
+    real = commitlog._fsync_segments
+
+    def held(targets):
+        entered.set()
+        release.wait(30)
+        real(targets)
+
+    monkeypatch.setattr(commitlog, "_fsync_segments", held)
+    yield entered, release
+    release.set()
+
+
+async def test_a_lite_poll_does_not_wait_for_its_attempt_but_a_group_receive_does(tmp_path, held_fsync):
+    entered, release = held_fsync
+    engine = await Engine(config(tmp_path, fsync="batch")).start()
+    try:
+        await engine.create_topic("replies", TopicConfig(lite=True))
+        engine.open_client("c", group="gw", topic="replies")
+        engine.subscribe("c", ["task-1"])
+        await engine.receive("tasks", "g")
+        release.set()
+        await engine.publish("tasks", b"t")
+        await engine.publish("replies", b"r", lite="task-1")
+        release.clear()
+        entered.clear()
+        async with asyncio.timeout(10):
+            polled = await engine.poll("c", wait=1.0)      # its fsync is held, yet it returns
+        assert [(d.body, d.attempt) for d in polled] == [(b"r", 1)]
+        receiving = asyncio.create_task(engine.receive("tasks", "g", wait=1.0))
+        assert await asyncio.to_thread(entered.wait, 10)
+        assert not receiving.done()                          # held behind the fsync
+        release.set()
+        async with asyncio.timeout(10):
+            received = await receiving
+        assert [(d.body, d.attempt) for d in received] == [(b"t", 1)]
+    finally:
+        release.set()
+        await engine.close()
