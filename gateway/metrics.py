@@ -3,8 +3,8 @@ collector that reads what the parts count already (relay, push, workers, bridges
 paths, Kafka's reply consumer) when /metrics is scraped.
 
 The families live in one process-wide registry (`REGISTRY`); several Gateway apps in one process
-add up. The hot path never builds a label dict: a child series is resolved once per (capability,
-state) and kept. `gateway.metrics = false` turns every recorder into a no-op (the baseline of
+add up. The hot path counts in plain dicts of numbers keyed by label values (no lock, no label
+dict, no prometheus_client child); a custom collector builds the families at scrape time. `gateway.metrics = false` turns every recorder into a no-op (the baseline of
 bench.gateway_e2e's `native_nometrics` target).
 
 For a status page, `snapshot()` returns the current values as plain data (with an embedded
@@ -15,11 +15,15 @@ from __future__ import annotations
 
 import time
 import weakref
+from bisect import bisect_left
+from itertools import accumulate
 
 from a2a.types import a2a_pb2
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
+from prometheus_client.utils import floatToGoString
 
 from adapters import engine_metrics
 
@@ -30,86 +34,139 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 STATE_NAMES = {value: name.removeprefix("TASK_STATE_").lower()
                for name, value in a2a_pb2.TaskState.items() if value}
 
-TASKS = Counter("topicbridge_tasks", "Tasks that reached each state", ["capability", "state"], registry=REGISTRY)
-DURATION = Histogram("topicbridge_task_duration_seconds", "From submit (or a new turn) to a terminal state",
-                     ["capability"], registry=REGISTRY,
-                     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900))
-RELAY_LAG = Histogram("topicbridge_relay_lag_seconds", "A status event's timestamp to its fold by the relay",
-                      registry=REGISTRY, buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5))
-REPLY_EVENTS = Counter("topicbridge_reply_events", "Reply events folded by the relay", registry=REGISTRY)
-BRIDGE_CALLS = Counter("topicbridge_bridge_calls", "Tasks a bridge forwarded to its remote agent", ["agent"],
-                       registry=REGISTRY)
-BRIDGE_ERRORS = Counter("topicbridge_bridge_errors", "Bridged tasks that failed at the remote agent", ["agent"],
-                        registry=REGISTRY)
-REQUESTS = Counter("topicbridge_requests", "HTTP requests by surface and status", ["surface", "status"],
-                   registry=REGISTRY)
-BACKEND_OP = Histogram("topicbridge_backend_operation_seconds", "Backend operations on the relay's path",
-                       ["operation"], registry=REGISTRY,
-                       buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5))
+
+# The hot path counts in plain dicts of ints/floats (no lock, no child object, no label dict:
+# everything runs on the event loop thread); `_HotCollector` turns them into the same families
+# prometheus_client's Counter/Histogram would expose, only when /metrics is scraped.
+
+class _Counts(dict):
+    """{label values: count} of one counter family; a series exists from its first count."""
+
+    def __init__(self, name: str, doc: str, labels: tuple[str, ...] = ()) -> None:
+        super().__init__()
+        self.name, self.doc, self.labels = name, doc, list(labels)
+        self.created: dict = {}
+
+    def __missing__(self, key) -> int:
+        self.created[key] = time.time()
+        return 0
+
+    def family(self) -> CounterMetricFamily:
+        out = CounterMetricFamily(self.name, self.doc, labels=self.labels)
+        for key, value in list(self.items()):
+            out.add_metric(_label_values(key), value, created=self.created.get(key))
+        return out
+
+
+class _Series:
+    """One histogram series: per-bucket counts (not cumulative), sum, and when it began."""
+    __slots__ = ("counts", "sum", "created")
+
+    def __init__(self, size: int) -> None:
+        self.counts, self.sum, self.created = [0] * size, 0.0, time.time()
+
+
+class _Histogram(dict):
+    """{label values: _Series} of one histogram family."""
+
+    def __init__(self, name: str, doc: str, buckets: tuple[float, ...], labels: tuple[str, ...] = ()) -> None:
+        super().__init__()
+        self.name, self.doc, self.labels = name, doc, list(labels)
+        self.bounds = (*map(float, buckets), float("inf"))
+        self._le = [floatToGoString(b) for b in self.bounds]
+
+    def __missing__(self, key) -> _Series:
+        series = self[key] = _Series(len(self.bounds))
+        return series
+
+    def observe(self, key, value: float) -> None:
+        series = self[key]
+        series.counts[bisect_left(self.bounds, value)] += 1   # le: value <= bound
+        series.sum += value
+
+    def family(self) -> HistogramMetricFamily:
+        out = HistogramMetricFamily(self.name, self.doc, labels=self.labels)
+        for key, series in list(self.items()):
+            values = _label_values(key)
+            out.add_metric(values, list(zip(self._le, accumulate(series.counts))), series.sum)
+            out.samples.append(Sample(f"{self.name}_created", dict(zip(self.labels, values)), series.created))
+        return out
+
+
+def _label_values(key) -> list[str]:
+    return [str(v) for v in key] if isinstance(key, tuple) else ([] if key is None else [str(key)])
+
+
+_states = _Counts("topicbridge_tasks", "Tasks that reached each state", ("capability", "state"))
+_durations = _Histogram("topicbridge_task_duration_seconds", "From submit (or a new turn) to a terminal state",
+                        (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900), ("capability",))
+_relay_lag = _Histogram("topicbridge_relay_lag_seconds", "A status event's timestamp to its fold by the relay",
+                        (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5))
+_reply_events = _Counts("topicbridge_reply_events", "Reply events folded by the relay")
+_bridge_calls = _Counts("topicbridge_bridge_calls", "Tasks a bridge forwarded to its remote agent", ("agent",))
+_bridge_errors = _Counts("topicbridge_bridge_errors", "Bridged tasks that failed at the remote agent", ("agent",))
+_requests = _Counts("topicbridge_requests", "HTTP requests by surface and status", ("surface", "status"))
+_ops = _Histogram("topicbridge_backend_operation_seconds", "Backend operations on the relay's path",
+                  (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5), ("operation",))
+_reply_events[None] += 0     # an unlabelled family has its one series from the start, as a Counter's
+
+
+class _HotCollector(Collector):
+    def collect(self):
+        for family in (_states, _durations, _relay_lag, _reply_events, _bridge_calls, _bridge_errors,
+                       _requests, _ops):
+            yield family.family()
+
+
+REGISTRY.register(_HotCollector())
 BACKEND_UP = Gauge("topicbridge_backend_up", "1 if the backend answered healthy at the last scrape",
                    ["backend"], registry=REGISTRY)
 
 enabled = True
 
 
-class _Children(dict):
-    """family.labels(...) resolved once per label tuple."""
-
-    def __init__(self, family) -> None:
-        super().__init__()
-        self.family = family
-
-    def __missing__(self, key):
-        labels = tuple(map(str, key)) if isinstance(key, tuple) else (str(key),)
-        child = self[key] = self.family.labels(*labels)
-        return child
-
-
-_states = _Children(TASKS)
-_durations = _Children(DURATION)
-_ops = _Children(BACKEND_OP)
-
-
 def task_state(capability: str, state: int) -> None:
     """A task reached `state` (an a2a TaskState)."""
     if enabled:
-        _states[(capability or "unknown", STATE_NAMES.get(state, "unknown"))].inc()
+        _states[(capability or "unknown", STATE_NAMES.get(state, "unknown"))] += 1
 
 
 def task_ended(capability: str, seconds: float) -> None:
     if enabled:
-        _durations[capability or "unknown"].observe(seconds)
+        _durations.observe(capability or "unknown", seconds)
 
 
 def relay_lag(seconds: float) -> None:
     if enabled:
-        RELAY_LAG.observe(max(0.0, seconds))
+        _relay_lag.observe(None, max(0.0, seconds))
 
 
 def reply_events(count: int) -> None:
     if enabled:
-        REPLY_EVENTS.inc(count)
+        _reply_events[None] += count
 
 
 def backend_op(operation: str, started: float) -> None:
     """A backend operation that began at `started` (time.perf_counter()) has ended."""
     if enabled:
-        _ops[operation].observe(time.perf_counter() - started)
+        _ops.observe(operation, time.perf_counter() - started)
 
 
 class BridgeSeries:
-    """A bridge's calls and errors, resolved once when the bridge is built."""
+    """A bridge's calls and errors; both series exist (at 0) from when the bridge is built."""
 
     def __init__(self, agent: str) -> None:
-        self.calls, self.errors = BRIDGE_CALLS.labels(agent), BRIDGE_ERRORS.labels(agent)
+        self.agent = agent
+        _bridge_calls[agent] += 0
+        _bridge_errors[agent] += 0
 
     def call(self) -> None:
         if enabled:
-            self.calls.inc()
+            _bridge_calls[self.agent] += 1
 
     def error(self) -> None:
         if enabled:
-            self.errors.inc()
+            _bridge_errors[self.agent] += 1
 
 
 # ---------------------------------------------------------------- requests per surface
@@ -123,7 +180,6 @@ class RequestMetrics:
 
     def __init__(self, app) -> None:
         self.app = app
-        self._series = _Children(REQUESTS)
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http" or not enabled:
@@ -142,7 +198,7 @@ class RequestMetrics:
         finally:
             path = scope["path"]
             end = path.find("/", 1)
-            self._series[(_SURFACES.get(path[1:end] if end > 0 else path[1:], "other"), status)].inc()
+            _requests[(_SURFACES.get(path[1:end] if end > 0 else path[1:], "other"), str(status))] += 1
 
 
 # ---------------------------------------------------------------- what the parts count already
