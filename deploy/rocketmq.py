@@ -698,17 +698,29 @@ def _pid_is_ours(pid: int, workdir: Path) -> bool:
     return f"-Duser.home={workdir}" in cmdline.split("\0")
 
 
-def _cli_start(workdir: Path, timeout: float) -> int:
+def _cli_start(workdir: Path, timeout: float, auth: tuple[str, str] | None = None,
+               tls: tuple[Path, Path] | None = None) -> int:
     if _state_path(workdir).is_file():
         print(f"a cluster is already recorded in {_state_path(workdir)}; stop it first", file=sys.stderr)
         return 1
-    cluster = RocketMQCluster(workdir)
+    cluster = RocketMQCluster(workdir, auth=auth, tls=tls)
     endpoint = cluster.start(timeout=timeout)
     state = {"endpoint": endpoint, "namesrv": cluster.namesrv_addr, "pids": cluster.detach(),
-             "ports": asdict(cluster.ports), "start_seconds": round(cluster.start_seconds or 0, 1)}
+             "ports": asdict(cluster.ports), "start_seconds": round(cluster.start_seconds or 0, 1),
+             "auth": auth is not None, "tls": tls is not None}
     _state_path(workdir).write_text(json.dumps(state, indent=2))
-    print(gateway_env("rocketmq", rocketmq__endpoint=endpoint, rocketmq__admin=cluster.namesrv_addr))
+    extra = {"rocketmq__access_key": auth[0], "rocketmq__secret_key": auth[1]} if auth else {}
+    if tls is not None:   # right for a self-signed certificate; else point tls_ca at its CA instead
+        extra["rocketmq__tls_ca"] = str(tls[0])
+    print(gateway_env("rocketmq", rocketmq__endpoint=endpoint, rocketmq__admin=cluster.namesrv_addr, **extra))
     return 0
+
+
+def _auth_option(value: str) -> tuple[str, str]:
+    user, sep, password = value.partition(":")
+    if not sep or not user or not password:
+        raise argparse.ArgumentTypeError("expected USER:PASSWORD")
+    return user, password
 
 
 def _cli_stop(workdir: Path) -> int:
@@ -743,11 +755,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("command", choices=("start", "stop", "status"))
     parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
     parser.add_argument("--timeout", type=float, default=180.0)
+    parser.add_argument("--auth", type=_auth_option, metavar="USER:PASSWORD",
+                        help="start: authentication and authorization on, USER the initial super user")
+    parser.add_argument("--tls-cert", type=Path, help="start: the proxy's PEM certificate; TLS is then required")
+    parser.add_argument("--tls-key", type=Path, help="start: the PKCS#8 PEM key of --tls-cert")
     options = parser.parse_args(argv)
+    if (options.tls_cert is None) != (options.tls_key is None):
+        parser.error("--tls-cert and --tls-key go together")
     workdir = options.workdir.resolve()
+    tls = (options.tls_cert.resolve(), options.tls_key.resolve()) if options.tls_cert else None
     try:
         if options.command == "start":
-            return _cli_start(workdir, options.timeout)
+            return _cli_start(workdir, options.timeout, options.auth, tls)
         if options.command == "stop":
             return _cli_stop(workdir)
         return _cli_status(workdir)

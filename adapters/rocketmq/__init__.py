@@ -7,6 +7,7 @@
     table.py      tables as changelog lite topics replayed into memory
     client.py     the gRPC channel, client sessions: settings, telemetry, heartbeats, reconnect
     admin.py      topic and group creation over the remoting protocol (what mqadmin does)
+    credentials.py  ACL 2.0 signing of gRPC and remoting requests; TLS channel credentials
     names.py      port names -> RocketMQ names, validated before anything is sent
     protocol.py   the gRPC stubs, loaded without `rocketmq/__init__` (which would create
                   ~/logs/rocketmq_python), and RocketMQ status codes -> port errors

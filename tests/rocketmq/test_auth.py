@@ -155,3 +155,21 @@ async def test_a_plaintext_client_cannot_reach_a_proxy_that_enforces_tls(secured
     with pytest.raises(BackendUnavailableError, match="no RocketMQ proxy answered"):
         await backend.start()
     await backend.close()
+
+
+async def test_a_user_without_grants_is_refused_with_the_missing_permission_named(secured):
+    cluster, _ = secured
+    user = f"tbnormal{uuid.uuid4().hex[:6]}"
+    await asyncio.to_thread(cluster.admin, "createUser", "-c", "DefaultCluster", "-u", user, "-p", "pw-123456",
+                            "-t", "Normal", expect="create user to")
+    async with started(rocketmq_settings(secured)) as owner:   # the super user makes the topic
+        topic = await capability(owner)
+    backend = RocketMQBackend(**rocketmq_settings(secured, admin=None, access_key=user, secret_key="pw-123456"))
+    try:
+        await backend.start()   # authenticated: the key pair is right
+        with pytest.raises(CredentialsError) as caught:
+            await backend.publish(topic, Message(b"not allowed"))
+    finally:
+        await backend.close()
+    assert caught.value.access_key == user or caught.value.access_key is None
+    assert "permission" in str(caught.value).lower() and topic in str(caught.value), str(caught.value)
