@@ -24,6 +24,11 @@ def add_commands(commands) -> None:
     register = actions.add_parser("register", parents=[common], help="register an A2A agent by its card or base URL")
     register.add_argument("card_url")
     register.add_argument("--name", help="capability name (default: derived from the card's name)")
+    register.add_argument("--token-env", metavar="VAR", help="the agent requires a secret: the gateway's environment "
+                                                             "variable holding it (a bearer token, or with "
+                                                             "--api-key-header an API key)")
+    register.add_argument("--api-key-header", metavar="NAME", help="send the secret in this header instead of "
+                                                                   "Authorization: Bearer")
     listing = actions.add_parser("list", parents=[common], help="list capabilities, or search them with --query")
     listing.add_argument("--query", "-q", help="rank by relevance to these words, e.g. 'summarise a PDF'")
     listing.add_argument("--limit", type=positive(int))
@@ -63,6 +68,9 @@ def _agents(args) -> None:
     named = f"/admin/agents/{quote(getattr(args, 'name', '') or '', safe='')}"
     if args.action == "register":
         body = {"card_url": args.card_url, **({"name": args.name} if args.name else {})}
+        if args.token_env:
+            body["credentials"] = {"type": "api_key", "token_env": args.token_env, "header": args.api_key_header} \
+                if args.api_key_header else {"type": "bearer", "token_env": args.token_env}
         doc = call(args, what, "POST", "/admin/agents", body=body)
     elif args.action == "list":
         params = {k: v for k, v in (("q", args.query), ("limit", args.limit)) if v is not None}

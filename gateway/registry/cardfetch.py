@@ -78,22 +78,25 @@ def _parse_url(url: object) -> urllib.parse.ParseResult:
 
 
 async def fetch_card(url: str, policy: AddressPolicy, *, timeout: float = TIMEOUT,
-                     max_bytes: int = MAX_CARD_BYTES) -> FetchedCard:
-    """Fetch, parse and check the card at `url` (a card URL or the agent's base URL)."""
+                     max_bytes: int = MAX_CARD_BYTES, headers: dict[str, str] | None = None) -> FetchedCard:
+    """Fetch, parse and check the card at `url` (a card URL or the agent's base URL); `headers`
+    (an agent's credentials) go with the request, and then a redirect is not followed."""
     target = card_location(url)
     await policy.check_url(target)          # early and clear; every connection is checked again
-    async with guarded_client(policy, timeout=timeout, follow_redirects=True, max_redirects=3) as http:
-        body = await _download(http, target, timeout, max_bytes)
+    # credentials never follow a redirect (httpx drops Authorization across hosts, not an API-key header)
+    async with guarded_client(policy, timeout=timeout, follow_redirects=not headers, max_redirects=3) as http:
+        body = await _download(http, target, timeout, max_bytes, headers or {})
     card, legacy = parse_card(_json(target, body), target)
     for interface in bridgeable_interfaces(card):
         await policy.check_url(interface.url)
     return FetchedCard(target, card, legacy)
 
 
-async def _download(http: httpx.AsyncClient, target: str, timeout: float, max_bytes: int) -> bytes:
+async def _download(http: httpx.AsyncClient, target: str, timeout: float, max_bytes: int,
+                    headers: dict[str, str]) -> bytes:
     try:
         async with asyncio.timeout(timeout):
-            async with http.stream("GET", target, headers={"Accept": "application/json"}) as response:
+            async with http.stream("GET", target, headers={"Accept": "application/json", **headers}) as response:
                 _check_response(target, response, max_bytes)
                 body = bytearray()
                 async for chunk in response.aiter_bytes():

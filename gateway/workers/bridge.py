@@ -53,6 +53,7 @@ from gateway.registry.cardfetch import bridgeable_interfaces, fetch_card
 from gateway.registry.capabilities import Capability, Registry, derive_name
 from gateway.supervisor import Supervisor
 from . import call_mode, lean_call
+from .credentials import CredentialStore, Credentials, CredentialsUnavailable, parse as parse_credentials
 from .lean_call import lean_url as lean_call_url
 from .agent_relay import Relay
 from .worker import ReplyLost, TaskContext, Worker
@@ -108,6 +109,14 @@ def transient(error: BaseException) -> bool:
     return False
 
 
+def _raise_unavailable(error: BaseException) -> None:
+    """A missing credential (raised in an httpx request hook, maybe wrapped by the SDK) is no agent error."""
+    while error is not None:
+        if isinstance(error, CredentialsUnavailable):
+            raise error
+        error = error.__cause__ or error.__context__
+
+
 def _describe(error: BaseException) -> str:
     cause = error.__cause__
     detail = f"{type(cause).__name__}: {cause}" if isinstance(cause, httpx.HTTPError) else str(error)
@@ -142,6 +151,7 @@ class Bridge:
         self._series = metrics.BridgeSeries(self.name)
         self._broken: str | None = None       # why no client could be built for this card
         self._remote_table = None             # REMOTE_TABLE, opened on first use
+        self.credentials: Credentials | None = None     # read from the credential table at start
 
     async def start(self) -> None:
         # Calls spread over a few small connection pools rather than one big one: httpcore walks
@@ -151,7 +161,10 @@ class Bridge:
         timeout = httpx.Timeout(CONNECT_TIMEOUT, read=self.read_timeout)
         limits = httpx.Limits(max_connections=POOL_CONNECTIONS, max_keepalive_connections=POOL_CONNECTIONS)
         pools = max(1, -(-self.worker.concurrency // POOL_CONNECTIONS))
-        hooks = {"request": [tracing.inject_request]} if tracing.enabled else {}    # the call carries traceparent
+        self.credentials = await CredentialStore(self.worker.backend).get(self.name)
+        hooks = {"request": [tracing.inject_request] if tracing.enabled else []}    # the call carries traceparent
+        if self.credentials is not None:
+            hooks["request"].append(self._authorise)
         self._https = [guarded_client(self.policy, timeout=timeout, limits=limits, event_hooks=hooks,
                                       max_response_bytes=self.max_response_bytes, limit_setting=self.limit_setting)
                        for _ in range(pools)]
@@ -163,6 +176,10 @@ class Bridge:
             self._broken = f"cannot talk to agent {self.name!r}: {e}"
             await self._set_health("error", self._broken)
         await self.worker.start()
+
+    async def _authorise(self, request: httpx.Request) -> None:
+        """Adds the agent's credentials, read from the environment at every call (rotation needs no restart)."""
+        request.headers.update(self.credentials.headers(self.name))
 
     def _sdk_client(self, http: httpx.AsyncClient, *, streaming: bool):
         # streaming=True still sends one SendMessage to an agent whose card does not stream
@@ -201,7 +218,7 @@ class Bridge:
         except TimeoutError:
             await self._cancel_remote(ctx, relay, report=False)
             reason, agent_broken = f"agent {self.name!r} did not finish before the task's deadline", False
-        except (AgentUnreachable, AgentRefused, RefusedURLError) as e:
+        except (AgentUnreachable, AgentRefused, RefusedURLError, CredentialsUnavailable) as e:
             reason, agent_broken = self._explain(e)
         self._series.error()
         if agent_broken:
@@ -214,6 +231,8 @@ class Bridge:
         """The task's failure reason, and whether it says the agent itself is broken."""
         if isinstance(error, AgentUnreachable):
             return f"agent {self.name!r} unreachable at {self.url}: {error}", True
+        if isinstance(error, CredentialsUnavailable):
+            return f"cannot call agent {self.name!r}: {error}", True
         if isinstance(error, RefusedURLError):
             return f"agent {self.name!r} at {self.url}: address refused: {error.reason}", True
         return f"agent {self.name!r} answered with an error: {error}", error.broken
@@ -237,6 +256,7 @@ class Bridge:
             except (BackendError, RefusedURLError, ReplyLost):
                 raise
             except Exception as e:
+                _raise_unavailable(e)
                 if not transient(e):
                     raise AgentRefused(e) from e
                 if relay.started:
@@ -346,17 +366,23 @@ class Bridges:
         await self.sync()
         self.supervisor.spawn(WATCH_LOOP, self._watch_loop)
 
-    async def register(self, card_url: str, name: str | None = None) -> Capability:
-        """Fetch the card at `card_url`, add the capability and bridge it (ConflictError if the name is taken)."""
+    async def register(self, card_url: str, name: str | None = None, credentials: dict | None = None) -> Capability:
+        """Fetch the card at `card_url`, add the capability and bridge it (ConflictError if the name
+        is taken). `credentials` (credentials.py) go with the card fetch and every call."""
         if name is not None and not channels.is_capability_name(name):
             raise InvalidRequestError("name", name, "use a-z, 0-9, _ and -, at most 63 characters, "
                                                     "starting with a letter or digit")
-        fetched = await fetch_card(card_url, self.policy)
+        fetched, secret = await self._fetch_with(card_url, credentials, name or "(new)")
         name = name or derive_name(fetched.card.name)
         if await self.registry.get(name) is not None:
             raise ConflictError(f"capability {name!r} is already registered")
         capability = Capability(name, fetched.to_dict(), "a2a", fetched.url)
         await self.backend.create_topic(TopicSpec(capability.topic))
+        store = CredentialStore(self.backend)
+        if secret is not None:      # before the capability: a bridge starting on any instance finds it
+            await store.put(name, secret)
+        else:
+            await store.delete(name)    # none left over from an earlier registration of the name
         await self.registry.register(capability)
         await self._sync_soon()
         return capability
@@ -371,7 +397,8 @@ class Bridges:
         if capability.source != "a2a" or not capability.card_url:
             raise InvalidRequestError("name", name, f"is a {capability.source} capability: its workers "
                                                     "announce its card, there is no card URL to fetch")
-        fetched = await fetch_card(capability.card_url, self.policy)
+        secret = await CredentialStore(self.backend).get(name)
+        fetched = await fetch_card(capability.card_url, self.policy, headers=self._headers(secret, name))
         capability.card, capability.status, capability.error = fetched.to_dict(), "available", None
         capability.last_seen = time.time()
         await self.registry.put(capability)
@@ -382,8 +409,28 @@ class Bridges:
         capability = await self.registry.get(name)
         if capability is None or not await self.registry.delete(name):
             raise NotFoundError("capability", name)
+        with contextlib.suppress(BackendError):     # a leftover row only names an environment variable
+            await CredentialStore(self.backend).delete(name)
         await self._sync_soon()
         return capability
+
+    async def _fetch_with(self, card_url: str, credentials: dict | None, name: str):
+        """The card, fetched with `credentials` (parsed: an API key's header may come from the card,
+        then fetched without them first), and the parsed credentials."""
+        if credentials is None:
+            return await fetch_card(card_url, self.policy), None
+        card = None
+        if isinstance(credentials, dict) and credentials.get("type") == "api_key" and "header" not in credentials:
+            card = (await fetch_card(card_url, self.policy)).card
+        secret = parse_credentials(credentials, card)
+        return await fetch_card(card_url, self.policy, headers=self._headers(secret, name)), secret
+
+    @staticmethod
+    def _headers(secret: Credentials | None, name: str) -> dict[str, str] | None:
+        try:
+            return secret.headers(name) if secret is not None else None
+        except CredentialsUnavailable as e:
+            raise InvalidRequestError("credentials.token_env", secret.token_env, str(e)) from None
 
     async def _sync_soon(self) -> None:
         try:

@@ -77,27 +77,56 @@ def summariser_card(url: str, *, streaming: bool, name: str = "PDF Summariser",
                                    examples=["Summarise this quarterly report"])])
 
 
+class RequireHeader:
+    """Pure ASGI: 401 for any request without `header: value` (the card too unless `open_card`);
+    counts refusals."""
+
+    def __init__(self, app, header: str, value: str, open_card: bool = False) -> None:
+        self.app, self.header, self.value, self.open_card = app, header.lower().encode(), value.encode(), open_card
+        self.refused = 0
+
+    async def __call__(self, scope, receive, send) -> None:
+        card = scope.get("path") == "/.well-known/agent-card.json"
+        if scope["type"] == "http" and not (card and self.open_card) \
+                and dict(scope["headers"]).get(self.header) != self.value:
+            self.refused += 1
+            await JSONResponse({"error": "unauthorised"}, status_code=401)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
 class Agent(Server):
     """The summariser, its card at /.well-known/agent-card.json, JSON-RPC at / (and HTTP+JSON at /rest).
-    `legacy` serves the card in its A2A 0.3 form (JSON-RPC 0.3 is served at / either way)."""
+    `legacy` serves the card in its A2A 0.3 form (JSON-RPC 0.3 is served at / either way).
+    `require=(header, value)` refuses (401) every request without that header, the card too unless
+    `open_card`; the card declares the matching security scheme."""
 
     def __init__(self, *, streaming: bool = True, name: str = "PDF Summariser", binding: str = "JSONRPC",
-                 legacy: bool = False) -> None:
+                 legacy: bool = False, require: tuple[str, str] | None = None, open_card: bool = False) -> None:
         super().__init__()
         self.executor = Summariser()
         url = self.base_url + ("/" if binding == "JSONRPC" else "/rest")
         self.card = summariser_card(url, streaming=streaming, name=name, binding=binding)
         self.card_url = self.base_url + "/.well-known/agent-card.json"
         self.legacy = legacy
+        self.require, self.open_card = require, open_card
+        self.guard: RequireHeader | None = None
+        if require is not None and require[0].lower() == "authorization":
+            self.card.security_schemes["bearer"].http_auth_security_scheme.scheme = "Bearer"
+        elif require is not None:
+            self.card.security_schemes["key"].api_key_security_scheme.CopyFrom(
+                a2a_pb2.APIKeySecurityScheme(location="header", name=require[0]))
 
     async def start(self) -> None:
         handler = DefaultRequestHandler(agent_executor=self.executor, task_store=InMemoryTaskStore(),
                                         agent_card=self.card, validate_input_modes=True)
         card_routes = [Route("/.well-known/agent-card.json", self._legacy_card)] if self.legacy \
             else create_agent_card_routes(self.card)
-        await super().start(Starlette(routes=[*card_routes,
-                                              *create_jsonrpc_routes(handler, "/", enable_v0_3_compat=True),
-                                              *create_rest_routes(handler, path_prefix="/rest")]))
+        app = Starlette(routes=[*card_routes, *create_jsonrpc_routes(handler, "/", enable_v0_3_compat=True),
+                                *create_rest_routes(handler, path_prefix="/rest")])
+        if self.require is not None:
+            app = self.guard = RequireHeader(app, *self.require, open_card=self.open_card)
+        await super().start(app)
 
     async def _legacy_card(self, request) -> JSONResponse:
         card = a2a_pb2.AgentCard()
