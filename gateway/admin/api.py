@@ -36,7 +36,7 @@ log = logging.getLogger("topicbridge.admin")
 MAX_BODY_BYTES = 64 * 1024
 MAX_LIMIT = 1000
 STATUSES = ("available", "unavailable", "error")
-REGISTER_FIELDS = {"card_url", "name", "timeout_seconds"}
+REGISTER_FIELDS = {"card_url", "name", "timeout_seconds", "credentials"}
 
 
 def routes(gateway) -> list:
@@ -85,7 +85,7 @@ class AdminAPI:
         except ValueError as e:
             raise InvalidRequestError("timeout_seconds", body.get("timeout_seconds"), str(e)) from None
         refuse_own_url(card_url.strip(), request.scope.get("server"), request.headers.get("host"))
-        capability = await self.gateway.bridges.register(card_url.strip(), name)
+        capability = await self.gateway.bridges.register(card_url.strip(), name, body.get("credentials"))
         if timeout is not None:
             await self.gateway.registry.set_timeout(capability.name, timeout)
             capability.timeout_seconds = timeout
@@ -261,6 +261,15 @@ OPENAPI: dict = {
                              "description": "The agent card's URL, or the agent's base URL."},
                 "name": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,62}$",
                          "description": "Capability name to use instead of the one derived from the card."},
+                "credentials": {"type": "object", "required": ["type", "token_env"], "additionalProperties": False,
+                                "description": "What the agent requires, sent on every call and card fetch: "
+                                               "the name of an environment variable of the gateway holding "
+                                               "the secret (read at call time; the secret is never stored "
+                                               "or returned).",
+                                "properties": {"type": {"enum": ["bearer", "api_key"]},
+                                               "token_env": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
+                                               "header": {"type": "string", "description": "api_key: the header "
+                                                          "(default: the card's API-key scheme's)"}}},
                 "timeout_seconds": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_TIMEOUT,
                                     "description": "How long one turn of a task may run before the gateway "
                                                    "fails it and cancels it at the agent; default "
