@@ -2,13 +2,17 @@
 
 Every gateway instance runs a `Bridge` for every capability whose source is "a2a" (`Bridges`
 watches the registry), so the capability's consumer group spreads tasks over the instances. A
-bridge is a `Worker` whose handler forwards the task to the agent with the a2a-sdk client —
-streaming when the agent's card says it streams, else one blocking SendMessage — and republishes
-each event on the task's reply channel under the gateway's task and context ids (`agent_relay.py`).
+bridge is a `Worker` whose handler forwards the task to the agent and republishes each event on
+the task's reply channel under the gateway's task and context ids (`agent_relay.py`). A caller
+that blocks (`call_mode.py`) gets one SendMessage to the agent, written by `lean_call.py` for a
+JSON-RPC 1.x agent; other callers go through the a2a-sdk client, streaming when the agent's card
+says it streams. The agent's credentials, if it was registered with some (`credentials.py`), go
+with every request.
 
 Every call goes through the gateway's outbound policy (`gateway.http.outbound`) and reads at most
-`max_response_bytes` of one answer (one event of a stream): an agent answering more fails the
-task with a reason naming the cap, and nothing of the answer is kept.
+`max_response_bytes` of one answer (one event of a stream), or less when the backend's largest
+message is smaller (`response_cap`): an agent answering more fails the task with a reason naming
+the limit, and nothing of the answer is kept.
 
 The message goes out with the gateway's context id and no task id (the agent names its task).
 Cancelling the gateway's task cancels the remote task. While nothing has come back from the
