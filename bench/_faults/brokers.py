@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-from .client import Caller
+from .client import Caller, state
 from .kinds import reach, send_all
 from .procs import Proc, free_port
 from .rigs import SLOW, InProc, clean
@@ -31,7 +31,7 @@ from .tally import Tally
 ADOPT = "gateway-sigkill-adopt"
 BROKER_KINDS = {"kafka-broker-sigkill": ("kafka",), "rocketmq-broker-sigkill": ("rocketmq",),
                 "rocketmq-proxy-sigkill": ("rocketmq",), ADOPT: ("kafka", "rocketmq")}
-ADOPT_WORK = 4.0            # seconds each adopted task works: the kill lands while they run
+ADOPT_WORK = 12.0           # seconds each task works: the kill lands while they all still run
 
 
 def _kill_kafka(kafka) -> None:
@@ -72,6 +72,9 @@ async def _sigkill_the_other(rig: InProc, backend: str, address: str, tally: Tal
         for task_id in tally.accepted:      # every one taken by the worker: the kill lands mid-work
             await reach(rig, SLOW, task_id, "TASK_STATE_WORKING", "TASK_STATE_COMPLETED")
         await asyncio.to_thread(other.kill)
+        tally.notes["running"] = sum([state(t) == "TASK_STATE_WORKING" for t in
+                                      await asyncio.gather(*(rig.caller.get(SLOW, i) for i in tally.accepted))
+                                      if isinstance(t, dict)])
         return time.monotonic()
     finally:
         await caller.aclose()
@@ -100,6 +103,7 @@ async def run_broker_kind(name: str, backend: str, n: int = 20, bound: float = 6
                 if name == ADOPT:
                     tally.capability = SLOW
                     ended = await _sigkill_the_other(rig, backend, address, tally, n)
+                    tally.notes["running_at_kill"] = tally.notes.pop("running", 0)
                 else:
                     sending = asyncio.create_task(send_all(rig, tally, n, concurrency=4))
                     while len(tally.accepted) < max(1, n // 2) and not sending.done():
@@ -110,6 +114,8 @@ async def run_broker_kind(name: str, backend: str, n: int = 20, bound: float = 6
                     await send_all(rig, tally, max(1, n // 4))
                 await tally.settle(rig.caller, bound)
                 settled = time.monotonic()
+                if name == ADOPT:       # taken over by this gateway's recovery, not ended by the dead one
+                    tally.notes["adopted"] = rig.gateway.tasks.recovery.adopted
         finally:
             await asyncio.to_thread(broker.stop)
     except Exception as e:
