@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import urllib.parse
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -78,6 +79,7 @@ class AdminAPI:
         card_url, name = body.get("card_url"), body.get("name")
         if not isinstance(card_url, str) or not card_url.strip():
             raise InvalidRequestError("card_url", card_url, "required: the agent's card URL or base URL")
+        _check_url(card_url.strip())
         if name is not None and not isinstance(name, str):
             raise InvalidRequestError("name", name, "must be a string")
         try:
@@ -146,6 +148,14 @@ async def read_json(request: Request, limit: int = MAX_BODY_BYTES) -> object:
         raise InvalidRequestError("body", f"<{len(body)} bytes>", "JSON nested too deeply") from None
 
 
+def _check_url(url: str) -> None:
+    """A URL the standard library cannot split ('http://[', a bad port) is the caller's mistake."""
+    try:
+        urllib.parse.urlsplit(url if "://" in url else f"http://{url}").port
+    except ValueError as e:
+        raise InvalidRequestError("card_url", url[:200], f"not a URL: {e}") from None
+
+
 def _no_constant(name: str) -> None:
     """NaN and ±Infinity are not JSON (RFC 8259 §6); accepted, they could not be answered back."""
     raise ValueError(f"{name} is not a JSON number")
@@ -173,11 +183,28 @@ def _json_body(ref: str, description: str) -> dict:
 _NAME_PARAM = {"name": "name", "in": "path", "required": True, "description": "The capability's name.",
                "schema": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,62}$"}}
 
+def _guarded(paths: dict) -> dict:
+    """Every operation may also be refused by the guard (gateway/http/guard.py), in the same shape."""
+    refusals = {"401": _error("No or a wrong bearer token (gateway.bearer_tokens, gateway.oauth)."),
+                "403": _error("The token has no admin right."),
+                "429": {**_error("Past gateway.rate_limit; retry after Retry-After seconds."),
+                        "headers": {"Retry-After": {"schema": {"type": "string"}}}}}
+    for item in paths.values():
+        for method, operation in item.items():
+            if method != "parameters":
+                operation["responses"] = {**operation["responses"], **refusals}
+                if method == "post":
+                    operation["responses"].setdefault("413", _error("Body too large."))
+    return paths
+
+
 OPENAPI: dict = {
     "openapi": "3.1.0",
     "info": {"title": "topicbridge admin API", "version": "1.0.0",
-             "description": "Register A2A agents by card URL; list, search, show and remove capabilities."},
-    "paths": {
+             "description": "Register A2A agents by card URL; list, search, show and remove capabilities; "
+                            "list, follow, show and cancel tasks."},
+    "security": [{"bearer": []}, {}],
+    "paths": _guarded({
         "/admin/agents": {
             "post": {
                 "operationId": "registerAgent",
@@ -247,13 +274,16 @@ OPENAPI: dict = {
                               "422": _error("The URL is refused or unreachable.")},
             },
         },
+        **task_admin.OPENAPI_PATHS,
         "/admin/openapi.json": {
             "get": {"operationId": "getOpenAPI", "summary": "This description",
                     "responses": {"200": {"description": "OpenAPI 3.1 document.",
                                           "content": {"application/json": {"schema": {"type": "object"}}}}}},
         },
-    },
-    "components": {"schemas": {
+    }),
+    "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
+                                                  "description": "Unneeded where no authentication is set."}},
+                   "schemas": {
         "RegisterRequest": {
             "type": "object", "required": ["card_url"], "additionalProperties": False,
             "properties": {
@@ -306,6 +336,7 @@ OPENAPI: dict = {
         },
         "Removed": {"type": "object", "required": ["removed"],
                     "properties": {"removed": {"$ref": "#/components/schemas/Capability"}}},
+        **task_admin.OPENAPI_SCHEMAS,
         "Error": {
             "type": "object", "required": ["error"],
             "properties": {"error": {"type": "object", "required": ["type", "message"],

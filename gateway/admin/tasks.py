@@ -192,3 +192,78 @@ def _limit(raw: str | None) -> int:
     if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
         raise InvalidRequestError("limit", raw, f"must be an integer from 1 to {MAX_LIMIT}")
     return int(raw)
+
+
+# ---------------------------------------------------------------- OpenAPI 3.1 (merged by api.py)
+
+def _error(description: str) -> dict:
+    return {"description": description,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+
+
+def _json(ref: str, description: str) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": {"$ref": ref}}}}
+
+
+def _sse(description: str) -> dict:
+    return {"description": description, "headers": {"Cache-Control": {"schema": {"type": "string"}}},
+            "content": {"text/event-stream": {"schema": {"type": "string"}}}}
+
+
+_TASK_ID = {"name": "task_id", "in": "path", "required": True, "description": "The task's id.",
+            "schema": {"type": "string", "minLength": 1}}
+_FILTERS = [
+    {"name": "capability", "in": "query", "required": False, "description": "Only this capability's tasks.",
+     "schema": {"type": "string"}},
+    {"name": "state", "in": "query", "required": False, "description": "Only tasks in this state.",
+     "schema": {"enum": sorted(STATES)}},
+]
+
+OPENAPI_PATHS: dict = {
+    "/admin/tasks": {"get": {
+        "operationId": "listTasks", "summary": "Every task of the gateway, a page at a time",
+        "parameters": [*_FILTERS,
+                       {"name": "limit", "in": "query", "required": False,
+                        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}},
+                       {"name": "page_token", "in": "query", "required": False,
+                        "description": "next_page_token of the previous page.", "schema": {"type": "string"}}],
+        "responses": {"200": _json("#/components/schemas/TaskList", "A page of task summaries."),
+                      "400": _error("Bad parameter or a page token this gateway did not issue.")}}},
+    "/admin/tasks/live": {"get": {
+        "operationId": "liveTasks", "summary": "Server-sent events: one `task` event per summary as tasks change",
+        "description": "Never ends on its own: the client closes it.",
+        "parameters": _FILTERS,
+        "responses": {"200": _sse("`task` events (data: a TaskSummary), `error` events, keepalive comments."),
+                      "400": _error("Bad parameter.")}}},
+    "/admin/tasks/{task_id}": {"parameters": [_TASK_ID], "get": {
+        "operationId": "getTask", "summary": "One task: its summary and the A2A Task (ProtoJSON)",
+        "responses": {"200": _json("#/components/schemas/TaskDetail", "The task."),
+                      "404": _error("No such task.")}}},
+    "/admin/tasks/{task_id}/events": {"parameters": [_TASK_ID], "get": {
+        "operationId": "taskEvents", "summary": "Server-sent events: the task, then each of its events until it ends",
+        "responses": {"200": _sse("`event` events (data: an A2A StreamResponse), then `end`."),
+                      "404": _error("No such task.")}}},
+    "/admin/tasks/{task_id}/cancel": {"parameters": [_TASK_ID], "post": {
+        "operationId": "cancelTask", "summary": "Cancel a task, whoever created it",
+        "responses": {"200": _json("#/components/schemas/TaskDetail", "The task, canceled."),
+                      "404": _error("No such task."),
+                      "409": _error("The task has ended already.")}}},
+}
+
+OPENAPI_SCHEMAS: dict = {
+    "TaskSummary": {
+        "type": "object", "required": ["id", "context_id", "capability", "state", "updated", "message", "artifacts"],
+        "properties": {"id": {"type": "string"}, "context_id": {"type": "string"},
+                       "capability": {"type": "string"}, "state": {"type": "string"},
+                       "updated": {"type": ["string", "null"], "description": "Status time, RFC 3339."},
+                       "message": {"type": "string", "description": "The status message's text (500 chars)."},
+                       "artifacts": {"type": "integer", "minimum": 0}}},
+    "TaskList": {
+        "type": "object", "required": ["tasks", "next_page_token"],
+        "properties": {"tasks": {"type": "array", "items": {"$ref": "#/components/schemas/TaskSummary"}},
+                       "next_page_token": {"type": "string", "description": "Empty on the last page."}}},
+    "TaskDetail": {
+        "type": "object", "required": ["summary", "task"],
+        "properties": {"summary": {"$ref": "#/components/schemas/TaskSummary"},
+                       "task": {"type": "object", "description": "The A2A 1.0 Task (ProtoJSON)."}}},
+}

@@ -30,8 +30,8 @@ def refuse_own_url(card_url: str, server: tuple[str, int] | None, host_header: s
 
 
 def _origin(host_header: str, scheme: str) -> tuple[str, int] | None:
-    parts = urllib.parse.urlsplit(f"{scheme or 'http'}://{host_header}")
-    try:
+    try:        # a Host header is the caller's: '[::1' or a bad port is not an origin
+        parts = urllib.parse.urlsplit(f"{scheme or 'http'}://{host_header}")
         return (parts.hostname or "").lower(), parts.port or (443 if scheme == "https" else 80)
     except ValueError:
         return None

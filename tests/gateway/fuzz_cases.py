@@ -3,8 +3,11 @@ thread to throw them at (so hypothesis' synchronous `@given` can drive real HTTP
 
     SURFACES                    name -> strategy of `Case` (method, path, headers, body)
     ThreadedGateway(settings)   context manager: .base, .tracebacks (log records that carry one)
+    admin_operations(base)      schemathesis' operations of /admin/openapi.json, fetched with ADMIN_TOKEN
+    check_admin_case(case)      one schemathesis case sent, its answer checked by SCHEMA_CHECKS
 
-Used by tests/gateway/test_fuzz.py (a fast slice) and bench/fuzz.py (>= 100,000 cases). A case
+Used by tests/gateway/test_fuzz.py and test_admin_schemathesis.py (fast slices) and bench/fuzz.py
+(>= 100,000 cases, and a longer schemathesis run). A case
 is valid-looking often enough to reach the handlers (templates of real requests with one part
 replaced), and garbage the rest of the time (random JSON, NaN, wrong types, bytes that are not
 UTF-8, bodies without or with a wrong content type).
@@ -149,6 +152,35 @@ def _admin() -> st.SearchStrategy[Case]:
 
 SURFACES = {"a2a-jsonrpc": _a2a_jsonrpc(), "a2a-rest": _a2a_rest(), "mcp-2025-06-18": _mcp("2025-06-18"),
             "mcp-2025-11-25": _mcp("2025-11-25"), "admin": _admin()}
+
+
+# ------------------------------------------------------------------ schemathesis on the admin API
+
+ADMIN_TOKEN = "fuzz-admin-token-0123"
+ADMIN_AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+NEVER_ENDS = {"GET /admin/tasks/live"}     # an endless event stream: a client closes it, no answer to check
+
+
+def _schema_checks() -> list:
+    from schemathesis.checks import not_a_server_error
+    from schemathesis.specs.openapi.checks import (content_type_conformance, negative_data_rejection,
+                                                   response_headers_conformance, response_schema_conformance,
+                                                   status_code_conformance)
+    # Not positive_data_acceptance: a schema-valid card URL of a host that does not exist is
+    # rightly answered 422, which that check counts as a failure.
+    return [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
+            response_headers_conformance, negative_data_rejection]
+
+
+def admin_operations(base: str) -> list:
+    import schemathesis
+    schema = schemathesis.openapi.from_url(f"{base}/admin/openapi.json", headers=ADMIN_AUTH, timeout=30)
+    return [op for op in (result.ok() for result in schema.get_all_operations()) if op.label not in NEVER_ENDS]
+
+
+def check_admin_case(case) -> None:
+    """Raises schemathesis' FailureGroup naming every check the answer failed."""
+    case.call_and_validate(headers=ADMIN_AUTH, checks=_schema_checks(), timeout=30)
 
 
 # ------------------------------------------------------------------ a gateway in a thread

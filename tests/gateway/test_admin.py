@@ -160,6 +160,8 @@ async def test_the_openapi_description_is_served_and_valid(gw):
     assert served == json.loads(json.dumps(OPENAPI))
     assert served["openapi"] == "3.1.0"
     assert set(served["paths"]) == {"/admin/agents", "/admin/agents/{name}", "/admin/agents/{name}/refresh",
+                                    "/admin/tasks", "/admin/tasks/live", "/admin/tasks/{task_id}",
+                                    "/admin/tasks/{task_id}/events", "/admin/tasks/{task_id}/cancel",
                                     "/admin/openapi.json"}
     validator = pytest.importorskip("openapi_spec_validator")
     validator.validate(served)
