@@ -33,6 +33,7 @@ from gateway.http.outbound import AddressPolicy
 from gateway.mcp.server import McpSurface
 from gateway.registry.capabilities import Registry
 from gateway.registry.cards import CardSecurity
+from gateway.registry.liveness import Liveness
 from gateway.supervisor import Supervisor
 from gateway.tasks.lifetimes import Lifetimes
 from gateway.tasks.service import TaskService
@@ -60,6 +61,8 @@ class Gateway:
             k: v for k, v in options.items() if k in ("lease_seconds", "adoption_interval", "channel_idle_seconds",
                                                      "max_tasks_in_flight")})
         self.registry = Registry(self.backend, expiry=options["capability_expiry_seconds"])
+        if not options["accept_without_live_worker"]:       # refused at once rather than queued
+            self.tasks.availability = Liveness(self.registry).refusal
         self.lifetimes = Lifetimes(self.tasks, timeout_of=self.registry.timeout_of, capability_names=self.registry.names,
                                    timeout=options["task_timeout_seconds"], retention=options["task_retention_seconds"])
         self.bridges = Bridges(self.backend, self.registry, AddressPolicy.from_settings(settings),

@@ -80,6 +80,7 @@ TABLE: dict[type[Exception], Codes] = {
     task.TaskError: _INTERNAL,
     task.TaskNotFoundError: _NOT_FOUND,
     task.UnknownCapabilityError: Codes(404, InvalidParamsError, INVALID_PARAMS, "NOT_FOUND"),
+    task.NoLiveWorkerError: _UNAVAILABLE,          # nobody to take it now: retry later (registry/liveness.py)
     task.TaskTerminalError: _ENDED,
     task.TaskRunningError: _ENDED,
     task.ContextMismatchError: _BAD_INPUT,

@@ -40,7 +40,7 @@ from adapters.errors import BackendError
 from gateway.errors import a2a_error, codes_of
 from gateway.http.body import read_body
 from gateway.registry import cards
-from gateway.tasks.errors import UnknownCapabilityError
+from gateway.tasks.errors import NoLiveWorkerError, UnknownCapabilityError
 from gateway.http.guard import principal_of
 from .access import PRINCIPAL_STATE
 from .card_http import card_response, with_grpc
@@ -77,7 +77,7 @@ class A2ASurface:
                 if not isinstance(r, Mount)]            # its /{tenant} mount: the capability is the tenant
         agent = [Route("/.well-known/agent-card.json", self._capability_card, methods=["GET"]),
                  *create_jsonrpc_routes(handler, "/", builder, enable_v0_3_compat=True), *rest]
-        gate = Middleware(CapabilityGate, capabilities=self.capabilities)
+        gate = Middleware(CapabilityGate, capabilities=self.capabilities, tasks=self.handler.tasks)
         return [Route("/.well-known/agent-card.json", self._gateway_card, methods=["GET"]),
                 Mount(cards.AGENTS_PATH, routes=[
                     *create_jsonrpc_routes(handler, "/", builder, enable_v0_3_compat=True),
@@ -135,11 +135,15 @@ class CapabilityCache:
 
 class CapabilityGate:
     """Pure ASGI middleware in front of one capability's routes: resolves `<name>` or answers that
-    it is not registered, in the shape of the protocol asked for (`_refuse`)."""
+    it is not registered, in the shape of the protocol asked for (`_refuse`). An HTTP+JSON send to
+    a capability with no live worker is refused here too, with its 503: past this gate the SDK
+    would render the task service's NoLiveWorkerError as a 500 (JSON-RPC gets it from the
+    service, in the JSON-RPC error shape)."""
 
-    def __init__(self, app, capabilities: CapabilityCache) -> None:
+    def __init__(self, app, capabilities: CapabilityCache, tasks=None) -> None:
         self.app = app
         self.capabilities = capabilities
+        self.tasks = tasks          # its `availability` (registry/liveness.py), when the gateway refuses
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -149,6 +153,8 @@ class CapabilityGate:
         try:
             capability = await self.capabilities.get(name)
             error = None if capability is not None else UnknownCapabilityError(name)
+            if error is None and _rest_send(scope):
+                error = await self._no_live_worker(name)
         except BackendError as e:
             capability, error = None, e
         if error is not None:
@@ -156,6 +162,16 @@ class CapabilityGate:
             return
         scope[CAPABILITY_SCOPE_KEY] = capability
         await self.app(scope, receive, send)
+
+
+    async def _no_live_worker(self, name: str) -> NoLiveWorkerError | None:
+        availability = getattr(self.tasks, "availability", None)
+        why = await availability(name) if availability is not None else None
+        return NoLiveWorkerError(name, why) if why else None
+
+
+def _rest_send(scope) -> bool:
+    return scope["method"] == "POST" and scope["path"].endswith(("/message:send", "/message:stream"))
 
 
 async def _refuse(scope, receive, send, name: str, error: Exception) -> None:
@@ -166,8 +182,9 @@ async def _refuse(scope, receive, send, name: str, error: Exception) -> None:
         response = JSONResponse(build_error_response(_request_id(body), a2a_error(error)))
     else:
         codes = codes_of(error)
+        retry = getattr(error, "retry_after", None)
         response = JSONResponse({"error": {"code": codes.http, "status": codes.grpc, "message": str(error)}},
-                                status_code=codes.http)
+                                status_code=codes.http, headers={"Retry-After": f"{retry:g}"} if retry else None)
     await response(scope, receive, send)
 
 

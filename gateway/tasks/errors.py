@@ -4,6 +4,7 @@ their own error through the one table in `gateway/errors.py`; they never look at
     TaskError
      ├── TaskNotFoundError          no such task (or not visible to this caller)
      ├── UnknownCapabilityError     the capability a call addresses is not registered
+     ├── NoLiveWorkerError          the capability has no live worker to take a new task now
      ├── TaskTerminalError          the task has ended: it cannot be continued
      ├── TaskRunningError           the task does not wait for input: it cannot be continued
      ├── ContextMismatchError       the message names another context than the task's
@@ -36,6 +37,13 @@ class UnknownCapabilityError(TaskError):
     def __init__(self, capability: str) -> None:
         self.capability = capability
         super().__init__("", f"capability {capability[:200]!r} is not registered")
+
+
+class NoLiveWorkerError(TaskError):
+    def __init__(self, capability: str, why: str, retry_after: float = 5.0) -> None:
+        self.capability, self.retry_after = capability, retry_after
+        super().__init__("", f"capability {capability[:200]!r} has no worker online to take the task ({why}); "
+                             f"start one, or retry after {retry_after:g} s")
 
 
 class TaskTerminalError(TaskError):

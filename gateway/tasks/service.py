@@ -35,8 +35,8 @@ from .envelope import ControlEvent, ReplyEvent, TaskEnvelope
 from .admission import Admission
 from .index import Page, TaskIndex
 from .lifetimes import TASK_TIMEOUT
-from .errors import (ContextMismatchError, NotCancelableError, TaskError, TaskNotFoundError, TaskRunningError,
-                     TaskTerminalError, WrongCapabilityError)
+from .errors import (ContextMismatchError, NoLiveWorkerError, NotCancelableError, TaskError, TaskNotFoundError,
+                     TaskRunningError, TaskTerminalError, WrongCapabilityError)
 from .reattach import Reader
 from .ownership import LEASE_TABLE, OWNER_TABLE, Owners
 from .recovery import ADOPTION_INTERVAL, LEASE_SECONDS, Recovery
@@ -75,6 +75,8 @@ class TaskService:
         # capability -> seconds a turn may run before it fails (lifetimes.py sets it from the registry)
         self.timeout_of = None
         self.task_timeout = TASK_TIMEOUT
+        # capability -> why it cannot take a new task now, or None (registry/liveness.py); None: never asked
+        self.availability = None
 
     @property
     def bad_events(self) -> int:
@@ -124,8 +126,11 @@ class TaskService:
         """Publish a task for `capability`; return the submitted task and a watch on its events.
         `principal` (who asked; "" without authentication) is recorded with the capability: only
         they see the task through that capability (gateway/a2a/access.py). Raises
-        CapabilityOverloadedError when the capability has its limit of tasks in flight."""
+        CapabilityOverloadedError when the capability has its limit of tasks in flight, and
+        NoLiveWorkerError when it has no worker online (`availability`)."""
         self.admission.check(capability)
+        if self.availability is not None and (why := await self.availability(capability)):
+            raise NoLiveWorkerError(capability, why)
         task_id = await self._new_task_id()
         context_id = message.context_id or channels.new_task_id()
         message.task_id, message.context_id = task_id, context_id
