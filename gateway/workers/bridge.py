@@ -128,11 +128,13 @@ def _describe(error: BaseException) -> str:
 
 
 class Bridge:
-    """Serves one A2A agent's capability from this gateway instance."""
+    """Serves one A2A agent's capability from this gateway instance. `invisible` is the worker's:
+    a call in progress is extended every half of it, so it only bounds how soon another instance
+    takes over the calls of a bridge whose gateway was killed."""
 
     def __init__(self, backend: Backend, registry: Registry, capability: Capability, policy: AddressPolicy, *,
                  attempts: int = ATTEMPTS, backoff: float = BACKOFF, read_timeout: float = READ_TIMEOUT,
-                 concurrency: int = 64, invisible: float = 60.0, max_response_bytes: int | None = None,
+                 concurrency: int = 64, invisible: float = 10.0, max_response_bytes: int | None = None,
                  lean_call: bool = True, supervisor: Supervisor | None = None) -> None:
         self.capability = capability
         self.name = capability.name
