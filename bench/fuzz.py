@@ -1,6 +1,6 @@
 """Fuzz the gateway's HTTP surfaces with >= 100,000 hostile requests and count what came back.
 
-    python -m bench.fuzz [--cases 100000] [--concurrency 16] [--batch 250]
+    python -m bench.fuzz [--cases 100000] [--concurrency 16] [--schemathesis 100]
 
 A real `topicbridge serve --demo` in its own process (its log to a file); the cases come from
 the hypothesis strategies of tests/gateway/fuzz_cases.py (A2A JSON-RPC and HTTP+JSON, /mcp in the
@@ -9,6 +9,13 @@ shrinking), handed through a bounded queue to `--concurrency` senders on an even
 another thread, so generating and sending overlap. Prints one JSON object: counts per surface and status class,
 responses 5xx, transport errors, whether the gateway was still alive, and the tracebacks and
 lines its log got. Done when `5xx == 0`, `crashed is false` and `log_tracebacks == 0`.
+
+Then (unless `--schemathesis 0`) schemathesis' stateless checks on the admin API: a second
+gateway with a bearer token, every operation of its /admin/openapi.json with `--schemathesis`
+schema-valid and as many schema-invalid requests each (tests/gateway/test_admin_schemathesis.py
+is the fast slice); reported under "schemathesis": cases per operation, failures (5xx, or a
+status, content type, header or body the document does not declare, or invalid data accepted)
+with the first few, and the tracebacks its log got. Done when both are 0.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
 import json
 import os
 import socket
@@ -34,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench._util import emit, progress  # noqa: E402
-from tests.gateway.fuzz_cases import SURFACES  # noqa: E402
+from tests.gateway.fuzz_cases import ADMIN_TOKEN, SURFACES, admin_operations, check_admin_case  # noqa: E402
 
 
 def free_port() -> int:
@@ -44,11 +52,12 @@ def free_port() -> int:
 
 
 class Gateway:
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, **env_settings: str) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
+        workdir.mkdir(parents=True, exist_ok=True)
         self.log = workdir / "gateway.log"
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "TOPICBRIDGE_GATEWAY__A2A_WAIT_SECONDS": "2"}
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "TOPICBRIDGE_GATEWAY__A2A_WAIT_SECONDS": "2", **env_settings}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gateway.cli", "serve", "--demo", "--host", "127.0.0.1", "--port", str(self.port),
              "--data-dir", str(workdir / "engine")], cwd=ROOT, env=env, stdout=self.log.open("w"),
@@ -92,6 +101,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=100_000)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--schemathesis", type=int, default=100,
+                        help="schemathesis examples per admin operation and mode (0: skip)")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="topicbridge-fuzz-"))
     gateway = Gateway(workdir)
@@ -144,7 +155,46 @@ def main() -> None:
           "5xx": sum(t.get("5xx", 0) for t in tally.values()),
           "transport_errors": sum(n for t in tally.values() for k, n in t.items() if k.startswith("transport")),
           "crashed": not alive, "log_tracebacks": log.count("Traceback (most recent call last)"),
-          "log_lines": log.count("\n"), "first_5xx": fives[:5]})
+          "log_lines": log.count("\n"), "first_5xx": fives[:5]}
+         | ({"schemathesis": schemathesis_run(workdir / "schemathesis", args.schemathesis)} if args.schemathesis else {}))
+
+
+def schemathesis_run(workdir: Path, examples: int) -> dict:
+    from hypothesis.errors import Unsatisfiable
+    from schemathesis import GenerationMode
+
+    gateway = Gateway(workdir, TOPICBRIDGE_GATEWAY__BEARER_TOKENS=ADMIN_TOKEN)
+    cases: collections.Counter = collections.Counter()
+    failures: list[str] = []
+    started = time.monotonic()
+    try:
+        gateway.wait_ready()
+        for operation in admin_operations(gateway.base):
+            for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+                label = f"{operation.label} {mode.value}"
+                progress(f"schemathesis: {label}")
+
+                @settings(max_examples=examples, deadline=None, database=None, phases=[Phase.generate],
+                          suppress_health_check=list(HealthCheck))
+                @given(operation.as_strategy(generation_mode=mode))
+                def one(case):
+                    cases[label] += 1
+                    try:
+                        check_admin_case(case)
+                    except (Exception, BaseExceptionGroup) as e:     # schemathesis' FailureGroup
+                        failures.append(f"{label}: {e}"[:600])
+
+                try:
+                    with contextlib.redirect_stdout(sys.stderr):    # hypothesis' notes: stdout is the JSON
+                        one()
+                except Unsatisfiable:       # nothing to negate (a task id is any string)
+                    cases[label] += 0
+    finally:
+        gateway.stop()
+    log = gateway.log.read_text(errors="replace")
+    return {"cases": sum(cases.values()), "seconds": round(time.monotonic() - started, 1),
+            "per_operation": dict(sorted(cases.items())), "failures": len(failures),
+            "log_tracebacks": log.count("Traceback (most recent call last)"), "first_failures": failures[:5]}
 
 
 if __name__ == "__main__":

@@ -1,26 +1,36 @@
-"""Overload: drive the gateway at 25x its sustainable rate and check that it sheds load.
+"""Overload: drive a capability at 25x its sustainable rate and check that the gateway sheds load.
 
-    python -m bench.overload [--factor 25] [--seconds 60] [--processes 4] [--max-in-flight 200]
+    python -m bench.overload [--factor 25] [--seconds 60] [--processes 4] [--max-in-flight 50]
+                             [--capability slow|echo] [--work-ms 100] [--work-concurrency 1]
 
-A real `topicbridge serve --demo` in its own process (gateway.max_tasks_in_flight set). First the
-sustainable rate is measured in the same run: blocking SendMessage to the echo agent, closed loop,
+A real `topicbridge serve --demo` in its own process (gateway.max_tasks_in_flight set). The
+overloaded capability is by default `slow`: an a2a-sdk agent in its own process, bridged by the
+gateway (registered through the admin API), whose every task takes `--work-ms` with at most
+`--work-concurrency` at a time, so its sustainable rate is low (~10 tasks/s) and 25x of it is a
+load the generators can offer on 2 cores shared with the gateway (refusing costs the gateway CPU
+too: on a loaded machine the generators reached ~430 requests/s) (`--capability echo`, the demo agent, is bounded by the
+gateway's own CPU, and the generators cannot offer 25x of that on the same machine).
+
+First the sustainable rate is measured in the same run: blocking SendMessage, closed loop,
 `--connections` connections for `--calibrate` seconds (tasks completed per second). Then
-`--processes` load generators submit tasks (SendMessage with returnImmediately: the load is work
-offered, not connections held)
-(processes, raw HTTP/1.1 keep-alive connections, open loop: each request is sent on its schedule
-whether or not earlier ones answered, as far as their connections allow) offer `factor` x that
-rate for `--seconds`. Prints one JSON object: the rates, the gateway's RSS before, at its peak and
-after (sampled from /proc), the latency of admitted requests (p50/p99), the refusals by status
-and whether each carried Retry-After, and accepted tasks lost (admitted, but not COMPLETED when
-read back by GetTask afterwards). The RocketMQ-A2A paper reports +8.2% old-generation growth at
-25x load; done here when RSS after is within +10% of before and every refusal is 429/503 with
-Retry-After.
+`--processes` load generators (processes, raw HTTP/1.1 keep-alive connections, open loop: each
+request is sent on its schedule whether or not earlier ones answered, on an idle connection or a
+new one, up to `--per-process-connections` open) submit tasks (SendMessage with returnImmediately: the load is work offered,
+not connections held) at `factor` x that rate for `--seconds`. Prints one JSON object: the
+rates (offered_factor_actual is the offered rate achieved over the sustainable one), the
+gateway's RSS before, at its peak and after `--settle` seconds (sampled from /proc), the latency
+of admitted requests (p50/p99), the refusals by status and whether each carried Retry-After, the
+final states of the admitted tasks, and accepted tasks lost (admitted, but in no terminal state
+when read back by GetTask afterwards). The RocketMQ-A2A paper reports +8.2% old-generation
+growth at 25x load; done here when RSS after is within +10% of before, every refusal is 429/503
+with Retry-After and no accepted task is lost.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import json
 import multiprocessing
 import os
@@ -34,9 +44,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench._http import Child, bound_socket, ready, start_uvicorn  # noqa: E402
 from bench._util import emit, progress  # noqa: E402
 
-CAPABILITY = "echo"
+TERMINAL = {"TASK_STATE_COMPLETED", "TASK_STATE_FAILED", "TASK_STATE_CANCELED", "TASK_STATE_REJECTED"}
 
 
 def free_port() -> int:
@@ -53,11 +64,60 @@ def rss_of(pid: int) -> int:
     return 0
 
 
-def request_bytes(port: int, n: int, immediately: bool) -> bytes:
+# ------------------------------------------------------------------ the slow agent (its own process)
+
+def slow_agent_app(base_url: str, work_s: float, concurrency: int):
+    """An a2a-sdk agent whose every task takes `work_s`, `concurrency` at a time: its rate is bounded
+    by design, not by the CPU the machine has left."""
+    from a2a.server.agent_execution import AgentExecutor
+    from a2a.server.request_handlers import DefaultRequestHandler
+    from a2a.server.routes import create_agent_card_routes, create_jsonrpc_routes
+    from a2a.server.tasks import InMemoryTaskStore, TaskUpdater
+    from a2a.types import a2a_pb2
+    from starlette.applications import Starlette
+
+    slots = asyncio.Semaphore(concurrency)
+
+    class Slow(AgentExecutor):
+        async def execute(self, context, event_queue):
+            await event_queue.enqueue_event(a2a_pb2.Task(
+                id=context.task_id, context_id=context.context_id, history=[context.message],
+                status=a2a_pb2.TaskStatus(state=a2a_pb2.TASK_STATE_SUBMITTED)))
+            updater = TaskUpdater(event_queue, context.task_id, context.context_id)
+            async with slots:
+                await asyncio.sleep(work_s)  # sleep-ok: the fixed work time of the bench's slow agent
+            await updater.add_artifact([a2a_pb2.Part(text=f"done: {context.get_user_input()}")], name="done")
+            await updater.complete()
+
+        async def cancel(self, context, event_queue):
+            await TaskUpdater(event_queue, context.task_id, context.context_id).cancel()
+
+    card = a2a_pb2.AgentCard(
+        name="Slow Agent", description="Takes a fixed time per task.", version="1.0",
+        capabilities=a2a_pb2.AgentCapabilities(streaming=False),
+        default_input_modes=["text/plain"], default_output_modes=["text/plain"],
+        skills=[a2a_pb2.AgentSkill(id="slow", name="slow", description="works slowly", tags=["slow"])],
+        supported_interfaces=[a2a_pb2.AgentInterface(url=base_url + "/", protocol_binding="JSONRPC",
+                                                     protocol_version="1.0")])
+    handler = DefaultRequestHandler(agent_executor=Slow(), task_store=InMemoryTaskStore(), agent_card=card)
+    return Starlette(routes=[*create_agent_card_routes(card), *create_jsonrpc_routes(handler, "/")])
+
+
+async def serve_agent(work_s: float, concurrency: int) -> None:
+    sock = bound_socket()
+    port = sock.getsockname()[1]
+    serving = await start_uvicorn(slow_agent_app(f"http://127.0.0.1:{port}", work_s, concurrency), sock)
+    ready(port=port)
+    await serving
+
+
+# ------------------------------------------------------------------ raw HTTP/1.1 load
+
+def request_bytes(port: int, capability: str, n: int, immediately: bool) -> bytes:
     body = json.dumps({"jsonrpc": "2.0", "id": n, "method": "SendMessage", "params": {"message": {
         "messageId": f"m-{os.getpid()}-{n}", "role": "ROLE_USER", "parts": [{"text": f"load {n}"}]},
         "configuration": {"returnImmediately": immediately}}}).encode()
-    return (f"POST /agents/{CAPABILITY}/ HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+    return (f"POST /agents/{capability}/ HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
             f"A2A-Version: 1.0\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
 
 
@@ -77,8 +137,8 @@ def classify(status: int, headers: dict, body: bytes, started: float, out: dict)
         if "result" in doc:
             out["latencies"].append(time.perf_counter() - started)
             task = doc["result"]["task"]
-            if task["status"]["state"] != "TASK_STATE_COMPLETED":
-                out["pending"].append(task["id"])
+            out["accepted"].append(task["id"])
+            out["completed"] += task["status"]["state"] == "TASK_STATE_COMPLETED"
             return
         key = f"200-jsonrpc-error:{doc['error']['code']}"
     else:
@@ -86,37 +146,74 @@ def classify(status: int, headers: dict, body: bytes, started: float, out: dict)
     out["refusals"][key] = out["refusals"].get(key, 0) + 1
 
 
-async def generator(port: int, rate: float, seconds: float, connections: int, immediately: bool = False) -> dict:
-    out = {"latencies": [], "pending": [], "refusals": {}, "sent": 0, "late": 0, "errors": 0}
+async def generator(port: int, capability: str, rate: float, seconds: float, connections: int,
+                    immediately: bool = True) -> dict:
+    """Open loop: request n is due at start + n / rate, sent on an idle keep-alive connection or a
+    new one (at most `connections` open), whether or not earlier ones were answered; one that could
+    not get a connection on time is `late`, one that could not until the window closed is `dropped`."""
+    out = {"latencies": [], "accepted": [], "completed": 0, "refusals": {}, "sent": 0, "late": 0, "dropped": 0,
+           "errors": 0}
+    idle: list[tuple] = []
+    slots = asyncio.Semaphore(connections)
     start = time.perf_counter() + 0.2
-    interval = connections / rate           # each connection's share of the schedule
+    end = start + seconds
+
+    async def one(n: int, due: float) -> None:
+        async with slots:
+            if time.perf_counter() > end:
+                out["dropped"] += 1
+                return
+            out["late"] += time.perf_counter() - due > 0.1
+            reader, writer = idle.pop() if idle else await asyncio.open_connection("127.0.0.1", port)
+            sent_at = time.perf_counter()
+            out["sent"] += 1
+            try:
+                status, headers, body = await exchange(reader, writer, request_bytes(port, capability, n, immediately))
+            except (OSError, asyncio.IncompleteReadError, ValueError):
+                out["errors"] += 1
+                writer.close()
+                return
+            if headers.get("connection", "").lower() == "close":
+                writer.close()
+            else:
+                idle.append((reader, writer))
+            classify(status, headers, body, sent_at, out)
+
+    pending: set[asyncio.Task] = set()
+    n = 0
+    while (due := start + n / rate) < end:
+        if due > time.perf_counter():
+            await asyncio.sleep(due - time.perf_counter())  # sleep-ok: the open-loop schedule
+        n += 1
+        task = asyncio.create_task(one(os.getpid() * 10 ** 7 + n, due))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+    await asyncio.gather(*pending)
+    for _, writer in idle:
+        writer.close()
+    return out
+
+
+async def closed_loop(port: int, capability: str, seconds: float, connections: int) -> dict:
+    """Calibration: `connections` connections, each sending a blocking SendMessage when its last
+    one was answered."""
+    out = {"latencies": [], "accepted": [], "completed": 0, "refusals": {}, "sent": 0, "errors": 0}
+    end = time.perf_counter() + seconds
 
     async def connection(index: int) -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        due = start + index * (1 / rate)
         n = 0
         try:
-            while due < start + seconds and time.perf_counter() < start + seconds:
-                now = time.perf_counter()
-                if due > now:
-                    await asyncio.sleep(due - now)  # sleep-ok: the open-loop schedule
-                elif now - due > interval:
-                    out["late"] += 1        # the connection was still busy: this send is late
+            while time.perf_counter() < end:
                 n += 1
                 sent_at = time.perf_counter()
                 out["sent"] += 1
-                try:
-                    status, headers, body = await exchange(reader, writer, request_bytes(port, index * 10 ** 7 + n, immediately))
-                except (OSError, asyncio.IncompleteReadError, ValueError):
-                    out["errors"] += 1
+                status, headers, body = await exchange(reader, writer,
+                                                       request_bytes(port, capability, index * 10 ** 7 + n, False))
+                classify(status, headers, body, sent_at, out)
+                if headers.get("connection", "").lower() == "close":
                     writer.close()
                     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-                else:
-                    if headers.get("connection", "").lower() == "close":
-                        writer.close()
-                        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-                    classify(status, headers, body, sent_at, out)
-                due += interval
         finally:
             writer.close()
 
@@ -128,10 +225,10 @@ def run_generator(args: tuple) -> dict:
     return asyncio.run(generator(*args))
 
 
-async def get_task(port: int, task_id: str) -> str:
+async def get_task(port: int, capability: str, task_id: str) -> str:
     body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "GetTask", "params": {"id": task_id}}).encode()
-    payload = (f"POST /agents/{CAPABILITY}/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nA2A-Version: 1.0"
-               f"\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+    payload = (f"POST /agents/{capability}/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+               f"A2A-Version: 1.0\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         _, _, answer = await exchange(reader, writer, payload)
@@ -141,15 +238,21 @@ async def get_task(port: int, task_id: str) -> str:
     return doc["result"]["status"]["state"] if "result" in doc else f"error {doc['error']['code']}"
 
 
-async def lost_tasks(port: int, pending: list[str], wait: float = 30) -> int:
+async def final_states(port: int, capability: str, accepted: list[str], wait: float = 30) -> collections.Counter:
+    """The state of every accepted task once each is terminal, or when `wait` is up (then what it
+    is in: anything outside TERMINAL counts as lost)."""
     deadline = time.monotonic() + wait
-    left = list(pending)
-    while left and time.monotonic() < deadline:
-        states = await asyncio.gather(*(get_task(port, t) for t in left[:200]))
-        left = [t for t, s in zip(left[:200], states) if s != "TASK_STATE_COMPLETED"] + left[200:]
-        if left:
-            await asyncio.sleep(0.5)  # sleep-ok: polling the index, bounded by `wait`
-    return len(left)
+    states: dict[str, str] = {}
+    left = list(accepted)
+    while True:
+        for i in range(0, len(left), 200):
+            batch = left[i:i + 200]
+            states.update(zip(batch, await asyncio.gather(*(get_task(port, capability, t) for t in batch))))
+        left = [t for t in left if states[t] not in TERMINAL]
+        if not left or time.monotonic() >= deadline:
+            break
+        await asyncio.sleep(0.5)  # sleep-ok: polling the index, bounded by `wait`
+    return collections.Counter(states.values())
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -157,69 +260,135 @@ def percentile(values: list[float], q: float) -> float:
     return round(values[min(len(values) - 1, int(q * len(values)))] * 1000, 1) if values else 0.0
 
 
-def main() -> None:
+# ------------------------------------------------------------------ the run
+
+async def register_slow(port: int, agent_url: str) -> None:
+    body = json.dumps({"card_url": agent_url, "name": "slow"}).encode()
+    payload = (f"POST /admin/agents HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+               f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        status, _, answer = await exchange(reader, writer, payload)
+    finally:
+        writer.close()
+    if status != 201:
+        raise RuntimeError(f"registering the slow agent: {status} {answer[:300]!r}")
+
+
+def start_gateway(workdir: Path, port: int, max_in_flight: int) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TOPICBRIDGE_GATEWAY__MAX_TASKS_IN_FLIGHT": str(max_in_flight),
+           "TOPICBRIDGE_GATEWAY__A2A_WAIT_SECONDS": "5"}
+    log = (workdir / "gateway.log").open("w")
+    return subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve", "--demo", "--port", str(port),
+                             "--data-dir", str(workdir / "engine")], cwd=ROOT, env=env, stdout=log,
+                            stderr=subprocess.STDOUT)
+
+
+def offer(args, port: int, target: float, gateway_pid: int) -> tuple[list[dict], list[int]]:
+    """The open-loop load from `args.processes` processes; the gateway's RSS sampled meanwhile."""
+    samples: list[int] = []
+    share = (port, args.capability, target / args.processes, args.seconds, args.per_process_connections, True)
+    with multiprocessing.Pool(args.processes) as pool:
+        job = pool.map_async(run_generator, [share] * args.processes)
+        while not job.ready():
+            samples.append(rss_of(gateway_pid))
+            job.wait(0.5)
+        return job.get(), samples
+
+
+def settle(pid: int, seconds: float) -> list[int]:
+    samples, until = [], time.monotonic() + seconds
+    while time.monotonic() < until:
+        samples.append(rss_of(pid))
+        time.sleep(0.5)  # sleep-ok: letting the gateway settle before reading RSS after
+    return samples
+
+
+def report(args, sustainable: float, calib: dict, results: list[dict], states: collections.Counter,
+           rss: dict) -> dict:
+    latencies = [x for r in results for x in r["latencies"]]
+    accepted = sum(len(r["accepted"]) for r in results)
+    refusals: collections.Counter = collections.Counter()
+    for r in results:
+        refusals.update(r["refusals"])
+    sent = sum(r["sent"] for r in results)
+    before, after = rss["before"], rss["after"]
+    return {"bench": "overload", "capability": args.capability, "work_ms": args.work_ms,
+            "work_concurrency": args.work_concurrency, "sustainable_per_s": round(sustainable, 1),
+            "calibration_p99_ms": percentile(calib["latencies"], 0.99), "factor": args.factor,
+            "offered_target_per_s": round(sustainable * args.factor, 1),
+            "offered_actual_per_s": round(sent / args.seconds, 1),
+            "offered_factor_actual": round(sent / args.seconds / sustainable, 1) if sustainable else None,
+            "late_sends": sum(r["late"] for r in results), "dropped_sends": sum(r["dropped"] for r in results),
+            "seconds": args.seconds,
+            "max_tasks_in_flight": args.max_in_flight, "sent": sent,
+            "admitted": accepted, "admitted_per_s": round(accepted / args.seconds, 1),
+            "admitted_p50_ms": percentile(latencies, 0.5), "admitted_p99_ms": percentile(latencies, 0.99),
+            "admitted_max_ms": percentile(latencies, 1.0),
+            "refusals": dict(refusals), "refusals_without_retry_after": sum(
+                n for k, n in refusals.items() if not k.endswith("+retry-after")),
+            "transport_errors": sum(r["errors"] for r in results),
+            "accepted_final_states": dict(states), "accepted_lost": accepted - sum(
+                n for state, n in states.items() if state in TERMINAL),
+            "rss_before_mb": round(before / 2 ** 20, 1), "rss_peak_mb": round(rss["peak"] / 2 ** 20, 1),
+            "rss_after_mb": round(after / 2 ** 20, 1), "settle_seconds": args.settle,
+            "rss_growth_pct": round(100 * (after - before) / before, 1) if before else None}
+
+
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--factor", type=float, default=25)
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--calibrate", type=float, default=10)
-    parser.add_argument("--connections", type=int, default=8, help="closed-loop connections while calibrating")
+    parser.add_argument("--settle", type=float, default=20, help="seconds after the load before RSS after")
+    parser.add_argument("--connections", type=int, default=16,
+                        help="closed-loop connections while calibrating (enough to keep the agent busy, "
+                             "under --max-in-flight)")
     parser.add_argument("--processes", type=int, default=4)
-    parser.add_argument("--per-process-connections", type=int, default=64)
-    parser.add_argument("--max-in-flight", type=int, default=200)
-    args = parser.parse_args()
+    parser.add_argument("--per-process-connections", type=int, default=256,
+                        help="connections a generator process may have open at once")
+    parser.add_argument("--max-in-flight", type=int, default=50)
+    parser.add_argument("--capability", choices=["slow", "echo"], default="slow")
+    parser.add_argument("--work-ms", type=float, default=100)
+    parser.add_argument("--work-concurrency", type=int, default=1)
+    parser.add_argument("--serve-agent", action="store_true", help=argparse.SUPPRESS)
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    if args.serve_agent:
+        import uvloop
+        uvloop.run(serve_agent(args.work_ms / 1000, args.work_concurrency))
+        return
     workdir = Path(tempfile.mkdtemp(prefix="topicbridge-overload-"))
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "TOPICBRIDGE_GATEWAY__MAX_TASKS_IN_FLIGHT": str(args.max_in_flight),
-           "TOPICBRIDGE_GATEWAY__A2A_WAIT_SECONDS": "5"}
-    log = (workdir / "gateway.log").open("w")
-    gateway = subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve", "--demo", "--port", str(port),
-                                "--data-dir", str(workdir / "engine")], cwd=ROOT, env=env, stdout=log,
-                               stderr=subprocess.STDOUT)
+    gateway = start_gateway(workdir, port, args.max_in_flight)
+    agent = None
     try:
         asyncio.run(wait_ready(port))
+        if args.capability == "slow":
+            agent = Child("bench.overload", "--serve-agent", "--work-ms", str(args.work_ms),
+                          "--work-concurrency", str(args.work_concurrency))
+            asyncio.run(register_slow(port, agent.base_url))
         # calibration: closed loop (each connection sends when its answer arrived)
-        calib = asyncio.run(generator(port, 10 ** 6, args.calibrate, args.connections))
-        sustainable = len(calib["latencies"]) / args.calibrate
-        progress(f"sustainable: {sustainable:.0f}/s (p99 {percentile(calib['latencies'], 0.99)} ms)")
-        asyncio.run(lost_tasks(port, calib["pending"]))
+        calib = asyncio.run(closed_loop(port, args.capability, args.calibrate, args.connections))
+        sustainable = calib["completed"] / args.calibrate      # answered COMPLETED, not merely answered
+        progress(f"sustainable: {sustainable:.1f}/s (p99 {percentile(calib['latencies'], 0.99)} ms)")
+        asyncio.run(final_states(port, args.capability, calib["accepted"]))
         rss_before = rss_of(gateway.pid)
-        target = sustainable * args.factor
-        progress(f"offering {target:.0f}/s for {args.seconds:.0f} s from {args.processes} processes")
-        peak = [rss_before]
-        with multiprocessing.Pool(args.processes) as pool:
-            job = pool.map_async(run_generator, [(port, target / args.processes, args.seconds,
-                                                  args.per_process_connections, True)] * args.processes)
-            while not job.ready():
-                peak.append(rss_of(gateway.pid))
-                job.wait(0.5)
-            results = job.get()
-        latencies = [x for r in results for x in r["latencies"]]
-        pending = [t for r in results for t in r["pending"]]
-        refusals: dict = {}
-        for r in results:
-            for k, v in r["refusals"].items():
-                refusals[k] = refusals.get(k, 0) + v
-        lost = asyncio.run(lost_tasks(port, pending, wait=120))
-        settle = time.monotonic() + 15
-        while time.monotonic() < settle:
-            peak.append(rss_of(gateway.pid))
-            time.sleep(0.5)  # sleep-ok: letting the gateway settle before reading RSS after
-        rss_after = rss_of(gateway.pid)
-        sent = sum(r["sent"] for r in results)
-        emit({"bench": "overload", "sustainable_per_s": round(sustainable, 1),
-              "calibration_p99_ms": percentile(calib["latencies"], 0.99), "factor": args.factor,
-              "offered_target_per_s": round(target, 1), "offered_actual_per_s": round(sent / args.seconds, 1),
-              "late_sends": sum(r["late"] for r in results), "seconds": args.seconds,
-              "max_tasks_in_flight": args.max_in_flight,
-              "admitted": len(latencies), "admitted_per_s": round(len(latencies) / args.seconds, 1),
-              "admitted_p50_ms": percentile(latencies, 0.5), "admitted_p99_ms": percentile(latencies, 0.99),
-              "refusals": refusals, "transport_errors": sum(r["errors"] for r in results),
-              "accepted_lost": lost, "accepted_not_completed_at_answer": len(pending),
-              "rss_before_mb": round(rss_before / 2 ** 20, 1), "rss_peak_mb": round(max(peak) / 2 ** 20, 1),
-              "rss_after_mb": round(rss_after / 2 ** 20, 1),
-              "rss_growth_pct": round(100 * (rss_after - rss_before) / rss_before, 1) if rss_before else None,
-              "gateway_alive": gateway.poll() is None})
+        progress(f"offering {sustainable * args.factor:.0f}/s for {args.seconds:.0f} s from {args.processes} "
+                 f"processes; RSS {rss_before / 2 ** 20:.1f} MB")
+        results, during = offer(args, port, sustainable * args.factor, gateway.pid)
+        accepted = [t for r in results for t in r["accepted"]]
+        progress(f"{len(accepted)} admitted; reading each back")
+        states = asyncio.run(final_states(port, args.capability, accepted, wait=120))
+        after = settle(gateway.pid, args.settle)
+        rss = {"before": rss_before, "peak": max([rss_before, *during, *after]), "after": rss_of(gateway.pid)}
+        emit(report(args, sustainable, calib, results, states, rss) | {"gateway_alive": gateway.poll() is None})
     finally:
+        if agent is not None:
+            agent.stop()
         gateway.terminate()
         try:
             gateway.wait(30)
@@ -232,7 +401,7 @@ async def wait_ready(port: int, timeout: float = 120) -> None:
     while time.monotonic() < deadline:
         try:
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            status, _, _ = await exchange(reader, writer, f"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            status, _, _ = await exchange(reader, writer, b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n")
             writer.close()
             if status == 200:
                 return
