@@ -3,7 +3,7 @@
 embedded engine in memory, relay) to a native echo worker, called in process over ASGI (no
 sockets, so the figure is the gateway's work and not the load generator's).
 
-    python -m bench.observability_cost [--tasks 2000] [--concurrency 64] [--rounds 5]
+    python -m bench.observability_cost [--tasks 500] [--concurrency 64] [--rounds 5]
 
 Modes, taking turns each round (other work on the machine drifts; the median round is kept):
 
@@ -140,7 +140,7 @@ async def measure(tasks: int, concurrency: int, rounds: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tasks", type=int, default=2000)
+    parser.add_argument("--tasks", type=int, default=500)   # per mode and round: ~3 min on a loaded 2-core machine
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args(argv)
