@@ -37,7 +37,7 @@ from gateway.registry.liveness import Liveness
 from gateway.supervisor import Supervisor
 from gateway.tasks.lifetimes import Lifetimes
 from gateway.tasks.service import TaskService
-from gateway.workers.bridge import Bridges
+from gateway.workers.bridges import Bridges
 from gateway.ui import pages as ui
 from gateway.ui import session as ui_session
 

@@ -8,7 +8,7 @@ import pytest
 from a2a.types import a2a_pb2
 
 from adapters.errors import ConflictError
-from gateway.workers.bridge import Bridges
+from gateway.workers.bridges import Bridges
 from gateway.registry.cardfetch import AddressPolicy
 from gateway.registry.capabilities import Registry
 from gateway.tasks import fold

@@ -13,7 +13,8 @@ from a2a.types import a2a_pb2
 from gateway.http.outbound import AddressPolicy
 from gateway.registry.capabilities import Registry
 from gateway.tasks.service import TaskService
-from gateway.workers.bridge import EVENT_HEADROOM, Bridges
+from gateway.workers.bridge import EVENT_HEADROOM
+from gateway.workers.bridges import Bridges
 
 from .remote_agents import Agent
 

@@ -11,7 +11,8 @@ from a2a.types import a2a_pb2
 
 from adapters.base import Message, TopicSpec
 from gateway.tasks import channels
-from gateway.workers.bridge import REMOTE_TABLE, Bridges
+from gateway.workers.bridge import REMOTE_TABLE
+from gateway.workers.bridges import Bridges
 from gateway.http.outbound import AddressPolicy
 from gateway.tasks.envelope import ReplyEvent, TaskEnvelope
 from gateway.registry.capabilities import Registry
