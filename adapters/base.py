@@ -86,7 +86,15 @@ class LiteConsumer(Protocol):
     group: str
     topic: str
 
-    async def subscribe(self, lite_topics: Iterable[str]) -> None: ...
+    async def subscribe(self, lite_topics: Iterable[str], *, fresh: bool = False) -> None:
+        """Add `lite_topics` to the InterestSet; their retained messages are delivered too.
+
+        `fresh=True` is a promise: the caller named these lite topics just now, so no client of
+        this group has read them and there is no position to resume from. A backend that would
+        otherwise look up where the group left off (RocketMQ's committed offset) may skip that
+        and read them from their first message, which still includes anything published on them
+        before this call. Backends with nothing to look up ignore it. A broken promise costs
+        redelivery of what the group had acked (at least once), never a lost message."""
     async def unsubscribe(self, lite_topics: Iterable[str]) -> None: ...
     async def sync(self, lite_topics: Iterable[str]) -> None: ...
     async def poll(self, max_messages: int = 16, wait: float = 0.0) -> list[Delivery]: ...

@@ -120,7 +120,8 @@ class EmbeddedLiteConsumer(_EngineSettler):
             with contextlib.suppress(lite_engine.EngineError):
                 self._engine.heartbeat(self.client_id)
 
-    async def subscribe(self, lite_topics: Iterable[str]) -> None:
+    async def subscribe(self, lite_topics: Iterable[str], *, fresh: bool = False) -> None:
+        # `fresh` is meaningless here: a new subscriber always reads what the topic retains.
         with translated():
             self._engine.subscribe(self.client_id, list(lite_topics), next(self._versions))
 

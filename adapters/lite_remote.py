@@ -257,7 +257,8 @@ class RemoteLiteConsumer(_RemoteSettler):
     def interest(self) -> frozenset[str]:
         return frozenset(self._interest)
 
-    async def subscribe(self, lite_topics: Iterable[str]) -> None:
+    async def subscribe(self, lite_topics: Iterable[str], *, fresh: bool = False) -> None:
+        # `fresh` is meaningless here: a new subscriber always reads what the topic retains.
         names = list(lite_topics)
         await self._change(_Action.ADD, names, lambda: self._interest.update(names))
 

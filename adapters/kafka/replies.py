@@ -145,7 +145,8 @@ class KafkaLiteConsumer:
 
     # ------------------------------------------------------------ InterestSet
 
-    async def subscribe(self, lite_topics: Iterable[str]) -> None:
+    async def subscribe(self, lite_topics: Iterable[str], *, fresh: bool = False) -> None:
+        # `fresh` is not used: names from `routed_name` are known to have no history.
         self._check_open()
         added = names.lite_topics(lite_topics) - self._interest
         self._check_quota(len(self._interest) + len(added))

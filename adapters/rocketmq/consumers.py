@@ -5,9 +5,10 @@ A lite consumer is one LITE_PUSH_CONSUMER client. Its InterestSet is its lite su
 subscribe / unsubscribe are PARTIAL_ADD / PARTIAL_REMOVE, sync and the periodic full sync
 (every `full_sync_every`, and after a reconnect) are COMPLETE_ADD. A lite topic the group has
 never read is added with offset MIN, so a client of a new group reads what the topic retains
-(re-attach); whether the group has an offset is asked through the admin path. The quota comes
-from the group (`lite.sub.client.quota`, in the settings the proxy sends) and is enforced here:
-the proxy only refuses a single request far above it.
+(re-attach); whether the group has an offset is asked through the admin path, one query per
+lite topic and broker, except for topics subscribed `fresh` (named by the caller just now: no
+offset to find). The quota comes from the group (`lite.sub.client.quota`, in the settings the
+proxy sends) and is enforced here: the proxy only refuses a single request far above it.
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ class RocketMQLiteConsumer(Consumer):
         self._interest: set[str] = set()
         self._changes = asyncio.Lock()
         self._additions: set[str] = set()      # queued PARTIAL_ADD
+        self._fresh: set[str] = set()          # of those, the ones subscribed `fresh` only
         self._removals: set[str] = set()       # queued PARTIAL_REMOVE
         self._confirming: dict[str, asyncio.Future] = {}   # subscribes waiting for their PARTIAL_ADD
         self._flusher: asyncio.Task | None = None
@@ -116,7 +118,7 @@ class RocketMQLiteConsumer(Consumer):
     # does not wait for the broker: the topic has left the local InterestSet (its late messages
     # are given back, see `_prepare`), and a failed PARTIAL_REMOVE is repaired by the next full sync.
 
-    async def subscribe(self, lite_topics: Iterable[str]) -> None:
+    async def subscribe(self, lite_topics: Iterable[str], *, fresh: bool = False) -> None:
         wanted = _lite_names(lite_topics)
         self._check_open()
         new = wanted - self._interest
@@ -124,6 +126,10 @@ class RocketMQLiteConsumer(Consumer):
             raise errors.QuotaExceededError("max_subscriptions_per_client", self._quota, self.client_id)
         self._interest |= new
         self._removals -= wanted
+        if fresh:
+            self._fresh |= new
+        else:
+            self._fresh -= wanted
         for name in new:
             if name not in self._confirming:
                 self._confirming[name] = _quiet_future()
@@ -174,10 +180,11 @@ class RocketMQLiteConsumer(Consumer):
                         log.warning("lite unsubscribe of %d topics failed (the next full sync "
                                     "repairs it): %s", len(gone), exc)
                 batch, self._additions = self._additions, set()
+                fresh, self._fresh = self._fresh & batch, self._fresh - batch
                 waiting = {n: self._confirming.pop(n) for n in batch if n in self._confirming}
                 added = batch & self._interest
                 try:
-                    await self._add(added)
+                    await self._add(added, fresh)
                 except BaseException as exc:
                     self._interest -= added
                     cancelled = isinstance(exc, asyncio.CancelledError)   # by close()
@@ -197,18 +204,19 @@ class RocketMQLiteConsumer(Consumer):
         for fut in waiting.values():
             _settle(fut, exc)
 
-    async def _add(self, new: set[str]) -> None:
-        """PARTIAL_ADD; a lite topic the group never read starts at its first retained message."""
+    async def _add(self, new: set[str], fresh: set[str] = frozenset()) -> None:
+        """PARTIAL_ADD; a lite topic the group never read (`fresh` ones are taken at their word)
+        starts at its first retained message."""
         if not new:
             return
-        fresh = await self._without_offset(new)
-        if fresh:
-            await self._sync(pb.PARTIAL_ADD, fresh, pb.OffsetOption(policy=pb.OffsetOption.MIN))
-        if new - fresh:
-            await self._sync(pb.PARTIAL_ADD, new - fresh)
+        unread = (new & fresh) | await self._without_offset(new - fresh)
+        if unread:
+            await self._sync(pb.PARTIAL_ADD, unread, pb.OffsetOption(policy=pb.OffsetOption.MIN))
+        if new - unread:
+            await self._sync(pb.PARTIAL_ADD, new - unread)
 
     async def _without_offset(self, lite_topics: set[str]) -> set[str]:
-        if self._admin is None:
+        if self._admin is None or not lite_topics:
             return set()   # the broker's rule: offset 0 while the topic's first message is in memory
         full_group = names.with_namespace(self._conn.namespace, self._rmq_group)
         ordered = sorted(lite_topics)

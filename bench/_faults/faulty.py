@@ -194,8 +194,8 @@ class _FaultyLite:
     def __getattr__(self, name: str):
         return getattr(self.inner, name)     # routed_name on Kafka, and the like
 
-    async def subscribe(self, lite_topics) -> None:
-        await self.inner.subscribe(lite_topics)
+    async def subscribe(self, lite_topics, *, fresh: bool = False) -> None:
+        await self.inner.subscribe(lite_topics, fresh=fresh)
 
     async def unsubscribe(self, lite_topics) -> None:
         await self.inner.unsubscribe(lite_topics)

@@ -145,7 +145,9 @@ class TaskService:
         submitted = _copy(task)             # the relay folds events into `task` from now on
         self._relay.active[task_id] = Active(task, watches=[watch])
         self.admission.add(capability, task_id, deadline)
-        await self._consumer.subscribe([channels.reply_channel(task_id)])
+        # Subscribed before the envelope goes out, so every reply comes after it; the channel
+        # is new, so the backend need not look for where this group read it before.
+        await self._consumer.subscribe([channels.reply_channel(task_id)], fresh=True)
         with tracing.task_span("topicbridge.submit", None, task_id, capability, self.backend):
             envelope = TaskEnvelope(task_id, context_id, capability, message, deadline, time.time(),
                                     trace or tracing.carrier(), metadata or {})

@@ -113,3 +113,58 @@ async def test_a_subscribe_waiting_for_its_batch_fails_when_the_consumer_closes(
     await consumer.close()
     with pytest.raises(UnknownClientError):
         await waiting
+
+
+def _offset_queries(backend) -> list[str]:
+    """Records the lite topics whose committed offset the backend asks for (the real query goes out)."""
+    asked: list[str] = []
+    has_offset = backend.admin.has_offset
+
+    async def counted(group, topic):
+        asked.append(topic)
+        return await has_offset(group, topic)
+    backend.admin.has_offset = counted
+    return asked
+
+
+async def test_fresh_subscribes_ask_for_no_offset_and_start_at_the_first_message(backend):
+    parent = await lite_parent(backend)
+    consumer = await backend.lite_consumer(parent, unique("gw"))
+    asked, requests = _offset_queries(backend), []
+    call = consumer._conn.call
+
+    async def recorded(method, request, *args, **kwargs):
+        if method == "SyncLiteSubscription":
+            requests.append((request.action, request.offset_option.policy, set(request.lite_topic_set)))
+        return await call(method, request, *args, **kwargs)
+    consumer._conn.call = recorded
+    names = [unique("task") for _ in range(16)]
+    await backend.publish(parent, Message(b"early"), lite_topic=names[0])
+    await asyncio.gather(*(consumer.subscribe([n], fresh=True) for n in names))
+    assert asked == []
+    assert {policy for action, policy, _ in requests if action == pb.PARTIAL_ADD} == {pb.OffsetOption.MIN}
+    assert set().union(*(topics for _, _, topics in requests)) == set(names)
+    await asyncio.gather(*(backend.publish(parent, Message(n.encode()), lite_topic=n) for n in names))
+    deliveries = await poll_until(consumer, len(names) + 1, timeout=60)
+    assert sorted(d.body for d in deliveries) == sorted([b"early", *(n.encode() for n in names)])
+    await asyncio.gather(*(d.ack() for d in deliveries))
+
+
+async def test_a_plain_subscribe_still_resumes_where_its_group_acked(open_backend):
+    first = await open_backend()
+    parent, group, name = await lite_parent(first), unique("gw"), unique("task")
+    consumer = await first.lite_consumer(parent, group)
+    await consumer.subscribe([name], fresh=True)
+    await first.publish(parent, Message(b"seen"), lite_topic=name)
+    [seen] = await poll_until(consumer, 1)
+    await seen.ack()
+    await consumer.close()
+    await first.publish(parent, Message(b"after"), lite_topic=name)
+    second = await open_backend()     # another instance of the group re-attaches the channel
+    asked = _offset_queries(second)
+    again = await second.lite_consumer(parent, group)
+    await again.subscribe([name])
+    [after] = await poll_until(again, 1)
+    assert after.body == b"after"     # not the acked one: the offset was asked for and honoured
+    assert len(asked) == 1
+    await after.ack()
