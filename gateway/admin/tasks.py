@@ -180,7 +180,7 @@ def _sse(kind: str, data: dict) -> str:
 
 def _filters(request: Request) -> tuple[str, int]:
     capability = request.query_params.get("capability", "").strip()
-    raw_state = request.query_params.get("state", "").strip().lower()
+    raw_state = request.query_params.get("state", "")       # exactly a name its document lists
     if raw_state and raw_state not in STATES:
         raise InvalidRequestError("state", raw_state, f"must be one of {', '.join(STATES)}")
     return capability, STATES.get(raw_state, 0)
@@ -205,9 +205,13 @@ def _json(ref: str, description: str) -> dict:
     return {"description": description, "content": {"application/json": {"schema": {"$ref": ref}}}}
 
 
-def _sse(description: str) -> dict:
+def _sse_answer(description: str, kinds: list[str]) -> dict:
+    """An event stream; the schema is one event's (its data is a JSON document, as text)."""
+    event = {"type": "object", "required": ["event", "data"],
+             "properties": {"event": {"enum": kinds},
+                            "data": {"type": "string", "contentMediaType": "application/json"}}}
     return {"description": description, "headers": {"Cache-Control": {"schema": {"type": "string"}}},
-            "content": {"text/event-stream": {"schema": {"type": "string"}}}}
+            "content": {"text/event-stream": {"schema": event}}}
 
 
 _TASK_ID = {"name": "task_id", "in": "path", "required": True, "description": "The task's id.",
@@ -215,8 +219,8 @@ _TASK_ID = {"name": "task_id", "in": "path", "required": True, "description": "T
 _FILTERS = [
     {"name": "capability", "in": "query", "required": False, "description": "Only this capability's tasks.",
      "schema": {"type": "string"}},
-    {"name": "state", "in": "query", "required": False, "description": "Only tasks in this state.",
-     "schema": {"enum": sorted(STATES)}},
+    {"name": "state", "in": "query", "required": False,
+     "description": "Only tasks in this state (empty: every state).", "schema": {"enum": ["", *sorted(STATES)]}},
 ]
 
 OPENAPI_PATHS: dict = {
@@ -233,7 +237,8 @@ OPENAPI_PATHS: dict = {
         "operationId": "liveTasks", "summary": "Server-sent events: one `task` event per summary as tasks change",
         "description": "Never ends on its own: the client closes it.",
         "parameters": _FILTERS,
-        "responses": {"200": _sse("`task` events (data: a TaskSummary), `error` events, keepalive comments."),
+        "responses": {"200": _sse_answer("`task` events (data: a TaskSummary), `error` events, keepalive comments.",
+                                          ["task", "error"]),
                       "400": _error("Bad parameter.")}}},
     "/admin/tasks/{task_id}": {"parameters": [_TASK_ID], "get": {
         "operationId": "getTask", "summary": "One task: its summary and the A2A Task (ProtoJSON)",
@@ -241,7 +246,8 @@ OPENAPI_PATHS: dict = {
                       "404": _error("No such task.")}}},
     "/admin/tasks/{task_id}/events": {"parameters": [_TASK_ID], "get": {
         "operationId": "taskEvents", "summary": "Server-sent events: the task, then each of its events until it ends",
-        "responses": {"200": _sse("`event` events (data: an A2A StreamResponse), then `end`."),
+        "responses": {"200": _sse_answer("`event` events (data: an A2A StreamResponse), then `end`.",
+                                          ["event", "error", "end"]),
                       "404": _error("No such task.")}}},
     "/admin/tasks/{task_id}/cancel": {"parameters": [_TASK_ID], "post": {
         "operationId": "cancelTask", "summary": "Cancel a task, whoever created it",

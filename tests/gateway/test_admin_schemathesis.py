@@ -13,7 +13,7 @@ from schemathesis import GenerationMode
 
 from .fuzz_cases import ADMIN_AUTH, ADMIN_TOKEN, NEVER_ENDS, ThreadedGateway, admin_operations, check_admin_case
 
-EXAMPLES = 15           # per operation and mode; POST /admin/agents resolves each host it is given
+EXAMPLES = 25           # per operation and mode; POST /admin/agents resolves each host it is given
 OPERATIONS = ["POST /admin/agents", "GET /admin/agents", "GET /admin/agents/{name}", "DELETE /admin/agents/{name}",
               "POST /admin/agents/{name}/refresh", "GET /admin/tasks", "GET /admin/tasks/{task_id}",
               "GET /admin/tasks/{task_id}/events", "POST /admin/tasks/{task_id}/cancel"]
@@ -25,9 +25,11 @@ def gateway(tmp_path_factory):
     settings_ = {"lite": {"data_dir": str(tmp_path_factory.mktemp("schemathesis") / "engine"), "tick": 0.005},
                  "gateway": {"demo": True, "a2a_wait_seconds": 5, "bearer_tokens": [ADMIN_TOKEN]}}
     with ThreadedGateway(settings_) as gw, httpx.Client(base_url=gw.base, timeout=30, headers=ADMIN_AUTH) as http:
-        done = http.post("/agents/echo/", headers={"A2A-Version": "1.0"}, json={"jsonrpc": "2.0", "id": 1, "method": "SendMessage", "params": {
-            "message": {"messageId": "m-1", "role": "ROLE_USER", "parts": [{"text": "hello"}]}}})
+        message = {"messageId": "m-1", "role": "ROLE_USER", "parts": [{"text": "hello"}]}
+        done = http.post("/agents/echo/", headers={"A2A-Version": "1.0"},
+                         json={"jsonrpc": "2.0", "id": 1, "method": "SendMessage", "params": {"message": message}})
         assert done.json()["result"]["task"]["status"]["state"] == "TASK_STATE_COMPLETED", done.text
+        gw.task_id = done.json()["result"]["task"]["id"]
         gw.operations = {op.label: op for op in admin_operations(gw.base)}
         yield gw
 
@@ -64,6 +66,18 @@ def test_a_host_header_the_standard_library_cannot_split_does_not_break_register
     response = httpx.post(f"{gateway.base}/admin/agents", headers=ADMIN_AUTH | {"Host": "[::1"},
                           json={"card_url": "http://127.0.0.1:9/"})
     assert response.status_code < 500, response.text
+    assert not gateway.tracebacks
+
+
+@pytest.mark.parametrize("operation", sorted(NOTHING_TO_NEGATE))
+def test_the_answers_about_a_real_task_conform_to_the_document(gateway, operation):
+    # generated ids name no task (404): the 200 answers, the event stream's included, need a real one
+    case = gateway.operations[operation].Case(path_parameters={"task_id": gateway.task_id})
+    response = case.call(headers=ADMIN_AUTH, timeout=30)
+    assert response.status_code == (409 if operation.endswith("/cancel") else 200), response.text
+    if operation.endswith("/events"):
+        assert response.text.startswith("event: event\n") and response.text.endswith("event: end\ndata: {}\n\n")
+    check_admin_case(case)
     assert not gateway.tracebacks
 
 
