@@ -99,7 +99,7 @@ def state_of(event: a2a_pb2.StreamResponse) -> int:
 # ------------------------------------------------------------------ gateway processes
 
 class GatewayProcess:
-    def __init__(self, engine_target: str, *, push: dict | None = None, start_timeout: float = 20.0) -> None:
+    def __init__(self, engine_target: str, *, push: dict | None = None, start_timeout: float = 60.0) -> None:
         self.settings = {"backend": "lite", "lite": {"mode": "remote", "target": engine_target},
                          "push": push or {}}
         self.start_timeout = start_timeout

@@ -1,5 +1,5 @@
 """`topicbridge agents ...` and `topicbridge tasks ...`: a running gateway's admin API from the
-shell, as tables (cli_render.py) or, with --json, the gateway's JSON. They work against any
+shell, as tables (render.py) or, with --json, the gateway's JSON. They work against any
 instance: tasks are read from the shared task index and followed from their reply channels."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import argparse
 import json
 from urllib.parse import quote
 
-from . import cli_render as render
-from .cli_http import TASK_UNSUCCESSFUL, CliExit, call, common_options, positive, stream
+from . import render
+from .http import TASK_UNSUCCESSFUL, CliExit, call, common_options, positive, stream
 
 EXIT_CODES = ("Exit codes: 0 done, 1 the gateway refused (its error on stderr), 2 bad usage, "
               "3 the gateway could not be reached, 4 (tasks watch) the task ended failed, canceled or rejected.")

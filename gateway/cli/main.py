@@ -43,8 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     mcp.add_argument("--embedded", action="store_true", help="run a gateway in this process instead")
     mcp.add_argument("--config", default=None, help="with --embedded: TOML config file (default: $TOPICBRIDGE_CONFIG)")
 
-    from gateway import cli_admin
-    cli_admin.add_commands(commands)      # agents, tasks
+    from . import admin
+    admin.add_commands(commands)      # agents, tasks
 
     args = parser.parse_args(argv)
     if args.command == "serve":
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         from gateway.mcp_stdio import main as mcp_stdio
         return mcp_stdio(url=args.url, token=args.token, embedded_gateway=args.embedded, config=args.config)
     if args.command in ("agents", "tasks"):
-        return cli_admin.run(args)
+        return admin.run(args)
     return 2
 
 
@@ -111,6 +111,3 @@ def stable_instance_id(port: int) -> str:
     host = re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname())[:36] or "host"
     return f"gw-{host}-{port}"
 
-
-if __name__ == "__main__":
-    sys.exit(main())
