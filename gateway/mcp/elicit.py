@@ -33,7 +33,7 @@ from mcp_types import INVALID_PARAMS
 from gateway.errors import mcp_error
 from gateway.tasks.errors import TaskError
 from .results import json_value, status_text, task_meta
-from .tasks import Call
+from . import tasks as _tasks   # at call time: tasks.py imports task_input.py, which imports this
 
 ANSWER = "answer"
 _KEY = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
@@ -135,7 +135,7 @@ def declined(task: a2a_pb2.Task, action: str) -> dict:
             "_meta": {"io.topicbridge/task": task_meta(task)}}
 
 
-async def continue_retry(tasks, capability: str, params) -> tuple[Call | None, dict | None]:
+async def continue_retry(tasks, capability: str, params) -> tuple[_tasks.Call | None, dict | None]:
     """A 2026-07-28 retry carrying the answer: (the continued call, None), or (None, the result)
     when the user declined or cancelled."""
     action, content = response_content(params.input_responses)
@@ -144,7 +144,7 @@ async def continue_retry(tasks, capability: str, params) -> tuple[Call | None, d
         task_id = task.id
         if action == "accept":
             task, watch = await tasks.resume(task_id, answer_message(content), capability=capability)
-            return Call(task, watch), None
+            return _tasks.Call(task, watch), None
         if action == "cancel":
             await tasks.cancel(task_id, "the user cancelled the agent's question")
         return None, declined(task, action)
@@ -152,7 +152,8 @@ async def continue_retry(tasks, capability: str, params) -> tuple[Call | None, d
         raise mcp_error(e, f"requestState: {e.reason}") from None
 
 
-async def ask_session(ctx, tasks, capability: str, call: Call, wait: float, spawn) -> tuple[Call, bool | dict]:
+async def ask_session(ctx, tasks, capability: str, call: _tasks.Call, wait: float,
+                      spawn) -> tuple[_tasks.Call, bool | dict]:
     """2025-11-25: ask on the session while the task waits for input; each accepted answer
     continues it and the call waits again. (call, finished), or (call, result) when the user
     would not answer."""
@@ -168,7 +169,7 @@ async def ask_session(ctx, tasks, capability: str, call: Call, wait: float, spaw
             task, watch = await tasks.resume(call.task.id, answer_message(answer.content), capability=capability)
         except TaskError as e:
             raise mcp_error(e) from None
-        call = Call(task, watch)
+        call = _tasks.Call(task, watch)
         spawn(call.pump())
         finished = await call.wait(wait, ctx.session.report_progress) if wait > 0 else False
     return call, finished

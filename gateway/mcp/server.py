@@ -281,7 +281,9 @@ class McpSurface:
                 raise missing_tasks_extension()
             raise MCPError(METHOD_NOT_FOUND, f"Tool {entry.name!r} must be called as a task (the 'task' param)")
         if legacy_task or entry.task_support == "required":
-            return True, 0.0
+            # A question the agent asks at once is asked before the task is created (MRTR), as the
+            # tasks extension's "Task Creation" says a server SHOULD; only then is there a task.
+            return True, self.task_wait if modern and not legacy_task and elicit.supported(ctx) else 0.0
         return as_task, self.task_wait if as_task else self.call_wait
 
     async def _call_capability(self, ctx, entry: ToolEntry, arguments: dict, legacy_task: bool,
@@ -309,7 +311,7 @@ class McpSurface:
                 self._spawn(self._cancel(call.task.id))       # the client gave up: so does the task
             raise
         task = call.task
-        if finished and not legacy_task:
+        if finished and not legacy_task and not (as_task and entry.task_support == "required"):
             if call.task.status.state == a2a_pb2.TASK_STATE_REJECTED:
                 raise rejection(call.task)
             result = tool_result(call.task, entry.output_schema, self.inline_limit)

@@ -6,10 +6,11 @@ answer for it. What MCP needs beyond the folded task is kept in the `mcp-tasks` 
 before a task id is handed out (so a `tasks/get` for it resolves at once, on any instance):
 
     key: task id   value: {"capability": str, "created": unix time, "owner": str | null,
-                           "cancelled": bool}
+                           "cancelled": bool, "answers": {input request key: content}}
 
 `owner` binds the task to the bearer token that created it (a digest, never the token);
-`cancelled` makes a 2025-11-25 `tasks/cancel` stick, as that revision requires.
+`cancelled` makes a 2025-11-25 `tasks/cancel` stick, as that revision requires; `answers` holds
+the answers to an agent's questions until every one of the round has come (task_input.py).
 
 Two wire forms, chosen by the era of each request:
 - 2026-07-28, extension `io.modelcontextprotocol/tasks`: `tools/call` may answer a flat
@@ -20,10 +21,11 @@ Two wire forms, chosen by the era of each request:
   `tasks/get`, blocking `tasks/result`, `tasks/cancel`. No `tasks/list`: without an
   authorization context to scope it, a list would show every caller's tasks.
 
-State mapping (A2A -> MCP): submitted/working -> working; completed, input-required and
-auth-required (the gateway cannot resume them, so they end the call with the agent's question)
--> completed; failed -> completed with `isError` (2026: a tool error) or failed (2025);
-rejected -> failed with a JSON-RPC error (the agent refused the request); canceled -> cancelled.
+State mapping (A2A -> MCP): submitted/working -> working; input-required -> input_required when
+the request's client declared elicitation (the question is asked and answered as task_input.py
+says); else input-required and auth-required end the task with the agent's question ->
+completed; failed -> completed with `isError` (2026: a tool error) or failed (2025); rejected ->
+failed with a JSON-RPC error (the agent refused the request); canceled -> cancelled.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ import hashlib
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Awaitable, Callable
 
@@ -48,22 +50,24 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import Field
 
 from adapters.base import Backend
-from adapters.errors import BackendError
+from adapters.errors import BackendError, ConflictError
 
 from gateway.errors import codes_of, mcp_error
 from gateway.tasks import fold
 from gateway.tasks.errors import NotCancelableError, TaskNotFoundError
 from gateway.tasks.service import TaskError, TaskService, Watch
+from . import task_input
+from .task_input import RELATED_TASK
 from .results import status_text, task_meta, tool_result
 
 log = logging.getLogger("topicbridge.mcp")
 
 TASKS_EXTENSION = "io.modelcontextprotocol/tasks"
-RELATED_TASK = "io.modelcontextprotocol/related-task"
 IMMEDIATE_RESPONSE = "io.modelcontextprotocol/model-immediate-response"
 TABLE = "mcp-tasks"
 TTL_MS = 24 * 3600 * 1000       # reply channels idle out after a day; the task index keeps the task
 POLL_MS = 500
+CHANGE_ATTEMPTS = 8             # conditional writes of one record racing other instances
 
 _WORKING = {a2a_pb2.TASK_STATE_UNSPECIFIED, a2a_pb2.TASK_STATE_SUBMITTED, a2a_pb2.TASK_STATE_WORKING}
 
@@ -115,6 +119,7 @@ class TaskRecord:
     created: float
     owner: str | None = None
     cancelled: bool = False
+    answers: dict = field(default_factory=dict)
 
 
 class TaskRecords:
@@ -141,6 +146,28 @@ class TaskRecords:
             log.warning("unreadable mcp task record %s", task_id)
             return None
         return record if record.owner is None or record.owner == owner else None
+
+    async def change(self, task_id: str, owner: str | None, edit: Callable[[TaskRecord], object]):
+        """Apply `edit` to the record with a conditional write, again when another writer came
+        first; `edit`'s return value, or None when the record is missing or another caller's."""
+        for _ in range(CHANGE_ATTEMPTS):
+            row = await self._table.read(task_id) if 0 < len(task_id) <= 128 else None
+            if row is None:
+                return None
+            try:
+                record = TaskRecord(**json.loads(row[0]))
+            except (ValueError, TypeError):
+                return None
+            if record.owner is not None and record.owner != owner:
+                return None
+            outcome = edit(record)
+            try:
+                await self._table.put(task_id, json.dumps(asdict(record), separators=(",", ":")).encode(),
+                                      expect=row[1])
+                return outcome
+            except ConflictError:
+                continue
+        raise ConflictError(f"mcp task record {task_id!r} kept changing under {CHANGE_ATTEMPTS} writes")
 
     async def recent(self, owner: str | None, *, scan: int, limit: int) -> list[tuple[str, TaskRecord]]:
         """The caller's newest records among the first `scan` of the table (a bounded read)."""
@@ -224,12 +251,15 @@ def updated_at(task: a2a_pb2.Task, record: TaskRecord) -> str:
     return iso(record.created)
 
 
-def mcp_status(task: a2a_pb2.Task, record: TaskRecord, *, modern: bool) -> str:
+def mcp_status(task: a2a_pb2.Task, record: TaskRecord, *, modern: bool, asking: bool = False) -> str:
+    """`asking`: the requesting client can answer the agent's question (task_input.shown)."""
     state = task.status.state
     if record.cancelled and not modern:
         return "cancelled"
     if state in _WORKING:
         return "working"
+    if asking and state == a2a_pb2.TASK_STATE_INPUT_REQUIRED:
+        return "input_required"
     if state == a2a_pb2.TASK_STATE_CANCELED:
         return "cancelled"
     if state == a2a_pb2.TASK_STATE_REJECTED or (state == a2a_pb2.TASK_STATE_FAILED and not modern):
@@ -238,9 +268,9 @@ def mcp_status(task: a2a_pb2.Task, record: TaskRecord, *, modern: bool) -> str:
 
 
 def modern_task(task: a2a_pb2.Task, record: TaskRecord, output_schema: dict | None, *,
-                detailed: bool) -> dict:
-    """A 2026-07-28 Task; `detailed` inlines the result or error (tasks/get)."""
-    status = mcp_status(task, record, modern=True)
+                detailed: bool, asking: bool = False) -> dict:
+    """A 2026-07-28 Task; `detailed` inlines the result, error or input requests (tasks/get)."""
+    status = mcp_status(task, record, modern=True, asking=asking)
     wire = {"taskId": task.id, "status": status, "createdAt": iso(record.created),
             "lastUpdatedAt": updated_at(task, record), "ttlMs": TTL_MS, "pollIntervalMs": POLL_MS}
     if text := status_text(task):
@@ -250,12 +280,15 @@ def modern_task(task: a2a_pb2.Task, record: TaskRecord, output_schema: dict | No
     elif detailed and status == "failed":
         error = rejection(task).error
         wire["error"] = {"code": error.code, "message": error.message, "data": error.data}
+    elif detailed and status == "input_required":
+        wire["inputRequests"] = task_input.outstanding(task, record.answers)
     return wire
 
 
-def legacy_task(task: a2a_pb2.Task, record: TaskRecord) -> dict:
+def legacy_task(task: a2a_pb2.Task, record: TaskRecord, *, asking: bool = False) -> dict:
     """A 2025-11-25 Task."""
-    wire = {"taskId": task.id, "status": mcp_status(task, record, modern=False), "createdAt": iso(record.created),
+    wire = {"taskId": task.id, "status": mcp_status(task, record, modern=False, asking=asking),
+            "createdAt": iso(record.created),
             "lastUpdatedAt": updated_at(task, record), "ttl": TTL_MS, "pollInterval": POLL_MS}
     if text := status_text(task):
         wire["statusMessage"] = text
@@ -310,23 +343,28 @@ class TaskMethods:
 
     async def get(self, ctx, params: TaskIdParams) -> dict:
         task, record = await self._load(ctx, params)
+        asking = task_input.shown(ctx, task)
         if is_modern(ctx.protocol_version):
-            return modern_task(task, record, self.output_schema(record.capability), detailed=True)
-        return legacy_task(task, record)
+            return modern_task(task, record, self.output_schema(record.capability), detailed=True, asking=asking)
+        return legacy_task(task, record, asking=asking)
 
     async def update(self, ctx, params: UpdateTaskParams) -> dict:
+        """2026-07-28: answers to the task's input requests (task_input.py); always an empty ack."""
         if not is_modern(ctx.protocol_version):
             raise MCPError(METHOD_NOT_FOUND, "Method not found", data="tasks/update")
-        await self._load(ctx, params)     # the gateway never asks for input: nothing is outstanding
+        task, record = await self._load(ctx, params)
+        with reported_errors():
+            await task_input.update(self.tasks, self.records, task, record, self.principal(ctx),
+                                    params.input_responses)
         return {}
 
     async def cancel(self, ctx, params: TaskIdParams) -> dict:
         task, record = await self._load(ctx, params)
         modern = is_modern(ctx.protocol_version)
-        if fold.is_final(task.status.state) or record.cancelled:
+        status = mcp_status(task, record, modern=modern, asking=task_input.shown(ctx, task))
+        if status not in ("working", "input_required") or record.cancelled:
             if modern:
                 return {}
-            status = mcp_status(task, record, modern=False)
             raise mcp_error(NotCancelableError(task.id, f"task {task.id!r} is {status}"),
                             f"{NOT_CANCELABLE_MESSAGE} '{status}'")
         try:
@@ -349,11 +387,11 @@ class TaskMethods:
         if is_modern(ctx.protocol_version):
             raise MCPError(METHOD_NOT_FOUND, "Method not found", data="tasks/result")
         task, record = await self._load(ctx, params)
-        if not fold.is_final(task.status.state) and not record.cancelled:
-            with reported_errors():
-                async for event in self.tasks.subscribe(task.id):   # blocks until the task ends
-                    fold.apply(task, event)
-        if record.cancelled and not fold.is_final(task.status.state):
+        if not record.cancelled:
+            with reported_errors():     # blocks until the task ends, asking its questions on the way
+                task = await task_input.ask_until_final(ctx, self.tasks, self.records, task, record,
+                                                        self.principal(ctx))
+        if record.cancelled and task.status.state not in fold.TERMINAL:
             task.status.state = a2a_pb2.TASK_STATE_CANCELED
         if task.status.state == a2a_pb2.TASK_STATE_REJECTED:
             raise rejection(task)

@@ -164,6 +164,28 @@ def asking(form: dict, question: str | None, answer: str, *more: tuple[dict, str
     return handler
 
 
+CONFIRM_FORM = _form("confirm", "confirm", "boolean")
+
+
+def asking_in_a_task(*forms: dict, question: str, answer: str, after: float = 1.5):
+    """An agent that works `after` seconds (so a tasks-aware call has become a task by then: the
+    gateway waits mcp_task_wait_seconds before making one), then asks with all `forms` at once
+    (one input request each) and completes with `answer` formatted with the user's content."""
+    async def handler(task):
+        if task.turn == 0:
+            await task.working("checking")
+            await asyncio.sleep(after)  # sleep-ok: the fixture agent's work before it asks
+            parts = []
+            for form in forms:
+                part = a2a_pb2.Part(media_type="application/schema+json")
+                json_format.ParseDict(form, part.data)
+                parts.append(part)
+            await task.status(a2a_pb2.TASK_STATE_INPUT_REQUIRED, question.format(**_args(task)), parts=parts)
+            return
+        await task.complete(answer.format(content=json.dumps(_args(task))))
+    return handler
+
+
 _generated = itertools.count()
 
 
@@ -220,6 +242,14 @@ def fixtures(registry: Registry) -> list[tuple[str, object, dict, dict | None, s
             "seconds": {"type": "number", "minimum": 0}, "label": {"type": "string"}}}, None, "optional"),
         ("failing_job", failing_job, NO_ARGUMENTS, None, "required"),
         ("protocol_error_job", protocol_error_job, NO_ARGUMENTS, None, "required"),
+        ("confirm_delete", asking_in_a_task(CONFIRM_FORM, question="Delete {filename}?", answer="delete: {content}"),
+         {"type": "object", "properties": {"filename": {"type": "string"}}, "required": ["filename"]}, None,
+         "optional"),
+        ("multi_input", asking_in_a_task(_form("name", "name"), CONFIRM_FORM, question="Your name, and confirm?",
+                                         answer="multi: {content}"), NO_ARGUMENTS, None, "optional"),
+        # Asks at once, so a tasks-aware client gets the question before the task (MRTR), then the task.
+        ("test_tool_with_task", asking(NAME_FORM, "What is your name?", "Hello, {content}"), NO_ARGUMENTS, None,
+         "required"),
     ]
 
 

@@ -271,3 +271,20 @@ class LegacyPeer:
                       if line.startswith("data:") and line[5:].strip()]      # a priming event has no data
             return next(f for f in frames if "id" in f and f.get("id") == body.get("id"))
         return response.json()
+
+
+class UpdateTaskParams(TaskIdParams):
+    input_responses: dict = Field(alias="inputResponses")
+
+
+class UpdateTask(types.Request[UpdateTaskParams, Literal["tasks/update"]]):
+    method: Literal["tasks/update"] = "tasks/update"
+    params: UpdateTaskParams
+    name_param = "taskId"
+
+
+async def update_task(session, task_id: str, responses: dict) -> dict:
+    """2026-07-28 tasks/update: `responses` (key -> elicitation result) as the wire shows them."""
+    request = UpdateTask(params=UpdateTaskParams(taskId=task_id, inputResponses=responses))
+    result = await session.send_request(request, AnyResult)
+    return result.model_dump(by_alias=True, exclude_none=True)
