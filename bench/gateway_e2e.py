@@ -20,6 +20,8 @@ Three server processes on 127.0.0.1, each uvicorn (uvloop + httptools, one worke
             (batched) to the bare server, which answers 200: what tracing costs per task
   gateway-bridge-sdk  the gateway with `gateway.bridge_lean_call = false`: its bridge calls the
             agent through the a2a-sdk client also for blocking calls (started only for bridged_sdk)
+  gateway-bridge-httpx  the gateway with `gateway.bridge_lean_http = "httpx"`: its lean blocking
+            call posted on the httpx client instead of the gateway's own (started only for bridged_httpx)
 
 Targets, each driven by `wrk -t1` with a Lua body at every concurrency (connections):
 
@@ -28,6 +30,7 @@ Targets, each driven by `wrk -t1` with a Lua body at every concurrency (connecti
   native_nometrics, native_traced  the same on gateway-nometrics and gateway-traced
   bridged   POST /agents/remote-echo/  gateway -> engine -> bridge -> agent over HTTP -> back
   bridged_sdk  the same on gateway-bridge-sdk: what the bridge's lean call saves
+  bridged_httpx  the same on gateway-bridge-httpx: what the gateway's own HTTP/1.1 client saves
   direct    POST / on the agent        the agent alone
   direct_stream  the agent alone, SendStreamingMessage: the call a bridge makes to an agent that
             streams (SSE costs the a2a-sdk agent more than one JSON answer)
@@ -69,6 +72,9 @@ ANSWER = "echo: hello"
 
 
 # ---------------------------------------------------------------- servers (child processes)
+
+BRIDGE_OPTIONS = {"gateway-bridge-sdk": {"bridge_lean_call": False},
+                  "gateway-bridge-httpx": {"bridge_lean_http": "httpx"}}
 
 def gateway_settings(backend: str, data_dir: str | None, lean: bool = True, observability: dict | None = None,
                      gateway: dict | None = None) -> dict:
@@ -112,7 +118,7 @@ async def _serve(kind: str, args) -> None:
     if kind.startswith("gateway"):
         serving = await _serve_gateway(sock, args.backend, args.data_dir, args.agent_url, kind != "gateway-sdk",
                                        observability(kind, args.otlp_url),
-                                       {"bridge_lean_call": False} if kind == "gateway-bridge-sdk" else None)
+                                       BRIDGE_OPTIONS.get(kind))
     else:
         app = bare_app() if kind == "bare" else sdk_echo_app(f"http://127.0.0.1:{port}")
         serving = await start_uvicorn(app, sock)
@@ -140,6 +146,9 @@ class Servers:
             self.bridge_sdk = self._start("gateway-bridge-sdk", *args,
                                           *(["--data-dir", data_dir + "-bridge-sdk"] if data_dir else [])) \
                 if not only or "bridged_sdk" in only else None
+            self.bridge_httpx = self._start("gateway-bridge-httpx", *args,
+                                            *(["--data-dir", data_dir + "-bridge-httpx"] if data_dir else [])) \
+                if not only or "bridged_httpx" in only else None
         except BaseException:
             self.stop()
             raise
@@ -147,7 +156,8 @@ class Servers:
         self.pid_of = {"native": self.gateway.process.pid, "native_sdk": self.gateway_sdk.process.pid,
                        "native_nometrics": self.gateway_off.process.pid,
                        "native_traced": self.gateway_traced.process.pid, "bridged": self.gateway.process.pid}
-        self.agent_pid_of = {t: self.agent.process.pid for t in ("bridged", "bridged_sdk", "direct", "direct_stream")}
+        self.agent_pid_of = {t: self.agent.process.pid
+                             for t in ("bridged", "bridged_sdk", "bridged_httpx", "direct", "direct_stream")}
         self.targets = {"native": f"{self.gateway.base_url}/agents/echo/",
                         "native_sdk": f"{self.gateway_sdk.base_url}/agents/echo/",
                         "native_nometrics": f"{self.gateway_off.base_url}/agents/echo/",
@@ -158,6 +168,9 @@ class Servers:
         if self.bridge_sdk is not None:
             self.pid_of["bridged_sdk"] = self.bridge_sdk.process.pid
             self.targets["bridged_sdk"] = f"{self.bridge_sdk.base_url}/agents/{REMOTE}/"
+        if self.bridge_httpx is not None:
+            self.pid_of["bridged_httpx"] = self.bridge_httpx.process.pid
+            self.targets["bridged_httpx"] = f"{self.bridge_httpx.base_url}/agents/{REMOTE}/"
 
     def _start(self, *args: str) -> Child:
         child = Child(MODULE, "--serve", *args)
@@ -247,6 +260,12 @@ def summary(results: dict, concurrency: list[int]) -> dict:
         # the bridge's lean blocking call against the a2a-sdk client, same run
         f"bridged_lean_vs_sdk_{top}": lambda: round(rate("bridged") / rate("bridged_sdk"), 3),
         f"bridged_lean_vs_sdk_cpu_{top}": lambda: round(cpu("bridged") / cpu("bridged_sdk"), 3),
+        # the gateway's own HTTP/1.1 client against httpx for the lean call, same run
+        f"bridged_http1_vs_httpx_{top}": lambda: round(rate("bridged") / rate("bridged_httpx"), 3),
+        f"bridged_http1_vs_httpx_cpu_{top}": lambda: round(cpu("bridged") / cpu("bridged_httpx"), 3),
+        f"bridged_http1_vs_httpx_cpu_{one}": lambda: round(results["bridged"][one]["cpu_us_per_task"]
+                                                           / results["bridged_httpx"][one]["cpu_us_per_task"], 3),
+        f"bridged_cpu_us_per_task_{top}": lambda: cpu("bridged"),
         f"bridged_agent_cpu_vs_direct_{top}": lambda: round(results["bridged"][top]["agent_cpu_us_per_task"]
                                                              / results["direct"][top]["agent_cpu_us_per_task"], 3),
         # metrics on (the default) against observability.metrics = false, same run
@@ -276,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=sizes, default=[1, 64])
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds of load before each target")
     parser.add_argument("--serve", choices=["bare", "agent", "gateway", "gateway-sdk", "gateway-nometrics",
-                                            "gateway-traced", "gateway-bridge-sdk"], help=argparse.SUPPRESS)
+                                            "gateway-traced", "gateway-bridge-sdk", "gateway-bridge-httpx"], help=argparse.SUPPRESS)
     parser.add_argument("--otlp-url", help=argparse.SUPPRESS)
     parser.add_argument("--rounds", type=int, default=1, help="targets take turns this many times (median kept)")
     parser.add_argument("--targets", type=lambda text: text.split(","), default=None,

@@ -67,7 +67,7 @@ class Gateway:
                                    timeout=options["task_timeout_seconds"], retention=options["task_retention_seconds"])
         self.bridges = Bridges(self.backend, self.registry, AddressPolicy.from_settings(settings),
                                supervisor=self.supervisor, max_response_bytes=options["max_agent_response_bytes"],
-                               lean_call=options["bridge_lean_call"])
+                               lean_call=options["bridge_lean_call"], lean_http=options["bridge_lean_http"])
         self.push = PushService(self.backend, PushSettings.from_settings(settings), supervisor=self.supervisor)
         self.tasks.on_event.append(self.push.on_event)      # the relay publishes push jobs
         self.a2a = A2ASurface(self.tasks, self.registry, self.push, blocking_wait=options["a2a_wait_seconds"],

@@ -4,7 +4,8 @@ events; `bridge.py` makes the calls):
     remote Task snapshot   -> its new agent messages, changed artifacts, then its status
     status / artifact / message events -> the same event, under the gateway's task and context ids
     a Message answering the call (no task) -> TaskContext.reply: the caller gets a Message too
-    remote SUBMITTED       -> WORKING (the gateway's task is already in a worker's hands)
+    remote SUBMITTED       -> WORKING (the gateway's task is already in a worker's hands; relayed
+                              only when the worker did not announce WORKING itself)
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from .worker import TaskContext
 class Relay:
     """Republishes one remote task's events as the gateway's task."""
 
-    def __init__(self, ctx: TaskContext, remote: dict | None = None, remember=None) -> None:
+    def __init__(self, ctx: TaskContext, remote: dict | None = None, remember=None, *, announced: bool = True) -> None:
         """`remote`: the agent's ids of the task a continuation continues; `remember(relay)` is
-        awaited before an interrupted state is relayed."""
+        awaited before an interrupted state is relayed; `announced`: the worker published WORKING."""
         self.ctx = ctx
         self.remote_id = remote["task_id"] if remote else ""
         self.remote_context = remote["context_id"] if remote else ""
@@ -28,7 +29,7 @@ class Relay:
         self._remember = remember
         self.sent = False           # a request left for the agent
         self.started = False        # something came back
-        self._state = a2a_pb2.TASK_STATE_WORKING     # the worker announced WORKING before the handler ran
+        self._state = a2a_pb2.TASK_STATE_WORKING if announced else a2a_pb2.TASK_STATE_SUBMITTED
         # On a continuation, the messages of earlier turns are in the gateway's task already.
         self._earlier: set[str] = {m.message_id for m in ctx.history} if remote else set()
         self._messages: set[str] = set(self._earlier)

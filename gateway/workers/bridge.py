@@ -5,7 +5,9 @@ bridges.py, watches the registry), so the capability's consumer group spreads ta
 bridge is a `Worker` whose handler forwards the task to the agent and republishes each event on
 the task's reply channel under the gateway's task and context ids (`agent_relay.py`). A caller
 that blocks (`call_mode.py`) gets one SendMessage to the agent, written by `lean_call.py` for a
-JSON-RPC 1.x agent; other callers go through the a2a-sdk client, streaming when the agent's card
+JSON-RPC 1.x agent and posted on the gateway's own HTTP/1.1 client (gateway/http/http1.py), with
+no WORKING published before it (nobody sees one: the caller waits for the end, and the task
+stays SUBMITTED until the agent answers); other callers go through the a2a-sdk client, streaming when the agent's card
 says it streams. The agent's credentials, if it was registered with some (`credentials.py`), go
 with every request.
 
@@ -51,6 +53,7 @@ from adapters.errors import BackendError
 
 from gateway import metrics, tracing
 from gateway.tasks import fold
+from gateway.http.http1 import OriginClient
 from gateway.http.outbound import AddressPolicy, RefusedURLError, guarded_client
 from gateway.registry.cardfetch import bridgeable_interfaces
 from gateway.registry.capabilities import Capability, Registry
@@ -134,19 +137,21 @@ class Bridge:
     def __init__(self, backend: Backend, registry: Registry, capability: Capability, policy: AddressPolicy, *,
                  attempts: int = ATTEMPTS, backoff: float = BACKOFF, read_timeout: float = READ_TIMEOUT,
                  concurrency: int = 64, invisible: float = 10.0, max_response_bytes: int | None = None,
-                 lean_call: bool = True, supervisor: Supervisor | None = None) -> None:
+                 lean_call: bool = True, lean_http: str = "http1", supervisor: Supervisor | None = None) -> None:
         self.capability = capability
         self.name = capability.name
         self.registry = registry
         self.policy = policy
         self.attempts, self.backoff, self.read_timeout = attempts, backoff, read_timeout
         self.max_response_bytes, self.limit_setting = response_cap(max_response_bytes, backend)
-        self.worker = Worker(backend, capability.name, self._forward, concurrency=concurrency, invisible=invisible,
-                             supervisor=supervisor)
         self.card = json_format.ParseDict(capability.card, a2a_pb2.AgentCard(), ignore_unknown_fields=True)
         interfaces = bridgeable_interfaces(self.card)
         self.url = interfaces[0].url if interfaces else capability.card_url
         self.lean_url = lean_call_url(self.card) if lean_call else None     # blocking calls skip the SDK client
+        self.lean_http = lean_http          # what posts them: "http1" (gateway/http/http1.py) or "httpx"
+        self._origin: OriginClient | None = None
+        self.worker = Worker(backend, capability.name, self._forward, concurrency=concurrency, invisible=invisible,
+                             supervisor=supervisor, announce=self._announces)
         self.health = capability.status
         self._https: list[httpx.AsyncClient] = []
         self._clients: list = []              # one a2a-sdk client per connection pool
@@ -173,6 +178,10 @@ class Bridge:
         self._https = [guarded_client(self.policy, timeout=timeout, limits=limits, event_hooks=hooks,
                                       max_response_bytes=self.max_response_bytes, limit_setting=self.limit_setting)
                        for _ in range(pools)]
+        if self.lean_url and self.lean_http == "http1":
+            self._origin = OriginClient(self.policy, self.lean_url, connect_timeout=CONNECT_TIMEOUT,
+                                        read_timeout=self.read_timeout, max_response_bytes=self.max_response_bytes,
+                                        limit_setting=self.limit_setting, max_connections=self.worker.concurrency)
         try:
             self._clients = [self._sdk_client(http, streaming=True) for http in self._https]
             self._blocking_clients = [self._sdk_client(http, streaming=False) for http in self._https]
@@ -181,6 +190,16 @@ class Bridge:
             self._broken = f"cannot talk to agent {self.name!r}: {e}"
             await self._set_health("error", self._broken)
         await self.worker.start()
+
+    def _announces(self, envelope) -> bool:
+        """Whether the worker publishes WORKING before the call: not for a lean blocking call."""
+        return not (self.lean_url and call_mode.caller_blocks(envelope.metadata))
+
+    async def _lean_post(self, body: bytes) -> bytes:
+        headers = {**lean_call.HEADERS, **tracing.carrier()}
+        if self.credentials is not None:
+            headers.update(self.credentials.headers(self.name))
+        return await self._origin.post(body, headers)
 
     async def _authorise(self, request: httpx.Request) -> None:
         """Adds the agent's credentials, read from the environment at every call (rotation needs no restart)."""
@@ -196,6 +215,8 @@ class Bridge:
         await self.worker.close()
         for http in self._https:
             await http.aclose()
+        if self._origin is not None:
+            await self._origin.aclose()
 
     # ------------------------------------------------------------ one task
 
@@ -207,7 +228,7 @@ class Bridge:
         if ctx.turn and remote is None:
             await ctx.fail(f"agent {self.name!r}: no record of the agent's task to continue")
             return
-        relay = Relay(ctx, remote, self._remember)
+        relay = Relay(ctx, remote, self._remember, announced=self._announces(ctx.envelope))
         deadline = ctx.envelope.deadline
         self._series.call()
         try:
@@ -251,8 +272,9 @@ class Bridge:
                 self._calls += 1
                 blocking = call_mode.caller_blocks(ctx.envelope.metadata)
                 if blocking and self.lean_url:
-                    http = self._https[self._calls % len(self._https)]
-                    await relay.push(await lean_call.send_message(http, self.lean_url, request.message))
+                    post = self._lean_post if self._origin is not None else \
+                        lean_call.httpx_post(self._https[self._calls % len(self._https)], self.lean_url)
+                    await relay.push(await lean_call.send_message(post, request.message))
                     break
                 clients = self._blocking_clients if blocking else self._clients
                 async for event in clients[self._calls % len(clients)].send_message(request):

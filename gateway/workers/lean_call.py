@@ -4,19 +4,21 @@ The hot call of a bridge: a caller blocks, so the bridge sends one SendMessage a
 Task (or Message) that comes back. Through the a2a-sdk client it cost ~40% of the gateway's CPU
 per bridged task (bench.gateway_e2e, py-spy): interceptors, telemetry wrappers, a request built
 and an answer parsed by google.protobuf.json_format. Here the request is written with the
-gateway's fast ProtoJSON converters (gateway/tasks/protojson.py) and posted on the bridge's own
-guarded httpx client; the answer's task is read the same way, falling back to json_format for
+gateway's fast ProtoJSON converters (gateway/tasks/protojson.py); the answer's task is read the same way, falling back to json_format for
 anything the converters do not know. Errors take the SDK client's shape (`A2AClientError` from
 the httpx error), so the bridge's retry and failure rules hold for both paths.
 
-`gateway.bridge_lean_call = false` sends every call through the a2a-sdk client (the benchmark's
-`bridged_sdk` target measures both in the same run).
+The POST itself goes out on the bridge's own HTTP/1.1 client (gateway/http/http1.py: the same
+guards as the httpx client, a fraction of its CPU); `gateway.bridge_lean_call = "httpx"` posts on
+the guarded httpx client instead, and `false` sends every call through the a2a-sdk client (the
+benchmark's `bridged_httpx` and `bridged_sdk` targets measure them against the default in one run).
 """
 
 from __future__ import annotations
 
 import json
 import os
+from typing import Awaitable, Callable
 
 import httpx
 from a2a.client.errors import A2AClientError, A2AClientTimeoutError
@@ -27,6 +29,7 @@ from google.protobuf import json_format
 from gateway.tasks import protojson
 
 HEADERS = {"Content-Type": "application/json", "Accept": "application/json", "A2A-Version": "1.0"}
+Post = Callable[[bytes], Awaitable[bytes]]      # the request's body -> the answer's body (httpx errors)
 _TASK_KEYS = frozenset({"id", "contextId", "status", "artifacts", "history", "kind"})
 
 
@@ -48,12 +51,10 @@ def request_body(message: a2a_pb2.Message) -> bytes:
                       separators=(",", ":")).encode()
 
 
-async def send_message(http: httpx.AsyncClient, url: str, message: a2a_pb2.Message) -> a2a_pb2.StreamResponse:
+async def send_message(post: Post, message: a2a_pb2.Message) -> a2a_pb2.StreamResponse:
     """The agent's answer to one blocking SendMessage, as the one event the SDK client would yield."""
     try:
-        response = await http.post(url, content=request_body(message), headers=HEADERS)
-        response.raise_for_status()
-        doc = json.loads(response.content)
+        doc = json.loads(await post(request_body(message)))
     except httpx.TimeoutException as e:
         raise A2AClientTimeoutError("Client Request timed out") from e
     except httpx.HTTPStatusError as e:
@@ -63,6 +64,15 @@ async def send_message(http: httpx.AsyncClient, url: str, message: a2a_pb2.Messa
     except (ValueError, RecursionError) as e:       # not JSON (a JSONDecodeError is a ValueError)
         raise A2AClientError(f"JSON Decode Error: {e}") from e
     return answer(doc)
+
+
+def httpx_post(http: httpx.AsyncClient, url: str) -> Post:
+    """A Post on an httpx client (its hooks add credentials and traceparent)."""
+    async def post(body: bytes) -> bytes:
+        response = await http.post(url, content=body, headers=HEADERS)
+        response.raise_for_status()
+        return response.content
+    return post
 
 
 def answer(doc: object) -> a2a_pb2.StreamResponse:

@@ -63,8 +63,11 @@ class Worker:
     def __init__(self, backend: Backend, capability: str, handler: Handler, *, concurrency: int = 16,
                  invisible: float = 10.0, card: dict | a2a_pb2.AgentCard | None = None,
                  input_schema: dict | None = None, output_schema: dict | None = None,
-                 heartbeat: float = 5.0, supervisor: Supervisor | None = None) -> None:
+                 heartbeat: float = 5.0, supervisor: Supervisor | None = None,
+                 announce: Callable[[TaskEnvelope], bool] | None = None) -> None:
         """`supervisor` runs the worker's loops (receive, control, heartbeat); by default its own.
+        `announce(envelope)`: whether WORKING is published as a task starts (by default always;
+        a bridge skips it for a call nobody watches).
         `invisible`: how long a task taken by a worker that died stays hidden from the others (a
         running task is extended every half of it); 10 s is also RocketMQ's shortest."""
         if not channels.is_capability_name(capability):
@@ -73,6 +76,7 @@ class Worker:
         self.ordered_publish = bool(getattr(backend, "ordered_publish", False))
         self.capability = capability
         self.handler = handler
+        self.announce = announce
         self.concurrency = concurrency
         self.invisible = invisible
         self.group = channels.worker_group(capability)
@@ -198,7 +202,8 @@ class Worker:
                         await self._control.subscribe([channels.control_channel(ctx.task_id)])
 
     async def _run(self, ctx: TaskContext) -> None:
-        ctx._announce()
+        if self.announce is None or self.announce(ctx.envelope):
+            ctx._announce()
         work = asyncio.get_running_loop().create_task(self.handler(ctx))
         cancelled = asyncio.get_running_loop().create_task(ctx.cancelled.wait())
         try:

@@ -35,7 +35,7 @@ def run_bench(name: str, concurrency: str) -> dict:
 
 def test_gateway_e2e_reports_every_target_and_the_bridge_overhead():
     out = run_bench("gateway_e2e", "1,2")
-    assert set(out["results"]) == {"native", "native_sdk", "native_nometrics", "native_traced", "bridged", "bridged_sdk", "direct",
+    assert set(out["results"]) == {"native", "native_sdk", "native_nometrics", "native_traced", "bridged", "bridged_sdk", "bridged_httpx", "direct",
                                    "direct_stream", "bare"}
     for target in out["results"].values():
         assert set(target) == {"c1", "c2"}

@@ -72,19 +72,20 @@ async def test_a_send_that_returns_at_once_still_streams_from_the_agent(bridged)
 
 @pytest.mark.parametrize("text", ["the memo", "fail", "message", "ask"])
 async def test_the_lean_blocking_call_answers_as_the_sdk_client_does(text):
-    """The same blocking SendMessage through a gateway whose bridge writes the call itself and one
-    whose bridge goes through the a2a-sdk client: the same answer, ids and timestamps aside."""
+    """The same blocking SendMessage through a gateway whose bridge writes the call itself (posted
+    on its own HTTP/1.1 client, or on httpx) and one whose bridge goes through the a2a-sdk client:
+    the same answer, ids and timestamps aside."""
     answers = []
     async with running_agent(streaming=True) as agent:
-        for lean in (True, False):
-            settings = {**SETTINGS, "gateway": {**SETTINGS["gateway"], "bridge_lean_call": lean}}
+        for options in ({}, {"bridge_lean_http": "httpx"}, {"bridge_lean_call": False}):
+            settings = {**SETTINGS, "gateway": {**SETTINGS["gateway"], **options}}
             async with running_gateway(settings) as gw:
                 await gw.gateway.bridges.register(agent.base_url, name="summariser")
                 answer = (await gw.http.post("/agents/summariser/", json=request("SendMessage", text),
                                              headers=HEADERS)).json()["result"]
                 answers.append(_without_ids(answer))
-        assert agent.executor.methods == ["SendMessage", "SendMessage"]
-    assert answers[0] == answers[1]
+        assert agent.executor.methods == ["SendMessage"] * 3
+    assert answers[0] == answers[1] == answers[2]
     assert answers[0]
 
 
