@@ -7,10 +7,19 @@ Latency is measured per round trip (publish -> reply in hand, wall clock); throu
 trips per second with `concurrency` calls in flight.
 
     python -m bench.backend_roundtrip --backend lite-embedded|lite-remote|kafka|rocketmq
+    python -m bench.backend_roundtrip --backend rocketmq --bootstrap "PROXY|NAMESRV" --concurrency 64
+
+`--bootstrap` uses an already running broker (Kafka "host:port"; RocketMQ "proxy|namesrv", as
+`python -m deploy.rocketmq start` prints them) instead of starting one, so A/B runs are cheap.
+The requester subscribes each task's reply channel `fresh` (a new name, as the gateway's submit
+does); `--subscribe plain` drops that hint, so the backend looks up the group's position as on
+a re-attach (the A/B of the hint on one broker). `--broker-pids` names the running broker's
+local processes (e.g. RocketMQ's proxy and broker JVMs, from `deploy.rocketmq status`) whose
+CPU then counts as the backend's, per round trip.
 
 Every run also measures the embedded lite engine (the in-process baseline) with the same
 workload, and prints the ratio of the backend's figures to it. CPU per round trip (this process,
-plus the engine process for lite-remote) is steadier than throughput on a loaded machine.
+plus the engine process for lite-remote or the `--broker-pids`) is steadier than throughput on a loaded machine.
 """
 
 from __future__ import annotations
@@ -33,8 +42,9 @@ from ._util import emit, progress
 ROOT = Path(__file__).resolve().parents[1]
 
 
-async def roundtrips(backend, *, concurrency: int, total: int, other_cpu=None) -> dict:
-    """`other_cpu()`: CPU seconds used so far by the processes behind `backend` (None: unknown)."""
+async def roundtrips(backend, *, concurrency: int, total: int, other_cpu=None, fresh: bool = True) -> dict:
+    """`other_cpu()`: CPU seconds used so far by the processes behind `backend` (None: unknown);
+    `fresh`: the hint on each reply channel's subscribe (see the module docstring)."""
     run = os.urandom(3).hex()
     cap, parent = f"rt-cap-{run}", f"rt-reply-{run}"
     await backend.create_topic(TopicSpec(cap))
@@ -68,7 +78,7 @@ async def roundtrips(backend, *, concurrency: int, total: int, other_cpu=None) -
             name = f"t{n}-{run}"
             fut = asyncio.get_running_loop().create_future()
             waiting[name] = fut
-            await requester.subscribe([name])
+            await requester.subscribe([name], fresh=fresh)
             start = time.perf_counter()
             await backend.publish(cap, Message(name.encode()))
             end = await asyncio.wait_for(fut, 60)
@@ -113,8 +123,9 @@ def process_cpu(pid: int) -> float:
 
 
 @contextlib.asynccontextmanager
-async def open_backend(name: str, workdir: Path):
-    """Start (and afterwards stop) the backend `name` and whatever process it needs."""
+async def open_backend(name: str, workdir: Path, address: str | None = None, pids: list[int] = ()):
+    """Start (and afterwards stop) the backend `name` and whatever process it needs; a broker
+    backend with an `address` uses that running broker, whose processes `pids` are."""
     if name == "lite-embedded":
         from adapters.factory import engine_config
         from adapters.lite import EmbeddedLiteBackend
@@ -137,30 +148,42 @@ async def open_backend(name: str, workdir: Path):
         finally:
             await backend.close()
             process.stop()
+    elif address is not None:
+        from bench import brokers
+        backend = brokers.new_backend(name, address)
+        await backend.start()
+        try:
+            yield backend, (lambda: sum(map(process_cpu, pids))) if pids else None
+        finally:
+            await backend.close()
     else:
         from bench import brokers
         async with brokers.backend(name, workdir) as backend:
             yield backend, None
 
 
-async def measure(name: str, workdir: Path, total: int, concurrencies: list[int]) -> dict:
+async def measure(name: str, workdir: Path, total: int, concurrencies: list[int], *,
+                  address: str | None = None, pids: list[int] = (), fresh: bool = True) -> dict:
     progress(f"{name}: starting")
-    async with open_backend(name, workdir) as (backend, other_cpu):
+    async with open_backend(name, workdir, address, pids) as (backend, other_cpu):
         out = {}
         for c in concurrencies:
             progress(f"{name}: concurrency {c}")
-            out[f"c{c}"] = await roundtrips(backend, concurrency=c, total=total, other_cpu=other_cpu)
+            out[f"c{c}"] = await roundtrips(backend, concurrency=c, total=total, other_cpu=other_cpu, fresh=fresh)
         return out
 
 
 async def main(args) -> dict:
     with tempfile.TemporaryDirectory(prefix="tb-rt-") as tmp:
         workdir = Path(tmp)
-        baseline = await measure("lite-embedded", workdir, args.roundtrips, args.concurrency)
+        fresh = args.subscribe == "fresh"
+        baseline = await measure("lite-embedded", workdir, args.roundtrips, args.concurrency, fresh=fresh)
         result = {"bench": "backend_roundtrip", "backend": args.backend, "fsync": "batch",
+                  "subscribe": args.subscribe, "broker": "given" if args.bootstrap else "started",
                   "baseline_backend": "lite-embedded", "baseline": baseline}
         if args.backend != "lite-embedded":
-            figures = await measure(args.backend, workdir, args.roundtrips, args.concurrency)
+            figures = await measure(args.backend, workdir, args.roundtrips, args.concurrency,
+                                    address=args.bootstrap, pids=args.broker_pids, fresh=fresh)
             result["figures"] = figures
             result["ratio_vs_baseline"] = {key: _ratios(figures[key], baseline[key]) for key in figures}
         else:
@@ -184,7 +207,18 @@ def parse(argv=None):
                         choices=["lite-embedded", "lite-remote", "kafka", "rocketmq"])
     parser.add_argument("--roundtrips", type=int, default=2000, help="measured round trips per concurrency")
     parser.add_argument("--concurrency", type=lambda s: [int(x) for x in s.split(",")], default=[1, 64])
-    return parser.parse_args(argv)
+    parser.add_argument("--bootstrap", help='a running broker to use instead of starting one: Kafka "host:port", '
+                                            'RocketMQ "proxy|namesrv"')
+    parser.add_argument("--subscribe", choices=["fresh", "plain"], default="fresh",
+                        help="the hint on each reply channel's subscribe (default fresh, as the gateway)")
+    parser.add_argument("--broker-pids", type=lambda s: [int(x) for x in s.split(",")], default=[],
+                        help="with --bootstrap: the broker's local process ids, to count their CPU")
+    args = parser.parse_args(argv)
+    if args.broker_pids and not args.bootstrap:
+        parser.error("--broker-pids needs --bootstrap")
+    if args.bootstrap and args.backend not in ("kafka", "rocketmq"):
+        parser.error(f"--bootstrap is for a broker backend (kafka, rocketmq), not {args.backend}")
+    return args
 
 
 if __name__ == "__main__":
