@@ -291,21 +291,36 @@ OPENAPI: dict = {
                              "description": "The agent card's URL, or the agent's base URL."},
                 "name": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,62}$",
                          "description": "Capability name to use instead of the one derived from the card."},
-                "credentials": {"type": "object", "required": ["type", "token_env"], "additionalProperties": False,
-                                "description": "What the agent requires, sent on every call and card fetch: "
+                "credentials": {"description": "What the agent requires, sent on every call and card fetch: "
                                                "the name of an environment variable of the gateway holding "
                                                "the secret (read at call time; the secret is never stored "
                                                "or returned).",
-                                "properties": {"type": {"enum": ["bearer", "api_key"]},
-                                               "token_env": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
-                                               "header": {"type": "string", "description": "api_key: the header "
-                                                          "(default: the card's API-key scheme's)"}}},
+                                "oneOf": [{"$ref": "#/components/schemas/SecretCredentials"},
+                                          {"$ref": "#/components/schemas/OAuthClientCredentials"}]},
                 "timeout_seconds": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_TIMEOUT,
                                     "description": "How long one turn of a task may run before the gateway "
                                                    "fails it and cancels it at the agent; default "
                                                    "gateway.task_timeout_seconds."},
             },
         },
+        "SecretCredentials": {
+            "type": "object", "required": ["type", "token_env"], "additionalProperties": False,
+            "properties": {"type": {"enum": ["bearer", "api_key"]},
+                           "token_env": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
+                           "header": {"type": "string", "description": "api_key: the header "
+                                      "(default: the card's API-key scheme's)"}}},
+        "OAuthClientCredentials": {
+            "type": "object", "required": ["type", "client_id", "client_secret_env"], "additionalProperties": False,
+            "description": "OAuth 2.0 client credentials (RFC 6749 section 4.4): the gateway gets an access token "
+                           "(HTTP Basic client authentication), caches it until shortly before it expires and "
+                           "sends it as Authorization: Bearer; an agent's 401 gets one new token and a retry.",
+            "properties": {"type": {"const": "oauth2_client_credentials"},
+                           "client_id": {"type": "string", "minLength": 1, "maxLength": 256},
+                           "client_secret_env": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
+                           "scopes": {"type": "array", "maxItems": 64,
+                                      "items": {"type": "string", "pattern": "^[\\x21\\x23-\\x5b\\x5d-\\x7e]+$"}},
+                           "token_url": {"type": "string", "format": "uri", "description": "default: the "
+                                         "token URL of the card's OAuth 2.0 client credentials flow"}}},
         "Capability": {
             "type": "object",
             "required": ["name", "card", "source", "status", "topic"],

@@ -29,6 +29,13 @@ def add_commands(commands) -> None:
                                                              "--api-key-header an API key)")
     register.add_argument("--api-key-header", metavar="NAME", help="send the secret in this header instead of "
                                                                    "Authorization: Bearer")
+    oauth = register.add_argument_group("OAuth 2.0 client credentials (instead of --token-env)")
+    oauth.add_argument("--client-id", help="the gateway's OAuth client id at the agent's token endpoint")
+    oauth.add_argument("--client-secret-env", metavar="VAR", help="the gateway's environment variable holding "
+                                                                   "the client secret")
+    oauth.add_argument("--scope", action="append", dest="scopes", metavar="SCOPE",
+                       help="a scope to ask for (repeatable; default: the token endpoint's)")
+    oauth.add_argument("--token-url", help="the token endpoint (default: the card's client credentials flow)")
     listing = actions.add_parser("list", parents=[common], help="list capabilities, or search them with --query")
     listing.add_argument("--query", "-q", help="rank by relevance to these words, e.g. 'summarise a PDF'")
     listing.add_argument("--limit", type=positive(int))
@@ -71,6 +78,10 @@ def _agents(args) -> None:
         if args.token_env:
             body["credentials"] = {"type": "api_key", "token_env": args.token_env, "header": args.api_key_header} \
                 if args.api_key_header else {"type": "bearer", "token_env": args.token_env}
+        elif args.client_id or args.client_secret_env:     # the gateway names whichever is missing
+            body["credentials"] = {"type": "oauth2_client_credentials", **{k: v for k, v in (
+                ("client_id", args.client_id), ("client_secret_env", args.client_secret_env),
+                ("scopes", args.scopes), ("token_url", args.token_url)) if v}}
         doc = call(args, what, "POST", "/admin/agents", body=body)
     elif args.action == "list":
         params = {k: v for k, v in (("q", args.query), ("limit", args.limit)) if v is not None}

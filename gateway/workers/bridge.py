@@ -59,7 +59,7 @@ from gateway.registry.cardfetch import bridgeable_interfaces
 from gateway.registry.capabilities import Capability, Registry
 from gateway.supervisor import Supervisor
 from . import call_mode, lean_call
-from .credentials import CredentialStore, Credentials, CredentialsUnavailable
+from .credentials import CredentialStore, Credentials, CredentialsAuth, CredentialsUnavailable, send_with
 from .lean_call import lean_url as lean_call_url
 from .agent_relay import Relay
 from .worker import ReplyLost, TaskContext, Worker
@@ -171,11 +171,10 @@ class Bridge:
         timeout = httpx.Timeout(CONNECT_TIMEOUT, read=self.read_timeout)
         limits = httpx.Limits(max_connections=POOL_CONNECTIONS, max_keepalive_connections=POOL_CONNECTIONS)
         pools = max(1, -(-self.worker.concurrency // POOL_CONNECTIONS))
-        self.credentials = await CredentialStore(self.worker.backend).get(self.name)
+        self.credentials = await CredentialStore(self.worker.backend, self.policy).get(self.name)
         hooks = {"request": [tracing.inject_request] if tracing.enabled else []}    # the call carries traceparent
-        if self.credentials is not None:
-            hooks["request"].append(self._authorise)
-        self._https = [guarded_client(self.policy, timeout=timeout, limits=limits, event_hooks=hooks,
+        auth = CredentialsAuth(self.credentials, self.name) if self.credentials is not None else None
+        self._https = [guarded_client(self.policy, timeout=timeout, limits=limits, event_hooks=hooks, auth=auth,
                                       max_response_bytes=self.max_response_bytes, limit_setting=self.limit_setting)
                        for _ in range(pools)]
         if self.lean_url and self.lean_http == "http1":
@@ -197,13 +196,10 @@ class Bridge:
 
     async def _lean_post(self, body: bytes) -> bytes:
         headers = {**lean_call.HEADERS, **tracing.carrier()}
-        if self.credentials is not None:
-            headers.update(self.credentials.headers(self.name))
-        return await self._origin.post(body, headers)
-
-    async def _authorise(self, request: httpx.Request) -> None:
-        """Adds the agent's credentials, read from the environment at every call (rotation needs no restart)."""
-        request.headers.update(self.credentials.headers(self.name))
+        if self.credentials is None:
+            return await self._origin.post(body, headers)
+        # read at every call (rotation needs no restart); a 401 gets new ones once (an OAuth token)
+        return await send_with(self.credentials, self.name, lambda secret: self._origin.post(body, headers | secret))
 
     def _sdk_client(self, http: httpx.AsyncClient, *, streaming: bool):
         # streaming=True still sends one SendMessage to an agent whose card does not stream

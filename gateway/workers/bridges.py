@@ -18,7 +18,7 @@ from gateway.supervisor import Supervisor
 from gateway.tasks import channels
 
 from .bridge import Bridge
-from .credentials import CredentialStore, Credentials, CredentialsUnavailable, parse as parse_credentials
+from .credentials import CredentialStore, Credentials, CredentialsUnavailable, needs_card, parse as parse_credentials
 
 log = logging.getLogger("topicbridge.bridge")
 WATCH_LOOP = "bridges.watch"    # the registry watch, under the supervisor (and in /readyz)
@@ -57,7 +57,7 @@ class Bridges:
             raise ConflictError(f"capability {name!r} is already registered")
         capability = Capability(name, fetched.to_dict(), "a2a", fetched.url)
         await self.backend.create_topic(TopicSpec(capability.topic))
-        store = CredentialStore(self.backend)
+        store = CredentialStore(self.backend, self.policy)
         if secret is not None:      # before the capability: a bridge starting on any instance finds it
             await store.put(name, secret)
         else:
@@ -76,8 +76,8 @@ class Bridges:
         if capability.source != "a2a" or not capability.card_url:
             raise InvalidRequestError("name", name, f"is a {capability.source} capability: its workers "
                                                     "announce its card, there is no card URL to fetch")
-        secret = await CredentialStore(self.backend).get(name)
-        fetched = await fetch_card(capability.card_url, self.policy, headers=self._headers(secret, name))
+        secret = await CredentialStore(self.backend, self.policy).get(name)
+        fetched = await fetch_card(capability.card_url, self.policy, headers=await self._headers(secret, name))
         capability.card, capability.status, capability.error = fetched.to_dict(), "available", None
         capability.last_seen = time.time()
         await self.registry.put(capability)
@@ -99,17 +99,17 @@ class Bridges:
         if credentials is None:
             return await fetch_card(card_url, self.policy), None
         card = None
-        if isinstance(credentials, dict) and credentials.get("type") == "api_key" and "header" not in credentials:
+        if needs_card(credentials):     # an API key's header or an OAuth token URL taken from the card
             card = (await fetch_card(card_url, self.policy)).card
-        secret = parse_credentials(credentials, card)
-        return await fetch_card(card_url, self.policy, headers=self._headers(secret, name)), secret
+        secret = parse_credentials(credentials, card, self.policy)
+        return await fetch_card(card_url, self.policy, headers=await self._headers(secret, name)), secret
 
     @staticmethod
-    def _headers(secret: Credentials | None, name: str) -> dict[str, str] | None:
+    async def _headers(secret: Credentials | None, name: str) -> dict[str, str] | None:
         try:
-            return secret.headers(name) if secret is not None else None
+            return await secret.headers(name) if secret is not None else None
         except CredentialsUnavailable as e:
-            raise InvalidRequestError("credentials.token_env", secret.token_env, str(e)) from None
+            raise InvalidRequestError(e.field, secret.token_env, str(e)) from None
 
     async def _sync_soon(self) -> None:
         try:

@@ -10,7 +10,10 @@ The summariser answers by the text it is sent:
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import secrets
+import urllib.parse
 
 from a2a.server.agent_execution import AgentExecutor
 from a2a.server.request_handlers import DefaultRequestHandler
@@ -19,6 +22,7 @@ from a2a.server.tasks import InMemoryTaskStore, TaskUpdater
 from a2a.types import a2a_pb2
 from a2a.compat.v0_3 import conversions
 from starlette.applications import Starlette
+from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
@@ -95,14 +99,78 @@ class RequireHeader:
         await self.app(scope, receive, send)
 
 
+class TokenServer(Server):
+    """An OAuth 2.0 token endpoint (RFC 6749 section 4.4) at /token for one client authenticating
+    with HTTP Basic: opaque tokens, `expires_in` seconds, counted. `honoured` (the tokens an agent
+    guarded by `accepts` takes) can be emptied to make agents refuse tokens already issued."""
+
+    def __init__(self, client_id: str, secret: str, *, expires_in: int = 3600) -> None:
+        super().__init__()
+        self.client_id, self.secret, self.expires_in = client_id, secret, expires_in
+        self.token_url = self.base_url + "/token"
+        self.requests = 0
+        self.scopes: list[str | None] = []     # the scope parameter of each request
+        self.honoured: set[str] = set()
+
+    def accepts(self, token: str) -> bool:
+        return token in self.honoured
+
+    async def start(self) -> None:
+        await super().start(Starlette(routes=[Route("/token", self._token, methods=["POST"])]))
+
+    async def _token(self, request: Request) -> JSONResponse:
+        self.requests += 1
+        form = urllib.parse.parse_qs((await request.body()).decode())
+        self.scopes.append(form.get("scope", [None])[0])
+        if self._client(request.headers.get("authorization", "")) != (self.client_id, self.secret):
+            return JSONResponse({"error": "invalid_client", "error_description": "client authentication failed"},
+                                status_code=401, headers={"WWW-Authenticate": 'Basic realm="token"'})
+        if form.get("grant_type") != ["client_credentials"]:
+            return JSONResponse({"error": "unsupported_grant_type"}, status_code=400)
+        token = secrets.token_urlsafe(16)
+        self.honoured.add(token)
+        return JSONResponse({"access_token": token, "token_type": "Bearer", "expires_in": self.expires_in},
+                            headers={"Cache-Control": "no-store"})
+
+    @staticmethod
+    def _client(authorization: str) -> tuple[str, str] | None:
+        scheme, _, encoded = authorization.partition(" ")
+        if scheme.lower() != "basic":
+            return None
+        user, _, password = base64.b64decode(encoded).decode().partition(":")
+        return urllib.parse.unquote_plus(user), urllib.parse.unquote_plus(password)
+
+
+class RequireToken:
+    """Pure ASGI: 401 for any request but the card's without a bearer token `accepts` takes;
+    counts refusals."""
+
+    def __init__(self, app, accepts) -> None:
+        self.app, self.accepts = app, accepts
+        self.refused = 0
+
+    async def __call__(self, scope, receive, send) -> None:
+        card = scope.get("path") == "/.well-known/agent-card.json"
+        authorization = dict(scope.get("headers", ())).get(b"authorization", b"").decode()
+        if scope["type"] == "http" and not card and not self.accepts(authorization.removeprefix("Bearer ")):
+            self.refused += 1
+            await JSONResponse({"error": "invalid_token"}, status_code=401,
+                               headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
 class Agent(Server):
     """The summariser, its card at /.well-known/agent-card.json, JSON-RPC at / (and HTTP+JSON at /rest).
     `legacy` serves the card in its A2A 0.3 form (JSON-RPC 0.3 is served at / either way).
     `require=(header, value)` refuses (401) every request without that header, the card too unless
-    `open_card`; the card declares the matching security scheme."""
+    `open_card`; the card declares the matching security scheme. `oauth` (a TokenServer) refuses
+    every request but the card's without one of its tokens; the card declares its client
+    credentials flow."""
 
     def __init__(self, *, streaming: bool = True, name: str = "PDF Summariser", binding: str = "JSONRPC",
-                 legacy: bool = False, require: tuple[str, str] | None = None, open_card: bool = False) -> None:
+                 legacy: bool = False, require: tuple[str, str] | None = None, open_card: bool = False,
+                 oauth: TokenServer | None = None) -> None:
         super().__init__()
         self.executor = Summariser()
         url = self.base_url + ("/" if binding == "JSONRPC" else "/rest")
@@ -110,7 +178,12 @@ class Agent(Server):
         self.card_url = self.base_url + "/.well-known/agent-card.json"
         self.legacy = legacy
         self.require, self.open_card = require, open_card
-        self.guard: RequireHeader | None = None
+        self.guard: RequireHeader | RequireToken | None = None
+        self.oauth = oauth
+        if oauth is not None:
+            flow = self.card.security_schemes["oauth2"].oauth2_security_scheme.flows.client_credentials
+            flow.token_url = oauth.token_url
+            flow.scopes["summarise"] = "summarise documents"
         if require is not None and require[0].lower() == "authorization":
             self.card.security_schemes["bearer"].http_auth_security_scheme.scheme = "Bearer"
         elif require is not None:
@@ -126,6 +199,8 @@ class Agent(Server):
                                 *create_rest_routes(handler, path_prefix="/rest")])
         if self.require is not None:
             app = self.guard = RequireHeader(app, *self.require, open_card=self.open_card)
+        elif self.oauth is not None:
+            app = self.guard = RequireToken(app, self.oauth.accepts)
         await super().start(app)
 
     async def _legacy_card(self, request) -> JSONResponse:
@@ -145,3 +220,13 @@ async def running_agent(**kwargs):
         yield agent
     finally:
         await agent.stop()
+
+
+@contextlib.asynccontextmanager
+async def running_token_server(*args, **kwargs):
+    server = TokenServer(*args, **kwargs)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
