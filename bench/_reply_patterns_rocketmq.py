@@ -185,7 +185,7 @@ class NativeLite(_Loop):
     async def expect(self, task_id: str, arrived: asyncio.Future) -> str:
         name = f"task-{task_id}"
         self._waiting[name] = arrived
-        await self.consumer.subscribe([name])
+        await self.consumer.subscribe([name], fresh=True)   # a new task's channel, as the gateway's submit
         return name
 
     async def close(self) -> None:
