@@ -315,7 +315,11 @@ class RocketMQBackend:
                             invisible: float = 30.0) -> RocketMQLiteConsumer:
         names.topic(topic)
         rmq_group = names.lite_group(group, topic)
-        client_id = names.client_id(client_id) if client_id is not None else new_client_id(group)
+        # The id on the wire is this process's own even when the caller's is stable (a gateway
+        # restarted on its port): a process that just exited leaves its long-poll at the broker
+        # under its client id until the poll times out, and that poll would take the first
+        # message for the same id, lost to a closed stream until its invisible time ran out.
+        client_id = new_client_id(names.client_id(client_id) if client_id is not None else group)
         seconds("invisible", invisible)
         kind = await self._kind(topic)
         if kind is None:
