@@ -20,7 +20,6 @@ not once it idled `KEEPALIVE` seconds (servers close idle connections: uvicorn a
 from __future__ import annotations
 
 import asyncio
-import ssl
 from collections import deque
 
 import httptools
@@ -46,14 +45,17 @@ class OriginClient:
         self.target = (parsed.path or "/") + (f"?{parsed.query}" if parsed.query else "")
         self.connect_timeout, self.read_timeout = connect_timeout, read_timeout
         self.limit, self.limit_setting = max_response_bytes, limit_setting
-        self._ssl = ssl.create_default_context() if self.https else None
+        self._ssl = httpx.create_ssl_context(trust_env=False) if self.https else None     # as guarded_client's
         self._idle: deque[_Connection] = deque()
         self._slots = asyncio.Semaphore(max_connections)
 
     async def post(self, body: bytes, headers: dict[str, str]) -> bytes:
         """The body of the answer to one POST; httpx.HTTPStatusError for a status >= 400."""
         head = [f"POST {self.target} HTTP/1.1\r\nHost: {self.authority}\r\nContent-Length: {len(body)}\r\n"]
-        head += [f"{name}: {value}\r\n" for name, value in headers.items()]
+        for name, value in headers.items():
+            if "\n" in value or "\r" in value or "\n" in name or "\r" in name:
+                raise httpx.LocalProtocolError(f"header {name!r}: a line break in a header would split the request")
+            head.append(f"{name}: {value}\r\n")
         request = "".join(head).encode("latin-1") + b"\r\n" + body
         async with self._slots:
             connection = self._reusable() or await self._connect()

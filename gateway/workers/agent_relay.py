@@ -29,6 +29,7 @@ class Relay:
         self._remember = remember
         self.sent = False           # a request left for the agent
         self.started = False        # something came back
+        self.announced = announced
         self._state = a2a_pb2.TASK_STATE_WORKING if announced else a2a_pb2.TASK_STATE_SUBMITTED
         # On a continuation, the messages of earlier turns are in the gateway's task already.
         self._earlier: set[str] = {m.message_id for m in ctx.history} if remote else set()
@@ -42,6 +43,13 @@ class Relay:
     @property
     def interrupted(self) -> bool:
         return self._state in fold.INTERRUPTED
+
+    def announce(self) -> None:
+        """Publish WORKING now (a bridge's call outlasted its quiet start), unless something was relayed."""
+        if self.announced or self.started or self.final:
+            return
+        self.announced, self._state = True, a2a_pb2.TASK_STATE_WORKING
+        self.ctx._announce()
 
     def outgoing(self) -> a2a_pb2.Message:
         message = a2a_pb2.Message()

@@ -6,8 +6,8 @@ bridge is a `Worker` whose handler forwards the task to the agent and republishe
 the task's reply channel under the gateway's task and context ids (`agent_relay.py`). A caller
 that blocks (`call_mode.py`) gets one SendMessage to the agent, written by `lean_call.py` for a
 JSON-RPC 1.x agent and posted on the gateway's own HTTP/1.1 client (gateway/http/http1.py), with
-no WORKING published before it (nobody sees one: the caller waits for the end, and the task
-stays SUBMITTED until the agent answers); other callers go through the a2a-sdk client, streaming when the agent's card
+no WORKING published before it (the caller waits for the end): only a call still running after
+WORKING_AFTER publishes WORKING, for whoever looks the task up meanwhile; other callers go through the a2a-sdk client, streaming when the agent's card
 says it streams. The agent's credentials, if it was registered with some (`credentials.py`), go
 with every request.
 
@@ -73,6 +73,7 @@ READ_TIMEOUT = 300.0    # longest silence tolerated from an agent mid-call
 CANCEL_TIMEOUT = 5.0
 POOL_CONNECTIONS = 8    # connections per httpx pool (see Bridge.start)
 EVENT_HEADROOM = 64 * 1024      # a reply event's bytes around the agent's answer (ids, seq, trace)
+WORKING_AFTER = 0.5     # seconds of a lean blocking call before WORKING is published after all
 REMOTE_TABLE = "bridge-tasks"   # gateway task id -> the agent's task and context ids (multi-turn)
 
 
@@ -194,6 +195,18 @@ class Bridge:
         """Whether the worker publishes WORKING before the call: not for a lean blocking call."""
         return not (self.lean_url and call_mode.caller_blocks(envelope.metadata))
 
+    async def _lean_send(self, ctx: TaskContext, relay: Relay, post, message: a2a_pb2.Message) -> a2a_pb2.StreamResponse:
+        """The lean call; a call still running after WORKING_AFTER publishes WORKING then, so a
+        task looked up meanwhile (GetTask, ListTasks) shows the agent working on it. Cancelled
+        before the answer is relayed: WORKING never follows the agent's events."""
+        late = asyncio.get_running_loop().call_later(WORKING_AFTER, relay.announce) \
+            if not relay.announced else None
+        try:
+            return await lean_call.send_message(post, message)
+        finally:
+            if late is not None:
+                late.cancel()
+
     async def _lean_post(self, body: bytes) -> bytes:
         headers = {**lean_call.HEADERS, **tracing.carrier()}
         if self.credentials is None:
@@ -270,7 +283,7 @@ class Bridge:
                 if blocking and self.lean_url:
                     post = self._lean_post if self._origin is not None else \
                         lean_call.httpx_post(self._https[self._calls % len(self._https)], self.lean_url)
-                    await relay.push(await lean_call.send_message(post, request.message))
+                    await relay.push(await self._lean_send(ctx, relay, post, request.message))
                     break
                 clients = self._blocking_clients if blocking else self._clients
                 async for event in clients[self._calls % len(clients)].send_message(request):

@@ -7,8 +7,11 @@ import asyncio
 import json
 
 import pytest
+from a2a.server.agent_execution import AgentExecutor
+from a2a.server.tasks import TaskUpdater
+from a2a.types import a2a_pb2
 
-from .remote_agents import running_agent
+from .remote_agents import Agent, running_agent
 from .serving import running_gateway
 
 TOKEN = "calls-token"
@@ -111,3 +114,45 @@ def test_an_answer_that_is_not_a_send_message_result_is_a_client_error_naming_wh
     from gateway.workers import lean_call
     with pytest.raises(A2AClientError, match=says):
         lean_call.answer(doc)
+
+
+class Held(AgentExecutor):
+    """Works on each task until `release` is set."""
+
+    def __init__(self) -> None:
+        self.entered, self.release = asyncio.Event(), asyncio.Event()
+
+    async def execute(self, context, queue) -> None:
+        updater = TaskUpdater(queue, context.task_id, context.context_id)
+        await queue.enqueue_event(a2a_pb2.Task(id=context.task_id, context_id=context.context_id,
+                                               status=a2a_pb2.TaskStatus(state=a2a_pb2.TASK_STATE_SUBMITTED),
+                                               history=[context.message]))
+        self.entered.set()
+        await self.release.wait()
+        await updater.add_artifact([a2a_pb2.Part(text="done")], name="result")
+        await updater.complete()
+
+    async def cancel(self, context, queue) -> None:
+        await TaskUpdater(queue, context.task_id, context.context_id).cancel()
+
+
+async def test_a_blocking_call_still_running_after_a_moment_shows_the_task_working_to_those_who_look():
+    agent = Agent(streaming=True)
+    agent.executor = Held()
+    await agent.start()
+    try:
+        async with running_gateway(SETTINGS) as gw:
+            await gw.gateway.bridges.register(agent.base_url, name="summariser")
+            call = asyncio.create_task(gw.http.post("/agents/summariser/", json=request("SendMessage", "hold"),
+                                                    headers=HEADERS))
+            async with asyncio.timeout(10):
+                await agent.executor.entered.wait()
+                [task_id] = gw.gateway.tasks._relay.active
+                while (await gw.gateway.tasks.get(task_id)).status.state != a2a_pb2.TASK_STATE_WORKING:
+                    await asyncio.sleep(0.05)   # sleep-ok: GetTask until WORKING_AFTER has passed, bounded
+                agent.executor.release.set()
+                answer = (await call).json()["result"]["task"]
+    finally:
+        await agent.stop()
+    assert answer["status"]["state"] == "TASK_STATE_COMPLETED"
+    assert answer["artifacts"][0]["parts"] == [{"text": "done"}]

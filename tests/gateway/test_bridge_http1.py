@@ -175,3 +175,11 @@ async def test_a_host_the_policy_refuses_is_never_connected_to():
             with pytest.raises(RefusedURLError, match="not in gateway.allowed_agent_hosts"):
                 await http.post(b"{}", {})
     assert peer.connections == 0
+
+
+async def test_a_header_value_with_a_line_break_is_refused_before_anything_is_sent():
+    async with Peer(answer_ok) as peer:
+        async with asyncio.timeout(10):
+            with pytest.raises(httpx.LocalProtocolError, match="line break"):
+                await client(peer.url).post(b"{}", {"Authorization": "Bearer x\r\nX-Injected: 1"})
+    assert peer.connections == 0
