@@ -20,10 +20,10 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from gateway.http.json_depth import JsonDepth
 from gateway.http.serving import MAX_HEADER_BYTES, http_protocol, uvicorn_options
 from gateway.settings import ConfigError, load, schema
+from tests.spawned import clean_env, free_port, spawn_serve
 
 from .mcp_support import agents_on, until_released, wait_until
 from .serving import running_gateway
-from .test_serve import Served, free_port, serve_env
 
 A2A = {"A2A-Version": "1.0"}
 MODERN = "2026-07-28"
@@ -477,8 +477,8 @@ def test_serve_gives_uvicorn_its_limits():
 
 async def test_serve_closes_a_connection_that_sends_no_request(tmp_path):
     port = free_port()
-    served = Served("--port", str(port), "--data-dir", str(tmp_path / "engine"),
-                    env=serve_env(gateway__header_timeout_seconds="0.5"))
+    served = spawn_serve("--port", str(port), "--data-dir", str(tmp_path / "engine"),
+                         env=clean_env(gateway__header_timeout_seconds="0.5"))
     try:
         served.wait_for("Uvicorn running on")
         async with connection(port) as (reader, writer):
