@@ -89,6 +89,8 @@ async def soak(args) -> dict:
     target = f"127.0.0.1:{engine.args[engine.args.index('--port') + 1]}" if engine else None
     port = free_port()
     env = {"TOPICBRIDGE_GATEWAY__CHANNEL_IDLE_SECONDS": str(args.channel_idle)} if args.channel_idle else {}
+    if args.retention:
+        env["TOPICBRIDGE_GATEWAY__TASK_RETENTION_SECONDS"] = str(args.retention)
     gateway = gateway_proc(port, workdir / "data", engine=target, env=env)
     await asyncio.to_thread(gateway.start)
     caller = Caller(f"http://127.0.0.1:{port}")
@@ -112,7 +114,7 @@ async def soak(args) -> dict:
             if proc is not None:
                 await asyncio.to_thread(proc.term)
     return {"bench": "soak", "backend": args.backend, "seconds": args.seconds, "rate": args.rate,
-            "channel_idle_seconds": args.channel_idle,
+            "channel_idle_seconds": args.channel_idle, "task_retention_seconds": args.retention,
             "environment": environment(), "tasks_done": load.done, "tasks_per_s": round(load.done / args.seconds, 1),
             "peak_in_flight": load.peak, "errors": load.errors, "quota_errors": load.errors.get("quota", 0),
             "lite_topics_max": max((s["lite_topics"] or 0 for s in samples), default=None),
@@ -146,6 +148,10 @@ def main() -> None:
     parser.add_argument("--sample", type=float, default=10.0, help="seconds between samples")
     parser.add_argument("--warmup", type=float, default=60.0, help="seconds of samples RSS flatness ignores")
     parser.add_argument("--max-in-flight", type=int, default=512)
+    parser.add_argument("--retention", type=float, default=None,
+                        help="gateway.task_retention_seconds (default: the gateway's, 7 days): an ended task's "
+                             "index rows stay in the engine's memory this long (~2 KB each), so RSS levels "
+                             "off only once tasks expire as fast as they arrive")
     parser.add_argument("--channel-idle", type=float, default=None,
                         help="gateway.channel_idle_seconds (default: the gateway's): lite topics plateau at "
                              "about 2 x rate x this")
