@@ -128,6 +128,8 @@ class TaskIndex:
         self.chunk_bytes = max(1024, max_value_bytes // 4)
         self._known: dict[str, tuple] = {}      # task id -> (order key, chunk generation) this process wrote
         self._deadline_of: dict[str, float] = {}    # task id -> the deadline whose lifetime row it wrote
+        # gateway.task_retention_seconds, once lifetimes.py has told it (None: not known here)
+        self.retention: float | None = None
         self._locks: dict[str, list] = {}     # task id -> [lock, users]
 
     @classmethod
@@ -291,8 +293,15 @@ class TaskIndex:
         self._known[key] = (order, generation)
 
     async def _track_deadline(self, key: str, task: a2a_pb2.Task) -> None:
-        """A running turn's deadline gets a row in the lifetimes table (once per process and deadline)."""
+        """A running turn's deadline gets a row in the lifetimes table (once per process and deadline).
+        A turn that ended gets one at its status time + retention when that comes before its
+        deadline: the deadline row would otherwise keep the task (and its memory) until then."""
         deadline = deadline_of(task)
+        if deadline is not None and fold.is_final(task.status.state) and self.retention is not None:
+            expiry = task.status.timestamp.ToNanoseconds() / 1e9 + self.retention
+            if expiry < deadline:
+                await self.lifetimes.put(lifetime_key(expiry, key), b"")
+            return
         if deadline is None or fold.is_final(task.status.state) or self._deadline_of.get(key) == deadline:
             return
         await self.lifetimes.put(lifetime_key(deadline, key), b"")

@@ -106,6 +106,7 @@ class Lifetimes:
         self._task_rows = [await backend.table(name) for name in TASK_ROWS]
         self.service.task_timeout = self.timeout
         self.service.timeout_of = self.timeout_of
+        self.service.set_retention(self.retention)
 
     async def close(self) -> None:
         if self._supervisor is not None:     # the loops end before the consumers they read

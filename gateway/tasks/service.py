@@ -75,6 +75,7 @@ class TaskService:
         # capability -> seconds a turn may run before it fails (lifetimes.py sets it from the registry)
         self.timeout_of = None
         self.task_timeout = TASK_TIMEOUT
+        self.retention: float | None = None     # lifetimes.py sets it: the index expires ended tasks by it
         # capability -> why it cannot take a new task now, or None (registry/liveness.py); None: never asked
         self.availability = None
 
@@ -87,6 +88,7 @@ class TaskService:
     async def start(self) -> None:
         await self.create_channels()
         self._table = await TaskIndex.open(self.backend)
+        self._table.retention = self.retention
         self._owners = Owners(await self.backend.table(OWNER_TABLE), await self.backend.table(LEASE_TABLE),
                               self.instance_id, lease_seconds=self.lease_seconds)
         self._consumer = await self.backend.lite_consumer(channels.REPLY_TOPIC, self.instance_id,
@@ -99,6 +101,13 @@ class TaskService:
         await self.recovery.recover()      # before the first call: a restarted instance answers as before
         self.supervisor.spawn(f"tasks.relay.{self.instance_id}", self._relay.run)
         self.supervisor.spawn(f"tasks.recovery.{self.instance_id}", self.recovery.run)
+
+    def set_retention(self, seconds: float) -> None:
+        """gateway.task_retention_seconds, from lifetimes.py: an ended task's rows expire that long
+        after its last status, even when its turn's deadline is later (index.py)."""
+        self.retention = seconds
+        if self._table is not None:
+            self._table.retention = seconds
 
     async def create_channels(self) -> None:
         """Create the reply and control parents with this instance's channel idle time. The last

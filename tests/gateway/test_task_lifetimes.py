@@ -182,6 +182,25 @@ async def test_a_thousand_ended_tasks_expire_with_every_row_kept_under_their_id(
     assert (await service.list(page_size=10)).tasks == []
 
 
+async def test_an_ended_task_expires_after_its_retention_even_when_its_deadline_is_hours_away(backend, service,
+                                                                                               workers):
+    async def echo(task):
+        await task.complete(text=task.text)
+
+    await workers("echo", echo)
+    lifetimes = Lifetimes(service, retention=0.001)
+    await lifetimes.open()
+    task, watch = await service.submit("echo", _message("soon gone"), deadline=time.time() + 3600)
+    assert (await _last_event(watch)).status_update.status.state == COMPLETED
+    async with asyncio.timeout(10):
+        while await service.get(task.id) is not None:     # the relay indexes the end, then a sweep expires it
+            await lifetimes.sweep()
+            await asyncio.sleep(0.01)  # sleep-ok: a bounded poll of the sweep's own table
+    assert lifetimes.expired == 1
+    rows = await (await backend.table(LIFETIME_TABLE)).scan()
+    assert [key.partition("/")[2] for key, _ in rows] == [task.id]     # its deadline row, gone when due
+
+
 async def test_a_sweep_with_nothing_due_reads_one_page_of_rows(backend, service):
     lifetimes = Lifetimes(service, page=50)
     await lifetimes.open()
