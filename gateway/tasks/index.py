@@ -297,6 +297,8 @@ class TaskIndex:
         A turn that ended gets one at its status time + retention when that comes before its
         deadline: the deadline row would otherwise keep the task (and its memory) until then."""
         deadline = deadline_of(task)
+        if fold.is_final(task.status.state):
+            self._deadline_of.pop(key, None)      # a later turn's deadline is written again
         if deadline is not None and fold.is_final(task.status.state) and self.retention is not None:
             expiry = task.status.timestamp.ToNanoseconds() / 1e9 + self.retention
             if expiry < deadline:
