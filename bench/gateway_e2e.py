@@ -283,7 +283,8 @@ def summary(results: dict, concurrency: list[int]) -> dict:
     for name, figure in figures.items():
         try:
             out[name] = figure()
-        except KeyError:        # a target left out by --targets
+        except (KeyError, ZeroDivisionError, TypeError):   # a target left out by --targets, or one
+            # that measured nothing (0/s, no CPU figure): the figure is left out, the others stay
             continue
     return out
 

@@ -45,3 +45,12 @@ def test_make_bench_without_wrk_and_no_way_to_install_it_stops_saying_what_to_in
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0
     assert "make bench needs wrk" in proc.stderr and "apt-get install -y wrk" in proc.stderr
+
+
+def test_gateway_e2e_summary_leaves_out_a_figure_whose_target_measured_nothing():
+    from bench.gateway_e2e import summary
+    point = {"tasks_per_s": 100.0, "p50_ms": 5.0, "cpu_us_per_task": 4000.0}
+    results = {t: {"c1": dict(point), "c64": dict(point)} for t in ("native", "direct", "bare", "bridged")}
+    results["bare"]["c64"]["tasks_per_s"] = 0.0     # a target that answered nothing: a figure's divisor
+    figures = summary(results, [1, 64])
+    assert "bridged_vs_direct_c64" in figures and "native_vs_bare_c64" not in figures
