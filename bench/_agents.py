@@ -4,14 +4,20 @@ task store) and the native worker handler, both answering "echo: <text>" as one 
 from __future__ import annotations
 
 
-def sdk_echo_app(base_url: str):
-    """The a2a-sdk echo agent: a task, WORKING, one artifact, COMPLETED."""
+def sdk_echo_app(base_url: str, *, work_s: float = 0.0, concurrency: int | None = None, streaming: bool = True):
+    """The a2a-sdk echo agent: a task, WORKING, one artifact, COMPLETED. With `work_s`, every task
+    takes that long, `concurrency` at a time (bench.overload's slow agent: a rate bounded by design,
+    not by the CPU the machine has left)."""
+    import asyncio
+    import contextlib
     from a2a.server.agent_execution import AgentExecutor
     from a2a.server.request_handlers import DefaultRequestHandler
     from a2a.server.routes import create_agent_card_routes, create_jsonrpc_routes
     from a2a.server.tasks import InMemoryTaskStore, TaskUpdater
     from a2a.types import a2a_pb2
     from starlette.applications import Starlette
+
+    slots = asyncio.Semaphore(concurrency) if concurrency else contextlib.nullcontext()
 
     class Echo(AgentExecutor):
         async def execute(self, context, event_queue):
@@ -21,6 +27,9 @@ def sdk_echo_app(base_url: str):
                     status=a2a_pb2.TaskStatus(state=a2a_pb2.TASK_STATE_SUBMITTED)))
             updater = TaskUpdater(event_queue, context.task_id, context.context_id)
             await updater.start_work()
+            if work_s:
+                async with slots:
+                    await asyncio.sleep(work_s)  # sleep-ok: the fixed work time of a slow bench agent
             await updater.add_artifact([a2a_pb2.Part(text=f"echo: {context.get_user_input()}")], name="echo")
             await updater.complete()
 
@@ -29,7 +38,7 @@ def sdk_echo_app(base_url: str):
 
     card = a2a_pb2.AgentCard(
         name="Echo Agent", description="Echoes its input.", version="1.0",
-        capabilities=a2a_pb2.AgentCapabilities(streaming=True),
+        capabilities=a2a_pb2.AgentCapabilities(streaming=streaming),
         default_input_modes=["text/plain"], default_output_modes=["text/plain"],
         skills=[a2a_pb2.AgentSkill(id="echo", name="echo", description="echoes", tags=["echo"])],
         supported_interfaces=[a2a_pb2.AgentInterface(url=base_url + "/", protocol_binding="JSONRPC",

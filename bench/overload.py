@@ -44,6 +44,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench._agents import sdk_echo_app  # noqa: E402
 from bench._http import Child, bound_socket, ready, start_uvicorn  # noqa: E402
 from bench._util import emit, progress  # noqa: E402
 
@@ -67,40 +68,9 @@ def rss_of(pid: int) -> int:
 # ------------------------------------------------------------------ the slow agent (its own process)
 
 def slow_agent_app(base_url: str, work_s: float, concurrency: int):
-    """An a2a-sdk agent whose every task takes `work_s`, `concurrency` at a time: its rate is bounded
-    by design, not by the CPU the machine has left."""
-    from a2a.server.agent_execution import AgentExecutor
-    from a2a.server.request_handlers import DefaultRequestHandler
-    from a2a.server.routes import create_agent_card_routes, create_jsonrpc_routes
-    from a2a.server.tasks import InMemoryTaskStore, TaskUpdater
-    from a2a.types import a2a_pb2
-    from starlette.applications import Starlette
-
-    slots = asyncio.Semaphore(concurrency)
-
-    class Slow(AgentExecutor):
-        async def execute(self, context, event_queue):
-            await event_queue.enqueue_event(a2a_pb2.Task(
-                id=context.task_id, context_id=context.context_id, history=[context.message],
-                status=a2a_pb2.TaskStatus(state=a2a_pb2.TASK_STATE_SUBMITTED)))
-            updater = TaskUpdater(event_queue, context.task_id, context.context_id)
-            async with slots:
-                await asyncio.sleep(work_s)  # sleep-ok: the fixed work time of the bench's slow agent
-            await updater.add_artifact([a2a_pb2.Part(text=f"done: {context.get_user_input()}")], name="done")
-            await updater.complete()
-
-        async def cancel(self, context, event_queue):
-            await TaskUpdater(event_queue, context.task_id, context.context_id).cancel()
-
-    card = a2a_pb2.AgentCard(
-        name="Slow Agent", description="Takes a fixed time per task.", version="1.0",
-        capabilities=a2a_pb2.AgentCapabilities(streaming=False),
-        default_input_modes=["text/plain"], default_output_modes=["text/plain"],
-        skills=[a2a_pb2.AgentSkill(id="slow", name="slow", description="works slowly", tags=["slow"])],
-        supported_interfaces=[a2a_pb2.AgentInterface(url=base_url + "/", protocol_binding="JSONRPC",
-                                                     protocol_version="1.0")])
-    handler = DefaultRequestHandler(agent_executor=Slow(), task_store=InMemoryTaskStore(), agent_card=card)
-    return Starlette(routes=[*create_agent_card_routes(card), *create_jsonrpc_routes(handler, "/")])
+    """The benches' a2a-sdk echo agent, with every task taking `work_s`, `concurrency` at a time: its
+    rate is bounded by design, not by the CPU the machine has left."""
+    return sdk_echo_app(base_url, work_s=work_s, concurrency=concurrency, streaming=False)
 
 
 async def serve_agent(work_s: float, concurrency: int) -> None:
