@@ -15,6 +15,8 @@ from adapters.lite_remote import RemoteLiteBackend
 from gateway.mcp.tools import TOOL_EXTENSION_URI
 from gateway.registry.capabilities import Capability
 from gateway.workers.worker import Worker
+from tests.gateway.serving import running_gateway
+from tests.lite_engine.engine_process import EngineProcess
 
 BASE_SETTINGS = {"backend": "lite", "lite": {"data_dir": None, "tick": 0.005, "session_timeout": 5.0},
                  "gateway": {"host": "127.0.0.1", "mcp_registry_poll_seconds": 0.1,
@@ -27,6 +29,21 @@ def settings(remote: str | None = None, **gateway) -> dict:
     if remote is not None:
         out["lite"] = {"mode": "remote", "target": remote, "session_timeout": 5.0}
     return out
+
+
+@contextlib.contextmanager
+def shared_engine():
+    """A `topicbridge engine` process of its own, for gateways that share it: its target."""
+    with EngineProcess(None, settings={"session_timeout": 5.0, "tick": 0.005}) as process:
+        yield process.target
+
+
+@contextlib.asynccontextmanager
+async def two_gateways(target: str, **gateway):
+    """Two gateway instances on the engine at `target`, with the same gateway settings."""
+    async with running_gateway(settings(target, **gateway)) as first, \
+            running_gateway(settings(target, **gateway)) as second:
+        yield first, second
 
 
 @contextlib.asynccontextmanager

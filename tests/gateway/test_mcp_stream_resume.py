@@ -14,9 +14,7 @@ from adapters.errors import BackendUnavailableError
 from gateway.mcp.streams import parse
 from gateway.tasks import channels
 from tests.gateway.faults import FaultyBackend
-from tests.gateway.mcp_support import agents_on, remote_backend, settings
-from tests.gateway.serving import running_gateway
-from tests.lite_engine.engine_process import EngineProcess
+from tests.gateway.mcp_support import agents_on, remote_backend, shared_engine, two_gateways
 
 HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json",
            "MCP-Protocol-Version": "2025-11-25"}
@@ -32,14 +30,14 @@ async def stepper(agents, task):
 
 @pytest.fixture(scope="module")
 def engine():
-    with EngineProcess(None, settings={"session_timeout": 5.0, "tick": 0.005}) as process:
-        yield process.target
+    with shared_engine() as target:
+        yield target
 
 
 @pytest.fixture
 async def gateways(engine):
-    async with running_gateway(settings(engine)) as first, running_gateway(settings(engine)) as second:
-        yield first, second
+    async with two_gateways(engine) as pair:
+        yield pair
 
 
 @pytest.fixture
@@ -191,8 +189,7 @@ ALICE, BOB = "token-of-alice-0123456789", "token-of-bob-0123456789"
 @pytest.fixture
 async def guarded(engine):
     tokens = {"mcp_bearer_tokens": [ALICE, BOB]}
-    async with running_gateway(settings(engine, **tokens)) as first, \
-            running_gateway(settings(engine, **tokens)) as second:
+    async with two_gateways(engine, **tokens) as (first, second):
         yield first, second
 
 

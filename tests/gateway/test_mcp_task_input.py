@@ -19,9 +19,8 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
 from tests.gateway.mcp_support import (LegacyPeer, TasksExtension, agents_on, card, get_task, poll_until_done,
-                                       remote_backend, settings, task_payload, update_task, wait_until)
-from tests.gateway.serving import running_gateway
-from tests.lite_engine.engine_process import EngineProcess
+                                       remote_backend, shared_engine, task_payload, two_gateways,
+                                       update_task, wait_until)
 
 ALICE, BOB = "token-of-alice-0123456789", "token-of-bob-0123456789"
 PAGES = {"type": "object", "title": "pages", "properties": {"pages": {"type": "integer"}}, "required": ["pages"]}
@@ -59,15 +58,14 @@ async def asking_at_once(agents, task):
 
 @pytest.fixture(scope="module")
 def engine():
-    with EngineProcess(None, settings={"session_timeout": 5.0, "tick": 0.005}) as process:
-        yield process.target
+    with shared_engine() as target:
+        yield target
 
 
 @pytest.fixture
 async def gateways(engine):
     tokens = {"mcp_bearer_tokens": [ALICE, BOB]}
-    async with running_gateway(settings(engine, **tokens)) as first, \
-            running_gateway(settings(engine, **tokens)) as second:
+    async with two_gateways(engine, **tokens) as (first, second):
         yield first, second
 
 

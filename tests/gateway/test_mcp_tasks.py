@@ -9,22 +9,20 @@ from mcp import Client
 from mcp.shared.exceptions import MCPError
 
 from tests.gateway.mcp_support import (LegacyPeer, TasksExtension, agents_on, cancel_task, card, echo, get_task,
-                                       poll_until_done, remote_backend, settings, task_payload,
-                                       until_released)
-from tests.gateway.serving import running_gateway
-from tests.lite_engine.engine_process import EngineProcess
+                                       poll_until_done, remote_backend, task_payload,
+                                       shared_engine, two_gateways, until_released)
 
 
 @pytest.fixture(scope="module")
 def engine():
-    with EngineProcess(None, settings={"session_timeout": 5.0, "tick": 0.005}) as process:
-        yield process.target
+    with shared_engine() as target:
+        yield target
 
 
 @pytest.fixture
 async def gateways(engine):
-    async with running_gateway(settings(engine)) as first, running_gateway(settings(engine)) as second:
-        yield first, second
+    async with two_gateways(engine) as pair:
+        yield pair
 
 
 @pytest.fixture
