@@ -23,7 +23,7 @@ from a2a.utils.constants import TransportProtocol
 from a2a.utils.proto_utils import warn_on_missing_required_fields
 from google.protobuf import json_format
 
-from gateway.http.outbound import AddressPolicy, RefusedURLError, UnreachableError, guarded_client
+from gateway.http.outbound import AddressPolicy, RefusedURLError, UnreachableError, guarded_client, parse_http_url
 from gateway.http.outbound import OutboundError as CardError
 
 __all__ = ["AddressPolicy", "CardError", "FetchedCard", "InvalidCardError", "RefusedURLError", "UnreachableError",
@@ -63,18 +63,11 @@ def card_location(url: object) -> str:
 
 
 def _parse_url(url: object) -> urllib.parse.ParseResult:
-    if not isinstance(url, str) or not url.strip():
-        raise InvalidCardError(repr(url), "card_url must be a non-empty string")
+    # The outbound policy's parse; a malformed card URL is a bad card, not a refused address.
     try:
-        parsed = urllib.parse.urlparse(url.strip())
-        parsed.port
-    except ValueError as e:
-        raise InvalidCardError(url, f"not a valid URL: {e}") from None
-    if parsed.scheme not in ("http", "https"):
-        raise InvalidCardError(url, f"scheme must be http or https, got {parsed.scheme!r}")
-    if not parsed.hostname:
-        raise InvalidCardError(url, "URL has no host")
-    return parsed._replace(fragment="")
+        return parse_http_url(url)
+    except RefusedURLError as e:
+        raise InvalidCardError(e.target, e.reason) from None
 
 
 async def fetch_card(url: str, policy: AddressPolicy, *, timeout: float = TIMEOUT,
