@@ -22,6 +22,8 @@ Three server processes on 127.0.0.1, each uvicorn (uvloop + httptools, one worke
             agent through the a2a-sdk client also for blocking calls (started only for bridged_sdk)
   gateway-bridge-httpx  the gateway with `gateway.bridge_lean_http = "httpx"`: its lean blocking
             call posted on the httpx client instead of the gateway's own (started only for bridged_httpx)
+  gateway-memory  the gateway on the in-memory engine (`lite-memory`: no commit log, no fsync), started
+            only for bridged_memory / native_memory: what of the overhead the durable writes are
 
 Targets, each driven by `wrk -t1` with a Lua body at every concurrency (connections):
 
@@ -31,13 +33,16 @@ Targets, each driven by `wrk -t1` with a Lua body at every concurrency (connecti
   bridged   POST /agents/remote-echo/  gateway -> engine -> bridge -> agent over HTTP -> back
   bridged_sdk  the same on gateway-bridge-sdk: what the bridge's lean call saves
   bridged_httpx  the same on gateway-bridge-httpx: what the gateway's own HTTP/1.1 client saves
+  bridged_memory, native_memory  the same on gateway-memory (only when --targets names them)
   direct    POST / on the agent        the agent alone
   direct_stream  the agent alone, SendStreamingMessage: the call a bridge makes to an agent that
             streams (SSE costs the a2a-sdk agent more than one JSON answer)
   bare      POST /bare                 the ceiling
 
 `overhead_ms_p50` is bridged minus direct at p50 and concurrency 1: what the gateway adds in
-front of an agent. `overhead_vs_stream_ms_p50` is bridged minus direct_stream: the same, for
+front of an agent. With bridged_memory measured too, `overhead_memory_ms_p50` is the same
+without durable writes and `durable_ms_p50` (bridged minus bridged_memory) is what the commit
+log's waits on the way (submit, reply events, index) add. `overhead_vs_stream_ms_p50` is bridged minus direct_stream: the same, for
 the same work on the agent (the bridge streams to a streaming agent only for callers that stream
 or return at once; a blocking SendMessage reaches it as one SendMessage). Every target answers one
 checked request before and after its load. `agent_cpu_us_per_task` is the agent's CPU per task
@@ -149,6 +154,9 @@ class Servers:
             self.bridge_httpx = self._start("gateway-bridge-httpx", *args,
                                             *(["--data-dir", data_dir + "-bridge-httpx"] if data_dir else [])) \
                 if not only or "bridged_httpx" in only else None
+            self.memory = self._start("gateway-memory", "--backend", "lite-memory",
+                                      "--agent-url", self.agent.base_url + "/") \
+                if only and {"bridged_memory", "native_memory"} & set(only) else None
         except BaseException:
             self.stop()
             raise
@@ -168,6 +176,11 @@ class Servers:
         if self.bridge_sdk is not None:
             self.pid_of["bridged_sdk"] = self.bridge_sdk.process.pid
             self.targets["bridged_sdk"] = f"{self.bridge_sdk.base_url}/agents/{REMOTE}/"
+        if self.memory is not None:
+            for target, path in (("bridged_memory", REMOTE), ("native_memory", "echo")):
+                self.pid_of[target] = self.memory.process.pid
+                self.targets[target] = f"{self.memory.base_url}/agents/{path}/"
+            self.agent_pid_of["bridged_memory"] = self.agent.process.pid
         if self.bridge_httpx is not None:
             self.pid_of["bridged_httpx"] = self.bridge_httpx.process.pid
             self.targets["bridged_httpx"] = f"{self.bridge_httpx.base_url}/agents/{REMOTE}/"
@@ -253,6 +266,10 @@ def summary(results: dict, concurrency: list[int]) -> dict:
         "overhead_ms_p50": lambda: round(p50("bridged", one) - p50("direct", one), 3),
         "overhead_vs_stream_ms_p50": lambda: round(p50("bridged", one) - p50("direct_stream", one), 3),
         f"overhead_ms_p50_{top}": lambda: round(p50("bridged", top) - p50("direct", top), 3),
+        # the overhead without durable writes (lite-memory), and what the durable waits add to it
+        "overhead_memory_ms_p50": lambda: round(p50("bridged_memory", one) - p50("direct", one), 3),
+        "durable_ms_p50": lambda: round(p50("bridged", one) - p50("bridged_memory", one), 3),
+        f"bridged_memory_vs_direct_{top}": lambda: round(rate("bridged_memory") / rate("direct"), 3),
         f"native_tasks_per_s_{top}": lambda: rate("native"),
         f"native_vs_bare_{top}": lambda: round(rate("native") / rate("bare"), 3),
         f"lean_vs_sdk_dispatch_{top}": lambda: round(rate("native") / rate("native_sdk"), 3),
@@ -296,7 +313,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=sizes, default=[1, 64])
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds of load before each target")
     parser.add_argument("--serve", choices=["bare", "agent", "gateway", "gateway-sdk", "gateway-nometrics",
-                                            "gateway-traced", "gateway-bridge-sdk", "gateway-bridge-httpx"], help=argparse.SUPPRESS)
+                                            "gateway-traced", "gateway-bridge-sdk", "gateway-bridge-httpx",
+                                            "gateway-memory"], help=argparse.SUPPRESS)
     parser.add_argument("--otlp-url", help=argparse.SUPPRESS)
     parser.add_argument("--rounds", type=int, default=1, help="targets take turns this many times (median kept)")
     parser.add_argument("--targets", type=lambda text: text.split(","), default=None,

@@ -45,6 +45,19 @@ def test_gateway_e2e_reports_every_target_and_the_bridge_overhead():
     assert isinstance(out["overhead_vs_stream_ms_p50"], float) and out["lean_vs_sdk_dispatch_c2"] > 0
 
 
+def test_gateway_e2e_splits_the_bridge_overhead_into_durable_writes_and_the_rest():
+    proc = subprocess.run([sys.executable, "-m", "bench.gateway_e2e", *TINY, "--concurrency", "1",
+                           "--targets", "bridged,bridged_memory,direct"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert set(out["results"]) == {"bridged", "bridged_memory", "direct"}
+    assert all(point["requests"] > 0 and point["errors"] == 0 for target in out["results"].values()
+               for point in target.values())
+    assert out["results"]["bridged_memory"]["c1"]["cpu_us_per_task"] > 0
+    assert isinstance(out["overhead_memory_ms_p50"], float) and isinstance(out["durable_ms_p50"], float)
+
+
 def test_mcp_e2e_reports_both_tools_next_to_the_a2a_figures():
     out = run_bench("mcp_e2e", "2")
     assert set(out["mcp"]) == {"native", "native_sdk", "bridged"}
