@@ -101,3 +101,73 @@ async def test_other_methods_and_0_3_requests_pass_through_with_their_body(pair)
     answers = await both(pair, "/agents/echo/", rpc("message/send", old), {"Content-Type": "application/json"})
     assert stable(answers[0].json()) == stable(answers[1].json())
     assert answers[0].json()["result"]["status"]["state"] == "completed"
+
+
+def _tasks():
+    from a2a.types import a2a_pb2
+    from google.protobuf import struct_pb2
+
+    plain = a2a_pb2.Task(id="t1", context_id="c1")
+    plain.status.state = a2a_pb2.TASK_STATE_COMPLETED
+    plain.status.timestamp.FromNanoseconds(1_700_000_000_123_456_000)
+    plain.history.append(a2a_pb2.Message(message_id="m1", role=a2a_pb2.ROLE_USER, parts=[a2a_pb2.Part(text="hi")]))
+    plain.artifacts.append(a2a_pb2.Artifact(artifact_id="a1", name="echo", parts=[a2a_pb2.Part(text="echo: hi")]))
+    with_metadata = a2a_pb2.Task()
+    with_metadata.CopyFrom(plain)
+    with_metadata.metadata.update({"topicbridge": {"capability": "echo", "deadline": 1.7e9, "principal": ""},
+                                   "list": [1, "two", None, True, {"x": 2.5}], "empty": {}})
+    data_part = a2a_pb2.Task()
+    data_part.CopyFrom(plain)
+    data_part.artifacts[0].parts.add().data.CopyFrom(struct_pb2.Value(number_value=3))
+    status_message = a2a_pb2.Task(id="t2")
+    status_message.status.state = a2a_pb2.TASK_STATE_INPUT_REQUIRED
+    status_message.status.message.CopyFrom(a2a_pb2.Message(message_id="q", role=a2a_pb2.ROLE_AGENT,
+                                                           parts=[a2a_pb2.Part(text="which day?")]))
+    empty_status = a2a_pb2.Task(id="t3")
+    empty_status.status.SetInParent()
+    infinite = a2a_pb2.Task()
+    infinite.metadata.update({"x": float("inf")})
+    return {"plain": plain, "metadata": with_metadata, "data-part": data_part, "status-message": status_message,
+            "empty-status": empty_status, "empty": a2a_pb2.Task(), "infinite": infinite}
+
+
+@pytest.mark.parametrize("name", list(_tasks()))
+def test_the_answer_is_written_exactly_as_json_format_writes_it(name):
+    from a2a.types import a2a_pb2
+    from google.protobuf import json_format
+
+    from gateway.a2a.lean import response_dict
+
+    task = _tasks()[name]
+    try:
+        expected = json_format.MessageToDict(a2a_pb2.SendMessageResponse(task=task))
+    except json_format.Error:      # json_format refuses it: so does the lean path (the dispatcher answers an error)
+        with pytest.raises(json_format.Error):
+            response_dict(task)
+        return
+    answer = response_dict(task)
+    assert answer == expected
+    assert list(answer["task"]) == list(expected["task"])      # the task's key order too (a map's has none)
+    message = task.history[0] if task.history else a2a_pb2.Message()
+    assert response_dict(message) == json_format.MessageToDict(a2a_pb2.SendMessageResponse(message=message))
+
+
+@pytest.mark.parametrize("params", [
+    {"message": MESSAGE},
+    {"message": {**MESSAGE, "contextId": "c", "taskId": "t", "referenceTaskIds": ["r"], "extensions": ["e"]}},
+    {"message": {**MESSAGE, "metadata": {"k": 1}}},
+    {"message": {**MESSAGE, "parts": [{"data": {"x": 1}}]}},
+    {"message": {**MESSAGE, "unknownField": 1}},
+    {"message": MESSAGE, "configuration": {"historyLength": 2}},
+    {"message": {}},
+], ids=["plain", "ids", "metadata", "data-part", "unknown-field", "configuration", "empty-message"])
+def test_the_request_is_read_exactly_as_json_format_reads_it(params):
+    from a2a.types import a2a_pb2
+    from google.protobuf import json_format
+
+    from gateway.a2a.lean import _send_message_request
+
+    request_id, request = _send_message_request(rpc("SendMessage", params))
+    assert request_id == 7
+    expected = json_format.ParseDict(params, a2a_pb2.SendMessageRequest(), ignore_unknown_fields=True)
+    assert request == expected and request.message.ListFields() == expected.message.ListFields()
