@@ -72,6 +72,11 @@ _SNAPSHOT_RE = re.compile(r"^snapshot-(\d{20})\.snap$")
 _TEMP_SUFFIX = ".tmp"
 
 _EAGER_WRITE_BYTES = 64 << 10  # under never/interval, hand buffers above this to the OS now
+# Policy batch: a record nobody waits for (an ack, a lite delivery's attempt, a deleted lite
+# topic...) does not start a group commit of its own; it rides the next one a waiter starts, or
+# this many seconds after it was appended, whichever comes first. Each commit of its own would
+# hold the one flusher for an fsync that the next waiter (a task's submit) then queues behind.
+LAZY_SYNC_DELAY = 0.02
 _MAX_PAYLOAD_LIMIT = (1 << 32) - 1
 _fdatasync = getattr(os, "fdatasync", os.fsync)
 
@@ -235,11 +240,13 @@ class CommitLog:
         self._buffered = 0
         self._next_lsn = 0
         self._synced_lsn = -1  # highest LSN for which sync() may return
+        self._written = -1  # highest LSN `written` wrote to the OS ahead of its commit (batch)
         self._retired_open = False  # a non-active segment may still hold an fd
         self._write_scheduled = False
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
         self._waiter_seq = itertools.count()
         self._flusher: asyncio.Task[None] | None = None
+        self._lazy: asyncio.TimerHandle | None = None   # the deferred commit of unwaited records
         self._io_thread = IoThread(f"commitlog-flusher:{os.path.basename(self._dir)}")
         self._ticker: asyncio.Task[None] | None = None
         self._stop_ticker = asyncio.Event()
@@ -467,7 +474,7 @@ class CommitLog:
     def _after_append_hook(self) -> Callable[[int], None]:
         return {
             FsyncPolicy.ALWAYS: self._commit_now,
-            FsyncPolicy.BATCH: self._kick_flusher,
+            FsyncPolicy.BATCH: self._commit_later,
             FsyncPolicy.INTERVAL: self._write_soon,
             FsyncPolicy.NEVER: self._write_soon,
         }[self._policy]
@@ -664,6 +671,34 @@ class CommitLog:
             raise LogClosedError(self._dir, self._state.value)
         await self._wait_synced(lsn)
 
+    async def written(self, lsn: int) -> None:
+        """Return once `lsn` is in the operating system (it survives this process being killed;
+        not yet a power loss): a record whose fsync may ride a later commit. Under policies
+        other than batch, the same as sync."""
+        if lsn <= self._synced_lsn or lsn <= self._written:
+            return
+        if self._policy is not FsyncPolicy.BATCH or self._state is not _State.OPEN:
+            await self.sync(lsn)
+            return
+        if self._error is not None:
+            raise self._error.again()
+        async with self._io_lock:      # a commit under way writes first: this writes what it left
+            if lsn > max(self._written, self._synced_lsn) and self._error is None:
+                chunks, upto = self._take()
+                before = _positions(chunks)
+                try:
+                    if all(seg.fd is not None for seg, _ in chunks):
+                        self._write_chunks(chunks)      # a few records to the page cache: cheap
+                    else:                               # a new segment: its predecessor is fsynced first
+                        await self._io_thread.run(self._write_chunks, chunks)
+                except LogWriteError as exc:
+                    self._put_back(chunks, before, exc)
+                    raise exc.again() from exc
+                self._written = upto
+        if self._error is not None:
+            raise self._error.again()
+        self._commit_later(lsn)
+
     async def _wait_synced(self, lsn: int) -> None:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._waiters, (lsn, next(self._waiter_seq), fut))
@@ -693,6 +728,21 @@ class CommitLog:
             return  # no loop yet: sync() or close() will flush
         self._flusher = loop.create_task(self._flush_batches())
 
+    def _commit_later(self, lsn: int) -> None:
+        """Policy batch, a record nobody waits for yet: commit it within LAZY_SYNC_DELAY."""
+        if self._lazy is not None or self._flusher is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no loop yet: sync() or close() will flush
+        self._lazy = loop.call_later(LAZY_SYNC_DELAY, self._lazy_commit)
+
+    def _lazy_commit(self) -> None:
+        self._lazy = None
+        if self._state is _State.OPEN and self._synced_lsn < self._next_lsn - 1:
+            self._kick_flusher(self._next_lsn - 1)
+
     async def _flush_batches(self) -> None:
         """Policy `batch`: each pass writes everything buffered, fsyncs once, and releases
         every waiter it covers; appends made during a pass form the next batch."""
@@ -701,10 +751,12 @@ class CommitLog:
             # already scheduled (a task's other events, the other writes of one gather) append
             # first and share its fsync instead of waiting for a second one.
             await asyncio.sleep(0)
-            while self._chunks and self._error is None:
+            while self._synced_lsn < self._next_lsn - 1 and self._error is None:
                 async with self._io_lock:
                     chunks, upto = self._take()
-                    segments = [seg for seg, _ in chunks]
+                    # and the records `written` left unsynced, maybe with no chunk in this batch
+                    segments = list(dict.fromkeys([seg for seg, _ in chunks] + [
+                        s for s in self._segments if s.fd is not None and s.synced < s.written]))
                     before = _positions(chunks)
                     try:
                         await self._io_thread.run(self._write_and_sync, chunks, segments)
@@ -715,6 +767,8 @@ class CommitLog:
                 self._synced_lsn = upto
                 self._release_waiters(upto)
                 self._close_retired()
+                if not self._waiters:
+                    break       # what was appended meanwhile, unwaited, rides a later commit
         except LogWriteError as exc:
             self._fail(exc)
         except asyncio.CancelledError:
@@ -722,6 +776,11 @@ class CommitLog:
             raise
         finally:
             self._flusher = None
+            if self._state is _State.OPEN and self._synced_lsn < self._next_lsn - 1:
+                if self._waiters:
+                    self._kick_flusher(self._next_lsn - 1)
+                else:
+                    self._commit_later(self._next_lsn - 1)
 
     async def _fsync_ticker(self) -> None:
         """Policy `interval`: fsync whatever was written, every fsync_interval seconds."""
@@ -813,6 +872,9 @@ class CommitLog:
 
     async def _stop_background(self) -> None:
         self._stop_ticker.set()
+        if self._lazy is not None:
+            self._lazy.cancel()
+            self._lazy = None
         for task in (self._ticker, self._flusher):
             if task is not None:
                 await task

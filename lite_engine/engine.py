@@ -333,14 +333,17 @@ class Engine:
             limit -= 1
 
     async def _hand_over(self, out: list[Delivery]) -> list[Delivery]:
-        """Return `out` once its delivery attempts are durable, so that a crash while they are
-        being worked on still counts them (max_attempts holds across restarts). Deliveries that
-        cannot be handed over are given back. Caller: receive (envelopes), not poll."""
+        """Return `out` once its delivery attempts are written to the OS, so that a process
+        killed while they are worked on (a handler that crashes it on every try) still counts
+        them: max_attempts holds across restarts. Their fsync rides the next commit (the
+        worker's first reply event, or LAZY_SYNC_DELAY later) instead of one of their own on
+        the task's path; only a power loss within that window leaves one uncounted. Deliveries
+        that cannot be handed over are given back. Caller: receive (envelopes), not poll."""
         lsn = self._attempt_lsn
         if not out or lsn is None:
             return out
         try:
-            await self._sync(lsn)
+            await self._store.written(lsn)
         except BaseException:
             for d in out:
                 inf = self._inflight.lookup(d.receipt)

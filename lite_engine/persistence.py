@@ -102,6 +102,15 @@ class Persistence:
         except CommitLogError as exc:
             raise StorageError(str(exc)) from exc
 
+    async def written(self, lsn: int) -> None:
+        """Once `lsn` survives this process being killed; its fsync rides a later commit."""
+        if self._lazy:
+            return
+        try:
+            await self._log.written(lsn)
+        except CommitLogError as exc:
+            raise StorageError(str(exc)) from exc
+
     def snapshot_due(self) -> bool:
         return self._since_snapshot >= self.config.snapshot_every
 

@@ -2,7 +2,8 @@
 attempt number, and max_attempts counts across restarts, so a message that crashes the process
 every time ends in the dead-letter topic instead of looping forever. A lite poll hands its
 deliveries over before their ATTEMPT records are durable (they ride the next commit); a group
-receive (envelopes) waits for them."""
+receive (envelopes) waits until they are written to the OS (a killed process keeps them), and
+their fsync rides the next commit too."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import threading
 
 import pytest
 
-from lite_engine import Engine, EngineConfig, TopicConfig, commitlog, dead_letter_topic
+from lite_engine import Engine, EngineConfig, TopicConfig, commitlog, dead_letter_topic, records
 from tests.lite_engine.engine_process import ROOT
 
 
@@ -103,7 +104,7 @@ def held_fsync(monkeypatch):
     release.set()
 
 
-async def test_a_lite_poll_does_not_wait_for_its_attempt_but_a_group_receive_does(tmp_path, held_fsync):
+async def test_a_lite_poll_and_a_group_receive_return_before_their_attempts_are_fsynced(tmp_path, held_fsync):
     entered, release = held_fsync
     engine = await Engine(config(tmp_path, fsync="batch")).start()
     try:
@@ -117,15 +118,19 @@ async def test_a_lite_poll_does_not_wait_for_its_attempt_but_a_group_receive_doe
         release.clear()
         entered.clear()
         async with asyncio.timeout(10):
-            polled = await engine.poll("c", wait=1.0)      # its fsync is held, yet it returns
+            received = await engine.receive("tasks", "g", wait=1.0)     # written, not fsynced
+            polled = await engine.poll("c", wait=1.0)
+        assert [(d.body, d.attempt) for d in received] == [(b"t", 1)]
         assert [(d.body, d.attempt) for d in polled] == [(b"r", 1)]
-        receiving = asyncio.create_task(engine.receive("tasks", "g", wait=1.0))
+        segment = max((tmp_path / "data").rglob("*.log"))
+        assert records.encode_attempt("tasks", "", "g", 0, 1) in segment.read_bytes()    # in the OS already
+        assert not release.is_set()
+        committing = asyncio.create_task(engine.kv_put("t", "k", b"v"))  # a waiter's commit covers them
         assert await asyncio.to_thread(entered.wait, 10)
-        assert not receiving.done()                          # held behind the fsync
+        assert not committing.done()
         release.set()
         async with asyncio.timeout(10):
-            received = await receiving
-        assert [(d.body, d.attempt) for d in received] == [(b"t", 1)]
+            await committing
     finally:
         release.set()
         await engine.close()

@@ -269,6 +269,7 @@ async def test_snapshot_deletes_segments_no_kept_snapshot_needs(log_dir: Path) -
     record = HEADER + 100
     log = open_log(log_dir, segment_bytes=2 * record, snapshots_kept=2)
     await fill(log, 10)  # segments start at 0, 2, 4, 6, 8
+    await log.sync(9)    # written: a segment with bytes still buffered is kept
     await log.write_snapshot(5, b"s5")  # segments holding only LSNs <= 5 go
     assert [int(p.stem) for p in segment_files(log_dir)] == [6, 8]
 
