@@ -55,6 +55,7 @@ from deploy.gateway_env import gateway_env
 
 __all__ = [
     "FAST_START",
+    "JVM_PROFILES",
     "BrokerError",
     "BrokerStartError",
     "BrokerUnavailable",
@@ -81,8 +82,17 @@ JVM_FLAGS = (
     "-Djava.awt.headless=true",
 )
 # For tests: C1 only needs about 40% less CPU to reach "started" (much faster on a busy machine),
-# but caps the broker's throughput, so it is not the default: benchmarks want the full JIT.
+# but caps the broker's steady-state throughput, so it is not the default.
 FAST_START = ("-XX:TieredStopAtLevel=1",)
+# JVM profiles by name: KafkaBroker(jvm_options=JVM_PROFILES[name]); `start --jvm NAME`.
+# "full" (tiered C1+C2) suits a broker that runs for hours on cores of its own. On a 2-core
+# machine a broker a few minutes old is still C2-compiling its hot paths, so a benchmark pays
+# for the compiler: bench.backend_roundtrip at 64 in flight, two brokers side by side, alternating
+# rounds (issue 17): broker CPU per round trip, medians of 4, ~1 min old 980 us (full) vs 390 us
+# (fast), ~3 min old 1010 vs 530 us, round trips/s 383 vs 592 and 217 vs 279; the bench as is
+# (a broker started per run), 3 alternating runs: 1815 vs 865 us, 0.16x vs 0.38x the embedded
+# engine's round trips/s.
+JVM_PROFILES = {"fast": FAST_START, "full": ()}
 MAVEN_TIMEOUT = 900.0
 STOP_TIMEOUT = 30.0
 _PORT_ATTEMPTS = 3
@@ -557,6 +567,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("command", choices=["start", "stop", "fetch"])
     parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
     parser.add_argument("--heap", default="256m")
+    parser.add_argument("--jvm", choices=sorted(JVM_PROFILES), default="full",
+                        help="JIT profile: full (C1+C2, default) or fast (C1 only, as the tests and benchmarks)")
     parser.add_argument("--timeout", type=float, default=120.0)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
@@ -565,7 +577,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "fetch":
             print(ensure_jars())
         elif args.command == "start":
-            broker = KafkaBroker(workdir, heap=args.heap)
+            broker = KafkaBroker(workdir, heap=args.heap, jvm_options=JVM_PROFILES[args.jvm])
             started = time.monotonic()
             address = broker.start(timeout=args.timeout)
             print(gateway_env("kafka", kafka__bootstrap_servers=address))
