@@ -3,12 +3,14 @@ import os
 import resource
 import shutil
 import struct
+import threading
 import zlib
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from lite_engine import commitlog
 from lite_engine.commitlog import (
     CommitLog,
     CommitLogError,
@@ -625,3 +627,68 @@ def test_errors_carry_their_data() -> None:
     assert isinstance(too_large, CommitLogError) and isinstance(too_large, ValueError)
     write = LogWriteError("/x/0.log", "fsync", OSError(5, "Input/output error"))
     assert write.errno == 5 and write.again().__cause__ is write.cause
+
+
+# --- batch: records nobody waits for, and `written` ----------------------------------------
+
+
+@pytest.fixture
+def counted_fsyncs(monkeypatch):
+    """The real fsync, counted: an event set at each one."""
+    done, count = threading.Event(), [0]
+    real = commitlog._fsync_segments
+
+    def counted(targets):
+        real(targets)
+        count[0] += 1
+        done.set()
+
+    monkeypatch.setattr(commitlog, "_fsync_segments", counted)
+    return done, count
+
+
+async def test_a_record_nobody_waits_for_starts_no_commit_but_is_fsynced_within_the_lazy_delay(
+        log_dir: Path, counted_fsyncs) -> None:
+    done, count = counted_fsyncs
+    log = open_log(log_dir, fsync="batch")
+    try:
+        lsn = log.append(3, b"an ack")
+        await asyncio.sleep(0)  # sleep-ok: one loop turn, where a waiter's commit would start
+        assert count[0] == 0 and log.synced_lsn < lsn
+        assert await asyncio.to_thread(done.wait, 5)     # LAZY_SYNC_DELAY later, on its own
+        await until(lambda: log.synced_lsn >= lsn)
+    finally:
+        await log.close()
+    assert [p for _, _, p in await reopen_records(log_dir)] == [b"an ack"]
+
+
+async def test_records_nobody_waits_for_ride_the_commit_of_the_next_waiting_writer(log_dir: Path, counted_fsyncs) -> None:
+    _, count = counted_fsyncs
+    log = open_log(log_dir, fsync="batch")
+    try:
+        log.append(3, b"ack 1")
+        log.append(3, b"ack 2")
+        await log.sync(log.append(2, b"publish"))
+        assert count[0] == 1 and log.synced_lsn == 2
+    finally:
+        await log.close()
+
+
+async def test_written_puts_a_record_in_the_os_before_its_fsync_which_rides_the_next_commit(
+        log_dir: Path, tmp_path: Path, counted_fsyncs) -> None:
+    _, count = counted_fsyncs
+    log = open_log(log_dir, fsync="batch", segment_bytes=HEADER + 10)
+    try:
+        first = log.append(11, b"attempt 1")
+        await log.written(first)
+        second = log.append(11, b"attempt 2")      # a new segment: its predecessor is fsynced first
+        await log.written(second)
+        killed = as_killed(log_dir, tmp_path)
+        assert log.synced_lsn < second
+        await log.sync(log.append(2, b"reply"))
+        assert log.synced_lsn == 2
+        fsyncs = count[0]
+    finally:
+        await log.close()
+    assert [p for _, _, p in replay_all(killed)] == [b"attempt 1", b"attempt 2"]
+    assert fsyncs <= 3       # the first segment's before the roll, then one commit (not one per record)
