@@ -15,7 +15,8 @@ The requester subscribes each task's reply channel `fresh` (a new name, as the g
 does); `--subscribe plain` drops that hint, so the backend looks up the group's position as on
 a re-attach (the A/B of the hint on one broker). `--broker-pids` names the running broker's
 local processes (e.g. RocketMQ's proxy and broker JVMs, from `deploy.rocketmq status`) whose
-CPU then counts as the backend's, per round trip.
+CPU then counts as the backend's, per round trip; a broker the bench starts itself is counted
+so without being named (its processes are this one's descendants).
 
 Every run also measures the embedded lite engine (the in-process baseline) with the same
 workload, and prints the ratio of the backend's figures to it. CPU per round trip (this process,
@@ -42,9 +43,11 @@ from ._util import emit, progress
 ROOT = Path(__file__).resolve().parents[1]
 
 
-async def roundtrips(backend, *, concurrency: int, total: int, other_cpu=None, fresh: bool = True) -> dict:
+async def roundtrips(backend, *, concurrency: int, total: int, other_cpu=None, fresh: bool = True,
+                     warmup: int | None = None) -> dict:
     """`other_cpu()`: CPU seconds used so far by the processes behind `backend` (None: unknown);
-    `fresh`: the hint on each reply channel's subscribe (see the module docstring)."""
+    `fresh`: the hint on each reply channel's subscribe (see the module docstring); `warmup`:
+    round trips before measuring (default total // 10)."""
     run = os.urandom(3).hex()
     cap, parent = f"rt-cap-{run}", f"rt-reply-{run}"
     await backend.create_topic(TopicSpec(cap))
@@ -87,7 +90,7 @@ async def roundtrips(backend, *, concurrency: int, total: int, other_cpu=None, f
 
     loops = [asyncio.ensure_future(serve()), asyncio.ensure_future(relay())]
     try:
-        warm = total // 10
+        warm = total // 10 if warmup is None else warmup
         counter = iter(range(warm))
         await asyncio.gather(*(caller() for _ in range(min(concurrency, warm))))
         latencies.clear()
@@ -120,6 +123,23 @@ def process_cpu(pid: int) -> float:
     """CPU seconds (user + system) used by process `pid` so far (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def descendants_cpu() -> float:
+    """CPU seconds used so far by this process's live descendants: the broker it started."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(entry.name))
+    total, todo = 0.0, list(children.get(os.getpid(), ()))
+    while todo:
+        pid = todo.pop()
+        with contextlib.suppress(OSError):   # it may have exited meanwhile
+            total += process_cpu(pid)
+        todo.extend(children.get(pid, ()))
+    return total
 
 
 @contextlib.asynccontextmanager
@@ -159,17 +179,19 @@ async def open_backend(name: str, workdir: Path, address: str | None = None, pid
     else:
         from bench import brokers
         async with brokers.backend(name, workdir) as backend:
-            yield backend, None
+            yield backend, descendants_cpu
 
 
 async def measure(name: str, workdir: Path, total: int, concurrencies: list[int], *,
-                  address: str | None = None, pids: list[int] = (), fresh: bool = True) -> dict:
+                  address: str | None = None, pids: list[int] = (), fresh: bool = True,
+                  warmup: int | None = None) -> dict:
     progress(f"{name}: starting")
     async with open_backend(name, workdir, address, pids) as (backend, other_cpu):
         out = {}
         for c in concurrencies:
             progress(f"{name}: concurrency {c}")
-            out[f"c{c}"] = await roundtrips(backend, concurrency=c, total=total, other_cpu=other_cpu, fresh=fresh)
+            out[f"c{c}"] = await roundtrips(backend, concurrency=c, total=total, other_cpu=other_cpu, fresh=fresh,
+                                            warmup=warmup)
         return out
 
 
@@ -177,13 +199,15 @@ async def main(args) -> dict:
     with tempfile.TemporaryDirectory(prefix="tb-rt-") as tmp:
         workdir = Path(tmp)
         fresh = args.subscribe == "fresh"
-        baseline = await measure("lite-embedded", workdir, args.roundtrips, args.concurrency, fresh=fresh)
+        baseline = await measure("lite-embedded", workdir, args.roundtrips, args.concurrency, fresh=fresh,
+                                 warmup=args.warmup)
         result = {"bench": "backend_roundtrip", "backend": args.backend, "fsync": "batch",
                   "subscribe": args.subscribe, "broker": "given" if args.bootstrap else "started",
+                  "warmup": args.roundtrips // 10 if args.warmup is None else args.warmup,
                   "baseline_backend": "lite-embedded", "baseline": baseline}
         if args.backend != "lite-embedded":
             figures = await measure(args.backend, workdir, args.roundtrips, args.concurrency,
-                                    address=args.bootstrap, pids=args.broker_pids, fresh=fresh)
+                                    address=args.bootstrap, pids=args.broker_pids, fresh=fresh, warmup=args.warmup)
             result["figures"] = figures
             result["ratio_vs_baseline"] = {key: _ratios(figures[key], baseline[key]) for key in figures}
         else:
@@ -206,6 +230,9 @@ def parse(argv=None):
     parser.add_argument("--backend", default="lite-remote",
                         choices=["lite-embedded", "lite-remote", "kafka", "rocketmq"])
     parser.add_argument("--roundtrips", type=int, default=2000, help="measured round trips per concurrency")
+    parser.add_argument("--warmup", type=int, help="round trips before measuring, per concurrency and backend "
+                                                   "(default roundtrips/10; a broker the bench just started is "
+                                                   "still compiling its hot paths, so give it more)")
     parser.add_argument("--concurrency", type=lambda s: [int(x) for x in s.split(",")], default=[1, 64])
     parser.add_argument("--bootstrap", help='a running broker to use instead of starting one: Kafka "host:port", '
                                             'RocketMQ "proxy|namesrv"')

@@ -5,26 +5,39 @@
     async with broker("kafka", workdir) as address:   # just the broker, for several backends
         b1, b2 = KafkaBackend(address), KafkaBackend(address)
 
-Benchmarks run the broker with the full JIT (not deploy.kafka.FAST_START, which caps its
-throughput) and a larger heap than the tests.
+Benchmarks run Kafka with a larger heap than the tests and deploy.kafka's "fast" JVM profile
+(C1 only: on 2 cores a young broker's C2 compiler costs more than C1 code loses, see
+deploy.kafka.JVM_PROFILES) unless TB_BENCH_KAFKA_JVM says "full".
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from pathlib import Path
 
 KAFKA_HEAP = "512m"
+KAFKA_JVM_ENV = "TB_BENCH_KAFKA_JVM"
+
+
+def kafka_jvm() -> str:
+    """The JVM profile a bench's Kafka broker gets: TB_BENCH_KAFKA_JVM, else "fast"."""
+    from deploy.kafka import JVM_PROFILES
+
+    profile = os.environ.get(KAFKA_JVM_ENV) or "fast"
+    if profile not in JVM_PROFILES:
+        raise ValueError(f"{KAFKA_JVM_ENV} must be one of {sorted(JVM_PROFILES)}, got {profile!r}")
+    return profile
 
 
 @contextlib.asynccontextmanager
 async def broker(name: str, workdir: Path):
     """Start the broker for backend `name` in `workdir`; yield its address; stop it."""
     if name == "kafka":
-        from deploy.kafka import KafkaBroker
+        from deploy.kafka import JVM_PROFILES, KafkaBroker
 
-        kafka = KafkaBroker(Path(workdir) / "kafka", heap=KAFKA_HEAP)
+        kafka = KafkaBroker(Path(workdir) / "kafka", heap=KAFKA_HEAP, jvm_options=JVM_PROFILES[kafka_jvm()])
         address = await asyncio.to_thread(kafka.start)
         try:
             yield address
