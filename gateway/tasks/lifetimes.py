@@ -209,7 +209,7 @@ class Lifetimes:
         _, turn = recorded(task)
         update = a2a_pb2.TaskStatusUpdateEvent(task_id=task.id, context_id=task.context_id)
         update.status.state = a2a_pb2.TASK_STATE_FAILED
-        update.status.timestamp.GetCurrentTime()
+        fold.stamp_now(update.status.timestamp)
         update.status.message.CopyFrom(a2a_pb2.Message(
             message_id=f"{task.id}-failed-{turn + 1}", role=a2a_pb2.ROLE_AGENT, task_id=task.id,
             context_id=task.context_id, parts=[a2a_pb2.Part(text=reason)]))

@@ -145,7 +145,7 @@ class TaskService:
         message.task_id, message.context_id = task_id, context_id
         task = a2a_pb2.Task(id=task_id, context_id=context_id)
         task.status.state = a2a_pb2.TASK_STATE_SUBMITTED
-        task.status.timestamp.GetCurrentTime()
+        fold.stamp_now(task.status.timestamp)
         task.history.append(message)
         deadline = deadline or await self._deadline(capability)
         task.metadata[fold.OWN_METADATA] = {"capability": capability, "deadline": deadline,   # for `resume`, on any instance
@@ -222,7 +222,7 @@ class TaskService:
         task.history.append(message)
         task.status.Clear()
         task.status.state = a2a_pb2.TASK_STATE_SUBMITTED
-        task.status.timestamp.GetCurrentTime()
+        fold.stamp_now(task.status.timestamp)
         task.metadata[fold.OWN_METADATA] = {"capability": owner, "turn": turn, "principal": recorded_principal(before)}
         start = (turn, 0, -1)      # whatever earlier turns left on the channel is not news
         watch = Watch(task_id)
@@ -356,7 +356,7 @@ class TaskService:
         _, turn = recorded(task)
         update = a2a_pb2.TaskStatusUpdateEvent(task_id=task.id, context_id=task.context_id)
         update.status.state = a2a_pb2.TASK_STATE_CANCELED
-        update.status.timestamp.GetCurrentTime()
+        fold.stamp_now(update.status.timestamp)
         if reason:
             update.status.message.CopyFrom(a2a_pb2.Message(
                 message_id=f"{task.id}-canceled", role=a2a_pb2.ROLE_AGENT, task_id=task.id,

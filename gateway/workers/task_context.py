@@ -92,7 +92,7 @@ class TaskContext:
     async def status(self, state: int, text: str | None = None, *, parts=None) -> None:
         update = a2a_pb2.TaskStatusUpdateEvent(task_id=self.task_id, context_id=self.context_id)
         update.status.state = state
-        update.status.timestamp.GetCurrentTime()
+        fold.stamp_now(update.status.timestamp)
         if text is not None or parts:
             update.status.message.CopyFrom(self._agent_message(text, parts))
         await self._emit(a2a_pb2.StreamResponse(status_update=update), final=fold.is_final(state))
@@ -134,7 +134,7 @@ class TaskContext:
         fold.mark_reply(reply)
         update = a2a_pb2.TaskStatusUpdateEvent(task_id=self.task_id, context_id=self.context_id)
         update.status.state = a2a_pb2.TASK_STATE_COMPLETED
-        update.status.timestamp.GetCurrentTime()
+        fold.stamp_now(update.status.timestamp)
         update.status.message.CopyFrom(reply)
         await self._emit(a2a_pb2.StreamResponse(status_update=update), final=True)
 
@@ -153,7 +153,7 @@ class TaskContext:
         publish); the handler's first event is published after it, so the order holds."""
         update = a2a_pb2.TaskStatusUpdateEvent(task_id=self.task_id, context_id=self.context_id)
         update.status.state = a2a_pb2.TASK_STATE_WORKING
-        update.status.timestamp.GetCurrentTime()
+        fold.stamp_now(update.status.timestamp)
         self._start(self._encode(a2a_pb2.StreamResponse(status_update=update), False))
 
     def _drop_unawaited(self) -> None:
@@ -231,7 +231,7 @@ class TaskContext:
         self._inflight.clear()
         update = a2a_pb2.TaskStatusUpdateEvent(task_id=self.task_id, context_id=self.context_id)
         update.status.state = a2a_pb2.TASK_STATE_FAILED
-        update.status.timestamp.GetCurrentTime()
+        fold.stamp_now(update.status.timestamp)
         update.status.message.CopyFrom(self._agent_message(reason, None))
         await self._publish(self._encode(a2a_pb2.StreamResponse(status_update=update), True))
         self.finished = True
