@@ -209,6 +209,9 @@ async def main(args) -> dict:
             figures = await measure(args.backend, workdir, args.roundtrips, args.concurrency,
                                     address=args.bootstrap, pids=args.broker_pids, fresh=fresh, warmup=args.warmup)
             result["figures"] = figures
+            if not args.bootstrap:   # RocketMQ: TB_BENCH_ROCKETMQ_JVM=fast|perf picks it (bench/brokers.py)
+                from bench import brokers
+                result["broker_jvm"] = brokers.broker_jvm(args.backend)
             result["ratio_vs_baseline"] = {key: _ratios(figures[key], baseline[key]) for key in figures}
         else:
             result["figures"] = baseline

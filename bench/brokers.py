@@ -7,7 +7,11 @@
 
 Benchmarks run Kafka with a larger heap than the tests and deploy.kafka's "fast" JVM profile
 (C1 only: on 2 cores a young broker's C2 compiler costs more than C1 code loses, see
-deploy.kafka.JVM_PROFILES) unless TB_BENCH_KAFKA_JVM says "full".
+deploy.kafka.JVM_PROFILES) unless `jvm=` or TB_BENCH_KAFKA_JVM says "full". RocketMQ's
+cluster runs deploy.rocketmq's "perf" JVM profile (C2, bigger fixed heaps, G1) unless `jvm=`
+or the environment variable TB_BENCH_ROCKETMQ_JVM says otherwise ("fast": the tests' C1-only
+small-heap start, for A/B).
+`broker_jvm(name)` says what a started broker runs, for the benches' JSON.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import os
 from pathlib import Path
 
 KAFKA_HEAP = "512m"
+ROCKETMQ_JVM_ENV = "TB_BENCH_ROCKETMQ_JVM"
 KAFKA_JVM_ENV = "TB_BENCH_KAFKA_JVM"
 
 
@@ -31,13 +36,36 @@ def kafka_jvm() -> str:
     return profile
 
 
+def rocketmq_jvm() -> str:
+    """The JVM profile a bench's RocketMQ cluster gets: TB_BENCH_ROCKETMQ_JVM, else "perf"."""
+    return os.environ.get(ROCKETMQ_JVM_ENV) or "perf"
+
+
+def broker_jvm(name: str, jvm: str | None = None) -> str | None:
+    """How `broker(name)` runs the broker's JVM(s), for a bench's JSON (None: no broker)."""
+    if name == "kafka":
+        from deploy.kafka import JVM_PROFILES
+
+        profile = jvm or kafka_jvm()
+        return f"{profile}: {' '.join(JVM_PROFILES[profile]) or 'C1+C2'}, -Xmx{KAFKA_HEAP}"
+    if name == "rocketmq":
+        from deploy.rocketmq import JVM_PROFILES
+
+        profile = jvm or rocketmq_jvm()
+        chosen = JVM_PROFILES[profile]
+        heaps = ", ".join(f"{k} {v}" for k, v in chosen.heaps.items() if k != "admin")
+        return f"{profile}: {' '.join(chosen.flags)}; heaps {heaps}"
+    return None
+
+
 @contextlib.asynccontextmanager
-async def broker(name: str, workdir: Path):
-    """Start the broker for backend `name` in `workdir`; yield its address; stop it."""
+async def broker(name: str, workdir: Path, *, jvm: str | None = None):
+    """Start the broker for backend `name` in `workdir`; yield its address; stop it.
+    `jvm`: the JVM profile (default `kafka_jvm()` / `rocketmq_jvm()`)."""
     if name == "kafka":
         from deploy.kafka import JVM_PROFILES, KafkaBroker
 
-        kafka = KafkaBroker(Path(workdir) / "kafka", heap=KAFKA_HEAP, jvm_options=JVM_PROFILES[kafka_jvm()])
+        kafka = KafkaBroker(Path(workdir) / "kafka", heap=KAFKA_HEAP, jvm_options=JVM_PROFILES[jvm or kafka_jvm()])
         address = await asyncio.to_thread(kafka.start)
         try:
             yield address
@@ -46,7 +74,7 @@ async def broker(name: str, workdir: Path):
     elif name == "rocketmq":
         from deploy.rocketmq import RocketMQCluster
 
-        cluster = RocketMQCluster(Path(workdir) / "rocketmq")
+        cluster = RocketMQCluster(Path(workdir) / "rocketmq", jvm=jvm or rocketmq_jvm())
         await asyncio.to_thread(cluster.start)
         try:
             yield f"{cluster.endpoint}|{cluster.namesrv_addr}"   # proxy | name server (admin)

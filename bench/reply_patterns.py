@@ -1,7 +1,7 @@
 """Reply channels on a broker: the patterns the design rejects against the emulated lite topics.
 
     python -m bench.reply_patterns --backend kafka --instances 4 [--tasks 1000] [--partitions 16]
-    python -m bench.reply_patterns --backend rocketmq --instances 4 [--tasks 50]
+    python -m bench.reply_patterns --backend rocketmq --instances 4 [--tasks 50] [--broker-jvm fast|perf]
 
 On RocketMQ the patterns are ``exclusive``, ``broadcast``, ``polling`` and ``lite`` (native
 LiteTopic); see bench/_reply_patterns_rocketmq.py. `--bootstrap` is then "proxy|namesrv".
@@ -239,10 +239,13 @@ async def main(args) -> dict:
     async with contextlib.AsyncExitStack() as stack:
         bootstrap = args.bootstrap
         if bootstrap is None:
-            from .brokers import broker
+            from .brokers import broker, broker_jvm
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tb-rp-")))
             progress(f"starting the {args.backend} broker")
-            bootstrap = await stack.enter_async_context(broker(args.backend, workdir))
+            bootstrap = await stack.enter_async_context(broker(args.backend, workdir, jvm=args.broker_jvm))
+            result["broker_jvm"] = broker_jvm(args.backend, args.broker_jvm)
+        else:
+            result["broker_jvm"] = "given (--bootstrap)"
         for pattern in args.patterns:
             progress(f"{pattern}: {args.instances} instances, {args.tasks} tasks")
             result["patterns"][pattern] = await run(pattern, args, bootstrap)
@@ -264,6 +267,9 @@ def parse(argv=None):
                              "reported as not expressible")
     parser.add_argument("--bootstrap", help='use this running broker instead of starting one '
                                             '(rocketmq: "proxy-host:port|namesrv-host:port")')
+    parser.add_argument("--broker-jvm", choices=["fast", "perf"], default=None,
+                        help="rocketmq, a broker this bench starts: its JVM profile (default perf, or "
+                             "TB_BENCH_ROCKETMQ_JVM; fast = the tests' C1-only start, for A/B)")
     args = parser.parse_args(argv)
     if args.instances < 1 or args.tasks < args.instances or args.partitions < 1:
         parser.error("need instances >= 1, tasks >= instances, partitions >= 1")

@@ -20,7 +20,10 @@ Usage::
         cluster.create_topic("agents", message_type="LITE", lite_expiration_minutes=60)
         cluster.create_group("agents-gw", lite_bind_topic="agents")
 
-    python -m deploy.rocketmq start|stop|status [--workdir DIR]   (from the repository root)
+    python -m deploy.rocketmq start|stop|status [--workdir DIR] [--jvm fast|perf]   (from the repo root)
+
+The JVMs run the "fast" profile unless asked otherwise (``jvm="perf"``, ``--jvm perf``): quick
+to start, slow per request; benchmarks use "perf" (``JVM_PROFILES``).
 
 Start order: name server, broker (ready once registered with the name server: nudged, since
 on its own it may register only 10 s after boot), proxy in cluster mode (local mode in 5.5.0
@@ -72,8 +75,33 @@ _READY_LINES = {
     "broker": (("out", "boot success"), ("log", _REGISTERED)),
     "proxy": (("out", "rocketmq-proxy startup successfully"),),
 }
-_HEAPS = {"namesrv": "128m", "broker": "384m", "proxy": "256m", "admin": "128m"}
-_DIRECT_MEMORY = {"namesrv": "64m", "broker": "256m", "proxy": "128m", "admin": "64m"}
+
+@dataclass(frozen=True)
+class JvmProfile:
+    """How the cluster's JVMs run: heap and direct memory per component, and the VM flags."""
+
+    heaps: Mapping[str, str]
+    direct_memory: Mapping[str, str]
+    flags: tuple[str, ...]
+    initial_heap: str | None = None   # -Xms; None: -Xms equals -Xmx
+
+
+# "fast" (the default, for tests): small heaps and C1 only, which reaches "started" with about
+# 40% less CPU (much sooner on a busy machine) but caps broker and proxy at a few ms of CPU per
+# request. "perf" (for benchmarks): the full tiered JIT (C2), heaps fixed at their size so they
+# never resize, and G1 with a short pause goal as RocketMQ's own runbroker.sh, with GC threads
+# sized for a 2-core machine. `mqadmin` is a short-lived JVM: it always runs "fast".
+JVM_PROFILES = {
+    "fast": JvmProfile(
+        heaps={"namesrv": "128m", "broker": "384m", "proxy": "256m", "admin": "128m"},
+        direct_memory={"namesrv": "64m", "broker": "256m", "proxy": "128m", "admin": "64m"},
+        flags=("-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1"), initial_heap="32m"),
+    "perf": JvmProfile(
+        heaps={"namesrv": "256m", "broker": "2g", "proxy": "1g"},
+        direct_memory={"namesrv": "128m", "broker": "1g", "proxy": "512m"},
+        flags=("-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-XX:ParallelGCThreads=2",
+               "-XX:ConcGCThreads=1", "-XX:SoftRefLRUPolicyMSPerMB=0", "-XX:+PerfDisableSharedMem")),
+}
 _STOP_GRACE_SECONDS = 30.0
 
 # One file per process; the periodic watermark/traffic/pop-buffer lines are muted.
@@ -264,14 +292,18 @@ class RocketMQCluster:
                  broker_overrides: Mapping[str, object] | None = None,
                  proxy_overrides: Mapping[str, object] | None = None,
                  auth: tuple[str, str] | None = None,
-                 tls: tuple[Path, Path] | None = None) -> None:
+                 tls: tuple[Path, Path] | None = None, jvm: str = "fast") -> None:
         """``*_overrides`` replace or add keys of the generated broker.conf / rmq-proxy.json,
         e.g. ``proxy_overrides={"grpcClientConsumerMinLongPollingTimeoutMillis": 1000}``.
 
         ``auth=(user, password)``: authentication and authorization on (ACL 2.0) in broker and
         proxy, ``user`` the initial super user, also used by the cluster's own clients and by
         ``mqadmin`` (``conf/tools.yml``). ``tls=(cert, key)``: the proxy serves these PEM files
-        and requires TLS on its gRPC port (plaintext is refused)."""
+        and requires TLS on its gRPC port (plaintext is refused). ``jvm``: a key of
+        ``JVM_PROFILES``, "fast" (tests: quick start) or "perf" (benchmarks: full JIT)."""
+        if jvm not in JVM_PROFILES:
+            raise ValueError(f"jvm must be one of {sorted(JVM_PROFILES)}, got {jvm!r}")
+        self.jvm = jvm
         self.workdir = Path(workdir).resolve()
         self.lib_dir = lib_dir
         self.auth = auth
@@ -456,11 +488,13 @@ class RocketMQCluster:
 
     def _java_command(self, component: str) -> list[str]:
         home = self.workdir
+        profile = JVM_PROFILES["fast" if component == "admin" else self.jvm]
+        heap = profile.heaps[component]
         return [
             self._java or java_executable(),
-            "-server", "-Xms32m", f"-Xmx{_HEAPS[component]}", "-Xss512k",
-            f"-XX:MaxDirectMemorySize={_DIRECT_MEMORY[component]}",
-            "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-XX:-OmitStackTraceInFastThrow",
+            "-server", f"-Xms{profile.initial_heap or heap}", f"-Xmx{heap}", "-Xss512k",
+            f"-XX:MaxDirectMemorySize={profile.direct_memory[component]}",
+            *profile.flags, "-XX:-OmitStackTraceInFastThrow",
             "-Djava.net.preferIPv4Stack=true",
             # Plaintext only: otherwise broker and proxy each generate a self-signed RSA
             # certificate at start (1-2 s idle, >10 s measured on a loaded machine). The proxy's
@@ -572,6 +606,15 @@ def broker_config(ports: Ports, workdir: Path) -> dict[str, object]:
         "mappedFileSizeTimerLog": 16 * 1024 * 1024,
         "maxHashSlotNum": 50_000,
         "maxIndexNum": 200_000,
+        # Every flush, the timer store compares its whole 38.7 MB wheel file byte by byte with
+        # its copy in memory (TimerWheel.flush in 5.5.0): once a second by default, which kept an
+        # idle broker at 19% (C2) to 38% (C1) of a core. Only crash recovery reads what it
+        # flushes, from the timer log since the last checkpoint; topicbridge sends no timer messages.
+        "timerFlushIntervalMs": 60_000,
+        # Every lite topic is a consume queue of its own, and the flush service walks all of
+        # them each interval (1 s by default: ~10% of a core on an idle broker that had served
+        # a few thousand reply channels). A killed broker rebuilds them from the commit log.
+        "flushIntervalConsumeQueue": 10_000,
         # The broker refuses writes when the disk is fuller than these (defaults 75/90/85 %).
         "diskMaxUsedSpaceRatio": 95,
         "diskSpaceWarningLevelRatio": 98,
@@ -699,15 +742,15 @@ def _pid_is_ours(pid: int, workdir: Path) -> bool:
 
 
 def _cli_start(workdir: Path, timeout: float, auth: tuple[str, str] | None = None,
-               tls: tuple[Path, Path] | None = None) -> int:
+               tls: tuple[Path, Path] | None = None, jvm: str = "fast") -> int:
     if _state_path(workdir).is_file():
         print(f"a cluster is already recorded in {_state_path(workdir)}; stop it first", file=sys.stderr)
         return 1
-    cluster = RocketMQCluster(workdir, auth=auth, tls=tls)
+    cluster = RocketMQCluster(workdir, auth=auth, tls=tls, jvm=jvm)
     endpoint = cluster.start(timeout=timeout)
     state = {"endpoint": endpoint, "namesrv": cluster.namesrv_addr, "pids": cluster.detach(),
              "ports": asdict(cluster.ports), "start_seconds": round(cluster.start_seconds or 0, 1),
-             "auth": auth is not None, "tls": tls is not None}
+             "auth": auth is not None, "tls": tls is not None, "jvm": jvm}
     _state_path(workdir).write_text(json.dumps(state, indent=2))
     extra = {"rocketmq__access_key": auth[0], "rocketmq__secret_key": auth[1]} if auth else {}
     if tls is not None:   # right for a self-signed certificate; else point tls_ca at its CA instead
@@ -759,6 +802,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="start: authentication and authorization on, USER the initial super user")
     parser.add_argument("--tls-cert", type=Path, help="start: the proxy's PEM certificate; TLS is then required")
     parser.add_argument("--tls-key", type=Path, help="start: the PKCS#8 PEM key of --tls-cert")
+    parser.add_argument("--jvm", choices=sorted(JVM_PROFILES), default="fast",
+                        help="start: fast = small heaps, C1 only (quick start, for tests); "
+                             "perf = full JIT, bigger heaps, G1 (for benchmarks)")
     options = parser.parse_args(argv)
     if (options.tls_cert is None) != (options.tls_key is None):
         parser.error("--tls-cert and --tls-key go together")
@@ -766,7 +812,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     tls = (options.tls_cert.resolve(), options.tls_key.resolve()) if options.tls_cert else None
     try:
         if options.command == "start":
-            return _cli_start(workdir, options.timeout, options.auth, tls)
+            return _cli_start(workdir, options.timeout, options.auth, tls, options.jvm)
         if options.command == "stop":
             return _cli_stop(workdir)
         return _cli_status(workdir)

@@ -59,6 +59,9 @@ class RocketMQLiteConsumer(Consumer):
 
     kind = "lite consumer"
     prefetch = True
+    # Two receives of 32 keep a relay's replies flowing while the broker pops the next batch,
+    # and stay under the proxy's 100 unacked messages per lite client ("too many unacked").
+    receives_per_broker = 2
 
     def __init__(self, conn: Connection, session: Session, topic: str, group: str, rmq_group: str,
                  invisible: float, targets: list[pb.MessageQueue], *, lease: float, quota: int,
@@ -107,6 +110,12 @@ class RocketMQLiteConsumer(Consumer):
 
     def _hold_for(self, seconds_: float) -> float:
         return min(seconds_, self._lease)
+
+    def _stale(self, held: Held, now: float) -> bool:
+        # Leases are renewed by `_maintain` (every lease/4, once less than lease/2 is left), so a
+        # message that waited a second or two in the buffer needs no ChangeInvisibleDuration
+        # before its hand-over: in a burst that round trip held up the whole batch.
+        return held.expires_at - now < self._lease / 2
 
     # -- InterestSet ----------------------------------------------------------------------------
 

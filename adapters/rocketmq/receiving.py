@@ -95,6 +95,7 @@ class Consumer:
 
     kind = "consumer"
     prefetch = False   # keep a receive pending between calls (lite consumers: their own channels)
+    receives_per_broker = 1   # receives in flight at once per broker (see `_parallel`)
 
     def __init__(self, conn: Connection, session: Session, topic: str, rmq_group: str, invisible: float,
                  targets: list[pb.MessageQueue]) -> None:
@@ -104,7 +105,7 @@ class Consumer:
         self._rmq_group = rmq_group
         self._invisible = seconds("invisible", invisible)
         self._targets = targets
-        self._pending: dict[str, asyncio.Task] = {}
+        self._pending: dict[tuple[str, int], asyncio.Task] = {}   # (broker, slot) -> its receive
         self._buffer: collections.deque[Held] = collections.deque()
         self._held: dict[str, Held] = {}
         self._error: tuple[errors.BackendError, float] | None = None   # from a pending receive, and when
@@ -168,10 +169,10 @@ class Consumer:
         return min(max_messages, RECEIVE_BATCH)
 
     def _collect(self) -> None:
-        for broker, task in list(self._pending.items()):
+        for key, task in list(self._pending.items()):
             if not task.done():
                 continue
-            del self._pending[broker]
+            del self._pending[key]
             if task.cancelled():
                 continue
             exc = task.exception()
@@ -183,11 +184,18 @@ class Consumer:
 
     def _start_receives(self, batch: int, wait: float) -> None:
         for target in self._targets:
-            broker = target.broker.name
-            if broker not in self._pending:
-                task = asyncio.get_running_loop().create_task(self._receive(target, batch, wait))
-                task.add_done_callback(_stamp)
-                self._pending[broker] = task
+            for slot in range(self._parallel(batch)):
+                key = (target.broker.name, slot)
+                if key not in self._pending:
+                    task = asyncio.get_running_loop().create_task(self._receive(target, batch, wait))
+                    task.add_done_callback(_stamp)
+                    self._pending[key] = task
+
+    def _parallel(self, batch: int) -> int:
+        """Receives in flight per broker. More than one only for full batches: a broker pops a
+        batch message by message, so one receive at a time caps a busy consumer at one batch
+        per pop's duration (hundreds of ms on a loaded broker), while the replies keep coming."""
+        return self.receives_per_broker if batch >= RECEIVE_BATCH else 1
 
     async def _receive(self, target: pb.MessageQueue, batch: int, wait: float) -> list[Held]:
         poll = min(max(wait, 0.0), POLL_CEILING)
@@ -196,13 +204,17 @@ class Consumer:
             filter_expression=pb.FilterExpression(type=pb.TAG, expression="*"),
             invisible_duration=duration(self._receive_invisible), long_polling_timeout=duration(poll))
         what = f"receive from {self.topic!r} for {self._rmq_group!r}"
-        received_at = time.monotonic()
+        # Stamped when the first reply arrives, not when the long poll began: the broker starts
+        # the invisible time when it pops, and a batch that waited 5 s in the poll is not stale.
+        received_at: float | None = None
         out: list[Held] = []
         try:
             # The proxy derives its timing from the deadline, which must outlast its own minimum poll.
             call = self._conn.stub.ReceiveMessage(request, metadata=self._conn.metadata(self._session.client_id),
                                                   timeout=POLL_CEILING + self._conn.rpc_timeout)
             async for reply in call:
+                if received_at is None:
+                    received_at = time.monotonic()
                 if reply.HasField("status") and reply.status.code not in (OK, pb.MESSAGE_NOT_FOUND):
                     if _settings_unknown(reply.status):
                         self._session.lost()   # the proxy restarted under us: register again
@@ -253,8 +265,7 @@ class Consumer:
         now = time.monotonic()
         target = self._hold_for(self._invisible)
         held.deadline = now + self._invisible
-        stale = now - held.received_at > STALE_AFTER
-        if target < self._receive_invisible or stale:
+        if target < self._receive_invisible or self._stale(held, now):
             try:
                 await self._change(held, target)
             except errors.UnknownReceiptError:
@@ -265,6 +276,11 @@ class Consumer:
 
     def _hold_for(self, seconds_: float) -> float:
         return seconds_
+
+    def _stale(self, held: Held, now: float) -> bool:
+        """Whether `held` waited long enough in the buffer that its invisibility must be counted
+        again from the hand-over."""
+        return now - held.received_at > STALE_AFTER
 
     # -- settling -------------------------------------------------------------------------------
 
