@@ -17,18 +17,32 @@ that is up while the MCP targets run. Targets, each driven by `wrk -t1` with a L
   bridged     tools/call remote-echo   the same task through the bridge to the agent over HTTP
 
 Every target answers one checked call before and after its load. One JSON object on stdout;
-`mcp_lean_vs_sdk_native_<c>` is native over native_sdk calls/s at the highest concurrency.
+`mcp_lean_vs_sdk_native_<c>` is native over native_sdk calls/s at the highest concurrency;
+`mcp_native_p99_over_p50_<c>` is the lean path's tail at the lowest one.
+
+Warm-up and order (`--warmup-order`). By default each point is warmed right before it, at its
+own concurrency, so no point starts while its server still works off an earlier, heavier load.
+wrk ends a run by closing its connections with calls in flight, and the gateway cancels each of
+those tasks; after a 64-connection burst on `bridged` that takes the gateway seconds (each
+cancel asks the agent for its task list, then cancels it: Bridge._cancel_remote), and the native
+tool is served by the same process. `upfront` is the old order: every target warmed at the
+highest concurrency first, so the native c1 point began right after the bridged burst and its
+tail was that drain (p50 5.9 ms, p99 363 ms in one sitting, while the SDK path, a process of its
+own, had 2.0x). Each point's `ready_call_ms` is one checked call made just before wrk starts:
+hundreds of ms there mean the server was still busy when the point began.
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from . import gateway_e2e
 from ._agents import echo
@@ -71,21 +85,53 @@ def call(tool: str) -> tuple[dict, dict]:
     return {**CALL, "params": {**CALL["params"], "name": tool}}, {**HEADERS, "Mcp-Name": tool}
 
 
-def check(url: str, tool: str) -> None:
-    """wrk counts HTTP errors only: make sure the call really answers with the echo."""
-    import httpx
+def check(url: str, tool: str) -> float:
+    """wrk counts HTTP errors only: make sure the call really answers with the echo. Returns the
+    call's latency in ms (on an open connection, as wrk's are; no client set-up counted)."""
     body, headers = call(tool)
-    response = httpx.post(url, json=body, headers=headers, timeout=10)
-    text = response.text
-    answer = json.loads(text[text.index("{"):].splitlines()[0]) if text.startswith("event") else response.json()
-    content = answer.get("result", {}).get("content") or [{}]
-    if response.status_code != 200 or answer["result"].get("isError") or \
-            not any(ANSWER in block.get("text", "") for block in content):
-        raise RuntimeError(f"tools/call {tool} failed ({response.status_code}): {text[:500]}")
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    try:
+        conn.connect()
+        started = time.perf_counter()
+        conn.request("POST", parts.path, json.dumps(body), headers)
+        response = conn.getresponse()
+        text = response.read().decode()
+        elapsed_ms = (time.perf_counter() - started) * 1000
+    finally:
+        conn.close()
+    try:
+        answer = json.loads(text[text.index("{"):].splitlines()[0] if text.startswith("event") else text)
+        content = answer["result"].get("content") or [{}]
+        ok = response.status == 200 and not answer["result"].get("isError") and \
+            any(ANSWER in block.get("text", "") for block in content)
+    except (ValueError, KeyError, AttributeError):
+        ok = False
+    if not ok:
+        raise RuntimeError(f"tools/call {tool} failed ({response.status}): {text[:500]}")
+    return round(elapsed_ms, 2)
+
+
+WARMUP_ORDERS = ("point", "upfront")
+
+
+def schedule(targets: list[str], concurrency: list[int], order: str = "point") -> list[tuple[str, str, int]]:
+    """The run's steps, ("warm" | "point", target, connections), targets taking turns at each
+    concurrency. "point": each point right after a warm-up of its own target at its own
+    concurrency. "upfront": every target warmed at the highest concurrency before any point."""
+    if order not in WARMUP_ORDERS:
+        raise ValueError(f"warm-up order must be one of {WARMUP_ORDERS}, got {order!r}")
+    steps = [("warm", t, max(concurrency)) for t in targets] if order == "upfront" else []
+    for c in concurrency:
+        for target in targets:
+            if order == "point":
+                steps.append(("warm", target, c))
+            steps.append(("point", target, c))
+    return steps
 
 
 def measure_mcp(servers: gateway_e2e.Servers, concurrency: list[int], seconds: float, warmup: float = 1.0,
-                backend: str = "lite", data_dir: str | None = None) -> dict:
+                backend: str = "lite", data_dir: str | None = None, order: str = "point") -> dict:
     """Every target at every concurrency: {target: {"c1": {calls_per_s, p50_ms, ...}}}. The targets
     take turns at each concurrency, so a change in the machine's load hits them alike."""
     sdk = sdk_gateway(backend, data_dir)
@@ -93,16 +139,18 @@ def measure_mcp(servers: gateway_e2e.Servers, concurrency: list[int], seconds: f
         urls = {target: f"{(sdk if target == 'native_sdk' else servers.gateway).base_url}/mcp" for target in TOOLS}
         for target, tool in TOOLS.items():
             check(urls[target], tool)
-            if warmup > 0:
-                body, headers = call(tool)
-                wrk(urls[target], body, headers, max(concurrency), warmup)
         out = {target: {} for target in TOOLS}
-        for c in concurrency:
-            for target, tool in TOOLS.items():
-                progress(f"mcp {target}: {c} connection(s), {seconds:g} s")
-                body, headers = call(tool)
-                figures = wrk(urls[target], body, headers, c, seconds)
-                out[target][f"c{c}"] = {"calls_per_s": figures.pop("per_s"), **figures}
+        for step, target, c in schedule(list(TOOLS), concurrency, order):
+            body, headers = call(TOOLS[target])
+            if step == "warm":
+                if warmup > 0:
+                    wrk(urls[target], body, headers, c, warmup)
+                continue
+            progress(f"mcp {target}: {c} connection(s), {seconds:g} s")
+            ready_ms = check(urls[target], TOOLS[target])
+            figures = wrk(urls[target], body, headers, c, seconds)
+            out[target][f"c{c}"] = {"calls_per_s": figures.pop("per_s"), **figures, "ready_call_ms": ready_ms,
+                                    "p99_over_p50": tail(figures)}
         for target, tool in TOOLS.items():
             check(urls[target], tool)
     finally:
@@ -110,12 +158,20 @@ def measure_mcp(servers: gateway_e2e.Servers, concurrency: list[int], seconds: f
     return out
 
 
+def tail(figures: dict) -> float | None:
+    """p99 over p50 of one point (None when nothing was measured)."""
+    return round(figures["p99_ms"] / figures["p50_ms"], 2) if figures.get("p50_ms") else None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backend", choices=gateway_e2e.BACKENDS, default="lite")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per point (default 5)")
     parser.add_argument("--concurrency", type=sizes, default=[1, 64])
-    parser.add_argument("--warmup", type=float, default=1.0, help="seconds of load before each target")
+    parser.add_argument("--warmup", type=float, default=1.0, help="seconds of load before each point (before each target with --warmup-order upfront)")
+    parser.add_argument("--warmup-order", choices=WARMUP_ORDERS, default="point",
+                        help="point: warm each point's target at its concurrency right before it (default); "
+                             "upfront: warm every target at the highest concurrency first (the old order)")
     parser.add_argument("--serve", choices=["sdk-gateway"], help=argparse.SUPPRESS)
     parser.add_argument("--data-dir", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -131,19 +187,23 @@ def main(argv: list[str] | None = None) -> int:
         servers = gateway_e2e.Servers(args.backend, str(Path(tmp) / "lite") if args.backend == "lite" else None)
         try:
             sdk_dir = str(Path(tmp) / "lite-mcp-sdk") if args.backend == "lite" else None
-            mcp = measure_mcp(servers, args.concurrency, args.duration, args.warmup, args.backend, sdk_dir)
+            mcp = measure_mcp(servers, args.concurrency, args.duration, args.warmup, args.backend, sdk_dir,
+                              args.warmup_order)
             a2a = gateway_e2e.measure_a2a(servers, args.concurrency, args.duration, args.warmup)
         finally:
             servers.stop()
-    top = f"c{max(args.concurrency)}"
+    top, low = f"c{max(args.concurrency)}", f"c{min(args.concurrency)}"
     emit({"bench": "mcp_e2e", "what": "MCP tools/call (protocol 2026-07-28, streamable HTTP, stateless; the lean "
                                       "path and the SDK-only path) and A2A JSON-RPC SendMessage on the same servers",
           "backend": args.backend, "load_generator": "wrk -t1", "duration_s_per_point": args.duration,
+          "warmup_order": args.warmup_order,
           "mcp": mcp, "a2a": a2a, **gateway_e2e.summary(a2a, args.concurrency),
           f"mcp_native_calls_per_s_{top}": mcp["native"][top]["calls_per_s"],
           f"mcp_native_sdk_calls_per_s_{top}": mcp["native_sdk"][top]["calls_per_s"],
           f"mcp_lean_vs_sdk_native_{top}": round(mcp["native"][top]["calls_per_s"] /
                                                  mcp["native_sdk"][top]["calls_per_s"], 3),
+          f"mcp_native_p99_over_p50_{low}": mcp["native"][low]["p99_over_p50"],
+          f"mcp_native_sdk_p99_over_p50_{low}": mcp["native_sdk"][low]["p99_over_p50"],
           f"mcp_vs_a2a_native_{top}": round(mcp["native"][top]["calls_per_s"] / a2a["native"][top]["tasks_per_s"], 3),
           "environment": environment(), "wall_s": round(time.time() - started, 1)})
     return 0
