@@ -30,6 +30,14 @@ highest concurrency first, so the native c1 point began right after the bridged 
 tail was that drain (p50 5.9 ms, p99 363 ms in one sitting, while the SDK path, a process of its
 own, had 2.0x). Each point's `ready_call_ms` is one checked call made just before wrk starts:
 hundreds of ms there mean the server was still busy when the point began.
+
+What else sets the c1 tail: per point, `loop_cpu_us_per_call` and `loop_runq_wait_us_per_call`
+are the serving process's event-loop thread's CPU and its wait for a core (Linux schedstat). On
+this shared 2-core machine under load (5-20) that wait was a third to a half of a call's median
+time and most of every slow call; the profile of the slow calls found nothing else of ours (no
+loop stall on CPU; at c1 the gateway's GC thresholds leave at most one young collection in 10 s)
+besides slow fdatasyncs on the durable path (100-250 ms each while other processes write to the
+same disk).
 """
 
 from __future__ import annotations
@@ -136,7 +144,8 @@ def measure_mcp(servers: gateway_e2e.Servers, concurrency: list[int], seconds: f
     take turns at each concurrency, so a change in the machine's load hits them alike."""
     sdk = sdk_gateway(backend, data_dir)
     try:
-        urls = {target: f"{(sdk if target == 'native_sdk' else servers.gateway).base_url}/mcp" for target in TOOLS}
+        child = {target: sdk if target == "native_sdk" else servers.gateway for target in TOOLS}
+        urls = {target: f"{child[target].base_url}/mcp" for target in TOOLS}
         for target, tool in TOOLS.items():
             check(urls[target], tool)
         out = {target: {} for target in TOOLS}
@@ -148,14 +157,37 @@ def measure_mcp(servers: gateway_e2e.Servers, concurrency: list[int], seconds: f
                 continue
             progress(f"mcp {target}: {c} connection(s), {seconds:g} s")
             ready_ms = check(urls[target], TOOLS[target])
+            pid = child[target].process.pid
+            before = loop_clocks(pid)
             figures = wrk(urls[target], body, headers, c, seconds)
             out[target][f"c{c}"] = {"calls_per_s": figures.pop("per_s"), **figures, "ready_call_ms": ready_ms,
-                                    "p99_over_p50": tail(figures)}
+                                    "p99_over_p50": tail(figures), **per_call(before, loop_clocks(pid), figures)}
         for target, tool in TOOLS.items():
             check(urls[target], tool)
     finally:
         sdk.stop()
     return out
+
+
+def loop_clocks(pid: int) -> tuple[int, int] | None:
+    """(on-CPU ns, runnable-but-waiting ns) of the server's main thread, its event loop, from
+    Linux schedstat; None where it cannot be read."""
+    try:
+        cpu, waited, _ = Path(f"/proc/{pid}/task/{pid}/schedstat").read_text().split()
+        return int(cpu), int(waited)
+    except (OSError, ValueError):
+        return None
+
+
+def per_call(before: tuple[int, int] | None, after: tuple[int, int] | None, figures: dict) -> dict:
+    """The event loop's CPU and run-queue wait per call during one point. A wait per call near
+    the p50 says the machine's other load, not the server, set the latency (the loop was ready
+    to run and had no core)."""
+    if before is None or after is None or not figures["requests"]:
+        return {}
+    n = figures["requests"]
+    return {"loop_cpu_us_per_call": round((after[0] - before[0]) / n / 1000, 1),
+            "loop_runq_wait_us_per_call": round((after[1] - before[1]) / n / 1000, 1)}
 
 
 def tail(figures: dict) -> float | None:
