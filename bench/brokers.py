@@ -8,9 +8,9 @@
 Benchmarks run Kafka with a larger heap than the tests and deploy.kafka's "fast" JVM profile
 (C1 only: on 2 cores a young broker's C2 compiler costs more than C1 code loses, see
 deploy.kafka.JVM_PROFILES) unless `jvm=` or TB_BENCH_KAFKA_JVM says "full". RocketMQ's
-cluster runs deploy.rocketmq's "perf" JVM profile (C2, bigger fixed heaps, G1) unless `jvm=`
-or the environment variable TB_BENCH_ROCKETMQ_JVM says otherwise ("fast": the tests' C1-only
-small-heap start, for A/B).
+cluster likewise runs deploy.rocketmq's "fast" profile (the tests' C1-only small-heap JVMs)
+unless `jvm=` or TB_BENCH_ROCKETMQ_JVM says "perf" (C2, bigger fixed heaps, G1: cheaper per
+request only once warm, see `rocketmq_jvm`).
 `broker_jvm(name)` says what a started broker runs, for the benches' JSON.
 """
 
@@ -37,8 +37,14 @@ def kafka_jvm() -> str:
 
 
 def rocketmq_jvm() -> str:
-    """The JVM profile a bench's RocketMQ cluster gets: TB_BENCH_ROCKETMQ_JVM, else "perf"."""
-    return os.environ.get(ROCKETMQ_JVM_ENV) or "perf"
+    """The JVM profile a bench's RocketMQ cluster gets: TB_BENCH_ROCKETMQ_JVM, else "fast".
+
+    "perf" pays off only once warm (JVM CPU per bench.backend_roundtrip round trip at c64, perf
+    against fast, load 9-19): 13.3 against 6.9 ms on a just-started cluster (C2 compiling, ~18 s
+    of CPU per JVM), 6.6 against 7.6 ms after a 6,000-round-trip warm-up, 4.0 against 5.2 ms
+    once both had served ~10,000. A bench's own cluster is young, so "fast" is the default; use
+    perf with `--warmup` / `--warmup-bursts` to see a long-running broker."""
+    return os.environ.get(ROCKETMQ_JVM_ENV) or "fast"
 
 
 def broker_jvm(name: str, jvm: str | None = None) -> str | None:

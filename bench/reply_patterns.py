@@ -2,6 +2,7 @@
 
     python -m bench.reply_patterns --backend kafka --instances 4 [--tasks 1000] [--partitions 16]
     python -m bench.reply_patterns --backend rocketmq --instances 4 [--tasks 50] [--broker-jvm fast|perf]
+                                   [--warmup-bursts N]
 
 On RocketMQ the patterns are ``exclusive``, ``broadcast``, ``polling`` and ``lite`` (native
 LiteTopic); see bench/_reply_patterns_rocketmq.py. `--bootstrap` is then "proxy|namesrv".
@@ -235,7 +236,8 @@ async def main(args) -> dict:
         run = run_pattern
     result = {"bench": "reply_patterns", "backend": args.backend, "instances": args.instances,
               "tasks": args.tasks, "partitions": args.partitions, "inflight": args.inflight,
-              "poll_interval_s": args.poll_interval, **environment(), "patterns": {}}
+              "poll_interval_s": args.poll_interval, "warmup_bursts": args.warmup_bursts, **environment(),
+              "patterns": {}}
     async with contextlib.AsyncExitStack() as stack:
         bootstrap = args.bootstrap
         if bootstrap is None:
@@ -247,6 +249,9 @@ async def main(args) -> dict:
         else:
             result["broker_jvm"] = "given (--bootstrap)"
         for pattern in args.patterns:
+            for n in range(args.warmup_bursts):   # e.g. a perf-profile JVM's C2 compiles during these
+                progress(f"{pattern}: warm-up burst {n + 1} of {args.warmup_bursts}")
+                await run(pattern, args, bootstrap)
             progress(f"{pattern}: {args.instances} instances, {args.tasks} tasks")
             result["patterns"][pattern] = await run(pattern, args, bootstrap)
     result["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
@@ -267,12 +272,15 @@ def parse(argv=None):
                              "reported as not expressible")
     parser.add_argument("--bootstrap", help='use this running broker instead of starting one '
                                             '(rocketmq: "proxy-host:port|namesrv-host:port")')
+    parser.add_argument("--warmup-bursts", type=int, default=0,
+                        help="unmeasured bursts per pattern before the measured one (a young broker JVM "
+                             "spends the first ones compiling)")
     parser.add_argument("--broker-jvm", choices=["fast", "perf"], default=None,
-                        help="rocketmq, a broker this bench starts: its JVM profile (default perf, or "
-                             "TB_BENCH_ROCKETMQ_JVM; fast = the tests' C1-only start, for A/B)")
+                        help="rocketmq, a broker this bench starts: its JVM profile (default fast, or "
+                             "TB_BENCH_ROCKETMQ_JVM; perf = C2, big heaps: pays off only after --warmup-bursts)")
     args = parser.parse_args(argv)
-    if args.instances < 1 or args.tasks < args.instances or args.partitions < 1:
-        parser.error("need instances >= 1, tasks >= instances, partitions >= 1")
+    if args.instances < 1 or args.tasks < args.instances or args.partitions < 1 or args.warmup_bursts < 0:
+        parser.error("need instances >= 1, tasks >= instances, partitions >= 1, warmup-bursts >= 0")
     return args
 
 

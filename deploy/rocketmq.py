@@ -23,7 +23,7 @@ Usage::
     python -m deploy.rocketmq start|stop|status [--workdir DIR] [--jvm fast|perf]   (from the repo root)
 
 The JVMs run the "fast" profile unless asked otherwise (``jvm="perf"``, ``--jvm perf``): quick
-to start, slow per request; benchmarks use "perf" (``JVM_PROFILES``).
+to start, slower per request than "perf" once that one is warm (``JVM_PROFILES``).
 
 Start order: name server, broker (ready once registered with the name server: nudged, since
 on its own it may register only 10 s after boot), proxy in cluster mode (local mode in 5.5.0
@@ -87,10 +87,11 @@ class JvmProfile:
 
 
 # "fast" (the default, for tests): small heaps and C1 only, which reaches "started" with about
-# 40% less CPU (much sooner on a busy machine) but caps broker and proxy at a few ms of CPU per
-# request. "perf" (for benchmarks): the full tiered JIT (C2), heaps fixed at their size so they
-# never resize, and G1 with a short pause goal as RocketMQ's own runbroker.sh, with GC threads
-# sized for a 2-core machine. `mqadmin` is a short-lived JVM: it always runs "fast".
+# 40% less CPU (much sooner on a busy machine). "perf" (a long-running broker): the full tiered
+# JIT (C2), heaps fixed at their size so they never resize, and G1 with a short pause goal as
+# RocketMQ's own runbroker.sh, with GC threads sized for a 2-core machine: ~25% less CPU per
+# request once warm, but C2 spends ~18 s of CPU per JVM getting there (deploy/ROCKETMQ.md).
+# `mqadmin` is a short-lived JVM: it always runs "fast".
 JVM_PROFILES = {
     "fast": JvmProfile(
         heaps={"namesrv": "128m", "broker": "384m", "proxy": "256m", "admin": "128m"},
@@ -300,7 +301,7 @@ class RocketMQCluster:
         proxy, ``user`` the initial super user, also used by the cluster's own clients and by
         ``mqadmin`` (``conf/tools.yml``). ``tls=(cert, key)``: the proxy serves these PEM files
         and requires TLS on its gRPC port (plaintext is refused). ``jvm``: a key of
-        ``JVM_PROFILES``, "fast" (tests: quick start) or "perf" (benchmarks: full JIT)."""
+        ``JVM_PROFILES``, "fast" (tests: quick start) or "perf" (full JIT, for long runs)."""
         if jvm not in JVM_PROFILES:
             raise ValueError(f"jvm must be one of {sorted(JVM_PROFILES)}, got {jvm!r}")
         self.jvm = jvm
@@ -804,7 +805,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tls-key", type=Path, help="start: the PKCS#8 PEM key of --tls-cert")
     parser.add_argument("--jvm", choices=sorted(JVM_PROFILES), default="fast",
                         help="start: fast = small heaps, C1 only (quick start, for tests); "
-                             "perf = full JIT, bigger heaps, G1 (for benchmarks)")
+                             "perf = full JIT, bigger heaps, G1 (cheaper per request once warm)")
     options = parser.parse_args(argv)
     if (options.tls_cert is None) != (options.tls_key is None):
         parser.error("--tls-cert and --tls-key go together")
