@@ -4,7 +4,8 @@ ceiling, all in the same run.
 
     python -m bench.gateway_e2e --backend lite [--duration 5] [--concurrency 1,64]
 
-Three server processes on 127.0.0.1, each uvicorn (uvloop + httptools, one worker):
+Server processes on 127.0.0.1, each uvicorn (uvloop + httptools, one worker); one starts only when
+a measured target needs it (with --targets, only those):
 
   bare      a bare Starlette JSON route: the HTTP ceiling
   agent     an a2a-sdk echo agent (`DefaultRequestHandler`, in-memory task store), card at
@@ -133,57 +134,53 @@ async def _serve(kind: str, args) -> None:
 
 # ---------------------------------------------------------------- driver
 
+# The process serving each target; a process starts only when a measured target needs it.
+PROCESS_OF = {"native": "gateway", "bridged": "gateway", "native_sdk": "gateway-sdk",
+              "native_nometrics": "gateway-nometrics", "native_traced": "gateway-traced",
+              "bridged_sdk": "gateway-bridge-sdk", "bridged_httpx": "gateway-bridge-httpx",
+              "bridged_memory": "gateway-memory", "native_memory": "gateway-memory",
+              "direct": "agent", "direct_stream": "agent", "bare": "bare"}
+OPT_IN = {"bridged_memory", "native_memory"}        # measured only when --targets names them
+
+
+def plan(only: list[str] | None) -> tuple[list[str], set[str]]:
+    """The targets to measure and the processes they need: a gateway bridges to the agent, and
+    the bare route, the ceiling, also takes the traced gateway's OTLP exports."""
+    wanted = [t for t in PROCESS_OF if (t in only if only else t not in OPT_IN)]
+    kinds = {PROCESS_OF[t] for t in wanted} | {"bare"}
+    if any(kind.startswith("gateway") for kind in kinds):
+        kinds.add("agent")
+    return wanted, kinds
+
+
 class Servers:
-    """The three server processes; `targets` maps each target to its URL."""
+    """The server processes the targets need; `targets` maps each target to its URL, `pid_of` to
+    the process whose CPU per task is measured, `agent_pid_of` to the agent behind it."""
 
     def __init__(self, backend: str, data_dir: str | None, only: list[str] | None = None) -> None:
         self.children: list[Child] = []
+        wanted, kinds = plan(only)
         try:
             self.bare = self._start("bare")
-            self.agent = self._start("agent")
-            args = ["--backend", backend, "--agent-url", self.agent.base_url + "/"]
-            self.gateway = self._start("gateway", *args, *(["--data-dir", data_dir] if data_dir else []))
-            self.gateway_sdk = self._start("gateway-sdk", *args, *(["--data-dir", data_dir + "-sdk"] if data_dir else []))
-            self.gateway_off = self._start("gateway-nometrics", *args,
-                                           *(["--data-dir", data_dir + "-off"] if data_dir else []))
-            self.gateway_traced = self._start("gateway-traced", *args, "--otlp-url", self.bare.base_url + "/bare",
-                                              *(["--data-dir", data_dir + "-traced"] if data_dir else []))
-            self.bridge_sdk = self._start("gateway-bridge-sdk", *args,
-                                          *(["--data-dir", data_dir + "-bridge-sdk"] if data_dir else [])) \
-                if not only or "bridged_sdk" in only else None
-            self.bridge_httpx = self._start("gateway-bridge-httpx", *args,
-                                            *(["--data-dir", data_dir + "-bridge-httpx"] if data_dir else [])) \
-                if not only or "bridged_httpx" in only else None
-            self.memory = self._start("gateway-memory", "--backend", "lite-memory",
-                                      "--agent-url", self.agent.base_url + "/") \
-                if only and {"bridged_memory", "native_memory"} & set(only) else None
+            self.agent = self._start("agent") if "agent" in kinds else None
+            by_kind = {"bare": self.bare, "agent": self.agent}
+            for kind in sorted(k for k in kinds if k.startswith("gateway")):
+                by_kind[kind] = self._gateway(kind, backend, data_dir)
         except BaseException:
             self.stop()
             raise
-        # the process serving each gateway target: its CPU per task is measured too
-        self.pid_of = {"native": self.gateway.process.pid, "native_sdk": self.gateway_sdk.process.pid,
-                       "native_nometrics": self.gateway_off.process.pid,
-                       "native_traced": self.gateway_traced.process.pid, "bridged": self.gateway.process.pid}
-        self.agent_pid_of = {t: self.agent.process.pid
-                             for t in ("bridged", "bridged_sdk", "bridged_httpx", "direct", "direct_stream")}
-        self.targets = {"native": f"{self.gateway.base_url}/agents/echo/",
-                        "native_sdk": f"{self.gateway_sdk.base_url}/agents/echo/",
-                        "native_nometrics": f"{self.gateway_off.base_url}/agents/echo/",
-                        "native_traced": f"{self.gateway_traced.base_url}/agents/echo/",
-                        "bridged": f"{self.gateway.base_url}/agents/{REMOTE}/",
-                        "direct": f"{self.agent.base_url}/", "direct_stream": f"{self.agent.base_url}/",
-                        "bare": f"{self.bare.base_url}/bare"}
-        if self.bridge_sdk is not None:
-            self.pid_of["bridged_sdk"] = self.bridge_sdk.process.pid
-            self.targets["bridged_sdk"] = f"{self.bridge_sdk.base_url}/agents/{REMOTE}/"
-        if self.memory is not None:
-            for target, path in (("bridged_memory", REMOTE), ("native_memory", "echo")):
-                self.pid_of[target] = self.memory.process.pid
-                self.targets[target] = f"{self.memory.base_url}/agents/{path}/"
-            self.agent_pid_of["bridged_memory"] = self.agent.process.pid
-        if self.bridge_httpx is not None:
-            self.pid_of["bridged_httpx"] = self.bridge_httpx.process.pid
-            self.targets["bridged_httpx"] = f"{self.bridge_httpx.base_url}/agents/{REMOTE}/"
+        self.gateway = by_kind.get("gateway")           # mcp_e2e serves its tools from this one
+        self.targets = {t: f"{by_kind[PROCESS_OF[t]].base_url}{_path(t)}" for t in wanted}
+        self.pid_of = {t: by_kind[PROCESS_OF[t]].process.pid for t in wanted if PROCESS_OF[t].startswith("gateway")}
+        self.agent_pid_of = {t: self.agent.process.pid for t in wanted if t.startswith(("bridged", "direct"))}
+
+    def _gateway(self, kind: str, backend: str, data_dir: str | None) -> Child:
+        if kind == "gateway-memory":
+            return self._start(kind, "--backend", "lite-memory", "--agent-url", self.agent.base_url + "/")
+        extra = ["--otlp-url", self.bare.base_url + "/bare"] if kind == "gateway-traced" else []
+        suffix = kind.removeprefix("gateway")           # each gateway its own data dir
+        return self._start(kind, "--backend", backend, "--agent-url", self.agent.base_url + "/", *extra,
+                           *(["--data-dir", data_dir + suffix] if data_dir else []))
 
     def _start(self, *args: str) -> Child:
         child = Child(MODULE, "--serve", *args)
@@ -194,6 +191,14 @@ class Servers:
         for child in reversed(self.children):
             child.stop()
         self.children.clear()
+
+
+def _path(target: str) -> str:
+    if target in ("direct", "direct_stream"):
+        return "/"
+    if target == "bare":
+        return "/bare"
+    return f"/agents/{REMOTE if target.startswith('bridged') else 'echo'}/"
 
 
 def check(target: str, url: str) -> None:
@@ -219,20 +224,31 @@ def _request(target: str) -> tuple[dict, dict]:
     return (STREAM_REQUEST, STREAM_HEADERS) if target == "direct_stream" else (REQUEST, HEADERS)
 
 
+WARMUP_ORDERS = ("point", "upfront")
+
+
 def measure_a2a(servers: Servers, concurrency: list[int], seconds: float, warmup: float = 1.0,
-                only: list[str] | None = None, rounds: int = 1) -> dict:
+                only: list[str] | None = None, rounds: int = 1, order: str = "point") -> dict:
     """Every target (or those in `only`) at every concurrency: {target: {"c1": {tasks_per_s, p50_ms,
     cpu_us_per_task, ...}}}. With rounds > 1 the targets take turns, each round in the other
-    order, and each point is the round with the median rate (other work on the machine drifts)."""
+    order, and each point is the round with the median rate (other work on the machine drifts).
+    Order "point" warms each point right before it at its own concurrency, so no point starts
+    while its gateway still works off the calls an earlier, heavier point left in flight (wrk
+    closes its connections with calls running, and the gateway cancels each of those tasks);
+    "upfront" warms every target once at the highest concurrency first."""
+    if order not in WARMUP_ORDERS:
+        raise ValueError(f"warm-up order must be one of {WARMUP_ORDERS}, got {order!r}")
     targets = [(t, url) for t, url in servers.targets.items() if not only or t in only]
     runs: dict = {t: {f"c{c}": [] for c in concurrency} for t, _ in targets}
     for target, url in targets:
         check(target, url)
-        if warmup > 0:
+        if warmup > 0 and order == "upfront":
             wrk(url, *_request(target), max(concurrency), warmup)
     for n in range(rounds):
         for target, url in targets if n % 2 == 0 else reversed(targets):
             for c in concurrency:
+                if warmup > 0 and order == "point":
+                    wrk(url, *_request(target), c, warmup)
                 progress(f"a2a {target}: {c} connection(s), {seconds:g} s (round {n + 1}/{rounds})")
                 pid, agent = servers.pid_of.get(target), servers.agent_pid_of.get(target)
                 cpu = cpu_seconds(pid) if pid else None
@@ -313,7 +329,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", choices=BACKENDS, default="lite")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per point (default 5)")
     parser.add_argument("--concurrency", type=sizes, default=[1, 64])
-    parser.add_argument("--warmup", type=float, default=1.0, help="seconds of load before each target")
+    parser.add_argument("--warmup", type=float, default=1.0,
+                        help="seconds of load before each point (before each target with --warmup-order upfront)")
+    parser.add_argument("--warmup-order", choices=WARMUP_ORDERS, default="point",
+                        help="point: warm each point at its own concurrency right before it; upfront: the old order")
     parser.add_argument("--serve", choices=["bare", "agent", "gateway", "gateway-sdk", "gateway-nometrics",
                                             "gateway-traced", "gateway-bridge-sdk", "gateway-bridge-httpx",
                                             "gateway-memory"], help=argparse.SUPPRESS)
@@ -335,11 +354,13 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="gateway-e2e-") as tmp:
         servers = Servers(args.backend, str(Path(tmp) / "lite") if args.backend == "lite" else None, args.targets)
         try:
-            results = measure_a2a(servers, args.concurrency, args.duration, args.warmup, args.targets, args.rounds)
+            results = measure_a2a(servers, args.concurrency, args.duration, args.warmup, args.targets, args.rounds,
+                                   args.warmup_order)
         finally:
             servers.stop()
     emit({"bench": "gateway_e2e", "what": "A2A JSON-RPC SendMessage (blocking), protocol 1.0",
           "backend": args.backend, "load_generator": "wrk -t1", "duration_s_per_point": args.duration,
+          "warmup_order": args.warmup_order,
           "results": results, **summary(results, args.concurrency),
           "environment": environment(), "wall_s": round(time.time() - started, 1)})
     return 0

@@ -120,7 +120,7 @@ def check(url: str, tool: str) -> float:
     return round(elapsed_ms, 2)
 
 
-WARMUP_ORDERS = ("point", "upfront")
+WARMUP_ORDERS = gateway_e2e.WARMUP_ORDERS
 
 
 def schedule(targets: list[str], concurrency: list[int], order: str = "point") -> list[tuple[str, str, int]]:
@@ -221,7 +221,8 @@ def main(argv: list[str] | None = None) -> int:
             sdk_dir = str(Path(tmp) / "lite-mcp-sdk") if args.backend == "lite" else None
             mcp = measure_mcp(servers, args.concurrency, args.duration, args.warmup, args.backend, sdk_dir,
                               args.warmup_order)
-            a2a = gateway_e2e.measure_a2a(servers, args.concurrency, args.duration, args.warmup)
+            a2a = gateway_e2e.measure_a2a(servers, args.concurrency, args.duration, args.warmup,
+                                          order=args.warmup_order)
         finally:
             servers.stop()
     top, low = f"c{max(args.concurrency)}", f"c{min(args.concurrency)}"
