@@ -28,8 +28,11 @@ cancel asks the agent for its task list, then cancels it: Bridge._cancel_remote)
 tool is served by the same process. `upfront` is the old order: every target warmed at the
 highest concurrency first, so the native c1 point began right after the bridged burst and its
 tail was that drain (p50 5.9 ms, p99 363 ms in one sitting, while the SDK path, a process of its
-own, had 2.0x). Each point's `ready_call_ms` is one checked call made just before wrk starts:
-hundreds of ms there mean the server was still busy when the point began.
+own, had 2.0x). A warm-up's own drain would still fall into the point after it (the bridged c64
+point: 21 calls/s, its ready call 3.5 s, in one sitting), so before each point the bench waits
+until the gateway follows no task (`topicbridge_tasks_in_flight` in its /metrics): `settle_ms`.
+Each point's `ready_call_ms` is one checked call made just before wrk starts: hundreds of ms
+there mean the server was still busy when the point began.
 
 What else sets the c1 tail: per point, `loop_cpu_us_per_call` and `loop_runq_wait_us_per_call`
 are the serving process's event-loop thread's CPU and its wait for a core (Linux schedstat). On
@@ -121,6 +124,33 @@ def check(url: str, tool: str) -> float:
 
 
 WARMUP_ORDERS = gateway_e2e.WARMUP_ORDERS
+IN_FLIGHT = "topicbridge_tasks_in_flight"
+
+
+def in_flight(base_url: str) -> int | None:
+    """Tasks the gateway at `base_url` still follows (its /metrics), None when it has no metrics."""
+    parts = urlsplit(base_url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    try:
+        conn.request("GET", "/metrics")
+        response = conn.getresponse()
+        text = response.read().decode()
+    finally:
+        conn.close()
+    if response.status != 200:
+        return None
+    return sum(int(float(line.rsplit(" ", 1)[1])) for line in text.splitlines() if line.startswith(IN_FLIGHT + "{"))
+
+
+def settle(base_url: str, timeout: float = 60.0) -> float | None:
+    """Waits until the gateway follows no task, and returns how long that took in ms. wrk ends a
+    run by closing its connections with calls in flight, and the gateway cancels each of those
+    tasks; a bridged one costs two calls to the agent (Bridge._cancel_remote), so after a warm-up
+    at 64 connections the drain takes seconds and would fall into the point measured next."""
+    started = time.perf_counter()
+    while (left := in_flight(base_url)) and time.perf_counter() - started < timeout:
+        time.sleep(0.05)
+    return None if left is None else round((time.perf_counter() - started) * 1000, 1)
 
 
 def schedule(targets: list[str], concurrency: list[int], order: str = "point") -> list[tuple[str, str, int]]:
@@ -156,12 +186,13 @@ def measure_mcp(servers: gateway_e2e.Servers, concurrency: list[int], seconds: f
                     wrk(urls[target], body, headers, c, warmup)
                 continue
             progress(f"mcp {target}: {c} connection(s), {seconds:g} s")
+            settle_ms = settle(child[target].base_url)
             ready_ms = check(urls[target], TOOLS[target])
             pid = child[target].process.pid
             before = loop_clocks(pid)
             figures = wrk(urls[target], body, headers, c, seconds)
             out[target][f"c{c}"] = {"calls_per_s": figures.pop("per_s"), **figures, "ready_call_ms": ready_ms,
-                                    "p99_over_p50": tail(figures), **per_call(before, loop_clocks(pid), figures)}
+                                    "settle_ms": settle_ms, "p99_over_p50": tail(figures), **per_call(before, loop_clocks(pid), figures)}
         for target, tool in TOOLS.items():
             check(urls[target], tool)
     finally:

@@ -65,4 +65,5 @@ def test_mcp_e2e_reports_both_tools_next_to_the_a2a_figures():
     for tool in out["mcp"].values():
         point = tool["c2"]
         assert point["requests"] > 0 and point["errors"] == 0 and {"calls_per_s", "p50_ms", "p99_ms"} <= set(point)
+        assert point["settle_ms"] >= 0      # each point began once the gateway followed no task
     assert out["mcp_native_calls_per_s_c2"] > 0 and out["mcp_lean_vs_sdk_native_c2"] > 0
