@@ -97,7 +97,7 @@ async def measure(tasks: int, concurrency: int, rounds: int) -> dict:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-    from gateway import metrics, tracing
+    from gateway.observability import metrics, tracing
     from gateway.app import build_app
     from gateway.workers.worker import Worker
     from bench._agents import echo

@@ -18,7 +18,7 @@ from starlette.routing import Route
 from adapters.base import Backend
 from adapters.factory import open_backend
 
-from gateway import observability
+from gateway.observability import wiring as observability
 from gateway import settings as config
 from gateway.a2a.lean import LeanSendMessage
 from gateway.a2a.push import PushService, PushSettings

@@ -1,4 +1,4 @@
-"""Logging for the `topicbridge` processes (`engine` here, `serve` through gateway/logs.py): one
+"""Logging for the `topicbridge` processes (`engine` here, `serve` through gateway/observability/logs.py): one
 stderr handler, text with timestamps or one JSON object a line, and a filter that turns a
 repeated failure into one line per window with a count instead of a flood.
 

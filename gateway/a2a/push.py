@@ -33,7 +33,7 @@ from google.protobuf import json_format
 from adapters.base import Backend, Delivery, Message, TopicSpec
 from adapters.errors import BackendError, QuotaExceededError
 
-from gateway import tracing
+from gateway.observability import tracing
 from gateway.http.outbound import AddressPolicy, OutboundError, guarded_client
 from gateway.supervisor import Supervisor
 

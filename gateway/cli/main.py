@@ -90,7 +90,7 @@ def _serve(args) -> int:
     # Open SSE streams (MCP listen/GET streams) would otherwise hold the shutdown forever.
     from gateway.process import tune_gc
     tune_gc()
-    from gateway.logs import configure as configure_logs
+    from gateway.observability.logs import configure as configure_logs
     logging_options = configure_logs(settings, level=args.log_level, fmt=args.log_format)
     return serve(settings, host, port, banner, timeout_graceful_shutdown=5, **uvicorn_options(settings),
                  **logging_options)

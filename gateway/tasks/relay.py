@@ -22,7 +22,7 @@ from a2a.types import a2a_pb2
 from adapters.base import Delivery, LiteConsumer, Table
 from adapters.errors import BackendError, UnknownReceiptError
 
-from gateway import metrics, tracing
+from gateway.observability import metrics, tracing
 
 from . import channels
 from . import fold

@@ -25,7 +25,7 @@ from a2a.types import a2a_pb2
 
 from adapters.base import Backend, Message, TopicSpec
 from adapters.errors import BackendError, ConflictError
-from gateway import metrics, tracing
+from gateway.observability import metrics, tracing
 from gateway.supervisor import Supervisor
 
 from . import channels

@@ -8,7 +8,7 @@ import time
 
 from a2a.types import a2a_pb2
 
-from gateway import metrics, tracing
+from gateway.observability import metrics, tracing
 
 from . import fold
 

@@ -51,7 +51,7 @@ from google.protobuf import json_format
 from adapters.base import Backend
 from adapters.errors import BackendError
 
-from gateway import metrics, tracing
+from gateway.observability import metrics, tracing
 from gateway.tasks import fold
 from gateway.http.http1 import OriginClient
 from gateway.http.outbound import AddressPolicy, RefusedURLError, guarded_client

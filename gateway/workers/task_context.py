@@ -22,7 +22,7 @@ from a2a.types import a2a_pb2
 from adapters.base import Message
 from adapters.errors import InvalidRequestError
 
-from gateway import tracing
+from gateway.observability import tracing
 from gateway.tasks import channels
 from gateway.tasks import fold
 from gateway.tasks.envelope import ReplyEvent, TaskEnvelope

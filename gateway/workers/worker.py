@@ -47,7 +47,7 @@ from adapters.errors import BackendError
 from gateway.tasks import channels
 from gateway.tasks.envelope import ControlEvent, EnvelopeError, TaskEnvelope
 from gateway.registry.capabilities import Registry, create_capability_topic
-from gateway import tracing
+from gateway.observability import tracing
 from gateway.supervisor import Supervisor
 from .task_context import ReplyLost, TaskContext
 

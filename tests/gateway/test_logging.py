@@ -1,4 +1,4 @@
-"""Logging of `serve` (gateway/logs.py over lite_engine/logsetup.py): text with timestamps or
+"""Logging of `serve` (gateway/observability/logs.py over lite_engine/logsetup.py): text with timestamps or
 JSON with the task fields, one INFO line per ended task, and a broker outage that costs a bounded
 number of lines (a real engine process, stopped under a running gateway)."""
 
@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from gateway import logs
+from gateway.observability import logs
 from gateway.app import Gateway
 from gateway.workers.worker import Worker
 from lite_engine.logsetup import RepeatFilter, configure

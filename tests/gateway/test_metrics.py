@@ -1,4 +1,4 @@
-"""GET /metrics: the Prometheus families of gateway/metrics.py, read with prometheus_client's own
+"""GET /metrics: the Prometheus families of gateway/observability/metrics.py, read with prometheus_client's own
 parser, count exactly the tasks a test ran through a real gateway (uvicorn, embedded engine,
 native workers). /metrics takes the admin API's bearer tokens."""
 
@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway import metrics
+from gateway.observability import metrics
 from gateway.workers.worker import Worker
 
 from .serving import running_gateway

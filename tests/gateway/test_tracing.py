@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from starlette.applications import Starlette
 
-from gateway import tracing
+from gateway.observability import tracing
 from tests.lite_engine.engine_process import EngineProcess
 
 from .remote_agents import Summariser, summariser_card

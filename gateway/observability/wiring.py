@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway import metrics, tracing
+from . import metrics, tracing
 
 
 def configure(gateway, options: dict) -> None:

@@ -9,7 +9,7 @@ import random
 
 from adapters import logsetup
 
-from gateway import tracing
+from . import tracing
 
 
 class TraceId(logging.Filter):
