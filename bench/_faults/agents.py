@@ -14,37 +14,15 @@ import argparse
 import asyncio
 import signal
 
+from .._agents import sdk_echo_app
 from .._http import bound_socket, ready, start_uvicorn
 
 HUGE_BYTES = 8 * 1024 * 1024
 
 
 def agent_app(base_url: str, mode: str, delay: float):
-    from a2a.server.agent_execution import AgentExecutor
-    from a2a.server.request_handlers import DefaultRequestHandler
-    from a2a.server.routes import create_agent_card_routes, create_jsonrpc_routes
-    from a2a.server.tasks import InMemoryTaskStore, TaskUpdater
-    from a2a.types import a2a_pb2
-    from starlette.applications import Starlette
     from starlette.responses import Response
     from starlette.routing import Route
-
-    class Agent(AgentExecutor):
-        async def execute(self, context, event_queue):
-            if context.current_task is None:
-                await event_queue.enqueue_event(a2a_pb2.Task(
-                    id=context.task_id, context_id=context.context_id, history=[context.message],
-                    status=a2a_pb2.TaskStatus(state=a2a_pb2.TASK_STATE_SUBMITTED)))
-            updater = TaskUpdater(event_queue, context.task_id, context.context_id)
-            await updater.start_work()
-            if mode == "slow":
-                await asyncio.sleep(delay)      # sleep-ok: the slowness is the fault
-            text = "x" * HUGE_BYTES if mode == "huge" else f"echo: {context.get_user_input()}"
-            await updater.add_artifact([a2a_pb2.Part(text=text)], name="echo")
-            await updater.complete()
-
-        async def cancel(self, context, event_queue):
-            await TaskUpdater(event_queue, context.task_id, context.context_id).cancel()
 
     async def misbehave(request):
         await request.body()
@@ -54,16 +32,10 @@ def agent_app(base_url: str, mode: str, delay: float):
             return Response(b"\x00\xffnot json-rpc{{{", media_type="application/json")
         await asyncio.Event().wait()        # hang: never answer
 
-    card = a2a_pb2.AgentCard(
-        name=f"fault-{mode}", description=f"An agent that is {mode}.", version="1.0",
-        capabilities=a2a_pb2.AgentCapabilities(streaming=True),
-        default_input_modes=["text/plain"], default_output_modes=["text/plain"],
-        skills=[a2a_pb2.AgentSkill(id="echo", name="echo", description="echoes", tags=["echo"])],
-        supported_interfaces=[a2a_pb2.AgentInterface(url=base_url + "/", protocol_binding="JSONRPC",
-                                                     protocol_version="1.0")])
-    handler = DefaultRequestHandler(agent_executor=Agent(), task_store=InMemoryTaskStore(), agent_card=card)
     front = [Route("/", misbehave, methods=["POST"])] if mode in ("error", "garbage", "hang") else []
-    return Starlette(routes=[*create_agent_card_routes(card), *front, *create_jsonrpc_routes(handler, "/")])
+    return sdk_echo_app(base_url, work_s=delay if mode == "slow" else 0.0, name=f"fault-{mode}",
+                        description=f"An agent that is {mode}.", front_routes=front,
+                        answer=(lambda _text: "x" * HUGE_BYTES) if mode == "huge" else None)
 
 
 async def serve_agent(mode: str, delay: float) -> None:
