@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import tempfile
-from pathlib import Path
 
 from ._faults.brokers import BROKER_KINDS, run_broker_kind
 from ._faults.kinds import KINDS

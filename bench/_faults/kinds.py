@@ -10,7 +10,6 @@ the cancel kinds). `ok` in the result: that expectation met, 0 lost, 0 stuck, 0 
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys

@@ -2,7 +2,6 @@
 
 import json
 
-import httpx
 import pytest
 
 from gateway.admin.api import OPENAPI

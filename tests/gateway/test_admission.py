@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
 
 from gateway.registry.capabilities import Capability
 from gateway.tasks.admission import Admission
