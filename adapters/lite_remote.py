@@ -11,7 +11,8 @@ InterestSet; it also re-sends it periodically so that a lost change is repaired.
 
 Calls are spent where callers wait (lite_remote_calls.py): publishes and acks made together go
 out as one PublishMany / AckMany call, and each consumer polls (or receives) over one long-lived
-stream, reopened after a failure. A call that fails takes every caller in it along.
+stream, reopened after a failure. A call that fails takes every caller in it along, and the
+publishes queued behind it: publishes land in the order they were started (ordered_publish).
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ class _Connection:
         # max_bytes becomes the engine's body limit once started: a batch stays within the
         # request size the engine accepts.
         self.publishes = Batcher(self._publish_many, max_items=MAX_BATCH_ITEMS,
-                                 max_bytes=EngineConfig().max_message_bytes)
+                                 max_bytes=EngineConfig().max_message_bytes, ordered=True)
         self.acks = Batcher(self._ack_many, max_items=MAX_BATCH_ITEMS, max_bytes=1 << 20)
 
     def open(self) -> None:
@@ -418,6 +419,10 @@ class RemoteLiteBackend:
     """
 
     name = "lite-remote"
+    # Publishes join their batch before their first await, batches go one at a time, the engine
+    # appends a batch's items in order, and a failed batch fails the ones queued behind it
+    # (Batcher, ordered): a later publish never lands while an earlier one was lost.
+    ordered_publish = True
 
     def __init__(self, target: str = "127.0.0.1:7600", *, session_timeout: float | None = None,
                  full_sync_every: float = 30.0, rpc_timeout: float = 10.0, connect_timeout: float = 5.0,

@@ -23,12 +23,20 @@ class Batcher:
     One batch is in flight at a time, so items reach the engine in submission order. `send(items)`
     returns one result per item: a value, or an exception for that item's submitter; when `send`
     itself raises, every submitter of the batch gets that error.
+
+    `ordered`: no item may land once an item submitted before it has failed for a passing reason
+    (a refused item, InvalidRequestError, fails alone). So a failed batch also fails every item
+    that waited behind it: they were submitted before the failure was seen, and a pipelining
+    caller (a worker's reply events, then the final one) must not see a later item land while an
+    earlier one is lost. Items submitted after the failure is seen go on as usual.
     """
 
-    def __init__(self, send: Callable[[list], Awaitable[list]], *, max_items: int, max_bytes: int) -> None:
+    def __init__(self, send: Callable[[list], Awaitable[list]], *, max_items: int, max_bytes: int,
+                 ordered: bool = False) -> None:
         self._send = send
         self.max_items = max_items
         self.max_bytes = max_bytes
+        self.ordered = ordered
         self._queue: collections.deque[tuple[object, int, asyncio.Future]] = collections.deque()
         self._pump: asyncio.Task | None = None
         self.batches = 0   # calls made
@@ -43,7 +51,7 @@ class Batcher:
         return await fut
 
     def close(self, error: Exception) -> None:
-        """Fail what waits with `error`; a batch already sent still gets its answer."""
+        """Fail what waits to be sent with `error`; a batch already sent still gets its answer."""
         while self._queue:
             _, _, fut = self._queue.popleft()
             if not fut.done():
@@ -79,6 +87,11 @@ class Batcher:
             raise
         except Exception as exc:   # the call failed: so did every item in it
             results = [exc] * len(batch)
+        if self.ordered:
+            passing = next((r for r in results if isinstance(r, Exception)
+                            and not isinstance(r, errors.InvalidRequestError)), None)
+            if passing is not None:
+                self.close(passing)
         for (_, _, fut), result in zip(batch, results, strict=True):
             if fut.done():
                 continue

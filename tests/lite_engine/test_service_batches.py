@@ -134,6 +134,60 @@ async def test_a_caller_cancelled_before_its_batch_left_publishes_nothing(counte
     assert [d.body for d in await engine.receive("tasks", "g", max_messages=10)] == [b"kept"]
 
 
+class FailOnePublishMany(grpc.aio.ServerInterceptor):
+    """Fault injection: the first PublishMany once armed waits at `held` until `release` is set,
+    then fails UNAVAILABLE without reaching the engine (a call lost on its way: the engine up)."""
+
+    def __init__(self) -> None:
+        self.armed = False
+        self.held = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def intercept_service(self, continuation, details):
+        handler = await continuation(details)
+        if not (self.armed and details.method.endswith("/PublishMany")):
+            return handler
+        self.armed = False
+
+        async def fail(request, context):
+            self.held.set()
+            await self.release.wait()
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "injected: the call was lost")
+
+        return grpc.unary_unary_rpc_method_handler(fail, request_deserializer=handler.request_deserializer,
+                                                   response_serializer=handler.response_serializer)
+
+
+async def test_a_lost_publish_call_fails_the_publishes_queued_behind_it_so_none_lands_after_a_lost_one(
+        make_engine, connect):
+    engine = await make_engine()
+    fault = FailOnePublishMany()
+    server, port = await serve(engine, interceptors=[fault])
+    try:
+        backend = await connect(f"127.0.0.1:{port}")
+        assert backend.ordered_publish
+        await backend.create_topic(TopicSpec("replies", lite=True))
+        await backend.publish("replies", Message(b"before"), lite_topic="task-1")
+        fault.armed = True
+        lost = asyncio.ensure_future(backend.publish("replies", Message(b"lost"), lite_topic="task-1"))
+        async with asyncio.timeout(10):
+            await fault.held.wait()              # its call is on its way and will fail
+        # Started while that call is out: a pipelining worker's next events and its final one.
+        behind = [asyncio.ensure_future(backend.publish("replies", Message(b), lite_topic="task-1"))
+                  for b in (b"next", b"final")]
+        await asyncio.sleep(0)      # sleep-ok: both reach the queue (their first step) before the failure
+        fault.release.set()
+        outcomes = await asyncio.gather(lost, *behind, return_exceptions=True)
+        assert all(isinstance(o, errors.BackendUnavailableError) for o in outcomes), outcomes
+        await backend.publish("replies", Message(b"after"), lite_topic="task-1")   # later ones go on
+        consumer = await backend.lite_consumer("replies", "gw")
+        await consumer.subscribe(["task-1"])
+        got = await consumer.poll(max_messages=10, wait=1)
+        assert [d.body for d in got] == [b"before", b"after"]
+    finally:
+        await server.stop(1)
+
+
 # ---------------------------------------------------------------- streams through the adapter
 
 async def test_polls_and_receives_share_one_stream_per_consumer(counted, connect):
