@@ -52,6 +52,9 @@ class TaskContext:
         self.attempt = attempt
         self.cancelled = asyncio.Event()
         self.finished = False
+        self._work: asyncio.Task | None = None      # the handler's run (Worker._run)
+        self._stopped = False                       # the caller's cancel stopped the handler
+        self._late: asyncio.TimerHandle | None = None   # a WORKING not published yet (_announce_after)
         self._seq = 0
         self._inflight: list[tuple[int, asyncio.Task]] = []     # (seq, publish) started, not yet waited for
 
@@ -148,6 +151,24 @@ class TaskContext:
         return a2a_pb2.Message(message_id=os.urandom(8).hex(), role=a2a_pb2.ROLE_AGENT, task_id=self.task_id,
                                context_id=self.context_id, parts=_parts(text, parts))
 
+    def stop(self) -> None:
+        """The caller cancelled the task: set `cancelled` and stop the handler if it still runs
+        (the worker then publishes CANCELED unless the handler ended the task itself)."""
+        self.cancelled.set()
+        if self._work is not None and not self._work.done():
+            self._stopped = True
+            self._work.cancel()
+
+    def _announce_after(self, seconds: float) -> None:
+        """Publish WORKING only if the handler says nothing for `seconds`: a blocking caller sees
+        no intermediate event, and most tasks end before."""
+        self._late = asyncio.get_running_loop().call_later(seconds, self._announce_late)
+
+    def _announce_late(self) -> None:
+        self._late = None
+        if not self.finished:
+            self._announce()
+
     def _announce(self) -> None:
         """Publish WORKING while the handler starts (a bridge's call to its agent overlaps the
         publish); the handler's first event is published after it, so the order holds."""
@@ -157,7 +178,10 @@ class TaskContext:
         self._start(self._encode(a2a_pb2.StreamResponse(status_update=update), False))
 
     def _drop_unawaited(self) -> None:
-        """Cancel publishes nobody waited for (only when the worker closes mid-task)."""
+        """Cancel publishes nobody waited for (only when the worker closes mid-task) and a WORKING
+        not published yet."""
+        if self._late is not None:
+            self._late.cancel()
         for _, publish in self._inflight:
             publish.cancel()
         self._inflight.clear()
@@ -170,6 +194,9 @@ class TaskContext:
         it). Elsewhere each event waits for the one before it."""
         if self.finished:
             raise RuntimeError(f"task {self.task_id} already reached a final state")
+        if self._late is not None:      # the handler speaks first: no WORKING of ours after it
+            self._late.cancel()
+            self._late = None
         body = self._encode(event, final)
         if self._worker.ordered_publish:
             if final:

@@ -10,6 +10,7 @@ from gateway.tasks import channels
 from gateway.tasks import fold
 from gateway.tasks.errors import NotCancelableError, TaskNotFoundError
 from gateway.tasks.service import TaskService
+from gateway.workers import call_mode
 
 
 def user_message(text: str) -> a2a_pb2.Message:
@@ -75,6 +76,57 @@ async def test_cancel_travels_to_the_worker(service, workers):
     await service.cancel(task.id)
     await final_state(watch)
     assert (await service.get(task.id)).status.state == a2a_pb2.TASK_STATE_CANCELED
+
+
+def states(events: list[a2a_pb2.StreamResponse]) -> list[int]:
+    return [e.status_update.status.state for e in events if e.HasField("status_update")]
+
+
+async def test_a_blocking_callers_quick_task_ends_without_a_working_event(service, workers):
+    await workers("echo", echo)
+    task, watch = await service.submit("echo", user_message("hi"), metadata=call_mode.mark_blocking(None))
+    events = await final_state(watch)
+    assert states(events) == [a2a_pb2.TASK_STATE_COMPLETED]
+    assert (await service.get(task.id)).artifacts[0].parts[0].text == "echo: hi"
+
+
+async def test_a_streaming_callers_task_says_working_first(service, workers):
+    await workers("echo", echo)
+    _, watch = await service.submit("echo", user_message("hi"))
+    events = await final_state(watch)
+    assert states(events) == [a2a_pb2.TASK_STATE_WORKING, a2a_pb2.TASK_STATE_COMPLETED]
+
+
+async def test_a_blocking_callers_silent_task_says_working_after_a_while_and_cancels(service, workers):
+    await workers("slow", slow)
+    task, watch = await service.submit("slow", user_message("x"), metadata=call_mode.mark_blocking(None))
+    async with asyncio.timeout(10):
+        async for event in watch.events():
+            if event.status_update.status.state == a2a_pb2.TASK_STATE_WORKING:
+                break
+    await service.cancel(task.id)
+    await final_state(watch)
+    assert (await service.get(task.id)).status.state == a2a_pb2.TASK_STATE_CANCELED
+
+
+async def test_a_handler_that_swallows_the_cancel_still_ends_canceled(service, workers):
+    async def stubborn(task):
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            return      # says nothing: the worker reports the cancel
+
+    await workers("stubborn", stubborn)
+    task, watch = await service.submit("stubborn", user_message("x"))
+    async with asyncio.timeout(10):
+        async for event in watch.events():
+            if event.status_update.status.state == a2a_pb2.TASK_STATE_WORKING:
+                break
+    await service.cancel(task.id)
+    await final_state(watch)
+    ended = await service.get(task.id)
+    assert ended.status.state == a2a_pb2.TASK_STATE_CANCELED
+    assert ended.status.message.parts[0].text == "canceled by the caller"
 
 
 async def test_another_gateway_instance_answers_get_and_subscribe(backend, service, workers):
