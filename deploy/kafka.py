@@ -378,6 +378,13 @@ def _server_properties(data: Path, port: int, controller_port: int) -> dict[str,
         "share.coordinator.state.topic.min.isr": "1",
         "share.coordinator.state.topic.num.partitions": "1",
         "group.initial.rebalance.delay.ms": "0",
+        # Threads sized for a 2-core machine (Kafka's defaults: 3 network, 8 I/O, 10 background):
+        # a request then wakes fewer threads on its way (issue 17, bench.backend_roundtrip c64:
+        # broker CPU per round trip, medians of 4 alternating runs on two warm brokers, ~490 us
+        # against ~520 us, within the noise of a loaded machine).
+        "num.network.threads": "1",
+        "num.io.threads": "2",
+        "background.threads": "2",
         # Small segments (1 MiB is Kafka 4's minimum) so compaction and retention act on test data.
         "log.segment.bytes": "1048576",
         # The cleaner's dedupe map is allocated on the heap at startup: 128 MiB by default.

@@ -1,0 +1,50 @@
+"""Where a capability topic's records land: keyless records of one event-loop turn share a
+partition (fewer partitions per produce request for the broker), successive turns rotate over
+the partitions (members of a group share the work), a key keeps its own partition."""
+
+import asyncio
+
+from adapters.base import Message, TopicSpec
+from adapters.kafka import names
+from tests.contract.helpers import unique
+
+from .support import PARTITIONS
+
+
+def _partition(message_id: str) -> int:
+    return int(message_id.split("-")[0])
+
+
+async def test_keyless_records_started_in_one_loop_turn_share_one_partition(backend):
+    topic = unique("cap")
+    await backend.create_topic(TopicSpec(topic))
+    for _ in range(3):
+        ids = await asyncio.gather(*(backend.publish(topic, Message(f"m{n}".encode())) for n in range(16)))
+        assert len({_partition(i) for i in ids}) == 1
+
+
+async def test_keyless_records_published_one_after_another_rotate_over_every_partition(backend):
+    topic = unique("cap")
+    await backend.create_topic(TopicSpec(topic))
+    ids = [await backend.publish(topic, Message(f"m{n}".encode())) for n in range(PARTITIONS)]
+    assert sorted(_partition(i) for i in ids) == list(range(PARTITIONS))
+
+
+async def test_successive_bursts_go_to_successive_partitions(backend):
+    topic = unique("cap")
+    await backend.create_topic(TopicSpec(topic))
+    seen = []
+    for _ in range(PARTITIONS):
+        ids = await asyncio.gather(*(backend.publish(topic, Message(b"x")) for _ in range(8)))
+        seen.append(_partition(ids[0]))
+    assert sorted(seen) == list(range(PARTITIONS))
+
+
+async def test_a_keyed_record_keeps_its_keys_partition_inside_a_burst_of_keyless_ones(backend):
+    topic = unique("cap")
+    await backend.create_topic(TopicSpec(topic))
+    keys = [f"key-{n}" for n in range(8)]
+    ids = await asyncio.gather(*(backend.publish(topic, Message(b"k", key=k)) for k in keys),
+                               *(backend.publish(topic, Message(b"plain")) for _ in range(8)))
+    assert [_partition(i) for i in ids[:8]] == [names.lite_partition(k, PARTITIONS) for k in keys]
+    assert len({_partition(i) for i in ids[8:]}) == 1
