@@ -57,7 +57,7 @@ log = logging.getLogger("topicbridge.mcp")
 
 try:        # the SDK internals the lean path mirrors; without them it stays off
     from mcp.server import _streamable_http_modern as _sdk_http
-    from mcp.server.runner import ServerRunner, modern_error_data
+    from mcp.server.runner import SERVER_INFO_META_KEY, ServerRunner, modern_error_data
     from mcp.server.streamable_http import check_accept_headers
     from mcp.shared.inbound import (MCP_METHOD_HEADER, MCP_NAME_HEADER, MCP_PARAM_HEADER_PREFIX,
                                     MCP_PROTOCOL_VERSION_HEADER, classify_inbound_request)
@@ -91,6 +91,9 @@ class LeanToolCalls:
         self.app = app
         self.max_body_size = max_body_size
         self.runner = ServerRunner(surface.server, None, None)     # for its result serializer only
+        # The stamp every result carries; one copy serves every response (it is dumped, never kept).
+        # A cache hint on tools/call would change the wire form: then the SDK's serializer does it all.
+        self.server_info = surface.server.server_info_stamp if METHOD not in surface.server.cache_hints else None
         self.answered = 0           # calls the lean path took (the rest went to the SDK)
 
     async def __call__(self, scope, receive, send) -> None:
@@ -196,7 +199,8 @@ class LeanToolCalls:
                         await surface.records.put(task.id, record)
                     result = still_running(call.task, wait)
                 result.setdefault("resultType", "complete")
-                result = self.runner._serialize(METHOD, version, result)
+                result = plain_wire_result(result, self.server_info) or \
+                    self.runner._serialize(METHOD, version, result)
                 message = {"jsonrpc": "2.0", "id": request_id, "result": result}
             except Exception as e:
                 message = JSONRPCError(jsonrpc="2.0", id=request_id, error=modern_error_data(e))
@@ -223,6 +227,39 @@ class LeanToolCalls:
             await send({"type": "http.response.body", "body": _sdk_http._sse_event(message), "more_body": False})
         else:
             await _sdk_http._write(message, scope, receive, send)
+
+
+# ---------------------------------------------------------------- the result's wire form
+
+_TASK_META = "io.topicbridge/task"          # results.task_meta's key
+_TASK_META_KEYS = frozenset({"taskId", "contextId", "state"})
+_RESULT_KEYS = frozenset({"content", "_meta", "resultType", "isError"})
+
+
+def plain_wire_result(result: dict, server_info: dict | None) -> dict | None:
+    """What the SDK's serializer (`ServerRunner._serialize`) makes of the common result, built
+    directly: text blocks, the task's `_meta`, `isError` when set. Its pydantic validation and
+    dump of the CallToolResult surface was ~1/2 of the lean path's own CPU per call. None for
+    anything else (the SDK's serializer shapes it). tests/gateway/test_mcp_lean.py holds both to
+    the same dict, key order included."""
+    if server_info is None or not result.keys() <= _RESULT_KEYS or result.get("resultType") != "complete" \
+            or result.get("isError", True) is not True:
+        return None
+    meta, content = result.get("_meta"), result.get("content")
+    task = meta.get(_TASK_META) if type(meta) is dict and len(meta) == 1 else None
+    if type(task) is not dict or task.keys() != _TASK_META_KEYS or type(content) is not list \
+            or not all(type(v) is str for v in task.values()):
+        return None
+    blocks = []
+    for block in content:
+        if type(block) is not dict or len(block) != 2 or block.get("type") != "text" or type(block.get("text")) is not str:
+            return None
+        blocks.append({"text": block["text"], "type": "text"})
+    wire = {"_meta": {_TASK_META: task, SERVER_INFO_META_KEY: server_info}, "content": blocks}
+    if "isError" in result:
+        wire["isError"] = True
+    wire["resultType"] = "complete"
+    return wire
 
 
 # ---------------------------------------------------------------- ASGI helpers

@@ -17,9 +17,12 @@ import mcp_types as types
 import pytest
 from a2a.types import a2a_pb2
 from mcp import Client
-from mcp.server import _streamable_http_modern
+from mcp.server import Server, _streamable_http_modern
+from mcp.server.runner import ServerRunner
 from mcp.shared.exceptions import MCPError
 
+from gateway.mcp.lean import plain_wire_result
+from gateway.mcp.results import tool_result
 from gateway.mcp.tools import Catalog
 from gateway.registry.capabilities import Capability
 
@@ -137,6 +140,53 @@ def test_the_default_schema_shortcut_agrees_with_the_validator(arguments):
     entry = Catalog([Capability("echo", {"name": "Echo"})]).get("echo")
     assert entry.default_input
     assert (entry.invalid_arguments(arguments) is None) == entry.validator.is_valid(arguments)
+
+
+# ---------------------------------------------------------------- the result's direct wire form
+
+def _task(state, *texts, status_text=None, data=None) -> a2a_pb2.Task:
+    task = a2a_pb2.Task(id="t1", context_id="c1", status=a2a_pb2.TaskStatus(state=state))
+    if texts or data is not None:
+        artifact = task.artifacts.add(artifact_id="a1", parts=[a2a_pb2.Part(text=t) for t in texts])
+        if data is not None:
+            artifact.parts.add().data.struct_value.update(data)
+    if status_text is not None:
+        task.status.message.parts.add(text=status_text)
+    return task
+
+
+_SERIALIZER = ServerRunner(Server("topicbridge", version="0.1.0", title="topicbridge gateway"), None, None)
+
+
+@pytest.mark.parametrize("task, output_schema", [
+    (_task(a2a_pb2.TASK_STATE_COMPLETED, "echo: hi"), None),
+    (_task(a2a_pb2.TASK_STATE_COMPLETED, "ünïcode ✓", "", "\u0000 and \"quotes\""), None),
+    (_task(a2a_pb2.TASK_STATE_COMPLETED), None),
+    (_task(a2a_pb2.TASK_STATE_FAILED, status_text="always fails"), None),
+    (_task(a2a_pb2.TASK_STATE_CANCELED), None),
+    (_task(a2a_pb2.TASK_STATE_INPUT_REQUIRED, status_text="which one?"), None),
+    (_task(a2a_pb2.TASK_STATE_COMPLETED, data={"sum": 5}), ADD_OUTPUT),
+    (_task(a2a_pb2.TASK_STATE_COMPLETED, data={"k": [1, 2.5]}), None),
+])
+def test_the_direct_wire_form_of_a_result_is_what_the_sdks_serializer_makes(task, output_schema):
+    result = tool_result(task, output_schema) | {"resultType": "complete"}
+    expected = _SERIALIZER._serialize("tools/call", MODERN, dict(result))
+    direct = plain_wire_result(result, _SERIALIZER.server.server_info_stamp)
+    if "structuredContent" in result:
+        assert direct is None           # not a plain result: the SDK's serializer shapes it
+    else:
+        assert json.dumps(direct) == json.dumps(expected)      # key order included
+
+
+@pytest.mark.parametrize("result", [
+    {"content": [{"type": "image", "data": "AA==", "mimeType": "image/png"}], "resultType": "complete"},
+    {"content": [{"type": "text", "text": "x", "annotations": {"priority": 1}}], "resultType": "complete"},
+    {"content": [{"type": "text", "text": "x"}], "isError": False, "resultType": "complete"},
+    {"content": [{"type": "text", "text": "x"}], "resultType": "task"},
+    {"content": [{"type": "text", "text": "x"}], "_meta": {"other": 1}, "resultType": "complete"},
+])
+def test_anything_but_a_plain_result_is_left_to_the_sdks_serializer(result):
+    assert plain_wire_result(result, {"name": "topicbridge"}) is None
 
 
 # ---------------------------------------------------------------- the lean path's own answers
