@@ -49,7 +49,12 @@ def open_backend(settings: dict) -> Backend:
                                      tls_cert=lite.get("tls_cert"), tls_key=lite.get("tls_key"),
                                      token_file=lite.get("token_file"))
         from .lite import EmbeddedLiteBackend
-        return EmbeddedLiteBackend(engine_config(lite), listen=lite.get("listen"))
+        from .lite_access import listen_access
+        listen = lite.get("listen")
+        access = listen_access(listen, tls_cert=lite.get("listen_tls_cert"), tls_key=lite.get("listen_tls_key"),
+                               tls_client_ca=lite.get("listen_tls_client_ca"),
+                               token_file=lite.get("listen_token_file")) if listen else None
+        return EmbeddedLiteBackend(engine_config(lite), listen=listen, access=access)
     if kind == "kafka":
         require_extra("kafka")
         from .kafka import KafkaBackend

@@ -15,10 +15,12 @@ from typing import Iterable
 
 import lite_engine
 from lite_engine import Engine, EngineConfig, TopicConfig
+from lite_engine.access import Access
 from lite_engine.names import validate_name
 
 from . import errors
 from .base import Delivery, Health, Message, TopicSpec
+from .lite_access import listen_access
 
 log = logging.getLogger("topicbridge.lite")
 
@@ -185,11 +187,14 @@ class EmbeddedLiteBackend:
     ordered_publish = True      # Engine.publish and kv_put/kv_delete append before their first await
 
 
-    def __init__(self, config: EngineConfig | None = None, *, listen: str | None = None) -> None:
+    def __init__(self, config: EngineConfig | None = None, *, listen: str | None = None,
+                 access: Access | None = None) -> None:
         self.config = config or EngineConfig()
         self.max_message_bytes = self.config.max_message_bytes
         self.engine = Engine(self.config)
         self.listen = listen            # host:port where other local processes reach this engine
+        # TLS and the token of that face; a host other than loopback needs a token.
+        self.access = listen_access(listen) if listen and access is None else access
         self.listening: str | None = None
         self._face = None
 
@@ -205,7 +210,7 @@ class EmbeddedLiteBackend:
         from lite_engine.service import serve
         host, _, port = address.rpartition(":")
         try:
-            self._face, bound = await serve(self.engine, host.strip("[]"), int(port))
+            self._face, bound = await serve(self.engine, host.strip("[]"), int(port), access=self.access)
         except (OSError, RuntimeError) as e:
             log.warning("the embedded engine is not shared with other processes: cannot listen on %s (%s); "
                         "set lite.listen to a free host:port", address, e)

@@ -39,6 +39,7 @@ from . import errors
 from .base import Delivery, Health, Message, TopicSpec
 from .lite import new_client_id, translated
 from .lite_remote_calls import Batcher, CallStream
+from .lite_access import client_credentials, read_token
 
 _Action = pb.ChangeSubscriptionRequest
 
@@ -433,8 +434,8 @@ class RemoteLiteBackend:
         self.session_timeout = session_timeout
         self.full_sync_every = full_sync_every
         self._connect_timeout = connect_timeout
-        self._conn = _Connection(target, self.name, rpc_timeout, credentials=_tls(tls_ca, tls_cert, tls_key),
-                                 token=_token(token_file))
+        self._conn = _Connection(target, self.name, rpc_timeout, credentials=client_credentials(tls_ca, tls_cert, tls_key),
+                                 token=read_token("lite.token_file", token_file))
         self._consumers: weakref.WeakSet[RemoteLiteConsumer] = weakref.WeakSet()
 
     async def start(self) -> None:
@@ -507,31 +508,3 @@ class RemoteLiteBackend:
         with translated():
             validate_name("table", name)
         return RemoteTable(self._conn, name)
-
-
-def _read(setting: str, path: str) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError as exc:
-        raise errors.InvalidRequestError(setting, path, f"cannot read it: {exc.strerror}") from None
-
-
-def _tls(ca: str | None, cert: str | None, key: str | None) -> grpc.ChannelCredentials | None:
-    if (cert is None) != (key is None):
-        raise errors.InvalidRequestError("lite.tls_cert" if cert is None else "lite.tls_key", None,
-                                         "mutual TLS needs both tls_cert and tls_key")
-    if ca is None and cert is None:
-        return None
-    return grpc.ssl_channel_credentials(root_certificates=ca and _read("lite.tls_ca", ca),
-                                        private_key=key and _read("lite.tls_key", key),
-                                        certificate_chain=cert and _read("lite.tls_cert", cert))
-
-
-def _token(path: str | None) -> str | None:
-    if path is None:
-        return None
-    token = _read("lite.token_file", path).decode("utf-8", "replace").strip()
-    if not (token and all(33 <= ord(c) < 127 for c in token)):
-        raise errors.InvalidRequestError("lite.token_file", path, "the token must be printable ASCII, not empty")
-    return token

@@ -8,6 +8,7 @@ import argparse
 import asyncio
 import sys
 
+from adapters.errors import InvalidRequestError
 from adapters.factory import MissingExtraError, require_extra
 
 BACKEND_FLAGS = {     # flag -> (backend it implies, settings section, key)
@@ -66,7 +67,7 @@ def serve(settings: dict, host: str, port: int, banner: str, **uvicorn_options) 
 
         from gateway.app import build_app
         app = build_app(settings)
-    except MissingExtraError as e:
+    except (MissingExtraError, InvalidRequestError) as e:     # a setting the backend cannot use
         print(f"topicbridge: {e}", file=sys.stderr)
         return 2
     print(f"{banner}\n{next_steps(settings, host, port)}", file=sys.stderr, flush=True)

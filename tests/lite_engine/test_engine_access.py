@@ -23,6 +23,7 @@ from lite_engine.proto import engine_pb2 as pb
 from lite_engine.proto import engine_pb2_grpc as pb_grpc
 from lite_engine.service import serve
 from tests.lite_engine.engine_process import ROOT, EngineProcess
+from tests.spawned import TOPICBRIDGE, clean_env
 
 TOKEN = "engine-token-0123456789"
 
@@ -186,3 +187,65 @@ async def test_the_gateway_settings_reach_an_engine_with_tls_and_a_token(serving
         await _round_trip(backend)
     finally:
         await backend.close()
+
+
+# ---------------------------------------------------------------- the embedded engine's lite.listen face
+
+def _embedded(tmp_path, lite: str):
+    from adapters.factory import open_backend
+    from gateway import settings
+    (tmp_path / "config.toml").write_text(f"[lite]\ndata_dir = \"{tmp_path / 'engine'}\"\n{lite}")
+    return open_backend(settings.load(tmp_path / "config.toml", env={}))
+
+
+async def test_a_gateways_embedded_engine_serves_listen_with_tls_and_a_token_and_refuses_calls_without_it(
+        tmp_path, connect, pki):
+    paths, _ = pki
+    embedded = _embedded(tmp_path, f'listen = "127.0.0.1:0"\nlisten_tls_cert = "{paths["server_cert"]}"\n'
+                                   f'listen_tls_key = "{paths["server_key"]}"\n'
+                                   f'listen_token_file = "{paths["token"]}"\n')
+    await embedded.start()
+    try:
+        target = embedded.listening
+        with pytest.raises(errors.BackendError, match="UNAUTHENTICATED"):
+            await connect(target, tls_ca=paths["ca"], token_file=paths["wrong_token"])
+        with pytest.raises(errors.BackendError):
+            await connect(target, token_file=paths["token"])      # plaintext to a TLS face
+        await _round_trip(await connect(target, tls_ca=paths["ca"], token_file=paths["token"]))
+    finally:
+        await embedded.close()
+
+
+async def test_mutual_tls_on_listen_refuses_a_worker_without_a_certificate(tmp_path, connect, pki):
+    paths, _ = pki
+    embedded = _embedded(tmp_path, f'listen = "127.0.0.1:0"\nlisten_tls_cert = "{paths["server_cert"]}"\n'
+                                   f'listen_tls_key = "{paths["server_key"]}"\n'
+                                   f'listen_tls_client_ca = "{paths["ca"]}"\n')
+    await embedded.start()
+    try:
+        with pytest.raises(errors.BackendError):
+            await connect(embedded.listening, tls_ca=paths["ca"])
+        await _round_trip(await connect(embedded.listening, tls_ca=paths["ca"], tls_cert=paths["client_cert"],
+                                        tls_key=paths["client_key"]))
+    finally:
+        await embedded.close()
+
+
+@pytest.mark.parametrize("lite, field", [
+    ('listen = "0.0.0.0:0"\n', "lite.listen"),
+    ('listen = "0.0.0.0:0"\nlisten_token_file = "/nonexistent/token"\n', "lite.listen_token_file"),
+    ('listen_tls_cert = "/nonexistent/cert.pem"\n', "lite.listen_tls_key"),
+    ('listen_tls_client_ca = "/nonexistent/ca.pem"\n', "lite.listen_tls_client_ca"),
+])
+def test_an_exposed_listen_without_a_token_or_a_bad_listen_file_names_its_setting(tmp_path, lite, field):
+    with pytest.raises(errors.InvalidRequestError) as failed:
+        _embedded(tmp_path, lite)
+    assert failed.value.field == field
+
+
+def test_a_gateway_listening_on_every_interface_without_a_token_refuses_to_start(tmp_path):
+    env = clean_env(lite__listen="0.0.0.0:0", lite__data_dir=str(tmp_path / "engine"))
+    done = subprocess.run([*TOPICBRIDGE, "serve", "--port", "0"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert "lite.listen" in done.stderr and "without a token" in done.stderr
