@@ -15,7 +15,7 @@ Exceptions::
     └── LogClosedError       append/sync on a log that is not open (path, state)
 
 Threads: the batch flusher (write + fsync) runs on one dedicated thread (io_thread.py: a
-cheaper handoff, once per group commit); the interval fsync pass, close() and the snapshot
+cheaper handoff, once per group commit), driven by loop callbacks; the interval fsync pass, close() and the snapshot
 writer leave the event loop via asyncio.to_thread; every such thread that touches
 segment fds runs under `_io_lock`. Segment fds are closed only by the loop thread, and only
 while no such thread runs. Under never/interval the loop thread itself writes (to the page
@@ -40,7 +40,7 @@ from typing import NamedTuple, TypeVar
 from zlib import crc32
 
 from . import metrics
-from .io_thread import IoThread
+from .io_thread import IoGate, IoThread
 
 __all__ = [
     "CommitLog",
@@ -245,12 +245,12 @@ class CommitLog:
         self._write_scheduled = False
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
         self._waiter_seq = itertools.count()
-        self._flusher: asyncio.Task[None] | None = None
+        self._flushing = False   # a group commit is scheduled or running (batch)
         self._lazy: asyncio.TimerHandle | None = None   # the deferred commit of unwaited records
         self._io_thread = IoThread(f"commitlog-flusher:{os.path.basename(self._dir)}")
         self._ticker: asyncio.Task[None] | None = None
         self._stop_ticker = asyncio.Event()
-        self._io_lock = asyncio.Lock()
+        self._io_lock = IoGate()
         self._snapshot_lock = asyncio.Lock()
         self._closed = asyncio.Event()
         self._snapshot_lsns: list[int] = []
@@ -657,8 +657,25 @@ class CommitLog:
 
     async def sync(self, lsn: int) -> None:
         """Return once `lsn` is durable according to the policy."""
+        if not self._durable_now(lsn):
+            await self._wait_synced(lsn)
+
+    def sync_future(self, lsn: int) -> asyncio.Future[None]:
+        """sync() as a future (done once `lsn` is durable, or with the error that prevents it)
+        for a caller that hangs a callback on it: no coroutine or task per wait. Errors known
+        now are raised now."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._durable_now(lsn):
+            fut.set_result(None)
+        else:
+            self._add_waiter(lsn, fut)
+        return fut
+
+    def _durable_now(self, lsn: int) -> bool:
+        """Whether `lsn` satisfies the policy already (never/interval: once written, done here);
+        raises what sync() must raise."""
         if lsn <= self._synced_lsn:
-            return
+            return True
         if self._error is not None:
             raise self._error.again()
         if lsn >= self._next_lsn:
@@ -666,10 +683,10 @@ class CommitLog:
         if self._state is _State.OPEN and self._policy in (FsyncPolicy.NEVER, FsyncPolicy.INTERVAL):
             self._write_pending()
             self._ensure_ticker(asyncio.get_running_loop())
-            return
+            return True
         if self._state is not _State.OPEN and self._state is not _State.CLOSING:
             raise LogClosedError(self._dir, self._state.value)
-        await self._wait_synced(lsn)
+        return False
 
     async def written(self, lsn: int) -> None:
         """Return once `lsn` is in the operating system (it survives this process being killed;
@@ -701,10 +718,13 @@ class CommitLog:
 
     async def _wait_synced(self, lsn: int) -> None:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._add_waiter(lsn, fut)
+        await fut
+
+    def _add_waiter(self, lsn: int, fut: asyncio.Future[None]) -> None:
         heapq.heappush(self._waiters, (lsn, next(self._waiter_seq), fut))
         if self._state is _State.OPEN:
             self._kick_flusher(lsn)
-        await fut
 
     def _release_waiters(self, upto: int) -> None:
         waiters = self._waiters
@@ -720,17 +740,21 @@ class CommitLog:
                 fut.set_exception(exc.again() if isinstance(exc, LogWriteError) else exc)
 
     def _kick_flusher(self, lsn: int) -> None:
-        if self._flusher is not None:
+        if self._flushing:
             return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return  # no loop yet: sync() or close() will flush
-        self._flusher = loop.create_task(self._flush_batches())
+        self._flushing = True
+        # The batch starts two loop turns after the append that kicked it (as a flusher task
+        # did with its first step and a sleep(0)): the tasks already scheduled (a task's other
+        # events, the other writes of one gather) append first and share its fsync.
+        loop.call_soon(loop.call_soon, self._start_batch)
 
     def _commit_later(self, lsn: int) -> None:
         """Policy batch, a record nobody waits for yet: commit it within LAZY_SYNC_DELAY."""
-        if self._lazy is not None or self._flusher is not None:
+        if self._lazy is not None or self._flushing:
             return
         try:
             loop = asyncio.get_running_loop()
@@ -743,44 +767,54 @@ class CommitLog:
         if self._state is _State.OPEN and self._synced_lsn < self._next_lsn - 1:
             self._kick_flusher(self._next_lsn - 1)
 
-    async def _flush_batches(self) -> None:
-        """Policy `batch`: each pass writes everything buffered, fsyncs once, and releases
-        every waiter it covers; appends made during a pass form the next batch."""
-        try:
-            # The first pass starts one loop turn after the append that kicked it: the tasks
-            # already scheduled (a task's other events, the other writes of one gather) append
-            # first and share its fsync instead of waiting for a second one.
-            await asyncio.sleep(0)
-            while self._synced_lsn < self._next_lsn - 1 and self._error is None:
-                async with self._io_lock:
-                    chunks, upto = self._take()
-                    # and the records `written` left unsynced, maybe with no chunk in this batch
-                    segments = list(dict.fromkeys([seg for seg, _ in chunks] + [
-                        s for s in self._segments if s.fd is not None and s.synced < s.written]))
-                    before = _positions(chunks)
-                    try:
-                        await self._io_thread.run(self._write_and_sync, chunks, segments)
-                    except LogWriteError as exc:
-                        self._put_back(chunks, before, exc)
-                        return
-                self.batches_flushed += 1
-                self._synced_lsn = upto
-                self._release_waiters(upto)
-                self._close_retired()
-                if not self._waiters:
-                    break       # what was appended meanwhile, unwaited, rides a later commit
-        except LogWriteError as exc:
-            self._fail(exc)
-        except asyncio.CancelledError:
-            self._fail(LogWriteError(self._dir, "flush", RuntimeError("flusher cancelled mid-batch")))
-            raise
-        finally:
-            self._flusher = None
-            if self._state is _State.OPEN and self._synced_lsn < self._next_lsn - 1:
-                if self._waiters:
-                    self._kick_flusher(self._next_lsn - 1)
-                else:
-                    self._commit_later(self._next_lsn - 1)
+    # Policy `batch`: a group commit is two loop callbacks around one job on the I/O thread, not
+    # a task: _start_batch takes everything buffered under the IoGate and hands it over;
+    # _batch_done releases every waiter it covers and, if some still wait (they appended during
+    # the fsync), starts the next batch at once. Each durable wait thus costs one thread hop
+    # each way and no extra loop turns. Caller: loop thread only.
+
+    def _start_batch(self) -> None:
+        if self._state is not _State.OPEN or self._error is not None \
+                or self._synced_lsn >= self._next_lsn - 1:
+            self._flush_idle()
+            return
+        if not self._io_lock.try_take():   # `written`, a snapshot or close holds the fds
+            self._io_lock.when_free(self._start_batch)
+            return
+        chunks, upto = self._take()
+        # and the records `written` left unsynced, maybe with no chunk in this batch
+        segments = list(dict.fromkeys([seg for seg, _ in chunks] + [
+            s for s in self._segments if s.fd is not None and s.synced < s.written]))
+        before = _positions(chunks)
+        self._io_thread.submit(self._write_and_sync, (chunks, segments),
+                               lambda _, exc: self._batch_done(chunks, before, upto, exc))
+
+    def _batch_done(self, chunks: list[tuple[_Segment, bytearray]], before: dict[_Segment, int],
+                    upto: int, exc: BaseException | None) -> None:
+        self._io_lock.release()
+        if exc is not None:
+            if not isinstance(exc, LogWriteError):
+                exc = LogWriteError(self._dir, "flush", exc)
+            self._put_back(chunks, before, exc)
+            self._flushing = False
+            return
+        self.batches_flushed += 1
+        self._synced_lsn = upto
+        self._release_waiters(upto)
+        self._close_retired()
+        if self._waiters:
+            self._start_batch()
+        else:
+            self._flush_idle()
+
+    def _flush_idle(self) -> None:
+        """No waiter left: what was appended meanwhile, unwaited, rides a later commit."""
+        self._flushing = False
+        if self._state is _State.OPEN and self._synced_lsn < self._next_lsn - 1:
+            if self._waiters:
+                self._kick_flusher(self._next_lsn - 1)
+            else:
+                self._commit_later(self._next_lsn - 1)
 
     async def _fsync_ticker(self) -> None:
         """Policy `interval`: fsync whatever was written, every fsync_interval seconds."""
@@ -875,7 +909,7 @@ class CommitLog:
         if self._lazy is not None:
             self._lazy.cancel()
             self._lazy = None
-        for task in (self._ticker, self._flusher):
+        for task in (self._ticker,):
             if task is not None:
                 await task
 

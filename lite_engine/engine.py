@@ -185,9 +185,7 @@ class Engine:
     async def _reveal_when_durable(self, topic: str, lite: str | None, lsn: int) -> None:
         stream = self._topics[topic] if lite is None else self._topics[topic].lites.get(lite)
         reveal_to = stream.end
-        sync = asyncio.ensure_future(self._sync(lsn))   # survives the publisher being cancelled
-        sync.add_done_callback(lambda f: f.cancelled() or f.exception() or self._reveal(topic, lite, reveal_to))
-        await asyncio.shield(sync)
+        await self._store.sync_then(lsn, lambda: self._reveal(topic, lite, reveal_to))
 
     # Syncs complete in log order, so revealing up to `offset` never skips an undurable message.
     def _reveal(self, topic_name: str, lite: str | None, offset: int) -> None:

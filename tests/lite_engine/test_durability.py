@@ -159,3 +159,17 @@ async def test_a_torn_final_record_is_dropped_and_every_earlier_one_kept(tmp_pat
     got = await engine.receive("tasks", "g", max_messages=100)
     assert [d.body for d in got] == [b"message %02d" % i for i in range(19)]
     await engine.close()
+
+
+async def test_a_publish_cancelled_while_its_commit_runs_is_still_delivered_once_durable(tmp_path):
+    engine = await Engine(config(tmp_path, fsync="batch")).start()
+    await engine.receive("tasks", "g")
+    publisher = asyncio.create_task(engine.publish("tasks", b"kept"))
+    await asyncio.sleep(0)   # sleep-ok: one loop turn: the record is appended, its group commit not yet done
+    assert await engine.receive("tasks", "g") == []
+    publisher.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await publisher
+    got = await engine.receive("tasks", "g", wait=5)
+    assert [d.body for d in got] == [b"kept"]
+    await engine.close()
