@@ -21,6 +21,9 @@ so without being named (its processes are this one's descendants).
 Every run also measures the embedded lite engine (the in-process baseline) with the same
 workload, and prints the ratio of the backend's figures to it. CPU per round trip (this process,
 plus the engine process for lite-remote or the `--broker-pids`) is steadier than throughput on a loaded machine.
+`--rounds N` alternates the two backends N times per concurrency instead of measuring the
+embedded engine first and the backend afterwards, so the ratio survives a machine whose load
+changes during the run (both open at once; the median round is reported, every round's ratio too).
 """
 
 from __future__ import annotations
@@ -195,10 +198,48 @@ async def measure(name: str, workdir: Path, total: int, concurrencies: list[int]
         return out
 
 
+async def interleaved(name: str, workdir: Path, args) -> tuple[dict, dict, dict]:
+    """`--rounds N`: both backends open at once, and per concurrency N rounds that alternate
+    embedded, backend, embedded, ... so a change in the machine's load hits both alike (on a
+    shared 2-core machine the embedded baseline alone swung 196-942 round trips/s at c64 between
+    sequential runs). Returns per concurrency the round with the median ratio of round trips/s
+    for each side, and every round's ratios."""
+    fresh = args.subscribe == "fresh"
+    baseline, figures, rounds = {}, {}, {}
+    async with open_backend("lite-embedded", workdir) as (embedded, embedded_cpu), \
+            open_backend(name, workdir, args.bootstrap, args.broker_pids) as (backend, backend_cpu):
+        for c in args.concurrency:
+            pairs = []
+            for n in range(args.rounds):
+                progress(f"concurrency {c}: round {n + 1} of {args.rounds}")
+                base = await roundtrips(embedded, concurrency=c, total=args.roundtrips, other_cpu=embedded_cpu,
+                                        fresh=fresh, warmup=args.warmup)
+                other = await roundtrips(backend, concurrency=c, total=args.roundtrips, other_cpu=backend_cpu,
+                                         fresh=fresh, warmup=args.warmup)
+                pairs.append((other["roundtrips_per_s"] / base["roundtrips_per_s"], base, other))
+            pairs.sort(key=lambda pair: pair[0])
+            _, baseline[f"c{c}"], figures[f"c{c}"] = pairs[len(pairs) // 2]
+            rounds[f"c{c}"] = [round(ratio, 3) for ratio, _, _ in pairs]
+    return baseline, figures, rounds
+
+
 async def main(args) -> dict:
     with tempfile.TemporaryDirectory(prefix="tb-rt-") as tmp:
         workdir = Path(tmp)
         fresh = args.subscribe == "fresh"
+        if args.rounds > 1:
+            baseline, figures, rounds = await interleaved(args.backend, workdir, args)
+            result = {"bench": "backend_roundtrip", "backend": args.backend, "fsync": "batch",
+                      "subscribe": args.subscribe, "broker": "given" if args.bootstrap else "started",
+                      "warmup": args.roundtrips // 10 if args.warmup is None else args.warmup,
+                      "rounds": args.rounds, "baseline_backend": "lite-embedded", "baseline": baseline,
+                      "figures": figures, "round_ratios_roundtrips_per_s": rounds,
+                      "ratio_vs_baseline": {key: _ratios(figures[key], baseline[key]) for key in figures}}
+            if not args.bootstrap:
+                from bench import brokers
+                result["broker_jvm"] = brokers.broker_jvm(args.backend)
+            result["loadavg"] = os.getloadavg()
+            return result
         baseline = await measure("lite-embedded", workdir, args.roundtrips, args.concurrency, fresh=fresh,
                                  warmup=args.warmup)
         result = {"bench": "backend_roundtrip", "backend": args.backend, "fsync": "batch",
@@ -243,7 +284,15 @@ def parse(argv=None):
                         help="the hint on each reply channel's subscribe (default fresh, as the gateway)")
     parser.add_argument("--broker-pids", type=lambda s: [int(x) for x in s.split(",")], default=[],
                         help="with --bootstrap: the broker's local process ids, to count their CPU")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="N > 1: per concurrency, N rounds alternating the embedded engine and the backend "
+                             "(both open at once); figures are the round with the median ratio, and every "
+                             "round's ratio is listed (a loaded machine's drift hits both alike)")
     args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error("--rounds must be >= 1")
+    if args.rounds > 1 and args.backend == "lite-embedded":
+        parser.error("--rounds compares a backend with the embedded engine; pick another --backend")
     if args.broker_pids and not args.bootstrap:
         parser.error("--broker-pids needs --bootstrap")
     if args.bootstrap and args.backend not in ("kafka", "rocketmq"):

@@ -59,3 +59,15 @@ def test_backend_roundtrip_reports_latency_and_throughput_against_the_embedded_b
         assert {"p50_us", "p99_us", "roundtrips_per_s"} <= set(out["figures"][key])
         assert set(out["ratio_vs_baseline"][key]) == {"p50", "roundtrips_per_s", "total_cpu_per_roundtrip"}
         assert out["figures"][key]["engine_cpu_us_per_roundtrip"] > 0
+
+
+def test_backend_roundtrip_rounds_alternate_the_backends_and_report_the_median_round():
+    out = run_bench("backend_roundtrip", "--backend", "lite-remote", "--roundtrips", "20", "--concurrency", "1,4",
+                    "--rounds", "3")
+    assert out["rounds"] == 3
+    for key in ("c1", "c4"):
+        ratios = out["round_ratios_roundtrips_per_s"][key]
+        assert len(ratios) == 3 and ratios == sorted(ratios)
+        median = out["figures"][key]["roundtrips_per_s"] / out["baseline"][key]["roundtrips_per_s"]
+        assert abs(median - ratios[1]) < 0.001
+        assert out["figures"][key]["engine_cpu_us_per_roundtrip"] > 0
