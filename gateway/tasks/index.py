@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import hashlib
 import logging
 import os
@@ -71,6 +72,7 @@ def order_key(task: a2a_pb2.Task, task_id: str) -> str:
     return f"{_MAX_NS - ns:020d}/{task_id}"
 
 
+@functools.lru_cache(maxsize=4096)     # a hash per index write otherwise; few pairs recur
 def scope_key(capability: str, principal: str) -> str:
     """Who may list a task: its capability and the principal that created it, as a fixed-size key."""
     return hashlib.sha256(f"{capability}\0{principal}".encode()).hexdigest()[:32]
@@ -140,23 +142,30 @@ class TaskIndex:
 
     # ------------------------------------------------------------ the Table face
 
-    async def put(self, key: str, value: bytes, *, expect: int | None = None) -> int:
-        """Write the serialized task `value` under id `key`; returns the row's version."""
+    async def put(self, key: str, value: bytes, *, expect: int | None = None,
+                  task: a2a_pb2.Task | None = None) -> int:
+        """Write the serialized task `value` under id `key`; returns the row's version. `task`:
+        the Task `value` serializes, when the caller has it (saves parsing it again here); what
+        the put needs of it is read at once, before anything awaits and the caller changes it."""
+        facts = _Facts.of(task if task is not None else a2a_pb2.Task.FromString(value), key,
+                          self.scoped is not None)
         async with self._lock(key):
-            task = a2a_pb2.Task.FromString(value)
-            new_order = order_key(task, key)
-            old_order, old_generation = await self._previous(key, task)
+            old_order, old_generation = await self._previous(key, facts.new)
             generation = None
             if len(value) > self.chunk_bytes:
                 generation = os.urandom(4).hex()
                 await self._write_chunks(key, generation, value)
-            scope = task_scope(task) if self.scoped is not None else ""
+            new_order, scope = facts.order, facts.scope
             moved = new_order != old_order
-            writes = [asyncio.ensure_future(write) for write in (
-                self.rows.put(key, _record(new_order, value, generation, self.chunk_bytes), expect=expect),
-                self._track_deadline(key, task),
-                self.order.put(new_order, b"") if moved else _nothing(),
-                self.scoped.put(f"{scope}/{new_order}", b"") if scope and moved else _nothing())]
+            # tasks only for the writes this put makes (each is one in the backend's log)
+            writes = [asyncio.ensure_future(self.rows.put(key, _record(new_order, value, generation, self.chunk_bytes),
+                                                          expect=expect))]
+            if self._deadline_write(key, facts):
+                writes.append(asyncio.ensure_future(self._track_deadline(key, facts)))
+            if moved:
+                writes.append(asyncio.ensure_future(self.order.put(new_order, b"")))
+                if scope:
+                    writes.append(asyncio.ensure_future(self.scoped.put(f"{scope}/{new_order}", b"")))
             retired = self._retire(writes, old_order if moved else "", scope)
             version, *_ = await asyncio.gather(*writes, retired)
             self._remember(key, new_order, generation)
@@ -177,8 +186,10 @@ class TaskIndex:
                 return      # refused at once (a version conflict...): the old rows stay
         else:
             await asyncio.gather(*writes)
-        await asyncio.gather(self.order.delete(old_order),
-                             self.scoped.delete(f"{scope}/{old_order}") if scope else _nothing())
+        if scope:
+            await asyncio.gather(self.order.delete(old_order), self.scoped.delete(f"{scope}/{old_order}"))
+        else:
+            await self.order.delete(old_order)
 
     async def read(self, key: str) -> tuple[bytes, int] | None:
         loaded = await self._load(key)
@@ -274,12 +285,13 @@ class TaskIndex:
     def _lock(self, key: str) -> "_KeyLock":
         return _KeyLock(self._locks, key)
 
-    async def _previous(self, key: str, task: a2a_pb2.Task) -> tuple[str, str | None]:
-        """The order key and chunk generation of the row being replaced ("", None: no row)."""
+    async def _previous(self, key: str, new: bool) -> tuple[str, str | None]:
+        """The order key and chunk generation of the row being replaced ("", None: no row).
+        `new`: the task is as `submit` first writes it (`_is_new`)."""
         known = self._known.get(key)
         if known is not None:
             return known
-        if _is_new(task):
+        if new:
             return "", None
         row = await self.rows.read(key)
         if row is None:
@@ -292,19 +304,25 @@ class TaskIndex:
             self._known.pop(next(iter(self._known)))
         self._known[key] = (order, generation)
 
-    async def _track_deadline(self, key: str, task: a2a_pb2.Task) -> None:
+    def _deadline_write(self, key: str, facts: "_Facts") -> bool:
+        """Whether `_track_deadline` has something to do for this put (most puts: no)."""
+        if facts.final:
+            return self.retention is not None or key in self._deadline_of
+        return facts.deadline is not None and self._deadline_of.get(key) != facts.deadline
+
+    async def _track_deadline(self, key: str, facts: "_Facts") -> None:
         """A running turn's deadline gets a row in the lifetimes table (once per process and deadline).
         A turn that ended gets one at its status time + retention when that comes before its
         deadline: the deadline row would otherwise keep the task (and its memory) until then."""
-        deadline = deadline_of(task)
-        if fold.is_final(task.status.state):
+        deadline = facts.deadline
+        if facts.final:
             self._deadline_of.pop(key, None)      # a later turn's deadline is written again
-        if deadline is not None and fold.is_final(task.status.state) and self.retention is not None:
-            expiry = task.status.timestamp.ToNanoseconds() / 1e9 + self.retention
+        if deadline is not None and facts.final and self.retention is not None:
+            expiry = facts.status_seconds + self.retention
             if expiry < deadline:
                 await self.lifetimes.put(lifetime_key(expiry, key), b"")
             return
-        if deadline is None or fold.is_final(task.status.state) or self._deadline_of.get(key) == deadline:
+        if deadline is None or facts.final or self._deadline_of.get(key) == deadline:
             return
         await self.lifetimes.put(lifetime_key(deadline, key), b"")
         if len(self._deadline_of) >= _KNOWN:
@@ -321,6 +339,34 @@ class TaskIndex:
         prefix = f"{key}/{generation}/" if generation else f"{key}/"
         while page := await self.chunks.scan(prefix, limit=SCAN_PAGE):
             await asyncio.gather(*(self.chunks.delete(k) for k, _ in page))
+
+
+@dataclass(frozen=True, slots=True)
+class _Facts:
+    """What a put needs of its task, read once, as the task was when it was serialized."""
+    order: str
+    scope: str
+    new: bool
+    final: bool
+    deadline: float | None
+    status_seconds: float
+
+    @classmethod
+    def of(cls, task: a2a_pb2.Task, key: str, scoped: bool) -> "_Facts":
+        """As order_key, task_scope, _is_new and deadline_of, reading the metadata's Struct once
+        (each of its reads costs microseconds)."""
+        status = task.status
+        ns = status.timestamp.seconds * 1_000_000_000 + status.timestamp.nanos if status.HasField("timestamp") else 0
+        own = task.metadata.fields.get(fold.OWN_METADATA)
+        fields = own.struct_value.fields if own is not None and own.HasField("struct_value") else {}
+        capability = fields["capability"].string_value if "capability" in fields else ""
+        scope = scope_key(capability, fields["principal"].string_value if "principal" in fields else "") \
+            if scoped and capability else ""
+        turn = fields["turn"].number_value if "turn" in fields else 0
+        new = (status.state == a2a_pb2.TASK_STATE_SUBMITTED and turn == 0 and not task.artifacts
+               and len(task.history) == 1)
+        deadline = fields["deadline"].number_value if "deadline" in fields else None
+        return cls(f"{_MAX_NS - ns:020d}/{key}", scope, new, fold.is_final(status.state), deadline, ns / 1e9)
 
 
 def order_key_at(ns: int) -> str:
@@ -375,10 +421,6 @@ def _decode_token(token: str) -> str:
     if len(order) < 22 or not order[:20].isdigit() or order[20] != "/":
         raise PageTokenError(token)
     return order
-
-
-async def _nothing() -> None:
-    return None
 
 
 class _KeyLock:

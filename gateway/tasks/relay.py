@@ -19,7 +19,7 @@ from typing import Awaitable, Callable
 
 from a2a.types import a2a_pb2
 
-from adapters.base import Delivery, LiteConsumer, Table
+from adapters.base import Delivery, LiteConsumer
 from adapters.errors import BackendError, UnknownReceiptError
 
 from gateway.observability import metrics, tracing
@@ -29,6 +29,7 @@ from . import fold
 from . import positions
 from . import telemetry
 from .envelope import EnvelopeError, ReplyEvent
+from .index import TaskIndex
 from .ownership import Owners
 from .watch import Watch
 
@@ -62,7 +63,7 @@ class Relay:
     """Caller: TaskService (start, close, and the call side's bookkeeping in `active`).
     Affects: the task index, waiting calls' watches, the reply consumer's subscriptions."""
 
-    def __init__(self, consumer: LiteConsumer, table: Table, *, poll_wait: float = 1.0,
+    def __init__(self, consumer: LiteConsumer, table: TaskIndex, *, poll_wait: float = 1.0,
                  index_delay: float = INDEX_DELAY) -> None:
         self.consumer = consumer
         self.table = table
@@ -177,7 +178,7 @@ class Relay:
                     position = active.position
                     positions.stamp(active.task, position)     # a later reader skips what is folded in
                     started = time.perf_counter()
-                    await self.table.put(task_id, active.task.SerializeToString())
+                    await self.table.put(task_id, active.task.SerializeToString(), task=active.task)
                     metrics.backend_op("index_put", started)
                     active.indexed = max(active.indexed, position)
             finally:        # indexed or not, the waiting calls get their answer (unless `resume` took the task on)

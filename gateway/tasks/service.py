@@ -265,7 +265,7 @@ class TaskService:
         else TaskRunningError is returned and nothing is published."""
         if expect is not None:
             try:
-                await self._table.put(task.id, task.SerializeToString(), expect=expect)
+                await self._table.put(task.id, task.SerializeToString(), expect=expect, task=task)
             except ConflictError:
                 return TaskRunningError(task.id, f"task {task.id!r} was continued by another call meanwhile; "
                                                  "follow it with SubscribeToTask")
@@ -278,7 +278,7 @@ class TaskService:
                 return_exceptions=True)
             return published if isinstance(published, BaseException) else None
         indexed, _, published = await asyncio.gather(
-            self._table.put(task.id, task.SerializeToString()),
+            self._table.put(task.id, task.SerializeToString(), task=task),
             self._claim(task.id),
             self.backend.publish(channels.capability_topic(envelope.capability),
                                  Message(envelope.encode(), {"task_id": task.id}, task.id)),
