@@ -10,7 +10,7 @@ Exactness is the contract: whatever a converter accepts, its result equals json_
 (MessageToDict's dict, with the same key order; the message ParseDict builds, with the same field
 presence). tests/gateway/test_plain.py holds them to json_format on generated protos and documents.
 Both directions are table driven (the _table calls below); a field outside the tables (metadata,
-raw, url and data parts, Task payloads, fields a newer a2a adds...) sends the whole message or
+raw, url and data parts, a Task's metadata, fields a newer a2a adds...) sends the whole message or
 document to json_format.
 """
 
@@ -151,8 +151,12 @@ _STATUS_UPDATE = _table(a2a_pb2.TaskStatusUpdateEvent.DESCRIPTOR, {
 _ARTIFACT_UPDATE = _table(a2a_pb2.TaskArtifactUpdateEvent.DESCRIPTOR, {
     "task_id": (_STRING, None), "context_id": (_STRING, None), "artifact": (_MESSAGE, _ARTIFACT),
     "append": (_BOOL, None), "last_chunk": (_BOOL, None)})
+# a bridge relays an agent's finished task to a blocking caller as one Task event (agent_relay.py)
+_TASK = _table(a2a_pb2.Task.DESCRIPTOR, {
+    "id": (_STRING, None), "context_id": (_STRING, None), "status": (_MESSAGE, _STATUS),
+    "artifacts": (_MESSAGES, _ARTIFACT), "history": (_MESSAGES, _MESSAGE_TABLE)})
 _PAYLOADS = {"statusUpdate": ("status_update", _STATUS_UPDATE), "artifactUpdate": ("artifact_update", _ARTIFACT_UPDATE),
-             "message": ("message", _MESSAGE_TABLE)}
+             "message": ("message", _MESSAGE_TABLE), "task": ("task", _TASK)}
 _PAYLOAD_FIELDS = {a2a_pb2.StreamResponse.DESCRIPTOR.fields_by_name[name]: (json_name, table[0])
                    for json_name, (name, table) in _PAYLOADS.items()}
 

@@ -237,7 +237,8 @@ class Bridge:
         if ctx.turn and remote is None:
             await ctx.fail(f"agent {self.name!r}: no record of the agent's task to continue")
             return
-        relay = Relay(ctx, remote, self._remember, announced=self._announces(ctx.envelope))
+        relay = Relay(ctx, remote, self._remember, announced=self._announces(ctx.envelope),
+                      whole=call_mode.caller_blocks(ctx.envelope.metadata))
         deadline = ctx.envelope.deadline
         self._series.call()
         try:

@@ -87,7 +87,7 @@ def set_timestamp(draw, timestamp, plain_only):
 
 @st.composite
 def events(draw, plain_only=False):
-    kinds = ["status", "status", "artifact", "artifact", "message"] + ([] if plain_only else ["task", "none"])
+    kinds = ["status", "status", "artifact", "artifact", "message", "task"] + ([] if plain_only else ["none"])
     kind = draw(st.sampled_from(kinds))
     event = a2a_pb2.StreamResponse()
     if kind == "status":
@@ -121,8 +121,21 @@ def events(draw, plain_only=False):
             update.metadata.update({})
     elif kind == "message":
         event.message.CopyFrom(draw(messages(plain_only)))
-    elif kind == "task":
-        event.task.id = draw(texts)
+    elif kind == "task":      # a bridge's snapshot of a finished remote task
+        task = event.task
+        task.SetInParent()
+        task.id, task.context_id = draw(texts), draw(texts)
+        if draw(st.integers(0, 5)):
+            task.status.SetInParent()
+            task.status.state = draw(known_states)
+            if draw(st.integers(0, 3)):
+                set_timestamp(draw, task.status.timestamp, plain_only)
+        for _ in range(draw(st.integers(0, 2))):
+            artifact = task.artifacts.add(artifact_id=draw(texts), name=draw(texts))
+            artifact.parts.extend(draw(st.lists(parts(plain_only), max_size=2)))
+        task.history.extend(draw(st.lists(messages(plain_only), max_size=2)))
+        if not plain_only and rarely(draw):
+            task.metadata.update({"k": "v"})
     return event
 
 
@@ -446,7 +459,7 @@ def test_the_document_grammar_reaches_the_fast_path_and_beyond_it(shape):
     {"statusUpdate": {"status": {"message": None}}}, {"statusUpdate": {"metadata": {}}},
     {"artifactUpdate": {"append": 1}}, {"artifactUpdate": {"lastChunk": "true"}}, {"artifactUpdate": {"artifact": []}},
     {"artifactUpdate": {"artifact": {"parts": [{"raw": "AA=="}]}}},
-    {"statusUpdate": {}, "message": {}}, {"status_update": {}}, {"task": {}}, {}, [], None])
+    {"statusUpdate": {}, "message": {}}, {"status_update": {}}, {"task": {"metadata": {}}}, {}, [], None])
 def test_documents_json_format_reads_differently_or_refuses_are_left_to_it(doc):
     assert plain.event_from_dict(doc) is None
 
