@@ -108,6 +108,16 @@ async def agents_on(backend):
         await agents.close()
 
 
+@contextlib.asynccontextmanager
+async def gateway_serving(config: dict, **handlers):
+    """A running gateway on `config` whose own backend serves one native agent per handler
+    (capability name = keyword): the running gateway."""
+    async with running_gateway(config) as running, agents_on(running.gateway.backend) as agents:
+        for name, handler in handlers.items():
+            await agents.serve(name, handler)
+        yield running
+
+
 # ---------------------------------------------------------------- handlers: (agents, task) -> None
 
 async def echo(agents, task):

@@ -9,9 +9,8 @@ from mcp import Client, ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
-from tests.gateway.mcp_support import (TasksExtension, agents_on, echo, get_task, settings,
+from tests.gateway.mcp_support import (TasksExtension, echo, gateway_serving, get_task, settings,
                                        until_released)
-from tests.gateway.serving import running_gateway
 
 MODERN = "2026-07-28"
 ENVELOPE = {"io.modelcontextprotocol/protocolVersion": MODERN, "io.modelcontextprotocol/clientCapabilities": {}}
@@ -30,10 +29,8 @@ def call(name, arguments=None, **params) -> dict:
 
 @pytest.fixture
 async def gw():
-    async with running_gateway(settings()) as running:
-        async with agents_on(running.gateway.backend) as agents:
-            await agents.serve("echo", echo)
-            yield running
+    async with gateway_serving(settings(), echo=echo) as running:
+        yield running
 
 
 @pytest.fixture
@@ -126,10 +123,8 @@ async def test_a_foreign_origin_is_forbidden_and_a_rebound_host_misdirected(gw, 
 async def guarded():
     config = settings(mcp_bearer_tokens=["token-of-alice-0123456789", "token-of-bob-0123456789"],
                       mcp_authorization_servers=["https://auth.example"], mcp_task_wait_seconds=0.1)
-    async with running_gateway(config) as running:
-        async with agents_on(running.gateway.backend) as agents:
-            await agents.serve("slow", until_released)
-            yield running
+    async with gateway_serving(config, slow=until_released) as running:
+        yield running
 
 
 async def test_without_a_valid_token_the_answer_is_401_naming_the_resource_metadata(guarded, http):

@@ -15,8 +15,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
 from gateway.mcp.resources import artifact_uri
-from tests.gateway.mcp_support import agents_on, settings
-from tests.gateway.serving import running_gateway
+from tests.gateway.mcp_support import gateway_serving, settings
 
 ERAS = ["auto", "legacy"]
 BLOB = bytes(range(256)) * 40          # 10 KiB of binary, over the limit below
@@ -32,10 +31,9 @@ async def report(agents, task):
 
 @pytest.fixture
 async def gw():
-    async with running_gateway(settings(mcp_inline_artifact_bytes=4096, mcp_bearer_tokens=[ALICE, BOB])) as running:
-        async with agents_on(running.gateway.backend) as agents:
-            await agents.serve("report", report)
-            yield running
+    async with gateway_serving(settings(mcp_inline_artifact_bytes=4096, mcp_bearer_tokens=[ALICE, BOB]),
+                               report=report) as running:
+        yield running
 
 
 def client(gw, token: str, mode: str) -> Client:

@@ -12,8 +12,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
-from tests.gateway.mcp_support import agents_on, echo, settings
-from tests.gateway.serving import running_gateway
+from tests.gateway.mcp_support import echo, gateway_serving, settings
 from tests.gateway.test_oauth import AUDIENCE, ISSUER, issuer  # noqa: F401 - the JWKS fixture
 
 ERAS = ["auto", "legacy"]
@@ -24,11 +23,8 @@ MODERN = {"Accept": "application/json, text/event-stream", "Content-Type": "appl
 @pytest.fixture
 async def gw(issuer):  # noqa: F811
     oauth = {"issuer": ISSUER, "audience": AUDIENCE, "jwks_url": issuer.url, "jwks_min_refresh_seconds": 0}
-    async with running_gateway(settings(oauth=oauth)) as running:
-        async with agents_on(running.gateway.backend) as agents:
-            for name in ("echo", "shout", "secret"):
-                await agents.serve(name, echo)
-            yield running
+    async with gateway_serving(settings(oauth=oauth), echo=echo, shout=echo, secret=echo) as running:
+        yield running
 
 
 def client(gw, token: str, mode: str) -> Client:
