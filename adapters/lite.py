@@ -25,11 +25,25 @@ from .lite_access import listen_access
 log = logging.getLogger("topicbridge.lite")
 
 
-@contextlib.contextmanager
-def translated():
-    """Re-raise engine errors as the port's errors (same data, backend-neutral types)."""
+class translated:
+    """Re-raise engine errors as the port's errors (same data, backend-neutral types). A class,
+    not a generator context manager: it wraps every call into the engine (a task's path makes
+    dozens), and entering a class is a fraction of a generator's set-up."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> bool:
+        if isinstance(exc, lite_engine.EngineError):
+            _raise_translated(exc)
+        return False
+
+
+def _raise_translated(exc: lite_engine.EngineError) -> None:
     try:
-        yield
+        raise exc
     except lite_engine.MessageTooLargeError as e:
         raise errors.MessageTooLargeError(e.size, e.limit) from e
     except lite_engine.InvalidNameError as e:

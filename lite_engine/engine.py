@@ -622,7 +622,8 @@ class Engine:
         version, value = self._kv.next_version(), bytes(value)
         lsn = self._append(rec.KV_PUT_V, rec.encode_kv(table, key, version, value))
         self._kv.apply_put(table, key, value, version)
-        await self._sync(lsn)
+        if lsn is not None:
+            await self._store.sync(lsn)
         return version
 
     async def kv_delete(self, table: str, key: str, *, expect: int | None = None) -> bool:
@@ -634,7 +635,8 @@ class Engine:
         version = self._kv.next_version()
         lsn = self._append(rec.KV_DEL_V, rec.encode_kv(table, key, version))
         self._kv.apply_delete(table, key, version)
-        await self._sync(lsn)
+        if lsn is not None:
+            await self._store.sync(lsn)
         return True
 
     def kv_read(self, table: str, key: str) -> tuple[bytes, int] | None:

@@ -101,3 +101,12 @@ async def test_rebinding_a_client_is_rejected(engine):
 async def test_bad_table_rows_are_rejected(engine, key, value):
     with pytest.raises(InvalidArgumentError):
         await engine.kv_put("registry", key, value)
+
+
+async def test_a_dead_letter_topic_read_by_a_group_is_still_refused_as_a_lite_topic_name(engine):
+    # validate_name remembers names that passed; a system name passes only where system_ok.
+    await engine.receive("%DLQ%workers", "g")
+    with pytest.raises(InvalidNameError):
+        await engine.publish("reply", b"x", lite="%DLQ%workers")
+    with pytest.raises(InvalidNameError):
+        await engine.publish([], b"x")   # an unhashable name is refused, not a TypeError
