@@ -16,7 +16,9 @@ token) and the SDK's session manager and answers that one request itself:
   cancellation of the task when the client closes the response stream, the same hand-out of the
   task id when the call outlives `mcp_call_wait_seconds`);
 - it shapes the result with the SDK's own serializer (`ServerRunner._serialize`: the result
-  surface's sieve and the serverInfo stamp) and writes what the SDK writes: the JSON-RPC response
+  surface's sieve and the serverInfo stamp), except the common plain result (text blocks, the
+  task's `_meta`), whose wire form `plain_wire_result` builds directly (tests hold it to the
+  serializer's output), and writes what the SDK writes: the JSON-RPC response
   as `application/json` when the task ends within the SDK's SSE deferral window, otherwise
   `text/event-stream` with the same keep-alive pings and the response as the final event;
   errors through the SDK's own mapping (`modern_error_data`) and writers.
