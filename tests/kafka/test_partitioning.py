@@ -1,10 +1,11 @@
 """Where a capability topic's records land: keyless records of one event-loop turn share a
-partition (fewer partitions per produce request for the broker), successive turns rotate over
-the partitions (members of a group share the work), a key keeps its own partition."""
+partition (fewer partitions per produce request for the broker) up to a bound, successive turns
+rotate over the partitions (members of a group share the work), a key keeps its own partition."""
 
 import asyncio
 
 from adapters.base import Message, TopicSpec
+from adapters.kafka import backend as kafka_backend
 from adapters.kafka import names
 from tests.contract.helpers import unique
 
@@ -48,3 +49,21 @@ async def test_a_keyed_record_keeps_its_keys_partition_inside_a_burst_of_keyless
                                *(backend.publish(topic, Message(b"plain")) for _ in range(8)))
     assert [_partition(i) for i in ids[:8]] == [names.lite_partition(k, PARTITIONS) for k in keys]
     assert len({_partition(i) for i in ids[8:]}) == 1
+
+
+async def test_a_burst_larger_than_the_sticky_bound_spreads_over_partitions_in_turn(backend):
+    topic = unique("cap")
+    await backend.create_topic(TopicSpec(topic))
+    size = kafka_backend.STICKY_RECORDS
+    ids = await asyncio.gather(*(backend.publish(topic, Message(b"x")) for _ in range(2 * size)))
+    first, second = {_partition(i) for i in ids[:size]}, {_partition(i) for i in ids[size:]}
+    assert len(first) == len(second) == 1 and first != second
+
+
+async def test_large_bodies_move_to_the_next_partition_after_one_producer_batch_of_bytes(backend):
+    topic = unique("cap")
+    await backend.create_topic(TopicSpec(topic))
+    body = b"b" * (kafka_backend.STICKY_BYTES // 2)
+    ids = await asyncio.gather(*(backend.publish(topic, Message(body)) for _ in range(4)))
+    assert [_partition(i) for i in ids][0::2] == [_partition(i) for i in ids][1::2]
+    assert len({_partition(i) for i in ids}) == 2
