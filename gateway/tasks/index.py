@@ -160,14 +160,19 @@ class TaskIndex:
             # tasks only for the writes this put makes (each is one in the backend's log)
             writes = [asyncio.ensure_future(self.rows.put(key, _record(new_order, value, generation, self.chunk_bytes),
                                                           expect=expect))]
-            if self._deadline_write(key, facts):
-                writes.append(asyncio.ensure_future(self._track_deadline(key, facts)))
+            lifetime = self._lifetime_row(key, facts)
+            if lifetime is not None:
+                writes.append(asyncio.ensure_future(self.lifetimes.put(lifetime, b"")))
             if moved:
                 writes.append(asyncio.ensure_future(self.order.put(new_order, b"")))
                 if scope:
                     writes.append(asyncio.ensure_future(self.scoped.put(f"{scope}/{new_order}", b"")))
-            retired = self._retire(writes, old_order if moved else "", scope)
-            version, *_ = await asyncio.gather(*writes, retired)
+            if moved and old_order:
+                version, *_ = await asyncio.gather(*writes, self._retire(writes, old_order, scope))
+            else:
+                version, *_ = await asyncio.gather(*writes)
+            if lifetime is not None and not facts.final:
+                self._wrote_deadline(key, facts.deadline)
             self._remember(key, new_order, generation)
             if old_generation and old_generation != generation:
                 await self._drop_chunks(key, old_generation)
@@ -179,8 +184,6 @@ class TaskIndex:
         at their first step, synced in that order) the deletes go right behind the writes and
         share their group commit: they cannot be durable without them. Elsewhere they wait for
         the writes to be durable."""
-        if not old_order:
-            return
         if self.ordered:    # the writes' first steps ran before this one (tasks run in creation order)
             if any(w.done() and (w.cancelled() or w.exception() is not None) for w in writes):
                 return      # refused at once (a version conflict...): the old rows stay
@@ -304,27 +307,24 @@ class TaskIndex:
             self._known.pop(next(iter(self._known)))
         self._known[key] = (order, generation)
 
-    def _deadline_write(self, key: str, facts: "_Facts") -> bool:
-        """Whether `_track_deadline` has something to do for this put (most puts: no)."""
-        if facts.final:
-            return self.retention is not None or key in self._deadline_of
-        return facts.deadline is not None and self._deadline_of.get(key) != facts.deadline
-
-    async def _track_deadline(self, key: str, facts: "_Facts") -> None:
-        """A running turn's deadline gets a row in the lifetimes table (once per process and deadline).
-        A turn that ended gets one at its status time + retention when that comes before its
-        deadline: the deadline row would otherwise keep the task (and its memory) until then."""
+    def _lifetime_row(self, key: str, facts: "_Facts") -> str | None:
+        """The lifetimes row this put writes, if any. A running turn's deadline gets one (once per
+        process and deadline: `_wrote_deadline` once it is written). A turn that ended gets one at
+        its status time + retention when that comes before its deadline: the deadline row would
+        otherwise keep the task (and its memory) until then."""
         deadline = facts.deadline
         if facts.final:
             self._deadline_of.pop(key, None)      # a later turn's deadline is written again
-        if deadline is not None and facts.final and self.retention is not None:
-            expiry = facts.status_seconds + self.retention
-            if expiry < deadline:
-                await self.lifetimes.put(lifetime_key(expiry, key), b"")
-            return
-        if deadline is None or facts.final or self._deadline_of.get(key) == deadline:
-            return
-        await self.lifetimes.put(lifetime_key(deadline, key), b"")
+            if deadline is not None and self.retention is not None:
+                expiry = facts.status_seconds + self.retention
+                if expiry < deadline:
+                    return lifetime_key(expiry, key)
+            return None
+        if deadline is None or self._deadline_of.get(key) == deadline:
+            return None
+        return lifetime_key(deadline, key)
+
+    def _wrote_deadline(self, key: str, deadline: float) -> None:
         if len(self._deadline_of) >= _KNOWN:
             self._deadline_of.pop(next(iter(self._deadline_of)))
         self._deadline_of[key] = deadline
