@@ -203,7 +203,8 @@ async def interleaved(name: str, workdir: Path, args) -> tuple[dict, dict, dict]
     embedded, backend, embedded, ... so a change in the machine's load hits both alike (on a
     shared 2-core machine the embedded baseline alone swung 196-942 round trips/s at c64 between
     sequential runs). Returns per concurrency the round with the median ratio of round trips/s
-    for each side, and every round's ratios."""
+    for each side, every round's ratio sorted, and (key `c<N>_in_order`) each round's ratio and
+    CPU per round trip in the order run."""
     fresh = args.subscribe == "fresh"
     baseline, figures, rounds = {}, {}, {}
     async with open_backend("lite-embedded", workdir) as (embedded, embedded_cpu), \
@@ -217,9 +218,13 @@ async def interleaved(name: str, workdir: Path, args) -> tuple[dict, dict, dict]
                 other = await roundtrips(backend, concurrency=c, total=args.roundtrips, other_cpu=backend_cpu,
                                          fresh=fresh, warmup=args.warmup)
                 pairs.append((other["roundtrips_per_s"] / base["roundtrips_per_s"], base, other))
+            in_order = list(pairs)   # round by round: a young broker's JIT shows in the first ones
             pairs.sort(key=lambda pair: pair[0])
             _, baseline[f"c{c}"], figures[f"c{c}"] = pairs[len(pairs) // 2]
             rounds[f"c{c}"] = [round(ratio, 3) for ratio, _, _ in pairs]
+            rounds[f"c{c}_in_order"] = [
+                {"ratio": round(ratio, 3), "baseline_cpu_us": base["total_cpu_us_per_roundtrip"],
+                 "backend_total_cpu_us": other.get("total_cpu_us_per_roundtrip")} for ratio, base, other in in_order]
     return baseline, figures, rounds
 
 
