@@ -5,9 +5,11 @@ import asyncio
 import pytest
 from a2a.types import a2a_pb2
 
+from adapters.errors import BackendUnavailableError
 from adapters.lite_remote import RemoteLiteBackend
 from gateway.tasks import channels
-from gateway.tasks.index import CHUNK_TABLE, ORDER_TABLE, PageTokenError, TaskIndex
+from gateway.tasks import fold
+from gateway.tasks.index import CHUNK_TABLE, ORDER_TABLE, PageTokenError, TaskIndex, lifetime_key
 from gateway.tasks.service import TaskService
 from lite_engine.service import serve
 
@@ -178,3 +180,31 @@ async def test_a_write_refused_for_a_stale_version_leaves_the_task_listed_where_
     order_rows = [key for key, _ in await (await backend.table(ORDER_TABLE)).scan("")]
     assert order_rows[-1] == "98299999998999999999/t1"     # the row the refused write would have retired
     assert [t.id for t in (await index.page(page_size=10)).tasks] == ["t1"]
+
+
+class _FailingOnce:
+    """A real table whose next put fails, once (the backend gone for a moment)."""
+
+    def __init__(self, table) -> None:
+        self._table, self.name, self.failed = table, table.name, False
+
+    async def put(self, key: str, value: bytes, **kwargs):
+        if not self.failed:
+            self.failed = True
+            raise BackendUnavailableError("lite", f"table {self.name} is gone for a moment")
+        return await self._table.put(key, value, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._table, name)
+
+
+async def test_a_deadline_row_whose_write_failed_is_written_by_the_next_put(backend, index):
+    lifetimes = index.lifetimes
+    task = _task("t-deadline")
+    task.metadata[fold.OWN_METADATA] = {"capability": "echo", "deadline": 1_700_000_600.0, "principal": ""}
+    index.lifetimes = _FailingOnce(lifetimes)
+    with pytest.raises(BackendUnavailableError):
+        await index.put(task.id, task.SerializeToString(), task=task)
+    assert await lifetimes.scan() == []
+    await index.put(task.id, task.SerializeToString(), task=task)
+    assert [key for key, _ in await lifetimes.scan()] == [lifetime_key(1_700_000_600.0, task.id)]
