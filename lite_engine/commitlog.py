@@ -124,7 +124,7 @@ class LogClosedError(CommitLogError):
 
 class FsyncPolicy(str, enum.Enum):
     ALWAYS = "always"  # write + fdatasync inside append()
-    BATCH = "batch"  # group commit: one flusher task writes + fsyncs per batch of waiters
+    BATCH = "batch"  # group commit: one write + fsync on the I/O thread per batch of waiters
     INTERVAL = "interval"  # sync() = written to the OS; fsync every fsync_interval seconds
     NEVER = "never"  # sync() = written to the OS; fsync only at close()
 
