@@ -8,6 +8,7 @@ import contextlib
 import copy
 from dataclasses import dataclass, field
 
+import pytest
 from a2a.types import a2a_pb2
 from google.protobuf import json_format
 
@@ -36,6 +37,16 @@ def shared_engine():
     """A `topicbridge engine` process of its own, for gateways that share it: its target."""
     with EngineProcess(None, settings={"session_timeout": 5.0, "tick": 0.005}) as process:
         yield process.target
+
+
+def engine_fixture():
+    """A module-scoped fixture over `shared_engine` (`engine = engine_fixture()` in a test module):
+    one engine process for the module's gateways and agents, started once."""
+    @pytest.fixture(scope="module")
+    def engine():
+        with shared_engine() as target:
+            yield target
+    return engine
 
 
 @contextlib.asynccontextmanager

@@ -14,7 +14,7 @@ from adapters.errors import BackendUnavailableError
 from gateway.mcp.streams import parse
 from gateway.tasks import channels
 from tests.gateway.faults import FaultyBackend
-from tests.gateway.mcp_support import agents_on, remote_backend, shared_engine, two_gateways
+from tests.gateway.mcp_support import agents_on, engine_fixture, remote_backend, two_gateways
 
 HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json",
            "MCP-Protocol-Version": "2025-11-25"}
@@ -28,10 +28,7 @@ async def stepper(agents, task):
     await task.complete(f"done: {task.text}")
 
 
-@pytest.fixture(scope="module")
-def engine():
-    with shared_engine() as target:
-        yield target
+engine = engine_fixture()
 
 
 @pytest.fixture

@@ -18,8 +18,8 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
-from tests.gateway.mcp_support import (LegacyPeer, TasksExtension, agents_on, card, get_task, poll_until_done,
-                                       remote_backend, shared_engine, task_payload, two_gateways,
+from tests.gateway.mcp_support import (LegacyPeer, TasksExtension, agents_on, card, engine_fixture, get_task,
+                                       poll_until_done, remote_backend, task_payload, two_gateways,
                                        update_task, wait_until)
 
 ALICE, BOB = "token-of-alice-0123456789", "token-of-bob-0123456789"
@@ -56,10 +56,7 @@ async def asking_at_once(agents, task):
     await task.complete(json.dumps({"told": task.data[0]}))
 
 
-@pytest.fixture(scope="module")
-def engine():
-    with shared_engine() as target:
-        yield target
+engine = engine_fixture()
 
 
 @pytest.fixture

@@ -8,15 +8,12 @@ import pytest
 from mcp import Client
 from mcp.shared.exceptions import MCPError
 
-from tests.gateway.mcp_support import (LegacyPeer, TasksExtension, agents_on, cancel_task, card, echo, get_task,
-                                       poll_until_done, remote_backend, task_payload,
-                                       shared_engine, two_gateways, until_released)
+from tests.gateway.mcp_support import (LegacyPeer, TasksExtension, agents_on, cancel_task, card, echo, engine_fixture,
+                                       get_task, poll_until_done, remote_backend, task_payload,
+                                       two_gateways, until_released)
 
 
-@pytest.fixture(scope="module")
-def engine():
-    with shared_engine() as target:
-        yield target
+engine = engine_fixture()
 
 
 @pytest.fixture
