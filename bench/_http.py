@@ -65,9 +65,22 @@ async def start_uvicorn(app, sock: socket.socket) -> asyncio.Task:
     return serving
 
 
+_WATCH_PARENT = "TB_BENCH_CHILD_OF_PIPE"
+
+
 def ready(**info) -> None:
-    """The child's one line to its parent: READY and a JSON object (port, names, ...)."""
+    """The child's one line to its parent: READY and a JSON object (port, names, ...). A child of
+    `Child` also ends (SIGTERM to itself) when its stdin closes: its parent is gone, even killed,
+    and a server left behind would load every later bench on the machine."""
     print("READY " + json.dumps(info), flush=True)
+    if os.environ.get(_WATCH_PARENT) == "1":
+        import threading
+
+        def watch() -> None:
+            sys.stdin.buffer.read()         # returns at EOF: the parent's end of the pipe closed
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 class Child:
@@ -75,7 +88,8 @@ class Child:
 
     def __init__(self, module: str, *args: str) -> None:
         self.process = subprocess.Popen([sys.executable, "-m", module, *args], cwd=ROOT, stdout=subprocess.PIPE,
-                                        text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+                                        stdin=subprocess.PIPE, text=True,
+                                        env={**os.environ, "PYTHONPATH": str(ROOT), _WATCH_PARENT: "1"})
         line = self.process.stdout.readline()
         if not line.startswith("READY "):
             self.process.kill()

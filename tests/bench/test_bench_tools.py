@@ -54,3 +54,35 @@ def test_gateway_e2e_summary_leaves_out_a_figure_whose_target_measured_nothing()
     results["bare"]["c64"]["tasks_per_s"] = 0.0     # a target that answered nothing: a figure's divisor
     figures = summary(results, [1, 64])
     assert "bridged_vs_direct_c64" in figures and "native_vs_bare_c64" not in figures
+
+
+def test_a_bench_server_ends_when_its_parent_bench_is_killed():
+    """A bench killed mid-run (a timeout, Ctrl-C twice, SIGKILL) leaves no server loading the machine."""
+    import time
+    parent = subprocess.Popen([sys.executable, "-c",
+                               "import sys, time\n"
+                               "from bench._http import Child\n"
+                               "print(Child('bench.gateway_e2e', '--serve', 'bare').process.pid, flush=True)\n"
+                               "time.sleep(120)\n"],  # sleep-ok: the parent stays until the test kills it
+                              cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        child = int(parent.stdout.readline())
+        os.kill(child, 0)                   # the server runs
+    finally:
+        parent.kill()
+        parent.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            return
+        try:
+            with open(f"/proc/{child}/stat") as stat:     # a zombie on its way out counts as ended
+                if stat.read().split(")")[-1].split()[0] == "Z":
+                    return
+        except FileNotFoundError:                       # reaped in between
+            return
+        time.sleep(0.1)                     # sleep-ok: bounded wait for the orphan to end
+    os.kill(child, 9)
+    raise AssertionError(f"bench server {child} outlived its killed parent")
