@@ -4,8 +4,9 @@ The hot call of a bridge: a caller blocks, so the bridge sends one SendMessage a
 Task (or Message) that comes back. Through the a2a-sdk client it cost ~40% of the gateway's CPU
 per bridged task (bench.gateway_e2e, py-spy): interceptors, telemetry wrappers, a request built
 and an answer parsed by google.protobuf.json_format. Here the request is written with the
-gateway's fast ProtoJSON converters (gateway/tasks/protojson.py); the answer's task is read the same way, falling back to json_format for
-anything the converters do not know. Errors take the SDK client's shape (`A2AClientError` from
+gateway's fast ProtoJSON converters (gateway/tasks/protojson.py); the answer's task is read the
+same way, falling back to json_format for anything the converters do not know (metadata, a 0.3
+agent's "kind", file parts...). Errors take the SDK client's shape (`A2AClientError` from
 the httpx error), so the bridge's retry and failure rules hold for both paths.
 
 The POST itself goes out on the bridge's own HTTP/1.1 client (gateway/http/http1.py: the same
@@ -30,7 +31,6 @@ from gateway.tasks import protojson
 
 HEADERS = {"Content-Type": "application/json", "Accept": "application/json", "A2A-Version": "1.0"}
 Post = Callable[[bytes], Awaitable[bytes]]      # the request's body -> the answer's body (httpx errors)
-_TASK_KEYS = frozenset({"id", "contextId", "status", "artifacts", "history", "kind"})
 
 
 def lean_url(card: a2a_pb2.AgentCard) -> str | None:
@@ -89,29 +89,16 @@ def answer(doc: object) -> a2a_pb2.StreamResponse:
     if not isinstance(result, dict):
         raise A2AClientError("Invalid JSON-RPC response: it has no result object")
     if isinstance(result.get("task"), dict):
-        return a2a_pb2.StreamResponse(task=_task(result["task"]))
+        doc = result["task"]
+        if "kind" in doc:       # the a2a-sdk's 0.3 compatibility writes it; json_format would ignore it
+            doc = {k: v for k, v in doc.items() if k != "kind"}
+        event = protojson.event_from_dict({"task": doc})
+        return event if event is not None else a2a_pb2.StreamResponse(task=_parse(doc, a2a_pb2.Task()))
     if isinstance(result.get("message"), dict):
         message = protojson.message_from_dict(result["message"])
         return a2a_pb2.StreamResponse(message=message if message is not None else _parse(result["message"],
                                                                                         a2a_pb2.Message()))
     raise A2AClientError("Response has neither task nor message")
-
-
-def _task(doc: dict) -> a2a_pb2.Task:
-    """A Task from its ProtoJSON through the fast converters (its status and artifacts as the
-    events that carry them); json_format for a field they do not handle."""
-    if not doc.keys() <= _TASK_KEYS:
-        return _parse(doc, a2a_pb2.Task())
-    ids = {"taskId": doc.get("id", ""), "contextId": doc.get("contextId", "")}
-    status = protojson.event_from_dict({"statusUpdate": {**ids, "status": doc.get("status", {})}})
-    artifacts = [protojson.event_from_dict({"artifactUpdate": {**ids, "artifact": a}}) for a in doc.get("artifacts", ())]
-    history = [protojson.message_from_dict(m) for m in doc.get("history", ())]
-    if status is None or None in artifacts or None in history:
-        return _parse(doc, a2a_pb2.Task())
-    task = a2a_pb2.Task(id=doc.get("id", ""), context_id=doc.get("contextId", ""), history=history,
-                        artifacts=[a.artifact_update.artifact for a in artifacts])
-    task.status.CopyFrom(status.status_update.status)
-    return task
 
 
 def _parse(doc: dict, proto):

@@ -156,3 +156,24 @@ async def test_a_blocking_call_still_running_after_a_moment_shows_the_task_worki
         await agent.stop()
     assert answer["status"]["state"] == "TASK_STATE_COMPLETED"
     assert answer["artifacts"][0]["parts"] == [{"text": "done"}]
+
+
+_STATUS = {"state": "TASK_STATE_COMPLETED", "timestamp": "2026-01-02T03:04:05.678Z",
+           "message": {"messageId": "s", "role": "ROLE_AGENT", "parts": [{"text": "done"}]}}
+
+
+@pytest.mark.parametrize("task", [
+    {"id": "t", "contextId": "c", "status": _STATUS,
+     "artifacts": [{"artifactId": "a", "name": "echo", "parts": [{"text": "echo: hi"}]}],
+     "history": [{"messageId": "m", "role": "ROLE_USER", "parts": [{"text": "hi"}], "contextId": "c"}]},
+    {"id": "t", "kind": "task", "status": {"state": "TASK_STATE_FAILED"}},
+    {"id": "t", "status": _STATUS, "metadata": {"k": "v"}},
+    {"id": "t", "artifacts": [{"artifactId": "a", "parts": [{"url": "https://x/y", "mediaType": "text/plain"}]}]},
+    {"id": "t"},
+])
+def test_an_agents_task_answer_reads_as_json_format_reads_it(task):
+    from google.protobuf import json_format
+    from gateway.workers import lean_call
+    event = lean_call.answer({"jsonrpc": "2.0", "id": 1, "result": {"task": task}})
+    assert event.task == json_format.ParseDict(task, a2a_pb2.Task(), ignore_unknown_fields=True)
+    assert event.WhichOneof("payload") == "task"
