@@ -3,8 +3,7 @@
     port                         Kafka
     ---------------------------  ----------------------------------------------------------------
     capability topic             topic, `topic_partitions` partitions (keyless messages go
-                                 round-robin over event-loop turns, those of one turn to one
-                                 partition; keyed ones by murmur2(key))
+                                 round-robin, keyed ones by murmur2(key))
     group on a topic             consumer group "<group>@<topic>" (round-robin assignor)
     publish                      idempotent producer, acks=all; returns "<partition>-<offset>";
                                  records reach the producer in call order (ordered_publish,

@@ -26,10 +26,6 @@ from .translate import translated
 log = logging.getLogger("topicbridge.kafka")
 
 MIN_RETENTION = 3600.0       # seconds a lite parent's records are kept at least
-# Keyless records one partition takes in one event-loop turn before the next partition's turn
-# (the bytes: the producer's batch size, beyond which a second batch is needed anyway).
-STICKY_RECORDS = 32
-STICKY_BYTES = 16_384
 
 
 class _Spec:
@@ -98,7 +94,6 @@ class KafkaBackend:
         self._tables: dict[str, TableView] = {}
         self._table_lock = asyncio.Lock()
         self._round_robin: dict[str, itertools.count] = {}
-        self._sticky: dict[str, list] = {}       # topic -> [partition, records, bytes] of keyless records this turn
         self._resolving: dict[str, list] = {}    # topic -> [lock, publishes waiting for its settings]
         self._group_consumers: set[KafkaGroupConsumer] = set()
         self._lite_clients: dict[str, KafkaLiteConsumer] = {}
@@ -266,7 +261,7 @@ class KafkaBackend:
             # Record format (capability topic): key = message key, value = body, headers as given.
             key = message.key.encode() if message.key is not None else None
             partition = (names.lite_partition(message.key, spec.partitions) if message.key is not None
-                         else self._keyless_partition(name, spec.partitions, len(message.body)))
+                         else next(self._counter(name)) % spec.partitions)
         else:
             # Record format (lite parent): key = lite topic, value = body, headers as given plus
             # tb-key = the message's own key (see replies.py).
@@ -277,26 +272,11 @@ class KafkaBackend:
         return self._cluster.outbox.submit(name, bytes(message.body), key=key, headers=headers or None,
                                            partition=partition, size=len(message.body))
 
-    def _keyless_partition(self, topic: str, partitions: int, size: int) -> int:
-        """The partition of a keyless record: round-robin over event-loop turns, so members
-        of a group share the records, but one partition for the records started in one turn,
-        up to STICKY_RECORDS records or STICKY_BYTES of bodies (a burst still spreads).
-
-        Why sticky: the broker's cost of a produce or fetch request grows with the partitions
-        it carries (an append, a lock, a purgatory check and request metrics per partition), so
-        a burst of 64 tasks spread over 8 partitions costs it about 8 appends where 2 would do.
-        A caller publishing one record per turn still gets plain round-robin."""
-        sticky = self._sticky.get(topic)
-        if sticky is None or sticky[1] >= STICKY_RECORDS or sticky[2] >= STICKY_BYTES:
-            counter = self._round_robin.get(topic)
-            if counter is None:
-                counter = self._round_robin[topic] = itertools.count(random.randrange(1 << 16))
-            if not self._sticky:   # the first of this turn: forget them all at its end
-                asyncio.get_running_loop().call_soon(self._sticky.clear)
-            sticky = self._sticky[topic] = [next(counter) % partitions, 0, 0]
-        sticky[1] += 1
-        sticky[2] += size
-        return sticky[0]
+    def _counter(self, topic: str) -> itertools.count:
+        counter = self._round_robin.get(topic)
+        if counter is None:   # keyless messages go round-robin, so members of a group share them
+            counter = self._round_robin[topic] = itertools.count(random.randrange(1 << 16))
+        return counter
 
     # ------------------------------------------------------------ consumers
 
