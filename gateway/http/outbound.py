@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import ssl
 import urllib.parse
 from typing import AsyncIterator, Awaitable, Callable, Iterable
 
@@ -213,14 +214,27 @@ class GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
+_tls: ssl.SSLContext | None = None
+
+
+def tls_context() -> ssl.SSLContext:
+    """The one TLS client context of every guarded transport. Loading the CA bundle costs ~10-20
+    ms of CPU: a bridge opens a pool per 8 connections of its concurrency, and each transport
+    built two contexts, so starting one bridge loaded it 16 times."""
+    global _tls
+    if _tls is None:
+        _tls = httpx.create_ssl_context(trust_env=False)
+    return _tls
+
+
 class GuardedTransport(httpx.AsyncHTTPTransport):
     def __init__(self, policy: AddressPolicy, *, limits: httpx.Limits = httpx.Limits(max_connections=100),
                  max_response_bytes: int | None = None, limit_setting: str = "gateway.max_agent_response_bytes") -> None:
-        super().__init__(limits=limits, trust_env=False)
+        super().__init__(verify=tls_context(), limits=limits, trust_env=False)
         self.max_response_bytes, self.limit_setting = max_response_bytes, limit_setting
         # httpx has no public hook for the network backend: give it a pool built on ours.
         self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(trust_env=False), max_connections=limits.max_connections,
+            ssl_context=tls_context(), max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections, keepalive_expiry=limits.keepalive_expiry,
             network_backend=GuardedNetworkBackend(policy))
 
