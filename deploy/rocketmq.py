@@ -616,6 +616,12 @@ def broker_config(ports: Ports, workdir: Path) -> dict[str, object]:
         # them each interval (1 s by default: ~10% of a core on an idle broker that had served
         # a few thousand reply channels). A killed broker rebuilds them from the commit log.
         "flushIntervalConsumeQueue": 10_000,
+        # Consume queues in RocksDB, not one mapped file per queue: every lite topic is a queue,
+        # and a file consume queue holds a file descriptor until the topic expires (>= 15 min).
+        # At the JVM's 20,000-descriptor limit here, ~19,500 lite topics in, the broker could no
+        # longer create one ("Too many open files") and its ReputMessageService retried that
+        # dispatch forever, stalling every topic: a gateway at 22 tasks/s gets there in 15 min.
+        "storeType": "defaultRocksDB",
         # The broker refuses writes when the disk is fuller than these (defaults 75/90/85 %).
         "diskMaxUsedSpaceRatio": 95,
         "diskSpaceWarningLevelRatio": 98,

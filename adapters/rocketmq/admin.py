@@ -82,6 +82,13 @@ class AdminError(errors.BackendError):
         super().__init__(f"rocketmq admin {request} failed: code {code}: {remark}")
 
 
+def _offset(header: dict) -> int | None:
+    try:
+        return int((header.get("extFields") or {}).get("offset"))
+    except (TypeError, ValueError):
+        return None
+
+
 def _loads(raw: bytes) -> object:
     return json.loads(_UNQUOTED_INT_KEY.sub(r'\1"\2"\3', raw.decode("utf-8", "replace")))
 
@@ -226,12 +233,15 @@ class RemotingAdmin:
         return None
 
     async def has_offset(self, group: str, topic: str) -> bool:
-        """Whether `group` has committed an offset on queue 0 of `topic` (a lite topic's LMQ)."""
+        """Whether `group` has read past the start of queue 0 of `topic` (a lite topic's LMQ).
+        Offset 0 counts as none: reading from the minimum is then the same, and the broker answers
+        0 for a group without an offset when it cannot tell the queue's first message is in
+        memory (always, with RocksDB consume queues), which would start the group at the end."""
         for broker in await self._master_brokers():
             header, _ = await self._call(
                 broker, QUERY_CONSUMER_OFFSET, f"queryOffset {group}",
                 {"consumerGroup": group, "topic": topic, "queueId": 0, "setZeroIfNotFound": "false"})
-            if header.get("code") == SUCCESS:
+            if header.get("code") == SUCCESS and _offset(header) != 0:
                 return True
         return False
 

@@ -1,6 +1,8 @@
 """The cluster's JVM profiles: the tests' quick-start one by default, the benchmarks' full-JIT one
 on request, and broker settings that keep an idle broker idle."""
 
+import os
+import uuid
 from pathlib import Path
 
 import pytest
@@ -37,3 +39,19 @@ def test_the_broker_flushes_its_timer_wheel_and_consume_queues_seldom_not_every_
     # walks every lite topic's queue: once a second they kept an idle broker at 20-50% of a core.
     conf = (cluster.workdir / "conf" / "broker.conf").read_text().splitlines()
     assert "timerFlushIntervalMs=60000" in conf and "flushIntervalConsumeQueue=10000" in conf
+
+
+async def test_lite_topics_cost_the_broker_no_file_descriptor_each(cluster, backend):
+    # File consume queues kept one descriptor open per lite topic until it expired: ~19,500 lite
+    # topics in, the broker could create no more ("Too many open files") and stalled dispatch.
+    from adapters.base import Message, TopicSpec
+
+    parent = f"fd-{uuid.uuid4().hex[:8]}"
+    await backend.create_topic(TopicSpec(parent, lite=True))
+    broker = cluster.pids()["broker"]
+    before = len(os.listdir(f"/proc/{broker}/fd"))
+    for n in range(200):
+        await backend.publish(parent, Message(b"x"), lite_topic=f"t{n}")
+    after = len(os.listdir(f"/proc/{broker}/fd"))
+    assert after - before < 50, f"{after - before} more descriptors for 200 lite topics"
+    assert "storeType=defaultRocksDB" in (cluster.workdir / "conf" / "broker.conf").read_text().splitlines()
