@@ -42,7 +42,7 @@ from gateway.tasks import channels, fold, positions
 from gateway.tasks.envelope import EnvelopeError, ReplyEvent
 from .auth import OWNER_KEY
 from .events import RecentEvents
-from .results import status_text, tool_result
+from .results import tool_result
 from .tasks import rejection, still_running
 
 log = logging.getLogger("topicbridge.mcp")
@@ -170,15 +170,19 @@ class ChannelResume:
             return
         seen = positions.position_of(task)
         ordinal = 0
+        # A note's text is the status as of its event, not as the task stands now: the stored task
+        # may already hold later events (its end, without a message) when the resume starts.
+        shown = a2a_pb2.TaskStatus()
         with anyio.move_on_after(surface.call_wait):
             async for event in channel_events(surface.tasks.backend, cursor.task_id, cursor.turn,
                                               surface.tasks.poll_wait):
                 ordinal += 1
                 if seen is None or event.position > seen:
                     fold.apply(task, event.event)
+                shown = _status_after(event.event, shown)
                 if ordinal > cursor.ordinal:
                     params = {"progressToken": cursor.token, "progress": float(ordinal)}
-                    if text := status_text(task):
+                    if text := "\n".join(p.text for p in shown.message.parts if p.text):
                         params["message"] = text
                     params["_meta"] = {STREAM_META: {"taskId": cursor.task_id, "turn": cursor.turn,
                                                      "requestId": cursor.request_id}}
@@ -186,6 +190,15 @@ class ChannelResume:
                 if event.final:
                     break
         yield 0, _response(cursor.request_id, task, surface._output_schema(capability), surface.call_wait)
+
+
+def _status_after(event: a2a_pb2.StreamResponse, status: a2a_pb2.TaskStatus) -> a2a_pb2.TaskStatus:
+    kind = event.WhichOneof("payload")
+    if kind == "status_update":
+        return event.status_update.status
+    if kind == "task":
+        return event.task.status
+    return status
 
 
 def _response(request_id, task: a2a_pb2.Task, output_schema: dict | None, waited: float) -> dict:

@@ -104,6 +104,25 @@ async def test_a_call_stream_cut_on_one_instance_resumes_on_another_from_the_rep
     assert response["id"] == 42 and response["result"]["content"][0]["text"] == "done: go"
 
 
+async def test_a_stream_resumed_after_the_call_ended_still_gives_each_note_the_text_of_its_step(gateways, agents):
+    """The stored task already holds the end (a status without text) when the resume starts: each
+    replayed note still says the step it followed, not the task's state now."""
+    from a2a.types import a2a_pb2
+    first, second = gateways
+    cut, _ = await cut_call(first, await session_on(first), 43)
+    agents.release.set()
+    task_id = parse(cut).task_id
+    async with asyncio.timeout(20):
+        while (task := await second.gateway.tasks.get(task_id)) is None or \
+                task.status.state != a2a_pb2.TASK_STATE_COMPLETED:
+            await asyncio.sleep(0.02)       # sleep-ok: bounded wait until the task's end is stored
+        response = await second.http.get("/mcp", headers={**HEADERS, "Accept": "text/event-stream",
+                                                          "Last-Event-ID": cut})
+    notes = [json.loads(e["data"]) for e in _events(response.text)[1:-1]]
+    assert notes and notes[0]["params"].get("message") == "step 3"
+    assert all(n["params"].get("message") == "step 3" for n in notes if "message" in n["params"])
+
+
 async def test_resuming_from_a_later_cursor_replays_only_what_follows_it(gateways, agents):
     first, second = gateways
     agents.release.set()
