@@ -49,6 +49,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 
 from gateway.http.body import read_body, replay
+from gateway.workers import call_mode
 from .auth import OWNER_KEY
 from .resources import linked
 from .results import tool_result
@@ -167,7 +168,10 @@ class LeanToolCalls:
             try:
                 created = time.time()
                 with reported_errors():
-                    task, watch = await surface.tasks.submit(entry.name, to_message(entry, arguments))
+                    # Served here only without a progress token, task or elicitation: the caller
+                    # sees no intermediate event (no WORKING for a quick task; a bridge may skip the stream).
+                    task, watch = await surface.tasks.submit(entry.name, to_message(entry, arguments),
+                                                             metadata=call_mode.mark_blocking(None))
                 task_id = task.id
                 call = Call(task, watch)
                 surface._spawn(call.pump())

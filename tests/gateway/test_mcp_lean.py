@@ -402,3 +402,25 @@ async def test_a_task_handed_out_by_the_lean_path_belongs_to_the_callers_token()
         as_alice = (await post(alice, "get_task_result", {"task_id": task_id, "wait_seconds": 0})).json()["result"]
         assert as_bob["isError"] and "No task" in as_bob["content"][0]["text"]
         assert "still running" in as_alice["content"][0]["text"]
+
+
+async def test_a_lean_call_tells_the_worker_its_caller_sees_no_intermediate_event(pair):
+    """The lean path serves only calls without a progress token, task or elicitation: its worker
+    may skip WORKING for a quick task (and a bridge its stream). A call with a progress token
+    goes to the SDK path and is not marked."""
+    from gateway.workers import call_mode
+    seen = []
+
+    async def record(_agents, task):
+        seen.append(call_mode.caller_blocks(task.envelope.metadata))
+        await task.complete("ok")
+
+    await pair.lean.agents.serve("blocks", record)
+    await wait_until(lambda: _catalog_has(pair.lean.running, TOOLS | {"blocks"}))
+    before = pair.lean.lean.answered
+    plain = await pair.http.post(pair.lean.url, content=call("blocks"), headers=headers("blocks"))
+    assert plain.status_code == 200 and pair.lean.lean.answered == before + 1
+    progress = await pair.http.post(pair.lean.url, content=call("blocks", meta={**ENVELOPE, "progressToken": "p"}),
+                                    headers=headers("blocks"))
+    assert progress.status_code == 200 and pair.lean.lean.answered == before + 1
+    assert seen == [True, False]
