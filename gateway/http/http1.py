@@ -25,7 +25,7 @@ from collections import deque
 import httptools
 import httpx
 
-from .outbound import AddressPolicy, ResponseTooLargeError, UnreachableError, parse_http_url
+from .outbound import AddressPolicy, ResponseTooLargeError, UnreachableError, parse_http_url, tls_context
 
 KEEPALIVE = 4.0
 
@@ -45,7 +45,7 @@ class OriginClient:
         self.target = (parsed.path or "/") + (f"?{parsed.query}" if parsed.query else "")
         self.connect_timeout, self.read_timeout = connect_timeout, read_timeout
         self.limit, self.limit_setting = max_response_bytes, limit_setting
-        self._ssl = httpx.create_ssl_context(trust_env=False) if self.https else None     # as guarded_client's
+        self._ssl = tls_context() if self.https else None     # the one context of every guarded transport
         self._idle: deque[_Connection] = deque()
         self._slots = asyncio.Semaphore(max_connections)
 
