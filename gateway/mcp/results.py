@@ -118,8 +118,25 @@ def _schema_error(value, schema: dict) -> str | None:
         return "no structured output"
     if not isinstance(value, dict):
         return "structured output is not an object"
-    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(value))
+    error = jsonschema.exceptions.best_match(_output_validator(schema).iter_errors(value))
     return None if error is None else error.message
+
+
+_VALIDATORS: dict[int, tuple[dict, jsonschema.Draft202012Validator]] = {}
+_MAX_VALIDATORS = 256
+
+
+def _output_validator(schema: dict) -> jsonschema.Draft202012Validator:
+    """One validator per output schema object (a catalog entry keeps its schema while it lives;
+    the entry held here keeps the id from being reused)."""
+    held = _VALIDATORS.get(id(schema))
+    if held is not None and held[0] is schema:
+        return held[1]
+    if len(_VALIDATORS) >= _MAX_VALIDATORS:
+        _VALIDATORS.clear()
+    validator = jsonschema.Draft202012Validator(schema)
+    _VALIDATORS[id(schema)] = (schema, validator)
+    return validator
 
 
 def content_block(part: a2a_pb2.Part, task_id: str, index: int) -> dict | None:
