@@ -1,0 +1,20 @@
+"""The two enums every part of the commit log switches on: its fsync policy and its state."""
+
+from __future__ import annotations
+
+import enum
+
+
+class FsyncPolicy(str, enum.Enum):
+    ALWAYS = "always"  # write + fdatasync inside append()
+    BATCH = "batch"  # group commit: one write + fsync on the I/O thread per batch of waiters
+    INTERVAL = "interval"  # sync() = written to the OS; fsync every fsync_interval seconds
+    NEVER = "never"  # sync() = written to the OS; fsync only at close()
+
+
+class LogState(enum.Enum):
+    NEW = "not open yet"
+    OPEN = "open"
+    FAILED = "failed"
+    CLOSING = "closing"
+    CLOSED = "closed"
