@@ -133,11 +133,11 @@ async def concurrent(engine: Engine, load: Load, publishers: int, lite: bool) ->
 def counting_fsyncs():
     """Count fdatasync calls of the commit log, if it has a module-level hook to wrap."""
     try:
-        from lite_engine import segmentfile
+        from lite_engine.commitlog import segment_files
     except Exception:       # the durable log may not exist (yet); the run reports the error
         yield None
         return
-    original = getattr(segmentfile, "_fdatasync", None)
+    original = getattr(segment_files, "_fdatasync", None)
     if original is None:
         yield None
         return
@@ -148,11 +148,11 @@ def counting_fsyncs():
             box[0] += 1
         original(fd)
 
-    segmentfile._fdatasync = counted
+    segment_files._fdatasync = counted
     try:
         yield box
     finally:
-        segmentfile._fdatasync = original
+        segment_files._fdatasync = original
 
 
 async def new_engine(policy: str | None, parent: Path) -> tuple[Engine, tempfile.TemporaryDirectory | None]:

@@ -15,7 +15,7 @@ are little-endian.
     KV_PUT  str table | str key | value (rest)  -- written before rows had versions; replay
     KV_DEL  str table | str key                 -- gives each the next version in log order
 
-The commit log adds length, CRC, type and LSN around each payload (see commitlog.py).
+The commit log adds length, CRC, type and LSN around each payload (see lite_engine/commitlog/).
 """
 
 from __future__ import annotations

@@ -14,7 +14,8 @@ import threading
 
 import pytest
 
-from lite_engine import Engine, EngineConfig, TopicConfig, dead_letter_topic, records, segmentfile
+from lite_engine import Engine, EngineConfig, TopicConfig, dead_letter_topic, records
+from lite_engine.commitlog import segment_files
 from tests.lite_engine.engine_process import ROOT
 
 
@@ -92,14 +93,14 @@ async def test_a_lite_delivery_attempt_is_durable_once_its_handling_commits_anyt
 def held_fsync(monkeypatch):
     """A fault-injecting wrapper around the real fsync: it blocks until the test lets it go."""
     entered, release = threading.Event(), threading.Event()
-    real = segmentfile.fsync_segments
+    real = segment_files.fsync_segments
 
     def held(targets):
         entered.set()
         release.wait(30)
         real(targets)
 
-    monkeypatch.setattr(segmentfile, "fsync_segments", held)
+    monkeypatch.setattr(segment_files, "fsync_segments", held)
     yield entered, release
     release.set()
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from lite_engine import segmentfile
+from lite_engine.commitlog import segment_files as segment_io
 from lite_engine.commitlog import (
     CommitLog,
     CommitLogError,
@@ -636,14 +636,14 @@ def test_errors_carry_their_data() -> None:
 def counted_fsyncs(monkeypatch):
     """The real fsync, counted: an event set at each one."""
     done, count = threading.Event(), [0]
-    real = segmentfile.fsync_segments
+    real = segment_io.fsync_segments
 
     def counted(targets):
         real(targets)
         count[0] += 1
         done.set()
 
-    monkeypatch.setattr(segmentfile, "fsync_segments", counted)
+    monkeypatch.setattr(segment_io, "fsync_segments", counted)
     return done, count
 
 

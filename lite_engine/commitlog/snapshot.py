@@ -9,8 +9,8 @@ import struct
 from typing import NamedTuple
 from zlib import crc32
 
-from .logerrors import LogWriteError
-from .segmentfile import TEMP_SUFFIX, fsync_dir, unlink_quietly
+from .errors import LogWriteError
+from .segment_files import TEMP_SUFFIX, fsync_dir, unlink_quietly
 
 # Snapshot file: magic 8s | crc u32 | lsn u64 | len u64 | data[len]; crc over lsn..data.
 SNAP_HEADER = struct.Struct("<8sIQQ")

@@ -5,22 +5,22 @@ The engine hands us opaque payloads tagged with a small record type; we assign L
 durable according to an fsync policy. A snapshot file lets the engine restart from its
 state at some LSN and drop the segments it covers.
 
-This module holds CommitLog itself (its state, append, snapshots, close) and is the one
-name the rest of the engine imports; the parts it is made of each have their module:
+This package's __init__ holds CommitLog itself (its state, append, snapshots, close) and is
+the one name the rest of the engine imports; the parts it is made of each have their module:
 
-    logerrors.py     the exception tree (re-exported here)
-    logstate.py      FsyncPolicy (re-exported here) and the log's states
-    logrecord.py     the record framing and the scan that reads records back
-    segmentfile.py   segment files and the OS calls on them (write, fsync, cut back)
-    snapshotfile.py  the snapshot file format (Snapshot re-exported here)
-    logrecovery.py   open() and replay(): recovery of what is on disk
-    fsyncpolicy.py   what each policy does after an append; the interval ticker
-    groupcommit.py   sync()/sync_future()/written(), waiters, the batch group commit
-    logwriter.py     writing buffered chunks, failed writes, retry()
+    errors.py         the exception tree (re-exported here)
+    state.py          FsyncPolicy (re-exported here) and the log's states
+    record.py         the record framing and the scan that reads records back
+    segment_files.py  segment files and the OS calls on them (write, fsync, cut back)
+    snapshot.py       the snapshot file format (Snapshot re-exported here)
+    recovery.py       open() and replay(): recovery of what is on disk
+    policy.py         what each policy does after an append; the interval ticker
+    group_commit.py   sync()/sync_future()/written(), waiters, the batch group commit
+    writer.py         writing buffered chunks, failed writes, retry()
 
-Threads: the batch flusher (write + fsync) runs on one dedicated thread (io_thread.py: a
-cheaper handoff, once per group commit), driven by loop callbacks; the interval fsync pass, close() and the snapshot
-writer leave the event loop via asyncio.to_thread; every such thread that touches
+Threads: the batch flusher (write + fsync) runs on one dedicated thread (../io_thread.py: a
+cheaper handoff, once per group commit), driven by loop callbacks; the interval fsync pass,
+close() and the snapshot writer leave the event loop via asyncio.to_thread; every such thread that touches
 segment fds runs under `_io_lock`. Segment fds are closed only by the loop thread, and only
 while no such thread runs. Under never/interval the loop thread itself writes (to the page
 cache: cheap) and only fsync happens elsewhere.
@@ -34,16 +34,16 @@ import os
 import struct
 from zlib import crc32
 
-from .fsyncpolicy import PolicyHooks
-from .groupcommit import GroupCommit
-from .io_thread import IoGate, IoThread
-from .logerrors import CommitLogError, CorruptLogError, LogClosedError, LogWriteError, RecordTooLargeError
-from .logrecord import HEADER, LEN_CRC, MAX_PAYLOAD_LIMIT, TYPE_LSN
-from .logrecovery import LogRecovery
-from .logstate import FsyncPolicy, LogState
-from .logwriter import LogWriter
-from .segmentfile import Segment, close_fd, unlink
-from .snapshotfile import Snapshot, write_snapshot_file
+from .policy import PolicyHooks
+from .group_commit import GroupCommit
+from ..io_thread import IoGate, IoThread
+from .errors import CommitLogError, CorruptLogError, LogClosedError, LogWriteError, RecordTooLargeError
+from .record import HEADER, LEN_CRC, MAX_PAYLOAD_LIMIT, TYPE_LSN
+from .recovery import LogRecovery
+from .state import FsyncPolicy, LogState
+from .writer import LogWriter
+from .segment_files import Segment, close_fd, unlink
+from .snapshot import Snapshot, write_snapshot_file
 
 __all__ = [
     "CommitLog",

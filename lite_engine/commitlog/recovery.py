@@ -7,11 +7,11 @@ import logging
 import os
 from collections.abc import Iterator
 
-from .logerrors import CommitLogError, CorruptLogError, LogClosedError
-from .logrecord import RecordScan
-from .logstate import LogState
-from .segmentfile import SEGMENT_RE, TEMP_SUFFIX, Segment, numbered_files
-from .snapshotfile import SNAPSHOT_RE, Snapshot, read_snapshot
+from .errors import CommitLogError, CorruptLogError, LogClosedError
+from .record import RecordScan
+from .state import LogState
+from .segment_files import SEGMENT_RE, TEMP_SUFFIX, Segment, numbered_files
+from .snapshot import SNAPSHOT_RE, Snapshot, read_snapshot
 
 _log = logging.getLogger("lite_engine.commitlog")
 

@@ -2,7 +2,7 @@
 back and remove them.
 
 Every fsync of the log goes through `fsync_segments`, and callers reach it as
-`segmentfile.fsync_segments` (not an imported name) so that tests and benches can wrap the
+`segment_files.fsync_segments` (not an imported name) so that tests and benches can wrap the
 real call in one place; `_fdatasync` is the one hook that counts the system calls.
 """
 
@@ -15,8 +15,8 @@ import re
 import time
 from dataclasses import dataclass
 
-from . import metrics
-from .logerrors import LogWriteError
+from .. import metrics
+from .errors import LogWriteError
 
 _log = logging.getLogger("lite_engine.commitlog")
 

@@ -1,5 +1,5 @@
 """What each fsync policy does after an append: `always` writes and fdatasyncs at once,
-`batch` leaves it to the group commit (groupcommit.py), `never` and `interval` hand the
+`batch` leaves it to the group commit (group_commit.py), `never` and `interval` hand the
 buffer to the OS at the next loop turn (or at 64 KiB), and `interval` fsyncs on a ticker."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from . import segmentfile
-from .logerrors import LogWriteError
-from .logstate import FsyncPolicy, LogState
+from . import segment_files
+from .errors import LogWriteError
+from .state import FsyncPolicy, LogState
 
 EAGER_WRITE_BYTES = 64 << 10  # under never/interval, hand buffers above this to the OS now
 
@@ -38,7 +38,7 @@ class PolicyHooks:
             self._take_back(lsn)
             raise
         seg = self._active
-        self._guard(segmentfile.fsync_segments, [(seg, seg.written)])
+        self._guard(segment_files.fsync_segments, [(seg, seg.written)])
         self._synced_lsn = lsn
         self._close_retired()
         self._error = None   # a full disk that has room again
@@ -102,5 +102,5 @@ class PolicyHooks:
         if not dirty:
             return
         async with self._io_lock:
-            await asyncio.to_thread(segmentfile.fsync_segments, dirty)
+            await asyncio.to_thread(segment_files.fsync_segments, dirty)
         self._close_retired()

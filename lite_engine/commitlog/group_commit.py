@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 import heapq
 
-from .logerrors import CommitLogError, LogClosedError, LogWriteError
-from .logstate import FsyncPolicy, LogState
-from .segmentfile import Segment, positions
+from .errors import CommitLogError, LogClosedError, LogWriteError
+from .state import FsyncPolicy, LogState
+from .segment_files import Segment, positions
 
 # Policy batch: a record nobody waits for (an ack, a lite delivery's attempt, a deleted lite
 # topic...) does not start a group commit of its own; it rides the next one a waiter starts, or

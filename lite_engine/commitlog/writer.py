@@ -9,11 +9,11 @@ import os
 from collections.abc import Callable
 from typing import TypeVar
 
-from . import segmentfile
-from .fsyncpolicy import EAGER_WRITE_BYTES
-from .logerrors import LogWriteError
-from .logstate import FsyncPolicy, LogState
-from .segmentfile import NO_SPACE, Segment, close_fd, fsync_dir, positions, probe_room, unlink_quietly, write_all
+from . import segment_files
+from .policy import EAGER_WRITE_BYTES
+from .errors import LogWriteError
+from .state import FsyncPolicy, LogState
+from .segment_files import NO_SPACE, Segment, close_fd, fsync_dir, positions, probe_room, unlink_quietly, write_all
 
 _log = logging.getLogger("lite_engine.commitlog")
 _T = TypeVar("_T")
@@ -67,7 +67,7 @@ class LogWriter:
         segment followed by another one; the directory fsync makes the new name durable."""
         prev = seg.prev
         if self._ordered and prev is not None and prev.fd is not None and prev.synced < prev.written:
-            segmentfile.fsync_segments([(prev, prev.written)])
+            segment_files.fsync_segments([(prev, prev.written)])
         try:
             seg.fd = os.open(seg.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
             if self._ordered:
@@ -81,7 +81,7 @@ class LogWriter:
     def _write_and_sync(self, chunks: list[tuple[Segment, bytearray]], segments: list[Segment]) -> None:
         """Caller: worker thread (batch flusher, close). Writes, then fsyncs every dirty fd."""
         self._write_chunks(chunks)
-        segmentfile.fsync_segments([(s, s.written) for s in segments if s.fd is not None and s.synced < s.written])
+        segment_files.fsync_segments([(s, s.written) for s in segments if s.fd is not None and s.synced < s.written])
 
     def _close_retired(self) -> None:
         """Caller: loop thread, when no worker thread can be using a segment fd."""
