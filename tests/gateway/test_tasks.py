@@ -38,6 +38,16 @@ async def final_state(watch) -> list[a2a_pb2.StreamResponse]:
     return events
 
 
+async def cancel_once_working(service, task, watch) -> None:
+    """Wait for the task's WORKING, cancel it, and wait for its end."""
+    async with asyncio.timeout(10):
+        async for event in watch.events():
+            if event.status_update.status.state == a2a_pb2.TASK_STATE_WORKING:
+                break
+    await service.cancel(task.id)
+    await final_state(watch)
+
+
 async def test_a_task_travels_to_a_worker_and_its_result_comes_back(service, workers):
     await workers("echo", echo)
     task, watch = await service.submit("echo", user_message("hi"))
@@ -69,12 +79,7 @@ async def test_a_failing_handler_fails_the_task_with_the_reason(service, workers
 async def test_cancel_travels_to_the_worker(service, workers):
     await workers("slow", slow)
     task, watch = await service.submit("slow", user_message("x"))
-    async with asyncio.timeout(10):
-        async for event in watch.events():
-            if event.status_update.status.state == a2a_pb2.TASK_STATE_WORKING:
-                break
-    await service.cancel(task.id)
-    await final_state(watch)
+    await cancel_once_working(service, task, watch)
     assert (await service.get(task.id)).status.state == a2a_pb2.TASK_STATE_CANCELED
 
 
@@ -100,12 +105,7 @@ async def test_a_streaming_callers_task_says_working_first(service, workers):
 async def test_a_blocking_callers_silent_task_says_working_after_a_while_and_cancels(service, workers):
     await workers("slow", slow)
     task, watch = await service.submit("slow", user_message("x"), metadata=call_mode.mark_blocking(None))
-    async with asyncio.timeout(10):
-        async for event in watch.events():
-            if event.status_update.status.state == a2a_pb2.TASK_STATE_WORKING:
-                break
-    await service.cancel(task.id)
-    await final_state(watch)
+    await cancel_once_working(service, task, watch)
     assert (await service.get(task.id)).status.state == a2a_pb2.TASK_STATE_CANCELED
 
 
@@ -118,12 +118,7 @@ async def test_a_handler_that_swallows_the_cancel_still_ends_canceled(service, w
 
     await workers("stubborn", stubborn)
     task, watch = await service.submit("stubborn", user_message("x"))
-    async with asyncio.timeout(10):
-        async for event in watch.events():
-            if event.status_update.status.state == a2a_pb2.TASK_STATE_WORKING:
-                break
-    await service.cancel(task.id)
-    await final_state(watch)
+    await cancel_once_working(service, task, watch)
     ended = await service.get(task.id)
     assert ended.status.state == a2a_pb2.TASK_STATE_CANCELED
     assert ended.status.message.parts[0].text == "canceled by the caller"

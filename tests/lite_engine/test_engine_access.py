@@ -3,6 +3,7 @@ token checked on every call, and no unauthenticated engine on a host other machi
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import ipaddress
 import subprocess
@@ -198,37 +199,39 @@ def _embedded(tmp_path, lite: str):
     return open_backend(settings.load(tmp_path / "config.toml", env={}))
 
 
+@contextlib.asynccontextmanager
+async def _listening(tmp_path, lite: str):
+    """A started embedded engine built from `lite` settings; yields the address it listens on."""
+    embedded = _embedded(tmp_path, lite)
+    await embedded.start()
+    try:
+        yield embedded.listening
+    finally:
+        await embedded.close()
+
+
 async def test_a_gateways_embedded_engine_serves_listen_with_tls_and_a_token_and_refuses_calls_without_it(
         tmp_path, connect, pki):
     paths, _ = pki
-    embedded = _embedded(tmp_path, f'listen = "127.0.0.1:0"\nlisten_tls_cert = "{paths["server_cert"]}"\n'
-                                   f'listen_tls_key = "{paths["server_key"]}"\n'
-                                   f'listen_token_file = "{paths["token"]}"\n')
-    await embedded.start()
-    try:
-        target = embedded.listening
+    async with _listening(tmp_path, f'listen = "127.0.0.1:0"\nlisten_tls_cert = "{paths["server_cert"]}"\n'
+                                    f'listen_tls_key = "{paths["server_key"]}"\n'
+                                    f'listen_token_file = "{paths["token"]}"\n') as target:
         with pytest.raises(errors.BackendError, match="UNAUTHENTICATED"):
             await connect(target, tls_ca=paths["ca"], token_file=paths["wrong_token"])
         with pytest.raises(errors.BackendError):
             await connect(target, token_file=paths["token"])      # plaintext to a TLS face
         await _round_trip(await connect(target, tls_ca=paths["ca"], token_file=paths["token"]))
-    finally:
-        await embedded.close()
 
 
 async def test_mutual_tls_on_listen_refuses_a_worker_without_a_certificate(tmp_path, connect, pki):
     paths, _ = pki
-    embedded = _embedded(tmp_path, f'listen = "127.0.0.1:0"\nlisten_tls_cert = "{paths["server_cert"]}"\n'
-                                   f'listen_tls_key = "{paths["server_key"]}"\n'
-                                   f'listen_tls_client_ca = "{paths["ca"]}"\n')
-    await embedded.start()
-    try:
+    async with _listening(tmp_path, f'listen = "127.0.0.1:0"\nlisten_tls_cert = "{paths["server_cert"]}"\n'
+                                    f'listen_tls_key = "{paths["server_key"]}"\n'
+                                    f'listen_tls_client_ca = "{paths["ca"]}"\n') as target:
         with pytest.raises(errors.BackendError):
-            await connect(embedded.listening, tls_ca=paths["ca"])
-        await _round_trip(await connect(embedded.listening, tls_ca=paths["ca"], tls_cert=paths["client_cert"],
+            await connect(target, tls_ca=paths["ca"])
+        await _round_trip(await connect(target, tls_ca=paths["ca"], tls_cert=paths["client_cert"],
                                         tls_key=paths["client_key"]))
-    finally:
-        await embedded.close()
 
 
 @pytest.mark.parametrize("lite, field", [
