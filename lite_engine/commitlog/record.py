@@ -13,6 +13,7 @@ LEN_CRC = struct.Struct("<II")
 TYPE_LSN = struct.Struct("<BQ")
 HEADER = struct.Struct("<IIBQ")
 CRC_FROM = LEN_CRC.size  # the CRC covers bytes [8, 17 + len) of a record
+LSN_AT = LEN_CRC.size + 1  # where a record's LSN sits in its header
 MAX_PAYLOAD_LIMIT = (1 << 32) - 1
 
 
@@ -51,12 +52,32 @@ class RecordScan:
         size, crc, rtype, lsn = HEADER.unpack_from(data, off)
         payload_end = off + HEADER.size + size
         if payload_end > end:
+            follower = self._follower(off + HEADER.size, end)
+            if follower is not None:    # a length field gone bad, not a write cut short
+                return self._stop(f"a length of {size} bytes runs past the end of the file, but the "
+                                  f"record of LSN {self.next_lsn + 1} follows at offset {follower}", follower)
             return self._stop(f"torn payload ({end - off - HEADER.size} of {size} bytes)", end)
         if crc32(data[off + CRC_FROM : payload_end]) != crc:
             return self._stop("CRC mismatch", payload_end)
         if lsn != self.next_lsn:
             return self._stop(f"LSN {lsn} where {self.next_lsn} was expected", payload_end)
         return rtype, payload_end
+
+    def _follower(self, start: int, end: int) -> int | None:
+        """Offset of a sound record of the next LSN at or after `start`, if one is there. A crash
+        cuts only the last write short, so a record that claims to run past the end of the file
+        while the next one follows it was damaged in place: corruption, not a torn tail."""
+        wanted = (self.next_lsn + 1).to_bytes(8, "little")
+        at = self.data.find(wanted, start + LSN_AT)
+        while at != -1:
+            candidate = at - LSN_AT
+            if candidate + HEADER.size <= end:
+                size, crc, _, _ = HEADER.unpack_from(self.data, candidate)
+                payload_end = candidate + HEADER.size + size
+                if payload_end <= end and crc32(memoryview(self.data)[candidate + CRC_FROM:payload_end]) == crc:
+                    return candidate
+            at = self.data.find(wanted, at + 1)
+        return None
 
     def _stop(self, reason: str, bad_end: int) -> None:
         self.problem, self.bad_end = reason, bad_end

@@ -431,6 +431,34 @@ async def test_a_flipped_byte_in_the_middle_of_the_last_segment_raises_and_keeps
     assert segment.read_bytes() == bytes(blob)  # nothing truncated: the records after it are kept
 
 
+@pytest.mark.parametrize("length", [0xFFFFFF00, 5 * (HEADER + 100)])
+async def test_a_length_field_damaged_mid_segment_is_refused_not_truncated_as_a_torn_tail(length, log_dir: Path) -> None:
+    """The third of six records claims to run past the end of the file (a huge length, or one just
+    too long): the records after it say it was damaged in place, so nothing is cut."""
+    segment = await write_records(log_dir, 6)
+    blob = bytearray(segment.read_bytes())
+    struct.pack_into("<I", blob, 2 * (HEADER + 100), length)
+    segment.write_bytes(blob)
+
+    with pytest.raises(CorruptLogError) as info:
+        CommitLog(log_dir).open()
+    assert info.value.path == str(segment)
+    assert info.value.offset == 2 * (HEADER + 100)
+    assert "LSN 3 follows" in info.value.reason and "not a torn tail" in info.value.reason
+    assert segment.read_bytes() == bytes(blob)
+
+
+async def test_a_torn_last_record_whose_length_runs_past_the_end_is_still_a_torn_tail(log_dir: Path) -> None:
+    segment = await write_records(log_dir, 4)
+    blob = bytearray(segment.read_bytes())
+    struct.pack_into("<I", blob, 3 * (HEADER + 100), 10_000)     # the last record: nothing follows it
+    segment.write_bytes(blob)
+
+    log = open_log(log_dir)
+    assert "torn payload" in log.recovery_problem and log.next_lsn == 3
+    await log.close()
+
+
 async def test_a_torn_last_record_followed_by_zeros_is_a_torn_tail(log_dir: Path) -> None:
     segment = await write_records(log_dir, 4)
     blob = bytearray(segment.read_bytes())
