@@ -131,7 +131,7 @@ class Gateway:
 
     def middleware(self) -> list[Middleware]:
         middleware = [*observability.middleware(self.observability),
-                      ui_session.middleware(self),      # a browser's login cookie, for the guard
+                      *ui_session.middleware(self),     # a browser's login cookie, for the guard
                       Middleware(GatewayGuard, **GatewayGuard.settings_kwargs(self.settings),
                                  admission=self.tasks.admission),
                       Middleware(BackendGate, watch=self.backend_watch)]

@@ -68,9 +68,9 @@ class LeanSendMessage:
             return
         request_id, params = request
         scope[CAPABILITY_SCOPE_KEY] = capability
-        context = self.builder.build(Request(scope))
-        context.tenant = params.tenant
-        context.state.update(method="SendMessage", request_id=request_id)     # as the SDK's dispatcher
+        context = self.builder.build(Request(scope), tenant=params.tenant)
+        state = context.state
+        state["method"], state["request_id"] = "SendMessage", request_id     # as the SDK's dispatcher
         try:
             result = await self.handler.on_message_send(params, context)
             answer = {"jsonrpc": "2.0", "id": request_id, "result": response_dict(result)}
@@ -131,10 +131,32 @@ def response_dict(result: a2a_pb2.Task | a2a_pb2.Message) -> dict:
         response = a2a_pb2.SendMessageResponse(message=result) if doc is None else None
         key = "message"
     else:
-        doc = _task_dict(result)
+        doc = _plain_task_dict(result)
+        if doc is None:
+            doc = _task_dict(result)
         response = a2a_pb2.SendMessageResponse(task=result) if doc is None else None
         key = "task"
     return {key: doc} if response is None else json_format.MessageToDict(response)
+
+
+def _plain_task_dict(task: a2a_pb2.Task) -> dict | None:
+    """MessageToDict(task) in one walk of protojson's Task table, which has no `metadata`: that
+    (the last field by number, so the last key) is added after. A copy into a StreamResponse costs
+    ~2 us; wrapping each status and artifact in an event of its own (_task_dict) ~10 us more."""
+    event = a2a_pb2.StreamResponse(task=task)
+    metadata = task.metadata if task.HasField("metadata") else None
+    if metadata is not None:
+        event.task.ClearField("metadata")
+    event = protojson.event_to_dict(event)
+    if event is None:
+        return None
+    doc = event["task"]
+    if metadata is not None:
+        try:
+            doc["metadata"] = _struct(metadata)
+        except _Unusual:
+            return None
+    return doc
 
 
 def _task_dict(task: a2a_pb2.Task) -> dict | None:
@@ -180,7 +202,7 @@ class _Unusual(Exception):
 
 
 def _struct(struct) -> dict:
-    return {key: _value(struct.fields[key]) for key in struct.fields}
+    return {key: _value(value) for key, value in struct.fields.items()}
 
 
 def _value(value):
@@ -202,8 +224,13 @@ def _value(value):
     raise _Unusual
 
 
+# json.dumps with options builds a JSONEncoder per call: one, built once.
+_encode = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
+_JSON_TYPE = (b"content-type", b"application/json")
+
+
 async def _send_json(send, doc: dict) -> None:
-    body = json.dumps(doc, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+    body = _encode(doc).encode()
     await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+                "headers": [_JSON_TYPE, (b"content-length", b"%d" % len(body))]})
     await send({"type": "http.response.body", "body": body})

@@ -101,7 +101,7 @@ class _ContextBuilder(DefaultServerCallContextBuilder):
     """The SDK's context plus the capability the gate resolved; headers are passed as they are
     (case-insensitive, which the SDK's A2A-Version check relies on) rather than copied."""
 
-    def build(self, request: Request) -> ServerCallContext:
+    def build(self, request: Request, tenant: str = "") -> ServerCallContext:
         capability = request.scope.get(CAPABILITY_SCOPE_KEY)
         state = {"headers": request.headers, CAPABILITY_STATE: capability.name if capability else "",
                  PRINCIPAL_STATE: principal_of(request.scope)}
@@ -109,8 +109,10 @@ class _ContextBuilder(DefaultServerCallContextBuilder):
             state["auth"] = request.auth
         # built from values of the right types: pydantic's validation of them was ~1% of the
         # gateway's CPU per native task (issue 17)
-        return ServerCallContext.model_construct(user=self.build_user(request), state=state, requested_extensions=
-                                                 get_requested_extensions(request.headers.getlist(HTTP_EXTENSION_HEADER)))
+        # (`tenant` here rather than set after: a pydantic attribute assignment costs as much again)
+        return ServerCallContext.model_construct(user=self.build_user(request), state=state, tenant=tenant,
+                                                 requested_extensions=get_requested_extensions(
+                                                     request.headers.getlist(HTTP_EXTENSION_HEADER)))
 
 
 class CapabilityCache:

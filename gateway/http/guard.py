@@ -116,7 +116,7 @@ class GatewayGuard:
         elif not _MCP.match(path):
             await self.app(scope, receive, send)
             return
-        elif not await self._within_rate(scope, send, _mcp_key(scope)):
+        elif self.rate_limiter is not None and not await self._within_rate(scope, send, _mcp_key(scope)):
             return
         await self._guarded(scope, receive, send, self.max_body_bytes if path.startswith("/agents") else None)
 
@@ -125,7 +125,7 @@ class GatewayGuard:
         path = scope["path"]
         surface = "admin" if path.startswith(("/admin", "/metrics")) else "agents"     # /metrics: admin rules
         principal = ANONYMOUS
-        if surface not in self.open:
+        if surface not in self.open and self.authenticator.enabled:     # else ANONYMOUS, without a coroutine
             value = next((v for k, v in scope["headers"] if k.lower() == b"authorization"), b"")
             try:
                 principal = await self.authenticator.authenticate(value.decode("latin-1"))
@@ -140,7 +140,8 @@ class GatewayGuard:
         if capability and not principal.may_use(capability.group(1)):
             await _refuse(scope, send, ForbiddenError(f"capability {capability.group(1)[:100]!r}"))
             return False
-        if not await self._within_rate(scope, send, principal.id or _client_key(scope)):
+        if self.rate_limiter is not None and not await self._within_rate(scope, send,
+                                                                         principal.id or _client_key(scope)):
             return False
         if self.admission is not None and scope["method"] == "POST" and _SUBMISSION.match(path):
             retry = self.admission.over(capability.group(1))

@@ -23,6 +23,7 @@ def _eight_step_table() -> dict[int, tuple[int, int]]:
 
 
 _EIGHT_STEPS = _eight_step_table()
+_utf8_decoder = codecs.getincrementaldecoder("utf-8")
 
 
 class JsonDepth:
@@ -50,14 +51,17 @@ class JsonDepth:
         self.backslash = False
         # JSON is UTF-8 (RFC 8259 §8.1): a body that is not would reach the SDKs' decoders, which
         # answer it with an internal error. Checked incrementally: a sequence may span chunks.
-        self.utf8 = codecs.getincrementaldecoder("utf-8")()
+        # Made at the first byte that is not ASCII: a guard builds one JsonDepth per request.
+        self.utf8 = None
 
     def feed(self, chunk: bytes, last: bool = False) -> str | None:
         """None while the body is acceptable, else why it is not. `last`: no chunk follows, so
         when even every bracket in it, strings and all, stays within the limit, that is all."""
         if b"\x00" in chunk:
             return "not UTF-8 JSON (it contains NUL bytes)"
-        if not chunk.isascii() or self.utf8.getstate()[0]:
+        if self.utf8 is not None or not chunk.isascii():
+            if self.utf8 is None:
+                self.utf8 = _utf8_decoder()
             try:
                 self.utf8.decode(chunk, last)
             except UnicodeDecodeError as e:
