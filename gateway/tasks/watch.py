@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 from typing import AsyncIterator
 
@@ -16,27 +17,41 @@ WATCH_QUEUE = 1024
 
 
 class Watch:
-    """The events of one task for one waiting call. Bounded: a consumer too slow to keep up
-    is cut off (it can re-subscribe and gets the folded task first)."""
+    """The events of one task for one waiting call (one reader of `events`). Bounded: a consumer
+    too slow to keep up is cut off (it can re-subscribe and gets the folded task first).
+    A deque and one future while the reader waits: an asyncio.Queue builds four deques and an
+    Event per watch and a future per read, and every call waits on a watch."""
 
     def __init__(self, task_id: str) -> None:
         self.task_id = task_id
-        self._queue: asyncio.Queue = asyncio.Queue(WATCH_QUEUE)
+        self._events: collections.deque = collections.deque()
+        self._waiter: asyncio.Future | None = None
         self.overflowed = False
 
     def push(self, event: a2a_pb2.StreamResponse | None) -> None:
         if self.overflowed:
             return
-        try:
-            self._queue.put_nowait(event)
-        except asyncio.QueueFull:
+        if len(self._events) >= WATCH_QUEUE:
             self.overflowed = True
             log.warning("watcher of task %s fell %d events behind; closing it", self.task_id, WATCH_QUEUE)
-            self._queue = asyncio.Queue(1)
-            self._queue.put_nowait(None)
+            self._events.clear()
+            event = None
+        self._events.append(event)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     async def events(self) -> AsyncIterator[a2a_pb2.StreamResponse]:
-        while (event := await self._queue.get()) is not None:
+        while True:
+            while not self._events:
+                self._waiter = asyncio.get_running_loop().create_future()
+                try:
+                    await self._waiter
+                finally:
+                    self._waiter = None
+            event = self._events.popleft()
+            if event is None:
+                break
             yield event
         if self.overflowed:
             raise SubscriberTooSlowError(self.task_id)
