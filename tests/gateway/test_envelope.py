@@ -140,3 +140,16 @@ def test_a_workers_status_update_takes_the_shortcut():
                                     {"timestamp": "yesterday"}, {"timestamp": 5}, {"other": 1}, None])
 def test_status_updates_the_shortcut_does_not_know_go_through_json_format(status):
     assert plain.event_from_dict({"statusUpdate": {"taskId": "t1", "status": status}}) is None
+
+
+@pytest.mark.parametrize("doc", [
+    {"a": 1, "b": [1, 2.5, None, True, False, "é\u2028\"x\\"], "c": {"d": {}}, "e": []},
+    {"nan": float("nan"), "inf": float("inf"), "-inf": -float("inf"), "big": 10**30, "tiny": 1e-300},
+    {1: 2, 2.5: 3, None: 4, True: 5, "tuple": (1, 2)}, [], "text", 3])
+def test_documents_are_written_exactly_as_the_compact_json_encoder_writes_them(doc):
+    assert envelope._dump(doc) == json.JSONEncoder(separators=(",", ":")).encode(doc).encode()
+
+
+def test_a_value_json_cannot_write_fails_as_it_does_in_the_json_encoder():
+    with pytest.raises(TypeError, match="Object of type object is not JSON serializable"):
+        envelope._dump({"x": object()})
