@@ -42,6 +42,7 @@ def http_protocol(header_timeout: float, max_header_bytes: int = MAX_HEADER_BYTE
 
         def connection_made(self, transport) -> None:
             super().connection_made(transport)
+            self.transport = CoalescingTransport(transport, self.loop)     # what each request's cycle writes to
             self._arm()
 
         def data_received(self, data: bytes) -> None:
@@ -99,3 +100,63 @@ def http_protocol(header_timeout: float, max_header_bytes: int = MAX_HEADER_BYTE
             self.transport.close()
 
     return GatewayHttpProtocol
+
+
+class CoalescingTransport:
+    """A response's head and body in one send() call rather than two.
+
+    uvicorn writes the status line and headers at `http.response.start` and the body at
+    `http.response.body`, and uvloop sends each write at once when nothing is queued: two
+    system calls (and two TCP segments) per answer, the head's write ~3% of the gateway's
+    CPU per native task at 64 connections (py-spy). Here a write is held until the end of the
+    loop iteration (`call_soon`); a second write in the same iteration (the body, sent right
+    after the head) goes out with it at once. A large write goes straight through. Everything
+    else is the transport's own."""
+
+    __slots__ = ("_transport", "_loop", "_held", "_flush_due")
+    HOLD_MAX = 64 * 1024
+
+    def __init__(self, transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport, self._loop = transport, loop
+        self._held: bytes | None = None
+        self._flush_due = False
+
+    def write(self, data: bytes) -> None:
+        held = self._held
+        if held is not None:
+            self._held = None
+            self._transport.writelines((held, data))       # one writev
+        elif len(data) > self.HOLD_MAX:
+            self._transport.write(data)
+        elif data:
+            self._held = bytes(data)
+            if not self._flush_due:
+                self._flush_due = True
+                self._loop.call_soon(self._flush)
+
+    def writelines(self, lines) -> None:
+        self.write(b"".join(lines))
+
+    def _flush(self) -> None:
+        self._flush_due = False
+        held, self._held = self._held, None
+        if held is not None and not self._transport.is_closing():
+            self._transport.write(held)
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def write_eof(self) -> None:
+        self._flush()
+        self._transport.write_eof()
+
+    def abort(self) -> None:
+        self._held = None
+        self._transport.abort()
+
+    def get_write_buffer_size(self) -> int:
+        return self._transport.get_write_buffer_size() + len(self._held or b"")
+
+    def __getattr__(self, name: str):
+        return getattr(self._transport, name)
