@@ -42,6 +42,7 @@ import logging
 import os
 import struct
 from dataclasses import dataclass
+from typing import Callable
 
 from a2a.types import a2a_pb2
 
@@ -122,9 +123,10 @@ class TaskIndex:
     """The task table as the call side and the relay see it, plus ListTasks pages."""
 
     def __init__(self, rows: Table, order: Table, chunks: Table, lifetimes: Table, *, max_value_bytes: int,
-                 scoped: Table | None = None, ordered: bool = False) -> None:
+                 scoped: Table | None = None, ordered: bool = False, defer: Callable | None = None) -> None:
         self.name = rows.name
         self.ordered = ordered      # the backend's writes are logged in call order (see `_retire`)
+        self.defer = defer          # the backend's `defer_durability`, if it has one (see `_write_batch`)
         self.rows, self.order, self.chunks, self.lifetimes = rows, order, chunks, lifetimes
         self.scoped = scoped
         self.chunk_bytes = max(1024, max_value_bytes // 4)
@@ -138,15 +140,20 @@ class TaskIndex:
     async def open(cls, backend: Backend) -> "TaskIndex":
         tables = [await backend.table(name) for name in (channels.TASK_TABLE, ORDER_TABLE, CHUNK_TABLE, LIFETIME_TABLE)]
         return cls(*tables, max_value_bytes=backend.max_message_bytes, scoped=await backend.table(SCOPE_TABLE),
-                   ordered=bool(getattr(backend, "ordered_publish", False)))
+                   ordered=bool(getattr(backend, "ordered_publish", False)),
+                   defer=getattr(backend, "defer_durability", None))
 
     # ------------------------------------------------------------ the Table face
 
     async def put(self, key: str, value: bytes, *, expect: int | None = None,
-                  task: a2a_pb2.Task | None = None) -> int:
+                  task: a2a_pb2.Task | None = None, deferred: bool = False) -> int:
         """Write the serialized task `value` under id `key`; returns the row's version. `task`:
         the Task `value` serializes, when the caller has it (saves parsing it again here); what
-        the put needs of it is read at once, before anything awaits and the caller changes it."""
+        the put needs of it is read at once, before anything awaits and the caller changes it.
+        `deferred`: the caller runs the put inside a `defer_durability()` block of its backend
+        and waits for the block's `durable()`: the rows are written one after the other, none
+        waiting for a commit (`_write_batch`). A put of a task as submit first writes it opens
+        such a block of its own when the backend has one."""
         facts = _Facts.of(task if task is not None else a2a_pb2.Task.FromString(value), key,
                           self.scoped is not None)
         async with self._lock(key):
@@ -155,28 +162,62 @@ class TaskIndex:
             if len(value) > self.chunk_bytes:
                 generation = os.urandom(4).hex()
                 await self._write_chunks(key, generation, value)
-            new_order, scope = facts.order, facts.scope
-            moved = new_order != old_order
-            # tasks only for the writes this put makes (each is one in the backend's log)
-            writes = [asyncio.ensure_future(self.rows.put(key, _record(new_order, value, generation, self.chunk_bytes),
-                                                          expect=expect))]
+            record = _record(facts.order, value, generation, self.chunk_bytes)
             lifetime = self._lifetime_row(key, facts)
-            if lifetime is not None:
-                writes.append(asyncio.ensure_future(self.lifetimes.put(lifetime, b"")))
-            if moved:
-                writes.append(asyncio.ensure_future(self.order.put(new_order, b"")))
-                if scope:
-                    writes.append(asyncio.ensure_future(self.scoped.put(f"{scope}/{new_order}", b"")))
-            if moved and old_order:
-                version, *_ = await asyncio.gather(*writes, self._retire(writes, old_order, scope))
+            old = old_order if facts.order != old_order else None
+            if deferred:
+                version = await self._write_batch(key, record, expect, lifetime, facts, old_order, old)
+            elif self.defer is not None and facts.new:      # submit's rows: one durable wait for them all
+                with self.defer() as own:
+                    version = await self._write_batch(key, record, expect, lifetime, facts, old_order, old)
+                await own.durable()
             else:
-                version, *_ = await asyncio.gather(*writes)
+                version = await self._write_each(key, record, expect, lifetime, facts, old_order, old)
             if lifetime is not None and not facts.final:
                 self._wrote_deadline(key, facts.deadline)
-            self._remember(key, new_order, generation)
+            self._remember(key, facts.order, generation)
             if old_generation and old_generation != generation:
                 await self._drop_chunks(key, old_generation)
             return version
+
+    async def _write_batch(self, key: str, record: bytes, expect: int | None, lifetime: str | None,
+                           facts: "_Facts", old_order: str, old: str | None) -> int:
+        """The put's rows one after the other, inside a `defer_durability()` block: each write
+        is in the log and readable when it returns, without waiting for a commit, so no task
+        or future per row; the block's `durable()` is the one wait for all of them. The log
+        keeps their order: the old order rows are deleted after the new ones are written, and
+        a write refused (a version conflict) raises before anything after it is written."""
+        version = await self.rows.put(key, record, expect=expect)
+        if lifetime is not None:
+            await self.lifetimes.put(lifetime, b"")
+        if facts.order != old_order:
+            await self.order.put(facts.order, b"")
+            if facts.scope:
+                await self.scoped.put(f"{facts.scope}/{facts.order}", b"")
+            if old:
+                await self.order.delete(old)
+                if facts.scope:
+                    await self.scoped.delete(f"{facts.scope}/{old}")
+        return version
+
+    async def _write_each(self, key: str, record: bytes, expect: int | None, lifetime: str | None,
+                          facts: "_Facts", old_order: str, old: str | None) -> int:
+        """The put's rows concurrently, each returning once durable (one group commit for them all)."""
+        new_order, scope = facts.order, facts.scope
+        moved = new_order != old_order
+        # tasks only for the writes this put makes (each is one in the backend's log)
+        writes = [asyncio.ensure_future(self.rows.put(key, record, expect=expect))]
+        if lifetime is not None:
+            writes.append(asyncio.ensure_future(self.lifetimes.put(lifetime, b"")))
+        if moved:
+            writes.append(asyncio.ensure_future(self.order.put(new_order, b"")))
+            if scope:
+                writes.append(asyncio.ensure_future(self.scoped.put(f"{scope}/{new_order}", b"")))
+        if old:
+            version, *_ = await asyncio.gather(*writes, self._retire(writes, old, scope))
+        else:
+            version, *_ = await asyncio.gather(*writes)
+        return version
 
     async def _retire(self, writes: list[asyncio.Future], old_order: str, scope: str) -> None:
         """Delete the order rows a put replaced once its new rows are written: a crash never leaves

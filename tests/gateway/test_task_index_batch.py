@@ -1,0 +1,146 @@
+"""The task index writes a task's rows as one batch where the backend lets table writes return
+before they are durable (the embedded engine's `defer_durability`): submit's rows one after the
+other with one durable wait for them all, and the relay's rows inside its own deferred block.
+On a real durable engine whose fsync a wrapper holds or fails."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import threading
+
+import pytest
+from a2a.types import a2a_pb2
+
+from adapters.errors import ConflictError, StorageError
+from adapters.factory import engine_config
+from adapters.lite import EmbeddedLiteBackend
+from gateway.tasks import fold
+from gateway.tasks.index import LIFETIME_TABLE, ORDER_TABLE, SCOPE_TABLE, TaskIndex, lifetime_key, scope_key
+from lite_engine.commitlog import segment_files
+from lite_engine.errors import StorageError as EngineStorageError
+
+DEADLINE = 1_700_003_600.0
+
+
+class HeldFsync:
+    """Wraps the log's real fsync: once armed, the next fsync blocks until released."""
+
+    def __init__(self) -> None:
+        self.armed = False
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def wrap(self, real):
+        def fsync(targets):
+            if self.armed:
+                self.entered.set()
+                self.release.wait(30)
+            real(targets)
+        return fsync
+
+
+@pytest.fixture
+async def backend(tmp_path):
+    b = EmbeddedLiteBackend(engine_config({"data_dir": str(tmp_path / "engine"), "fsync": "batch", "tick": 0.005}))
+    await b.start()
+    yield b
+    await b.close()
+
+
+@pytest.fixture
+def held_fsync(monkeypatch):
+    held = HeldFsync()
+    monkeypatch.setattr(segment_files, "fsync_segments", held.wrap(segment_files.fsync_segments))
+    yield held
+    held.release.set()
+
+
+def submitted(task_id: str, seconds: int = 1) -> a2a_pb2.Task:
+    """A task as submit first writes it."""
+    task = a2a_pb2.Task(id=task_id, context_id="ctx")
+    task.status.state = a2a_pb2.TASK_STATE_SUBMITTED
+    task.status.timestamp.FromSeconds(1_700_000_000 + seconds)
+    task.history.append(a2a_pb2.Message(message_id=f"m-{task_id}", role=a2a_pb2.ROLE_USER,
+                                        parts=[a2a_pb2.Part(text="hi")]))
+    task.metadata[fold.OWN_METADATA] = {"capability": "echo", "deadline": DEADLINE, "principal": "alice"}
+    return task
+
+
+def completed(task: a2a_pb2.Task, seconds: int) -> a2a_pb2.Task:
+    done = a2a_pb2.Task()
+    done.CopyFrom(task)
+    done.status.state = a2a_pb2.TASK_STATE_COMPLETED
+    done.status.timestamp.FromSeconds(1_700_000_000 + seconds)
+    return done
+
+
+async def rows(backend, table: str) -> list[str]:
+    return [key for key, _ in await (await backend.table(table)).scan("")]
+
+
+async def test_a_submitted_tasks_put_returns_only_once_every_row_it_wrote_is_durable(backend, held_fsync):
+    index = await TaskIndex.open(backend)
+    task = submitted("t1")
+    held_fsync.armed = True
+    put = asyncio.ensure_future(index.put("t1", task.SerializeToString(), task=task))
+    assert await asyncio.to_thread(held_fsync.entered.wait, 10)
+    assert not put.done()       # its rows are in the log, their commit is held
+    scope = scope_key("echo", "alice")
+    assert await rows(backend, LIFETIME_TABLE) == [lifetime_key(DEADLINE, "t1")]
+    assert [key.partition("/")[2] for key in await rows(backend, ORDER_TABLE)] == ["t1"]
+    assert [key.partition("/")[0] for key in await rows(backend, SCOPE_TABLE)] == [scope]
+    held_fsync.release.set()
+    async with asyncio.timeout(10):
+        assert await put > 0
+    assert a2a_pb2.Task.FromString(await index.get("t1")) == task
+
+
+async def test_a_put_in_the_callers_deferred_block_moves_the_order_rows_without_waiting_for_a_commit(
+        backend, held_fsync):
+    index = await TaskIndex.open(backend)
+    task = submitted("t1")
+    await index.put("t1", task.SerializeToString(), task=task)
+    before = await rows(backend, ORDER_TABLE), await rows(backend, SCOPE_TABLE)
+    done = completed(task, 5)
+    held_fsync.armed = True
+    with backend.defer_durability() as writes:
+        async with asyncio.timeout(10):     # returns although every commit is held
+            await index.put("t1", done.SerializeToString(), task=done, deferred=True)
+    after = await rows(backend, ORDER_TABLE), await rows(backend, SCOPE_TABLE)
+    assert len(after[0]) == len(after[1]) == 1 and set(after[0]).isdisjoint(before[0])
+    assert set(after[1]).isdisjoint(before[1])
+    page = await index.page(page_size=10, scope=scope_key("echo", "alice"))
+    assert [t.status.state for t in page.tasks] == [a2a_pb2.TASK_STATE_COMPLETED]
+    durable = asyncio.ensure_future(writes.durable())
+    assert await asyncio.to_thread(held_fsync.entered.wait, 10)
+    assert not durable.done()
+    held_fsync.release.set()
+    async with asyncio.timeout(10):
+        await durable
+
+
+async def test_a_submit_write_refused_by_a_version_conflict_writes_none_of_the_tasks_other_rows(backend):
+    index = await TaskIndex.open(backend)
+    task = submitted("t1")
+    with pytest.raises(ConflictError):
+        await index.put("t1", task.SerializeToString(), task=task, expect=7)
+    assert await index.get("t1") is None
+    assert await rows(backend, ORDER_TABLE) == await rows(backend, SCOPE_TABLE) == []
+    assert await rows(backend, LIFETIME_TABLE) == []
+
+
+async def test_a_submit_whose_commit_fails_raises_the_storage_error(tmp_path, monkeypatch):
+    backend = EmbeddedLiteBackend(engine_config({"data_dir": str(tmp_path / "engine"), "fsync": "batch"}))
+    await backend.start()
+    index = await TaskIndex.open(backend)
+
+    def full(targets):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(segment_files, "fsync_segments", full)
+    task = submitted("t1")
+    with pytest.raises(StorageError):
+        async with asyncio.timeout(10):
+            await index.put("t1", task.SerializeToString(), task=task)
+    with pytest.raises(EngineStorageError):     # a failed log reports it on close as well
+        await backend.close()
