@@ -164,6 +164,11 @@ class Backend(Protocol):
     async def lite_consumer(self, topic: str, group: str, client_id: str | None = None,
                             *, invisible: float = 30.0) -> LiteConsumer: ...
     async def table(self, name: str) -> Table: ...
+    # Optional: `def defer_durability() -> ContextManager` whose value has `async durable()`:
+    # table writes started inside the block return once readable by every reader, not once
+    # durable; `durable()` returns once they all are, or raises the BackendError that prevents
+    # it. Only a backend whose rows are readable before they are durable (the embedded engine)
+    # has it; callers use the `deferred_durability` function below, which falls back to waiting.
 
     def dead_letter_topic(self, group: str) -> str:
         """The topic where `group`'s messages go after `max_attempts` deliveries."""
@@ -183,3 +188,24 @@ async def publish_many(backend: Backend, topic: str, messages: Sequence[Message]
     if own is not None:
         return await own(topic, messages, lite_topic=lite_topic)
     return [await backend.publish(topic, m, lite_topic=lite_topic) for m in messages]
+
+
+class _Durable:
+    """What `deferred_durability` gives for a backend whose table writes return durable."""
+
+    def __enter__(self) -> "_Durable":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+    async def durable(self) -> None:
+        return None
+
+
+def deferred_durability(backend: object):
+    """`backend.defer_durability()` if the backend offers it; else a block whose writes are
+    durable when they return, and whose `durable()` has nothing left to wait for."""
+    own = getattr(backend, "defer_durability", None)
+    return own() if own is not None else _Durable()
+

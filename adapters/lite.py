@@ -11,6 +11,7 @@ import contextlib
 import itertools
 import logging
 import os
+from contextvars import ContextVar
 from typing import Iterable
 
 import lite_engine
@@ -165,13 +166,56 @@ class EmbeddedLiteConsumer(_EngineSettler):
         self._heartbeat.cancel()
 
 
+class DeferredDurability:
+    """`with backend.defer_durability() as writes:` table writes started inside return once
+    written and readable by every reader of the table, not once durable; `await
+    writes.durable()` returns once all of them are (or raises the BackendError that keeps them
+    from it). Writes in tasks started inside the block count too (they copy its context).
+
+    What it is for: the relay answers a waiting caller as soon as the turn's end is readable in
+    the task index, and waits for the index write's fsync only before it acks the reply event
+    (which, unacked, comes back and is indexed again if this process dies first): a durable wait
+    fewer on every blocking call's path. Readers may see a row that a crash then takes back;
+    the caller that does this must be able to write it again (the relay's redelivery)."""
+
+    __slots__ = ("engine", "_lsn", "_token")
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._lsn: int | None = None
+        self._token = None
+
+    def __enter__(self) -> "DeferredDurability":
+        self._token = _DEFERRAL.set(self)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        _DEFERRAL.reset(self._token)
+
+    def note(self, lsn: int | None) -> None:
+        if lsn is not None and (self._lsn is None or lsn > self._lsn):
+            self._lsn = lsn       # the log syncs in LSN order: the last write covers the others
+
+    async def durable(self) -> None:
+        with translated():
+            await self.engine.kv_sync(self._lsn)
+
+
+_DEFERRAL: ContextVar[DeferredDurability | None] = ContextVar("topicbridge_deferred_durability", default=None)
+
+
 class EngineTable:
     def __init__(self, engine: Engine, name: str) -> None:
         self._engine, self.name = engine, name
 
     async def put(self, key: str, value: bytes, *, expect: int | None = None) -> int:
         with translated():
-            return await self._engine.kv_put(self.name, key, value, expect=expect)
+            deferral = _DEFERRAL.get()
+            if deferral is None or deferral.engine is not self._engine:
+                return await self._engine.kv_put(self.name, key, value, expect=expect)
+            version, lsn = self._engine.kv_put_applied(self.name, key, value, expect=expect)
+            deferral.note(lsn)
+            return version
 
     async def get(self, key: str) -> bytes | None:
         with translated():
@@ -183,7 +227,12 @@ class EngineTable:
 
     async def delete(self, key: str, *, expect: int | None = None) -> bool:
         with translated():
-            return await self._engine.kv_delete(self.name, key, expect=expect)
+            deferral = _DEFERRAL.get()
+            if deferral is None or deferral.engine is not self._engine:
+                return await self._engine.kv_delete(self.name, key, expect=expect)
+            deleted, lsn = self._engine.kv_delete_applied(self.name, key, expect=expect)
+            deferral.note(lsn)
+            return deleted
 
     async def scan(self, prefix: str = "", *, after: str = "", limit: int = 100) -> list[tuple[str, bytes]]:
         with translated():
@@ -270,3 +319,8 @@ class EmbeddedLiteBackend:
         with translated():
             validate_name("table", name)
         return EngineTable(self.engine, name)
+
+    def defer_durability(self) -> DeferredDurability:
+        """Table writes that return before they are durable (see DeferredDurability). Optional
+        in the port: a backend whose writes are readable only once durable has none."""
+        return DeferredDurability(self.engine)

@@ -610,8 +610,17 @@ class Engine:
     # ---------------------------------------------------------------- durable key-value tables
 
     async def kv_put(self, table: str, key: str, value: bytes, *, expect: int | None = None) -> int:
-        """Write a row; returns its new version. `expect`: None unconditional, 0 only if absent,
-        v only if the row is at version v (else ConflictError)."""
+        """Write a row; returns its new version once durable. `expect`: None unconditional, 0 only
+        if absent, v only if the row is at version v (else ConflictError)."""
+        version, lsn = self.kv_put_applied(table, key, value, expect=expect)
+        await self._sync(lsn)
+        return version
+
+    def kv_put_applied(self, table: str, key: str, value: bytes, *,
+                       expect: int | None = None) -> tuple[int, int | None]:
+        """kv_put without its durable wait: the row is written and readable at once; returns its
+        version and the LSN that `kv_sync` makes durable (None in memory). A caller that only needs
+        readers to see the row before it goes on, and waits for durability later, saves a sleep."""
         self._check_kv(table, key)
         expect = check_expect(expect)
         if not isinstance(value, (bytes, bytearray)):
@@ -622,22 +631,30 @@ class Engine:
         version, value = self._kv.next_version(), bytes(value)
         lsn = self._append(rec.KV_PUT_V, rec.encode_kv(table, key, version, value))
         self._kv.apply_put(table, key, value, version)
-        if lsn is not None:
-            await self._store.sync(lsn)
-        return version
+        return version, lsn
 
     async def kv_delete(self, table: str, key: str, *, expect: int | None = None) -> bool:
+        deleted, lsn = self.kv_delete_applied(table, key, expect=expect)
+        await self._sync(lsn)
+        return deleted
+
+    def kv_delete_applied(self, table: str, key: str, *, expect: int | None = None) -> tuple[bool, int | None]:
+        """kv_delete without its durable wait (see kv_put_applied)."""
         self._check_kv(table, key)
         expect = check_expect(expect)
         self._kv.check(table, key, expect)
         if self._kv.read(table, key) is None:
-            return False
+            return False, None
         version = self._kv.next_version()
         lsn = self._append(rec.KV_DEL_V, rec.encode_kv(table, key, version))
         self._kv.apply_delete(table, key, version)
-        if lsn is not None:
-            await self._store.sync(lsn)
-        return True
+        return True, lsn
+
+    async def kv_sync(self, lsn: int | None) -> None:
+        """Return once `lsn` (from kv_put_applied / kv_delete_applied) is durable under the fsync
+        policy; StorageError if the log cannot make it so."""
+        self._check_open()
+        await self._sync(lsn)
 
     def kv_read(self, table: str, key: str) -> tuple[bytes, int] | None:
         self._check_kv(table, key)

@@ -19,7 +19,7 @@ from typing import Awaitable, Callable
 
 from a2a.types import a2a_pb2
 
-from adapters.base import Delivery, LiteConsumer
+from adapters.base import Delivery, LiteConsumer, deferred_durability
 from adapters.errors import BackendError, UnknownReceiptError
 
 from gateway.observability import metrics, tracing
@@ -75,6 +75,7 @@ class Relay:
         self.bad_events = 0
         self.backend_name = type(consumer).__module__.split(".")[-1]     # for spans: lite, replies (kafka)...
         self.owners: Owners | None = None       # owner rows of running turns (ownership.py)
+        self.backend: object | None = None      # whose table writes may return before durable (_index)
         # Awaited for each event once folded and indexed, before waiting calls see it and before
         # its ack (push notifications are published here). A hook that raises leaves the event unacked.
         self.on_event: list[Hook] = []
@@ -172,18 +173,25 @@ class Relay:
         if active is None:
             return
         deliveries, active.unacked = active.unacked, []
+        # A turn's end is handed to the waiting calls once readable in the index, not once
+        # durable there: its events are durable on the reply channel already, and they stay
+        # unacked until the index write is durable too, so a crash in between brings them back
+        # to be indexed again. One durable wait fewer on every blocking call (deferred_durability).
+        writes = deferred_durability(self.backend)
         try:
             try:
                 if active.indexed < active.position:
                     position = active.position
                     positions.stamp(active.task, position)     # a later reader skips what is folded in
                     started = time.perf_counter()
-                    await self.table.put(task_id, active.task.SerializeToString(), task=active.task)
+                    with writes:
+                        await self.table.put(task_id, active.task.SerializeToString(), task=active.task)
                     metrics.backend_op("index_put", started)
                     active.indexed = max(active.indexed, position)
             finally:        # indexed or not, the waiting calls get their answer (unless `resume` took the task on)
                 release(active, ending and fold.is_final(active.task.status.state))
                 active.ended = active.ended or (ending and fold.is_final(active.task.status.state))
+            await writes.durable()
             for position in sorted(active.unhooked):
                 event = active.unhooked.pop(position)
                 if position > active.hooked:

@@ -96,6 +96,7 @@ class TaskService:
         self._relay = Relay(self._consumer, self._table, poll_wait=self.poll_wait, index_delay=self.index_delay)
         self._relay.on_event = self.on_event
         self._relay.owners = self._owners
+        self._relay.backend = self.backend
         self.recovery = Recovery(self._owners, self._relay, adoption_interval=self.adoption_interval,
                                  channel_idle=self.channel_idle_seconds)
         await self.recovery.recover()      # before the first call: a restarted instance answers as before
