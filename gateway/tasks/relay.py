@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable
@@ -91,9 +92,8 @@ class Relay:
         backoff = 0.1
         while True:
             try:
-                wait = self.poll_wait
-                if self._due:
-                    wait = max(0.0, min(wait, min(self._due.values()) - time.monotonic()))
+                earliest = min(self._due.values(), default=math.inf)
+                wait = max(0.0, min(self.poll_wait, earliest - time.monotonic()))
                 deliveries = await self.consumer.poll(max_messages=64, wait=wait)
                 backoff = 0.1
             except BackendError as e:       # unavailable, or anything else the backend says: retry
@@ -103,41 +103,73 @@ class Relay:
                 continue
             try:
                 await self._relay_batch(deliveries)
-                await self.index_due(time.monotonic())
+                now = time.monotonic()
+                if earliest <= now:     # else none is due: what the batch added is due later (no scan of them all)
+                    await self.index_due(now)
             except Exception:       # a bug must not stop every task's relay: unacked, they come back
                 log.exception("relaying reply events failed; they will be redelivered")
 
     async def index_due(self, now: float) -> None:
         due = [task_id for task_id, when in self._due.items() if when <= now]
-        await asyncio.gather(*(self._index(task_id) for task_id in due))
+        await _together([self._index(task_id) for task_id in due])
 
     async def _relay_batch(self, deliveries: list[Delivery]) -> None:
-        """Fold a poll's events task by task; tasks are handled concurrently, so one fsync of the
-        task index covers many of them."""
+        """Fold a poll's events task by task. A task this instance follows folds without awaiting;
+        what awaits (loading a task, indexing a turn's end) runs for all tasks concurrently, so
+        one fsync of the task index covers many of them."""
         by_task: dict[str, list[tuple[Delivery, ReplyEvent]]] = {}
         metrics.reply_events(len(deliveries))
         for delivery in deliveries:
-            event = await self.decode(delivery)
-            if event is not None:
-                by_task.setdefault(event.task_id, []).append((delivery, event))
-        await asyncio.gather(*(self._relay_task(task_id, items) for task_id, items in by_task.items()))
+            try:
+                event = ReplyEvent.decode(delivery.body)
+            except EnvelopeError as e:
+                await self._drop(delivery, e)
+                continue
+            by_task.setdefault(event.task_id, []).append((delivery, event))
+        waits, failed = [], None
+        for task_id, items in by_task.items():
+            active = self.active.get(task_id)
+            if active is None:
+                waits.append(self._relay_task(task_id, items))
+                continue
+            try:
+                ends = self._fold(task_id, active, items)
+            except Exception as e:      # a bug: the other tasks' events are relayed all the same
+                failed = failed or e
+                continue
+            if ends is not None:
+                waits.append(self._index(task_id, ending=ends))
+        await _together(waits)
+        if failed is not None:
+            raise failed
 
     async def _relay_task(self, task_id: str, items: list[tuple[Delivery, ReplyEvent]]) -> None:
-        """Fold the events into the task. Waiting calls see an event at once (it is durable on
-        the reply channel already), except the event that ends a turn: that one is indexed first
-        (the folded task written to the task index), so a caller who answers an INPUT_REQUIRED
-        on another instance, or asks it for the task, finds the turn's end there. Then hooks
-        run and the events are acked; events that do not end a turn are indexed, hooked and
-        acked within `index_delay`, together. Until acked, they come back if this instance dies."""
+        """Load a task this instance does not follow yet (`load_active`), then fold its events."""
         try:
             active = self.active.get(task_id) or await self.load_active(task_id)
         except BackendError as e:
             log.warning("relaying events of task %s failed: %s (they will be redelivered)", task_id, e)
             return
+        ends = self._fold(task_id, active, items)
+        if ends is not None:
+            await self._index(task_id, ending=ends)
+
+    def _fold(self, task_id: str, active: Active, items: list[tuple[Delivery, ReplyEvent]]) -> bool | None:
+        """Fold the events into the task. Waiting calls see an event at once (it is durable on
+        the reply channel already), except the event that ends a turn: that one is indexed first
+        (the folded task written to the task index), so a caller who answers an INPUT_REQUIRED
+        on another instance, or asks it for the task, finds the turn's end there. Then hooks
+        run and the events are acked; events that do not end a turn are indexed, hooked and
+        acked within `index_delay`, together. Until acked, they come back if this instance dies.
+        Returns None when the index write is due later, else whether the events end the turn
+        (the caller indexes them now)."""
         state, traced = active.task.status.state, None
-        for delivery, event in sorted(items, key=lambda item: item[1].position):
-            if event.position > active.position:   # else a duplicate of at-least-once delivery
-                active.position = event.position
+        if len(items) > 1:
+            items = sorted(items, key=lambda item: item[1].position)
+        for delivery, event in items:
+            position = event.position
+            if position > active.position:   # else a duplicate of at-least-once delivery
+                active.position = position
                 fold.apply(active.task, event.event)
                 active.task.id = active.task.id or task_id
                 if active.task.status.state != state:
@@ -149,17 +181,17 @@ class Relay:
                 else:
                     for watch in active.watches:
                         watch.push(event.event)
-            if event.position > active.hooked:
-                active.unhooked[event.position] = event
+            if position > active.hooked:
+                active.unhooked[position] = event
             active.unacked.append(delivery)
         if traced:      # one span for the batch, in the trace of its latest traced event
             telemetry.folded(active, traced, self.backend_name)
         # the task's latest event ends the turn (an earlier turn's final event, replayed, does not)
         ends = any(event.final and event.position == active.position for _, event in items)
         if ends or active.held or self.index_delay <= 0:
-            await self._index(task_id, ending=ends)
-        else:
-            self._due.setdefault(task_id, time.monotonic() + self.index_delay)
+            return ends
+        self._due.setdefault(task_id, time.monotonic() + self.index_delay)
+        return None
 
     async def _index(self, task_id: str, *, ending: bool = False) -> None:
         """Write the folded task to the index, hand waiting calls the events held for it (and
@@ -220,11 +252,14 @@ class Relay:
                 await self._release(task_id)
 
     async def _release(self, task_id: str) -> None:
-        """The turn ended and is indexed: this instance no longer answers for it."""
+        """The turn ended and is indexed: this instance no longer answers for it. The release
+        rides the next commit instead of waiting for one of its own: lost to a crash, the row
+        is dropped at restart, as when the write fails."""
         if self.owners is None:
             return
         try:
-            await self.owners.release(task_id)
+            with deferred_durability(self.backend):
+                await self.owners.release(task_id)
         except BackendError as e:   # a restart finds the row, sees the indexed end, and drops it then
             log.warning("releasing task %s failed: %s", task_id, e)
 
@@ -250,15 +285,19 @@ class Relay:
         self.active[task_id] = active
         return active
 
-    async def decode(self, delivery: Delivery) -> ReplyEvent | None:
-        try:
-            return ReplyEvent.decode(delivery.body)
-        except EnvelopeError as e:
-            self.bad_events += 1
-            log.warning("dropping malformed reply event %s on %s: %s", delivery.message_id,
-                        delivery.lite_topic, e.reason)
-            await delivery.ack()
-            return None
+    async def _drop(self, delivery: Delivery, error: EnvelopeError) -> None:
+        self.bad_events += 1
+        log.warning("dropping malformed reply event %s on %s: %s", delivery.message_id,
+                    delivery.lite_topic, error.reason)
+        await delivery.ack()
+
+
+async def _together(waits: list[Awaitable]) -> None:
+    """asyncio.gather, without its task and future for a lone awaitable (most polls bring one)."""
+    if len(waits) == 1:
+        await waits[0]
+    elif waits:
+        await asyncio.gather(*waits)
 
 
 async def _ack(delivery: Delivery) -> None:
