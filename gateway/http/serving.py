@@ -125,7 +125,10 @@ class CoalescingTransport:
         held = self._held
         if held is not None:
             self._held = None
-            self._transport.writelines((held, data))       # one writev
+            if len(data) <= self.HOLD_MAX:      # one buffer: uvloop's fast path (a list of them allocates)
+                self._transport.write(held + data)
+            else:                               # not copied: one writev
+                self._transport.writelines((held, data))
         elif len(data) > self.HOLD_MAX:
             self._transport.write(data)
         elif data:

@@ -62,7 +62,7 @@ async def test_a_head_and_a_body_written_in_one_loop_iteration_leave_in_one_send
     async with connected() as (coalescing, recorded, reader):
         coalescing.write(b"HEAD\r\n\r\n")
         coalescing.write(b"body")
-        assert recorded.sends == [[b"HEAD\r\n\r\n", b"body"]]
+        assert recorded.sends == [[b"HEAD\r\n\r\nbody"]]
         assert await read(reader, 12) == b"HEAD\r\n\r\nbody"
 
 
@@ -82,6 +82,15 @@ async def test_a_large_write_is_not_held():
         coalescing.write(big)
         assert recorded.sends == [[big]]
         assert await read(reader, len(big)) == big
+
+
+async def test_a_head_followed_by_a_large_body_leaves_in_one_send_without_a_copy():
+    async with connected() as (coalescing, recorded, reader):
+        big = b"x" * (CoalescingTransport.HOLD_MAX + 1)
+        coalescing.write(b"HEAD\r\n\r\n")
+        coalescing.write(big)
+        assert recorded.sends == [[b"HEAD\r\n\r\n", big]]
+        assert await read(reader, 8 + len(big)) == b"HEAD\r\n\r\n" + big
 
 
 async def test_closing_sends_what_is_held_first():
