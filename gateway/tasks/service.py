@@ -278,9 +278,8 @@ class TaskService:
                                      Message(envelope.encode(), {"task_id": task.id}, task.id)),
                 return_exceptions=True)
             return published if isinstance(published, BaseException) else None
-        indexed, _, published = await asyncio.gather(
-            self._table.put(task.id, task.SerializeToString(), task=task),
-            self._claim(task.id),
+        indexed, published = await asyncio.gather(
+            self._index_new(task),
             self.backend.publish(channels.capability_topic(envelope.capability),
                                  Message(envelope.encode(), {"task_id": task.id}, task.id)),
             return_exceptions=True)
@@ -291,6 +290,29 @@ class TaskService:
                 raise indexed
             log.warning("indexing task %s failed (%s); its first reply event indexes it", task.id, indexed)
         return None
+
+    async def _index_new(self, task: a2a_pb2.Task) -> None:
+        """Index a new task and record this instance as its owner. Where the backend defers
+        durability (the embedded engine), the task's index rows and its owner row are one batch
+        with one durable wait: no task or future per row (index.py `_write_batch`). Raises what
+        the index write raised; the owner row's failure is only logged (`_claim`)."""
+        defer = getattr(self.backend, "defer_durability", None)
+        if defer is None:
+            indexed, _ = await asyncio.gather(self._table.put(task.id, task.SerializeToString(), task=task),
+                                              self._claim(task.id), return_exceptions=True)
+            if isinstance(indexed, BaseException):
+                raise indexed
+            return
+        failed: BackendError | None = None
+        with defer() as writes:
+            try:
+                await self._table.put(task.id, task.SerializeToString(), task=task, deferred=True)
+            except BackendError as e:       # the owner row all the same: a restart follows the turn
+                failed = e
+            await self._claim(task.id)
+        await writes.durable()
+        if failed is not None:
+            raise failed
 
     async def _claim(self, task_id: str) -> None:
         """Record that this instance follows the turn (a restart or an adopter resumes it)."""

@@ -1,7 +1,7 @@
 """The task index writes a task's rows as one batch where the backend lets table writes return
-before they are durable (the embedded engine's `defer_durability`): submit's rows one after the
-other with one durable wait for them all, and the relay's rows inside its own deferred block.
-On a real durable engine whose fsync a wrapper holds or fails."""
+before they are durable (the embedded engine's `defer_durability`): submit's index rows and its
+owner row one after the other with one durable wait for them all, and the relay's rows inside
+its own deferred block. On a real durable engine whose fsync a wrapper holds or fails."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ from adapters.factory import engine_config
 from adapters.lite import EmbeddedLiteBackend
 from gateway.tasks import fold
 from gateway.tasks.index import LIFETIME_TABLE, ORDER_TABLE, SCOPE_TABLE, TaskIndex, lifetime_key, scope_key
+from gateway.tasks.ownership import OWNER_TABLE
+from gateway.tasks.service import TaskService
 from lite_engine.commitlog import segment_files
 from lite_engine.errors import StorageError as EngineStorageError
 
@@ -144,3 +146,49 @@ async def test_a_submit_whose_commit_fails_raises_the_storage_error(tmp_path, mo
             await index.put("t1", task.SerializeToString(), task=task)
     with pytest.raises(EngineStorageError):     # a failed log reports it on close as well
         await backend.close()
+
+
+def hello() -> a2a_pb2.Message:
+    return a2a_pb2.Message(message_id="m1", role=a2a_pb2.ROLE_USER, parts=[a2a_pb2.Part(text="hello")])
+
+
+async def test_submit_returns_once_its_index_rows_and_its_owner_row_are_durable_together(backend, held_fsync):
+    service = TaskService(backend, instance_id="gw-a", poll_wait=0.2)
+    await service.start()
+    try:
+        owners = await backend.table(OWNER_TABLE)
+        held_fsync.armed = True
+        submit = asyncio.ensure_future(service.submit("echo", hello()))
+        assert await asyncio.to_thread(held_fsync.entered.wait, 10)
+        assert not submit.done()
+        claimed = [key for key, _ in await owners.scan("gw-a/")]
+        assert len(claimed) == 1
+        task_id = claimed[0].partition("/")[2]
+        assert await service._table.get(task_id) is not None      # written, its commit held
+        held_fsync.armed = False
+        held_fsync.release.set()
+        async with asyncio.timeout(10):
+            task, _ = await submit
+        assert task.id == task_id
+    finally:
+        held_fsync.release.set()
+        await service.close()
+
+
+async def test_a_submit_whose_index_write_fails_is_accepted_and_still_records_its_owner(backend):
+    service = TaskService(backend, instance_id="gw-a", poll_wait=0.2)
+    await service.start()
+    rows = service._table.rows
+    real_put = rows.put
+
+    async def failing_put(key, value, **kw):      # the task row's write fails, as on a full disk
+        raise StorageError("No space left on device")
+
+    rows.put = failing_put
+    try:
+        task, _ = await service.submit("echo", hello())
+        assert await service._table.get(task.id) is None
+        assert [key for key, _ in await (await backend.table(OWNER_TABLE)).scan("gw-a/")] == [f"gw-a/{task.id}"]
+    finally:
+        rows.put = real_put
+        await service.close()
