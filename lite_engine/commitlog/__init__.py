@@ -101,6 +101,7 @@ class CommitLog(LogRecovery, PolicyHooks, GroupCommit, LogWriter):
         self._waiter_seq = itertools.count()
         self._flushing = False   # a group commit is scheduled or running (batch)
         self._lazy: asyncio.TimerHandle | None = None   # the deferred commit of unwaited records
+        self._lazy_upto = -1     # the last LSN appended when _lazy was armed
         self._io_thread = IoThread(f"commitlog-flusher:{os.path.basename(self._dir)}")
         self._ticker: asyncio.Task[None] | None = None
         self._stop_ticker = asyncio.Event()

@@ -14,7 +14,10 @@ from .segment_files import Segment, positions
 # topic...) does not start a group commit of its own; it rides the next one a waiter starts, or
 # this many seconds after it was appended, whichever comes first. Each commit of its own would
 # hold the one flusher for an fsync that the next waiter (a task's submit) then queues behind.
-LAZY_SYNC_DELAY = 0.02
+# The deferred commit waits this long, and once more if a waiter's commit took the records it was
+# armed for meanwhile: nothing rides longer than 2 * LAZY_SYNC_DELAY, and under steady traffic,
+# where waiters commit every few milliseconds, it never runs at all.
+LAZY_SYNC_DELAY = 0.01
 
 
 class GroupCommit:
@@ -129,11 +132,16 @@ class GroupCommit:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return  # no loop yet: sync() or close() will flush
+        self._lazy_upto = self._next_lsn - 1
         self._lazy = loop.call_later(LAZY_SYNC_DELAY, self._lazy_commit)
 
     def _lazy_commit(self) -> None:
         self._lazy = None
-        if self._state is LogState.OPEN and self._synced_lsn < self._next_lsn - 1:
+        if self._state is not LogState.OPEN or self._synced_lsn >= self._next_lsn - 1:
+            return
+        if self._synced_lsn >= self._lazy_upto:    # a waiter's commit took them: the newer ones wait their turn
+            self._commit_later(self._next_lsn - 1)
+        else:
             self._kick_flusher(self._next_lsn - 1)
 
     # Policy `batch`: a group commit is two loop callbacks around one job on the I/O thread, not
