@@ -48,6 +48,8 @@ the same work on the agent (the bridge streams to a streaming agent only for cal
 or return at once; a blocking SendMessage reaches it as one SendMessage). Every target answers one
 checked request before and after its load. `agent_cpu_us_per_task` is the agent's CPU per task
 under direct and bridged targets: the gateway's CPU plus it is what one bridged task costs.
+`fsyncs_per_task` is the gateway's commit-log fdatasyncs (its /metrics) per task: the group
+commits a task costs, the same on a quiet or a loaded machine.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ import shutil
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 from ._agents import echo, sdk_echo_app
@@ -253,7 +256,10 @@ def measure_a2a(servers: Servers, concurrency: list[int], seconds: float, warmup
                 pid, agent = servers.pid_of.get(target), servers.agent_pid_of.get(target)
                 cpu = cpu_seconds(pid) if pid else None
                 agent_cpu = cpu_seconds(agent) if agent else None
+                fsyncs = fsync_count(url) if pid else None
                 figures = wrk(url, *_request(target), c, seconds)
+                if fsyncs is not None and figures["requests"] and (after := fsync_count(url)) is not None:
+                    figures["fsyncs_per_task"] = round((after - fsyncs) / figures["requests"], 2)
                 if pid and figures["requests"]:
                     figures["cpu_us_per_task"] = round((cpu_seconds(pid) - cpu) * 1e6 / figures["requests"], 1)
                 if agent and figures["requests"]:
@@ -264,6 +270,18 @@ def measure_a2a(servers: Servers, concurrency: list[int], seconds: float, warmup
         check(target, url)
     return {t: {c: sorted(points, key=lambda p: p["tasks_per_s"])[len(points) // 2] for c, points in by_c.items()}
             for t, by_c in runs.items()}
+
+
+def fsync_count(url: str) -> float | None:
+    """The commit-log fdatasyncs the gateway serving `url` has made so far (its /metrics), None
+    if it has none: per task, what its durable waits cost whatever the machine's load (0 in memory)."""
+    base = url.split("/agents/")[0]
+    with urllib.request.urlopen(f"{base}/metrics", timeout=10) as answer:
+        text = answer.read().decode()
+    for line in text.splitlines():
+        if line.startswith("topicbridge_engine_fsync_seconds_count"):
+            return float(line.rsplit(" ", 1)[1])
+    return None
 
 
 def cpu_seconds(pid: int) -> float:

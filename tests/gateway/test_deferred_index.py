@@ -21,6 +21,7 @@ from adapters.errors import StorageError
 from adapters.factory import engine_config
 from adapters.lite import EmbeddedLiteBackend
 from gateway.tasks.index import TaskIndex
+from gateway.tasks.ownership import OWNER_TABLE
 from gateway.tasks.service import TaskService
 from lite_engine.commitlog import segment_files
 
@@ -147,13 +148,19 @@ async def test_the_caller_has_the_turns_end_before_its_index_write_is_durable_an
         await service.close()
 
 
-async def test_a_gateway_killed_before_the_turns_index_write_reaches_the_disk_indexes_it_again_on_restart(tmp_path):
-    data = tmp_path / "engine"
-    run = subprocess.run([sys.executable, "-m", "tests.gateway.deferred_index_child", str(data)],
+def killed_child(data: Path, mode: str) -> str:
+    """Run deferred_index_child in `mode`; the id of the task whose caller had its answer."""
+    run = subprocess.run([sys.executable, "-m", "tests.gateway.deferred_index_child", str(data), mode],
                          cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert run.returncode == -9, run.stderr[-2000:]
     task_id, state = run.stdout.split()
     assert state == "TASK_STATE_COMPLETED"      # the caller had its answer
+    return task_id
+
+
+async def test_a_gateway_killed_before_the_turns_index_write_reaches_the_disk_indexes_it_again_on_restart(tmp_path):
+    data = tmp_path / "engine"
+    task_id = killed_child(data, "index")
     backend = durable_backend(data)
     await backend.start()
     try:
@@ -168,6 +175,25 @@ async def test_a_gateway_killed_before_the_turns_index_write_reaches_the_disk_in
                     await asyncio.sleep(0.02)   # sleep-ok: GetTask until the redelivered end is indexed
             indexed = a2a_pb2.Task.FromString(await index.get(task_id))
             assert indexed.artifacts[0].parts[0].text == "hi"
+        finally:
+            await service.close()
+    finally:
+        await backend.close()
+
+
+async def test_a_gateway_killed_before_a_tasks_owner_release_reaches_the_disk_drops_the_row_on_restart(tmp_path):
+    data = tmp_path / "engine"
+    task_id = killed_child(data, "release")
+    backend = durable_backend(data)
+    await backend.start()
+    try:
+        owners = await backend.table(OWNER_TABLE)
+        assert [key for key, _ in await owners.items()] == [f"{INSTANCE}/{task_id}"]   # the release was lost
+        service = TaskService(backend, instance_id=INSTANCE, poll_wait=0.1)
+        await service.start()       # recovery finds the row, sees the indexed end, and drops it
+        try:
+            assert await owners.items() == []
+            assert (await service.get(task_id)).status.state == a2a_pb2.TASK_STATE_COMPLETED
         finally:
             await service.close()
     finally:
