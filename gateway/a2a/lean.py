@@ -50,11 +50,15 @@ class LeanSendMessage:
         self.capabilities = capabilities      # a2a_surface.CapabilityCache
         self.builder = builder                # the routes' context builder (a2a_surface._ContextBuilder)
 
-    async def __call__(self, scope, receive, send) -> None:
+    def __call__(self, scope, receive, send):
+        # Not a coroutine function: what is not for it is the app's own coroutine, with no frame of
+        # this layer in the chain every resumption of that request's task walks.
         name = _capability_path(scope)
         if name is None or not _speaks_1_0(scope["headers"]):
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)
+        return self._answer(scope, receive, send, name)
+
+    async def _answer(self, scope, receive, send, name: str) -> None:
         body, messages = await read_body(receive)
         request = None if body is None else _send_message_request(body)
         capability = None

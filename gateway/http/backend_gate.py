@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import re
+from collections.abc import Awaitable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -75,13 +76,14 @@ class BackendGate:
     def __init__(self, app: ASGIApp, watch: BackendWatch, retry_after: int = 5) -> None:
         self.app, self.watch, self.retry_after = app, watch, retry_after
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # Not a coroutine function: a request it lets by is the app's own coroutine, with no frame
+        # of this layer for every resumption of the request's task to walk through.
         reason = self.watch.reason
         if reason is not None and scope["type"] == "http" and scope["method"] == "POST" and (
                 scope["path"].startswith("/agents/") or scope["path"].rstrip("/") == "/mcp"):
-            await self._refuse(scope, send, BackendDownError(reason, self.retry_after))
-            return
-        await self.app(scope, receive, send)
+            return self._refuse(scope, send, BackendDownError(reason, self.retry_after))
+        return self.app(scope, receive, send)
 
     async def _refuse(self, scope: Scope, send: Send, error: BackendDownError) -> None:
         if _JSONRPC_ENDPOINT.match(scope["path"]):

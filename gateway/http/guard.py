@@ -45,6 +45,8 @@ import ipaddress
 import json
 import re
 
+from collections.abc import Awaitable
+
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .auth import ANONYMOUS, AuthError, Authenticator, open_surfaces, token_list
@@ -105,20 +107,18 @@ class GatewayGuard:
                 "max_json_depth": gateway.get("max_json_depth") or DEFAULT_MAX_JSON_DEPTH,
                 "body_timeout": float(gateway.get("body_timeout_seconds") or DEFAULT_BODY_TIMEOUT)}
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # Not a coroutine function: a request the guard lets by is the app's own coroutine, and a
+        # guarded one runs in one frame (_guarded), not two: every resumption of a request's task
+        # (each await of a blocking SendMessage) walks the frames of all the layers above it.
         if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)
         path = scope["path"]
         if _PROTECTED.match(path):
-            if not _PUBLIC_CARD.match(path) and not await self._authorized(scope, send):
-                return
-        elif not _MCP.match(path):
-            await self.app(scope, receive, send)
-            return
-        elif self.rate_limiter is not None and not await self._within_rate(scope, send, _mcp_key(scope)):
-            return
-        await self._guarded(scope, receive, send, self.max_body_bytes if path.startswith("/agents") else None)
+            return self._guarded(scope, receive, send, authorize=not _PUBLIC_CARD.match(path))
+        if not _MCP.match(path):
+            return self.app(scope, receive, send)
+        return self._guarded(scope, receive, send, mcp=True)
 
     async def _authorized(self, scope: Scope, send: Send) -> bool:
         """Find the request's principal and check its right to the route, or answer 401/403."""
@@ -160,7 +160,17 @@ class GatewayGuard:
         await _refuse(scope, send, RateLimitedError(retry), _retry_after(retry))
         return False
 
-    async def _guarded(self, scope: Scope, receive: Receive, send: Send, size_limit: int | None) -> None:
+    async def _guarded(self, scope: Scope, receive: Receive, send: Send, *, authorize: bool = False,
+                       mcp: bool = False) -> None:
+        """The request through the guard: `authorize` (its principal and rights, /admin and
+        /agents but their cards), `mcp` (/mcp: only its rate here), then its body, timed,
+        measured and (under /agents) capped."""
+        if authorize:
+            if not await self._authorized(scope, send):
+                return
+        elif mcp and self.rate_limiter is not None and not await self._within_rate(scope, send, _mcp_key(scope)):
+            return
+        size_limit = self.max_body_bytes if scope["path"].startswith("/agents") else None
         if size_limit is not None:
             declared = next((v for k, v in scope["headers"] if k.lower() == b"content-length"), b"")
             if declared.isdigit() and int(declared) > size_limit:
