@@ -152,8 +152,9 @@ class TaskIndex:
         the put needs of it is read at once, before anything awaits and the caller changes it.
         `deferred`: the caller runs the put inside a `defer_durability()` block of its backend
         and waits for the block's `durable()`: the rows are written one after the other, none
-        waiting for a commit (`_write_batch`). A put of a task as submit first writes it opens
-        such a block of its own when the backend has one."""
+        waiting for a commit (`_write_batch`); a backend without such blocks writes them
+        concurrently, as without it. A put of a task as submit first writes it opens such a
+        block of its own when the backend has one."""
         facts = _Facts.of(task if task is not None else a2a_pb2.Task.FromString(value), key,
                           self.scoped is not None)
         async with self._lock(key):
@@ -165,7 +166,7 @@ class TaskIndex:
             record = _record(facts.order, value, generation, self.chunk_bytes)
             lifetime = self._lifetime_row(key, facts)
             old = old_order if facts.order != old_order else None
-            if deferred:
+            if deferred and self.defer is not None:
                 version = await self._write_batch(key, record, expect, lifetime, facts, old_order, old)
             elif self.defer is not None and facts.new:      # submit's rows: one durable wait for them all
                 with self.defer() as own:
