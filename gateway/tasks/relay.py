@@ -216,8 +216,9 @@ class Relay:
                     position = active.position
                     positions.stamp(active.task, position)     # a later reader skips what is folded in
                     started = time.perf_counter()
-                    with writes:
-                        await self.table.put(task_id, active.task.SerializeToString(), task=active.task)
+                    with writes:    # its rows one after the other, none waiting (index.py _write_batch)
+                        await self.table.put(task_id, active.task.SerializeToString(), task=active.task,
+                                             deferred=hasattr(self.backend, "defer_durability"))
                     metrics.backend_op("index_put", started)
                     active.indexed = max(active.indexed, position)
             finally:        # indexed or not, the waiting calls get their answer (unless `resume` took the task on)
