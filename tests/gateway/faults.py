@@ -4,6 +4,7 @@ calls a test arms to fail (once each)."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from typing import Callable
 
 from adapters.base import Message
@@ -62,3 +63,20 @@ def reply_event_kind(message: Message) -> str:
         return ReplyEvent.decode(message.body).event.WhichOneof("payload") or ""
     except Exception:
         return ""
+
+
+class HeldFsync:
+    """A fault-injecting wrapper around the commit log's real fsync: once armed, the next fsync
+    blocks until the test releases it (install with the `held_fsync` fixture)."""
+
+    def __init__(self) -> None:
+        self.armed = False
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def wrap(self, real):
+        def fsync(targets):
+            if self.armed:
+                self.entered.set()
+                self.release.wait(30)
+            real(targets)
+        return fsync

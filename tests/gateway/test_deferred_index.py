@@ -5,10 +5,10 @@ durable wait fewer per blocking call, and nothing lost when the process dies in 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -24,6 +24,8 @@ from gateway.tasks.index import TaskIndex
 from gateway.tasks.ownership import OWNER_TABLE
 from gateway.tasks.service import TaskService
 from lite_engine.commitlog import segment_files
+
+from .faults import HeldFsync
 
 from .deferred_index_child import INSTANCE
 
@@ -41,23 +43,6 @@ async def backend(tmp_path):
     await b.start()
     yield b
     await b.close()
-
-
-class HeldFsync:
-    """A fault-injecting wrapper around the log's real fsync: once armed, the next fsync blocks
-    until the test releases it."""
-
-    def __init__(self) -> None:
-        self.armed = False
-        self.entered, self.release = threading.Event(), threading.Event()
-
-    def wrap(self, real):
-        def fsync(targets):
-            if self.armed:
-                self.entered.set()
-                self.release.wait(30)
-            real(targets)
-        return fsync
 
 
 @pytest.fixture
@@ -158,43 +143,48 @@ def killed_child(data: Path, mode: str) -> str:
     return task_id
 
 
-async def test_a_gateway_killed_before_the_turns_index_write_reaches_the_disk_indexes_it_again_on_restart(tmp_path):
-    data = tmp_path / "engine"
-    task_id = killed_child(data, "index")
+@contextlib.asynccontextmanager
+async def restarted(data: Path, check_before=None):
+    """The killed child's engine opened again; `check_before(backend)` runs before the task
+    service starts (and recovers); yields the started service."""
     backend = durable_backend(data)
     await backend.start()
     try:
-        index = await TaskIndex.open(backend)
-        lost = a2a_pb2.Task.FromString(await index.get(task_id))
-        assert lost.status.state != a2a_pb2.TASK_STATE_COMPLETED    # the index write did not survive
+        if check_before is not None:
+            await check_before(backend)
         service = TaskService(backend, instance_id=INSTANCE, poll_wait=0.1)
-        await service.start()       # recovery follows the task: its unacked reply event comes back
+        await service.start()
         try:
-            async with asyncio.timeout(15):
-                while (await service.get(task_id)).status.state != a2a_pb2.TASK_STATE_COMPLETED:
-                    await asyncio.sleep(0.02)   # sleep-ok: GetTask until the redelivered end is indexed
-            indexed = a2a_pb2.Task.FromString(await index.get(task_id))
-            assert indexed.artifacts[0].parts[0].text == "hi"
+            yield service
         finally:
             await service.close()
     finally:
         await backend.close()
+
+
+async def test_a_gateway_killed_before_the_turns_index_write_reaches_the_disk_indexes_it_again_on_restart(tmp_path):
+    data = tmp_path / "engine"
+    task_id = killed_child(data, "index")
+
+    async def lost(backend):
+        task = a2a_pb2.Task.FromString(await (await TaskIndex.open(backend)).get(task_id))
+        assert task.status.state != a2a_pb2.TASK_STATE_COMPLETED    # the index write did not survive
+
+    async with restarted(data, lost) as service:    # recovery follows the task: its unacked reply event comes back
+        async with asyncio.timeout(15):
+            while (task := await service.get(task_id)).status.state != a2a_pb2.TASK_STATE_COMPLETED:
+                await asyncio.sleep(0.02)   # sleep-ok: GetTask until the redelivered end is indexed
+        assert task.artifacts[0].parts[0].text == "hi"
 
 
 async def test_a_gateway_killed_before_a_tasks_owner_release_reaches_the_disk_drops_the_row_on_restart(tmp_path):
     data = tmp_path / "engine"
     task_id = killed_child(data, "release")
-    backend = durable_backend(data)
-    await backend.start()
-    try:
+
+    async def kept(backend):
         owners = await backend.table(OWNER_TABLE)
         assert [key for key, _ in await owners.items()] == [f"{INSTANCE}/{task_id}"]   # the release was lost
-        service = TaskService(backend, instance_id=INSTANCE, poll_wait=0.1)
-        await service.start()       # recovery finds the row, sees the indexed end, and drops it
-        try:
-            assert await owners.items() == []
-            assert (await service.get(task_id)).status.state == a2a_pb2.TASK_STATE_COMPLETED
-        finally:
-            await service.close()
-    finally:
-        await backend.close()
+
+    async with restarted(data, kept) as service:    # recovery finds the row, sees the indexed end, drops it
+        assert await (await service.backend.table(OWNER_TABLE)).items() == []
+        assert (await service.get(task_id)).status.state == a2a_pb2.TASK_STATE_COMPLETED

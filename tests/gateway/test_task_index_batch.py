@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import threading
 
 import pytest
 from a2a.types import a2a_pb2
@@ -22,23 +21,9 @@ from gateway.tasks.service import TaskService
 from lite_engine.commitlog import segment_files
 from lite_engine.errors import StorageError as EngineStorageError
 
+from .faults import HeldFsync
+
 DEADLINE = 1_700_003_600.0
-
-
-class HeldFsync:
-    """Wraps the log's real fsync: once armed, the next fsync blocks until released."""
-
-    def __init__(self) -> None:
-        self.armed = False
-        self.entered, self.release = threading.Event(), threading.Event()
-
-    def wrap(self, real):
-        def fsync(targets):
-            if self.armed:
-                self.entered.set()
-                self.release.wait(30)
-            real(targets)
-        return fsync
 
 
 @pytest.fixture
