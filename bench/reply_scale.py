@@ -7,6 +7,8 @@ Each has one LiteConsumer (one client id, as one gateway instance) subscribed to
 one channel at a time as the call side does (`open_s` is that time). Every sample picks a random
 open channel, registers a waiting caller on it, publishes one reply event on it and stops the
 clock when the caller's task runs again with the event in hand (wall clock, perf_counter).
+The process runs the gateway's collector settings (gateway.process.tune_gc) and the relay is
+wired as TaskService wires it (its index writes deferred on the embedded engine).
 `cpu_us_per_sample` is the process CPU time of the timed rounds divided by their samples: on a
 busy machine the wall-clock figures carry other processes' load, this one does not.
 
@@ -47,6 +49,7 @@ from adapters.base import Message, TopicSpec
 from adapters.lite import EmbeddedLiteBackend
 from gateway.tasks import channels
 from gateway.tasks.envelope import ReplyEvent
+from gateway.process import tune_gc
 from gateway.tasks.index import TaskIndex
 from gateway.tasks.relay import Active, Relay
 from gateway.tasks.watch import Watch
@@ -151,6 +154,7 @@ async def port_loop(rig: Rig) -> None:
 async def start_loop(rig: Rig, mode: str) -> None:
     if mode == "relay":
         rig.relay = Relay(rig.consumer, await TaskIndex.open(rig.backend))
+        rig.relay.backend = rig.backend     # as TaskService.start wires it (deferred index writes)
         rig.loop = asyncio.get_running_loop().create_task(rig.relay.run())
     else:
         rig.loop = asyncio.get_running_loop().create_task(port_loop(rig))
@@ -287,6 +291,7 @@ def goal(results: dict, large: int) -> dict:
 
 
 async def run(args: argparse.Namespace) -> dict:
+    tune_gc()       # the collector settings of a gateway process (`topicbridge serve` does the same)
     env = environment()
     rng = random.Random(args.seed)
     rigs: list[Rig] = []
