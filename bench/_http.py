@@ -50,12 +50,14 @@ def bound_socket() -> socket.socket:
     return sock
 
 
-async def start_uvicorn(app, sock: socket.socket) -> asyncio.Task:
-    """Serve `app` on `sock` (uvloop + httptools, one worker); return once it accepts."""
+async def start_uvicorn(app, sock: socket.socket, options: dict | None = None) -> asyncio.Task:
+    """Serve `app` on `sock` (uvloop + httptools, one worker); return once it accepts. `options`:
+    uvicorn.Config keywords over these (a gateway passes `topicbridge serve`'s)."""
     import uvicorn
 
-    server = uvicorn.Server(uvicorn.Config(app, loop="uvloop", http="httptools", log_level="warning",
-                                           access_log=False, lifespan="on"))
+    config = {"loop": "uvloop", "http": "httptools", "log_level": "warning", "access_log": False,
+              "lifespan": "on", **(options or {})}
+    server = uvicorn.Server(uvicorn.Config(app, **config))
     serving = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
     while not server.started:
         if serving.done():

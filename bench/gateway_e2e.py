@@ -4,8 +4,9 @@ ceiling, all in the same run.
 
     python -m bench.gateway_e2e --backend lite [--duration 5] [--concurrency 1,64]
 
-Server processes on 127.0.0.1, each uvicorn (uvloop + httptools, one worker); one starts only when
-a measured target needs it (with --targets, only those):
+Server processes on 127.0.0.1, each uvicorn (uvloop + httptools, one worker; the gateways with
+`topicbridge serve`'s protocol and options); one starts only when a measured target needs it
+(with --targets, only those):
 
   bare      a bare Starlette JSON route: the HTTP ceiling
   agent     an a2a-sdk echo agent (`DefaultRequestHandler`, in-memory task store), card at
@@ -62,6 +63,8 @@ import shutil
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -103,12 +106,14 @@ def observability(kind: str, otlp_url: str | None) -> dict:
 async def _serve_gateway(sock, backend: str, data_dir: str | None, agent_url: str, lean: bool = True,
                          options: dict | None = None, gateway_options: dict | None = None) -> asyncio.Task:
     from gateway.app import build_app
+    from gateway.http.serving import uvicorn_options
     from gateway.process import tune_gc
     from gateway.workers.worker import Worker
 
     tune_gc()                   # as `topicbridge serve` does
-    app = build_app(gateway_settings(backend, data_dir, lean, options, gateway_options))
-    serving = await start_uvicorn(app, sock)
+    settings = gateway_settings(backend, data_dir, lean, options, gateway_options)
+    app = build_app(settings)
+    serving = await start_uvicorn(app, sock, uvicorn_options(settings))    # served as `topicbridge serve` serves it
     gateway = app.state.gateway
     worker = Worker(gateway.backend, "echo", echo, concurrency=256,
                     card={"name": "Echo", "description": "Echoes the message."})
@@ -275,9 +280,12 @@ def measure_a2a(servers: Servers, concurrency: list[int], seconds: float, warmup
 def fsync_count(url: str) -> float | None:
     """The commit-log fdatasyncs the gateway serving `url` has made so far (its /metrics), None
     if it has none: per task, what its durable waits cost whatever the machine's load (0 in memory)."""
-    base = url.split("/agents/")[0]
-    with urllib.request.urlopen(f"{base}/metrics", timeout=10) as answer:
-        text = answer.read().decode()
+    origin = urllib.parse.urlsplit(url)
+    try:
+        with urllib.request.urlopen(f"{origin.scheme}://{origin.netloc}/metrics", timeout=10) as answer:
+            text = answer.read().decode()
+    except urllib.error.HTTPError:      # observability.metrics = false: no /metrics
+        return None
     for line in text.splitlines():
         if line.startswith("topicbridge_engine_fsync_seconds_count"):
             return float(line.rsplit(" ", 1)[1])

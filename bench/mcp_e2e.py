@@ -76,6 +76,7 @@ ANSWER = "echo: hi"
 
 async def _serve_sdk_gateway(backend: str, data_dir: str | None) -> None:
     from gateway.app import build_app
+    from gateway.http.serving import uvicorn_options
     from gateway.process import tune_gc
     from gateway.workers.worker import Worker
 
@@ -84,7 +85,7 @@ async def _serve_sdk_gateway(backend: str, data_dir: str | None) -> None:
     settings["gateway"]["mcp_lean_dispatch"] = False
     app = build_app(settings)
     sock = bound_socket()
-    serving = await start_uvicorn(app, sock)
+    serving = await start_uvicorn(app, sock, uvicorn_options(settings))
     gateway = app.state.gateway
     worker = Worker(gateway.backend, "echo", echo, concurrency=256,
                     card={"name": "Echo", "description": "Echoes the message."})
