@@ -1,4 +1,5 @@
-"""Fixtures of the gateway tests: a task service and native workers on an embedded engine, and
+"""Fixtures of the gateway tests: a task service and native workers on an embedded engine (fsync
+batch, the default; `held_fsync` holds its commits), and
 for the A2A tests an engine process shared by two gateway processes and the fixture agents
 (tests/gateway/a2a_servers.py). A test module that defines a fixture of the same name (the MCP
 tests' `engine`, `gateways`, `agents`) uses its own."""
@@ -10,7 +11,18 @@ from adapters.lite import EmbeddedLiteBackend
 from gateway.tasks.service import TaskService
 from gateway.workers.worker import Worker
 from tests.gateway.a2a_servers import FAST_PUSH, Agents, GatewayProcess, PushReceiver
+from lite_engine.commitlog import segment_files
+from tests.gateway.faults import HeldFsync
 from tests.lite_engine.engine_process import EngineProcess
+
+
+@pytest.fixture
+def held_fsync(monkeypatch):
+    """The commit log's fsync behind a HeldFsync (tests/gateway/faults.py)."""
+    held = HeldFsync()
+    monkeypatch.setattr(segment_files, "fsync_segments", held.wrap(segment_files.fsync_segments))
+    yield held
+    held.release.set()
 
 
 @pytest.fixture

@@ -80,3 +80,13 @@ class HeldFsync:
                 self.release.wait(30)
             real(targets)
         return fsync
+
+    async def holds_until_released(self, waiting) -> None:
+        """`waiting` (an awaitable on a commit) is still waiting once the fsync is held, and
+        finishes once the test releases it."""
+        waiter = asyncio.ensure_future(waiting)
+        assert await asyncio.to_thread(self.entered.wait, 10)
+        assert not waiter.done()
+        self.release.set()
+        async with asyncio.timeout(10):
+            await waiter

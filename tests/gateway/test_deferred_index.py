@@ -25,8 +25,6 @@ from gateway.tasks.ownership import OWNER_TABLE
 from gateway.tasks.service import TaskService
 from lite_engine.commitlog import segment_files
 
-from .faults import HeldFsync
-
 from .deferred_index_child import INSTANCE
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,22 +33,6 @@ ROOT = Path(__file__).resolve().parents[2]
 def durable_backend(path: Path) -> EmbeddedLiteBackend:
     return EmbeddedLiteBackend(engine_config({"data_dir": str(path), "fsync": "batch", "tick": 0.005,
                                               "session_timeout": 2.0}))
-
-
-@pytest.fixture
-async def backend(tmp_path):
-    b = durable_backend(tmp_path / "engine")
-    await b.start()
-    yield b
-    await b.close()
-
-
-@pytest.fixture
-def held_fsync(monkeypatch):
-    held = HeldFsync()
-    monkeypatch.setattr(segment_files, "fsync_segments", held.wrap(segment_files.fsync_segments))
-    yield held
-    held.release.set()
 
 
 def hello() -> a2a_pb2.Message:
@@ -66,12 +48,7 @@ async def test_a_table_write_in_a_deferred_block_is_readable_before_it_is_durabl
             await table.put("gone", b"x")
             assert await table.delete("gone")
     assert await table.get("k") == b"v1" and await table.get("gone") is None
-    durable = asyncio.ensure_future(writes.durable())
-    assert await asyncio.to_thread(held_fsync.entered.wait, 10)
-    assert not durable.done()
-    held_fsync.release.set()
-    async with asyncio.timeout(10):
-        await durable
+    await held_fsync.holds_until_released(writes.durable())
 
 
 async def test_a_deferred_block_whose_commit_fails_raises_the_storage_error(tmp_path, monkeypatch):

@@ -21,25 +21,8 @@ from gateway.tasks.service import TaskService
 from lite_engine.commitlog import segment_files
 from lite_engine.errors import StorageError as EngineStorageError
 
-from .faults import HeldFsync
 
 DEADLINE = 1_700_003_600.0
-
-
-@pytest.fixture
-async def backend(tmp_path):
-    b = EmbeddedLiteBackend(engine_config({"data_dir": str(tmp_path / "engine"), "fsync": "batch", "tick": 0.005}))
-    await b.start()
-    yield b
-    await b.close()
-
-
-@pytest.fixture
-def held_fsync(monkeypatch):
-    held = HeldFsync()
-    monkeypatch.setattr(segment_files, "fsync_segments", held.wrap(segment_files.fsync_segments))
-    yield held
-    held.release.set()
 
 
 def submitted(task_id: str, seconds: int = 1) -> a2a_pb2.Task:
@@ -98,12 +81,7 @@ async def test_a_put_in_the_callers_deferred_block_moves_the_order_rows_without_
     assert set(after[1]).isdisjoint(before[1])
     page = await index.page(page_size=10, scope=scope_key("echo", "alice"))
     assert [t.status.state for t in page.tasks] == [a2a_pb2.TASK_STATE_COMPLETED]
-    durable = asyncio.ensure_future(writes.durable())
-    assert await asyncio.to_thread(held_fsync.entered.wait, 10)
-    assert not durable.done()
-    held_fsync.release.set()
-    async with asyncio.timeout(10):
-        await durable
+    await held_fsync.holds_until_released(writes.durable())
 
 
 async def test_a_submit_write_refused_by_a_version_conflict_writes_none_of_the_tasks_other_rows(backend):
