@@ -208,4 +208,3 @@ def deferred_durability(backend: object):
     durable when they return, and whose `durable()` has nothing left to wait for."""
     own = getattr(backend, "defer_durability", None)
     return own() if own is not None else _Durable()
-
