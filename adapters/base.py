@@ -164,7 +164,8 @@ class Backend(Protocol):
     async def lite_consumer(self, topic: str, group: str, client_id: str | None = None,
                             *, invisible: float = 30.0) -> LiteConsumer: ...
     async def table(self, name: str) -> Table: ...
-    # Optional: `def defer_durability() -> ContextManager` whose value has `async durable()`:
+    # Optional: `def defer_durability() -> ContextManager` whose value has `async durable()` and
+    # `defers = True`:
     # table writes started inside the block return once readable by every reader, not once
     # durable; `durable()` returns once they all are, or raises the BackendError that prevents
     # it. Only a backend whose rows are readable before they are durable (the embedded engine)
@@ -192,6 +193,8 @@ async def publish_many(backend: Backend, topic: str, messages: Sequence[Message]
 
 class _Durable:
     """What `deferred_durability` gives for a backend whose table writes return durable."""
+
+    defers = False      # writes inside return durable (a deferring block's is True)
 
     def __enter__(self) -> "_Durable":
         return self

@@ -179,6 +179,7 @@ class DeferredDurability:
     the caller that does this must be able to write it again (the relay's redelivery)."""
 
     __slots__ = ("engine", "_lsn", "_token")
+    defers = True       # writes inside return before they are durable
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine

@@ -218,7 +218,7 @@ class Relay:
                     started = time.perf_counter()
                     with writes:    # its rows one after the other, none waiting (index.py _write_batch)
                         await self.table.put(task_id, active.task.SerializeToString(), task=active.task,
-                                             deferred=hasattr(self.backend, "defer_durability"))
+                                             deferred=writes.defers)
                     metrics.backend_op("index_put", started)
                     active.indexed = max(active.indexed, position)
             finally:        # indexed or not, the waiting calls get their answer (unless `resume` took the task on)
@@ -277,7 +277,7 @@ class Relay:
         await self.consumer.subscribe([channels.reply_channel(task_id)])
         return True
 
-    async def load_active(self, task_id: str) -> _Active:
+    async def load_active(self, task_id: str) -> Active:
         raw = await self.table.get(task_id)
         task = a2a_pb2.Task.FromString(raw) if raw else a2a_pb2.Task(id=task_id)
         # what the index holds is folded in already: at least the earlier turns
