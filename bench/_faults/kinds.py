@@ -102,7 +102,10 @@ def _damage(how: str):
     `corrupt`: bytes changed mid-log; the restart is refused with CorruptLogError naming segment
     and offset (the expected end: nothing is replayed past damage), the operator runs
     `topicbridge engine --repair`, and the restart serves again. The tasks sent before the damage
-    had ended; how many of them the cut took is reported as `cut_by_repair`."""
+    had ended; the cut takes what was written after it. A task whose every row it took is gone
+    (`cut_by_repair`, counted apart, not as lost); one it rolled back (`rolled_back_by_repair`)
+    runs again if its envelope is left, or, if the cut took the envelope and left its index row,
+    fails at its deadline: it must end either way."""
     async def run(rig: Procs, tally: Tally, n: int) -> float:
         await send_all(rig, tally, n)
         await tally.settle(rig.caller, 30.0)             # every task ended before the damage
@@ -130,6 +133,8 @@ def _damage(how: str):
             await tally.settle(rig.caller, 30.0)
             cut = [t for t, end in tally.ends.items() if "lost" in end]
             tally.notes["cut_by_repair"] = len(cut)
+            tally.notes["rolled_back_by_repair"] = sum(
+                1 for t, end in tally.ends.items() if "lost" not in end and end != before.get(t))
             tally.ends.update({t: before[t] for t in cut})
         await send_all(rig, tally, max(1, n // 4))
         return time.monotonic()
@@ -255,7 +260,9 @@ KINDS: dict[str, Kind] = {k.name: k for k in [
     Kind("engine-sigterm", "procs", ("remote",), "echo", _kill_mid_send("engine", signal.SIGTERM)),
     Kind("worker-sigkill", "procs", ("remote",), SLOW, worker_sigkill),
     Kind("full-data-dir", "procs", LITE, "echo", full_data_dir, permanent=True),
-    Kind("corrupted-log", "procs", LITE, "echo", _damage("corrupt"), permanent=True),
+    Kind("corrupted-log", "procs", LITE, "echo", _damage("corrupt"), permanent=True,
+         # a task the cut rolled back to before its envelope fails at its deadline, within the bound
+         gateway=(("task_timeout_seconds", 15.0),)),
     Kind("torn-log", "procs", LITE, "echo", _damage("torn")),
     Kind("agent-down", "inproc", LITE, "", _agent("ok", stop_it=True), permanent=True),
     Kind("agent-slow", "inproc", LITE, "", _agent("slow")),

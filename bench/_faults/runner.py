@@ -31,7 +31,8 @@ def _rig(kind: Kind, backend: str, workdir: Path, address: str | None):
     if kind.name == "full-data-dir":
         return Procs(backend, workdir, env={"TOPICBRIDGE_LITE__SEGMENT_BYTES": str(SEGMENT_BYTES)},
                      engine_settings={"segment_bytes": SEGMENT_BYTES})
-    return Procs(backend, workdir)
+    return Procs(backend, workdir, env={f"TOPICBRIDGE_GATEWAY__{key.upper()}": str(value)
+                                        for key, value in kind.gateway})
 
 
 async def run_kind(name: str, backend: str, n: int = 20, bound: float = 30.0, *,
