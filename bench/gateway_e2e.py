@@ -240,7 +240,9 @@ def measure_a2a(servers: Servers, concurrency: list[int], seconds: float, warmup
     """Every target (or those in `only`) at every concurrency: {target: {"c1": {tasks_per_s, p50_ms,
     cpu_us_per_task, ...}}}. With rounds > 1 the targets take turns, each round in the other
     order, and each point is the round with the median rate (other work on the machine drifts).
-    Order "point" warms each point right before it at its own concurrency, so no point starts
+    Order "point" warms every target once at c1 first (a process's first seconds of calls run
+    slower, and without it only the first target measured would pay that), then each point right
+    before it at its own concurrency, so no point starts
     while its gateway still works off the calls an earlier, heavier point left in flight (wrk
     closes its connections with calls running, and the gateway cancels each of those tasks);
     "upfront" warms every target once at the highest concurrency first."""
@@ -252,6 +254,8 @@ def measure_a2a(servers: Servers, concurrency: list[int], seconds: float, warmup
         check(target, url)
         if warmup > 0 and order == "upfront":
             wrk(url, *_request(target), max(concurrency), warmup)
+        elif warmup > 0:    # every process once before any point: the first target measured is
+            wrk(url, *_request(target), 1, warmup)      # otherwise the only one in a young process
     for n in range(rounds):
         for target, url in targets if n % 2 == 0 else reversed(targets):
             for c in concurrency:
