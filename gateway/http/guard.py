@@ -49,7 +49,7 @@ from collections.abc import Awaitable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .auth import ANONYMOUS, AuthError, Authenticator, open_surfaces, token_list
+from .auth import ANONYMOUS, AuthError, Authenticator, open_surfaces
 from .errors import (BodyTimeoutError, BodyTooLargeError, ForbiddenError, MalformedBodyError, OverloadedError,
                      RateLimitedError, RequestRefusedError, UnauthorizedError)
 from .ratelimit import from_setting
