@@ -199,7 +199,9 @@ class DeferredDurability:
 
     async def durable(self) -> None:
         with translated():
-            await self.engine.kv_sync(self._lsn)
+            fut = self.engine.kv_sync_future(self._lsn)
+            if fut is not None:
+                await fut
 
 
 _DEFERRAL: ContextVar[DeferredDurability | None] = ContextVar("topicbridge_deferred_durability", default=None)
@@ -209,13 +211,17 @@ class EngineTable:
     def __init__(self, engine: Engine, name: str) -> None:
         self._engine, self.name = engine, name
 
+    # put and delete await the engine's durable future themselves rather than its kv_put /
+    # kv_delete coroutine: a frame less on each of a task's table writes.
     async def put(self, key: str, value: bytes, *, expect: int | None = None) -> int:
         with translated():
+            engine = self._engine
+            version, lsn = engine.kv_put_applied(self.name, key, value, expect=expect)
             deferral = _DEFERRAL.get()
-            if deferral is None or deferral.engine is not self._engine:
-                return await self._engine.kv_put(self.name, key, value, expect=expect)
-            version, lsn = self._engine.kv_put_applied(self.name, key, value, expect=expect)
-            deferral.note(lsn)
+            if deferral is not None and deferral.engine is engine:
+                deferral.note(lsn)
+            elif lsn is not None and (fut := engine.kv_sync_future(lsn)) is not None:
+                await fut
             return version
 
     async def get(self, key: str) -> bytes | None:
@@ -228,11 +234,13 @@ class EngineTable:
 
     async def delete(self, key: str, *, expect: int | None = None) -> bool:
         with translated():
+            engine = self._engine
+            deleted, lsn = engine.kv_delete_applied(self.name, key, expect=expect)
             deferral = _DEFERRAL.get()
-            if deferral is None or deferral.engine is not self._engine:
-                return await self._engine.kv_delete(self.name, key, expect=expect)
-            deleted, lsn = self._engine.kv_delete_applied(self.name, key, expect=expect)
-            deferral.note(lsn)
+            if deferral is not None and deferral.engine is engine:
+                deferral.note(lsn)
+            elif lsn is not None and (fut := engine.kv_sync_future(lsn)) is not None:
+                await fut
             return deleted
 
     async def scan(self, prefix: str = "", *, after: str = "", limit: int = 100) -> list[tuple[str, bytes]]:

@@ -58,7 +58,6 @@ class Engine:
         self._attempt_lsn: int | None = None   # the last delivery attempt recorded
         self._closed = False
         self._started = False
-        self._background: set[asyncio.Task] = set()
         self._gated = self._store is not None and self.config.fsync in ("always", "batch")
 
     # ---------------------------------------------------------------- lifecycle
@@ -176,16 +175,17 @@ class Engine:
             validate_name("lite topic", lite)
         check_message(body, headers, key, self.config.max_message_bytes)
         seq, lsn = self._publish(topic, lite, body, headers or None, key)
-        if lsn is not None and self._gated:
-            await self._reveal_when_durable(topic, lite, lsn)
-        else:
-            await self._sync(lsn)
+        if lsn is not None:
+            fut = self._reveal_when_durable(topic, lite, lsn) if self._gated else self._store.durable(lsn)
+            if fut is not None:
+                await fut
         return message_id(seq)
 
-    async def _reveal_when_durable(self, topic: str, lite: str | None, lsn: int) -> None:
+    def _reveal_when_durable(self, topic: str, lite: str | None, lsn: int) -> asyncio.Future | None:
+        """Reveal the stream up to its end once `lsn` is durable, even if nobody awaits the future."""
         stream = self._topics[topic] if lite is None else self._topics[topic].lites.get(lite)
         reveal_to = stream.end
-        await self._store.sync_then(lsn, lambda: self._reveal(topic, lite, reveal_to))
+        return self._store.durable(lsn, lambda: self._reveal(topic, lite, reveal_to))
 
     # Syncs complete in log order, so revealing up to `offset` never skips an undurable message.
     def _reveal(self, topic_name: str, lite: str | None, offset: int) -> None:
@@ -216,11 +216,15 @@ class Engine:
         if self._gated and stream.durable is None:
             stream.durable = stream.end
         stream.messages.append(Message(seq, ts, key, headers, body))
-        if lite is None:
-            self._wake_groups(topic)
-        else:
+        if lite is not None:
             self._touch(topic, stream)
-            self._on_lite_message(topic, stream)
+        # Gated (policy always/batch, lsn not None): the message is not readable before it is
+        # durable, and its reveal (_reveal) makes the stream ready or wakes a receiver then.
+        if lsn is None or not self._gated:
+            if lite is None:
+                self._wake_groups(topic)
+            else:
+                self._on_lite_message(topic, stream)
         return seq, lsn
 
     # ---------------------------------------------------------------- groups on capability topics
@@ -359,10 +363,9 @@ class Engine:
             headers["x-dlq-lite-topic"] = stream.name
         _, lsn = self._publish(dead_letter_topic(cursor.group), None, msg.body, headers, msg.key)
         if lsn is not None and self._gated:
-            task = asyncio.get_running_loop().create_task(
-                self._reveal_when_durable(dead_letter_topic(cursor.group), None, lsn))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            fut = self._reveal_when_durable(dead_letter_topic(cursor.group), None, lsn)
+            if fut is not None:     # nobody awaits it: a failure is the log's, logged and sticky there
+                fut.add_done_callback(_retrieved)
         cursor.mark_acked(offset)
         self._append(rec.ACK, rec.encode_ack(topic.name, _lite_name(stream), cursor.group, offset))
 
@@ -613,7 +616,8 @@ class Engine:
         """Write a row; returns its new version once durable. `expect`: None unconditional, 0 only
         if absent, v only if the row is at version v (else ConflictError)."""
         version, lsn = self.kv_put_applied(table, key, value, expect=expect)
-        await self._sync(lsn)
+        if lsn is not None and (fut := self._store.durable(lsn)) is not None:
+            await fut
         return version
 
     def kv_put_applied(self, table: str, key: str, value: bytes, *,
@@ -635,7 +639,8 @@ class Engine:
 
     async def kv_delete(self, table: str, key: str, *, expect: int | None = None) -> bool:
         deleted, lsn = self.kv_delete_applied(table, key, expect=expect)
-        await self._sync(lsn)
+        if lsn is not None and (fut := self._store.durable(lsn)) is not None:
+            await fut
         return deleted
 
     def kv_delete_applied(self, table: str, key: str, *, expect: int | None = None) -> tuple[bool, int | None]:
@@ -655,6 +660,12 @@ class Engine:
         policy; StorageError if the log cannot make it so."""
         self._check_open()
         await self._sync(lsn)
+
+    def kv_sync_future(self, lsn: int | None) -> asyncio.Future | None:
+        """kv_sync without a coroutine, for a caller that awaits many: None if `lsn` is durable
+        already, else a future done once it is (failed with StorageError if it cannot be)."""
+        self._check_open()
+        return self._store.durable(lsn) if lsn is not None else None
 
     def kv_read(self, table: str, key: str) -> tuple[bytes, int] | None:
         self._check_kv(table, key)
@@ -751,8 +762,8 @@ class Engine:
         return self._store.append(rtype, payload) if self._store is not None else None
 
     async def _sync(self, lsn: int | None) -> None:
-        if lsn is not None:
-            await self._store.sync(lsn)
+        if lsn is not None and (fut := self._store.durable(lsn)) is not None:
+            await fut
 
     def run_timers(self) -> None:
         """Release expired invisibility deadlines, expire idle lite topics, drop silent clients."""
@@ -796,6 +807,11 @@ class Engine:
 
 
 # -------------------------------------------------------------------- helpers
+
+def _retrieved(fut: asyncio.Future) -> None:
+    if not fut.cancelled():
+        fut.exception()
+
 
 def _lite_name(stream: Stream) -> str:
     return stream.name if isinstance(stream, LiteTopic) else ""

@@ -4,6 +4,7 @@ periodic snapshots that bound replay time (segments covered by a snapshot are de
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Iterable, Protocol
@@ -16,6 +17,7 @@ from .errors import StorageError
 from .kv import KvStore
 from .stream import Message, Stream, Topic
 
+_log = logging.getLogger("lite_engine")
 _RECORD_OVERHEAD = 128 << 10   # headers, key and names around the largest allowed body
 
 
@@ -97,27 +99,28 @@ class Persistence:
         return lsn
 
     async def sync(self, lsn: int) -> None:
-        if self._lazy:
-            return    # never/interval: the log writes at the next loop turn, many records at once
-        try:
-            await self._log.sync_future(lsn)   # a future, not the log's own coroutine: one frame less per wait
-        except CommitLogError as exc:
-            raise StorageError(str(exc)) from exc
+        fut = self.durable(lsn)
+        if fut is not None:
+            await fut
 
-    async def sync_then(self, lsn: int, then: Callable[[], None]) -> None:
-        """sync(), and `then()` once `lsn` is durable even if the caller is cancelled meanwhile
-        (nothing on a failure). Policies always/batch. A future and a callback per wait: the
-        task and coroutine a shielded sync() took were a good part of a publish's CPU."""
+    def durable(self, lsn: int, then: Callable[[], None] | None = None) -> asyncio.Future[None] | None:
+        """None if `lsn` is durable under the policy already (never/interval: at once), else a
+        future done once it is, or failed with StorageError if it cannot be. `then()` runs once
+        `lsn` is durable, before the future is done and even if its awaiter was cancelled
+        meanwhile (never on a failure); policies always/batch only. One waiter object in the
+        log's heap per wait: no coroutine, task, shield or done-callback (a durable wait is on
+        every publish and table write)."""
+        if self._lazy:
+            return None   # never/interval: the log writes at the next loop turn, many records at once
+        fut = asyncio.get_running_loop().create_future()
         try:
-            fut = self._log.sync_future(lsn)
-            if fut.done():
-                fut.result()
-                then()
-                return
-            fut.add_done_callback(lambda f: f.cancelled() or f.exception() is not None or then())
-            await asyncio.shield(fut)
+            if self._log.add_waiter(lsn, _Durable(fut, then)):
+                if then is not None:
+                    then()
+                return None
         except CommitLogError as exc:
             raise StorageError(str(exc)) from exc
+        return fut
 
     async def written(self, lsn: int) -> None:
         """Once `lsn` survives this process being killed; its fsync rides a later commit."""
@@ -148,6 +151,34 @@ class Persistence:
             raise StorageError(str(exc)) from exc
         finally:
             self._lock.release()
+
+
+class _Durable:
+    """A durable wait in the commit log's heap (CommitLog.add_waiter): runs `then`, then settles
+    the awaiter's future, whose failure is the engine's StorageError."""
+
+    __slots__ = ("fut", "then")
+
+    def __init__(self, fut: asyncio.Future[None], then: Callable[[], None] | None) -> None:
+        self.fut, self.then = fut, then
+
+    def done(self) -> bool:
+        return False      # settled once: the log pops it from its heap as it settles it
+
+    def set_result(self, _: None) -> None:
+        if self.then is not None:
+            try:
+                self.then()
+            except Exception:   # the log's group commit must release the other waiters all the same
+                _log.exception("revealing a durable record failed")
+        if not self.fut.done():
+            self.fut.set_result(None)
+
+    def set_exception(self, exc: BaseException) -> None:
+        if not self.fut.done():
+            error = StorageError(str(exc))
+            error.__cause__ = exc
+            self.fut.set_exception(error)
 
 
 # ------------------------------------------------------------------ replay

@@ -43,6 +43,17 @@ class GroupCommit:
             self._add_waiter(lsn, fut)
         return fut
 
+    def add_waiter(self, lsn: int, waiter) -> bool:
+        """The hook under sync_future for a caller with its own waiter: True if `lsn` is durable
+        already (the waiter is not kept), else `waiter` is settled as a future would be, with
+        `set_result(None)` once `lsn` is durable or `set_exception(exc)` if it cannot become so
+        (it needs `done()`, `set_result` and `set_exception`; nothing else). Errors known now are
+        raised now. Caller: the engine's Persistence, whose waiter also reveals messages."""
+        if self._durable_now(lsn):
+            return True
+        self._add_waiter(lsn, waiter)
+        return False
+
     def _durable_now(self, lsn: int) -> bool:
         """Whether `lsn` satisfies the policy already (never/interval: once written, done here);
         raises what sync() must raise."""
