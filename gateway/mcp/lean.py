@@ -49,11 +49,13 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 
 from gateway.http.body import read_body, replay
+from gateway.tasks import fold
+from gateway.tasks.service import TaskError
 from gateway.workers import call_mode
 from .auth import OWNER_KEY
 from .resources import linked
 from .results import tool_result
-from .tasks import TASKS_EXTENSION, Call, TaskRecord, rejection, reported_errors, still_running
+from .tasks import TASKS_EXTENSION, TaskRecord, rejection, reported_errors, still_running
 from .tools import ToolEntry, to_message
 
 log = logging.getLogger("topicbridge.mcp")
@@ -98,6 +100,14 @@ class LeanToolCalls:
         # A cache hint on tools/call would change the wire form: then the SDK's serializer does it all.
         self.server_info = surface.server.server_info_stamp if METHOD not in surface.server.cache_hints else None
         self.answered = 0           # calls the lean path took (the rest went to the SDK)
+        self._waiting: set[_Waiting] = set()        # calls waiting for their tasks now
+        self._closed = False
+
+    def stop_waiting(self) -> None:
+        """The surface is closing: every waiting call answers now with what it has (its task runs on)."""
+        self._closed = True
+        for waiting in list(self._waiting):
+            waiting.wake()
 
     async def __call__(self, scope, receive, send) -> None:
         headers = _routing_headers(scope, self.max_body_size) if scope["type"] == "http" else None
@@ -162,8 +172,9 @@ class LeanToolCalls:
         surface = self.surface
         loop = asyncio.get_running_loop()
         gone = loop.create_task(_disconnect(receive))
+        waiting = _Waiting(gone)
         streaming = False
-        task_id = None
+        task_id = watch = None
         try:
             try:
                 created = time.time()
@@ -173,28 +184,34 @@ class LeanToolCalls:
                     task, watch = await surface.tasks.submit(entry.name, to_message(entry, arguments),
                                                              metadata=call_mode.mark_blocking(None))
                 task_id = task.id
-                call = Call(task, watch)
-                surface._spawn(call.pump())
                 wait = surface.call_wait
                 now = loop.time()
                 deadline, ping = now + wait, now + _sdk_http._SSE_PING_INTERVAL
-                while not call.ended.done() and now < deadline:
-                    await asyncio.wait((call.ended, gone), timeout=min(deadline, ping) - now,
-                                       return_when=asyncio.FIRST_COMPLETED)
-                    if gone.done():
-                        raise asyncio.CancelledError      # the client closed the response stream
-                    now = loop.time()
-                    if not call.ended.done() and now >= ping:
-                        if not streaming:       # as the SDK: commit to SSE and keep the stream alive
-                            streaming = True
-                            await send({"type": "http.response.start", "status": 200,
-                                        "headers": _sdk_http._SSE_HEADERS})
-                        await send({"type": "http.response.body", "body": _PING, "more_body": True})
-                        ping = now + _sdk_http._SSE_PING_INTERVAL
-                if wait > 0 and call.final:
-                    if call.task.status.state == a2a_pb2.TASK_STATE_REJECTED:
-                        raise rejection(call.task)
-                    result = tool_result(call.task, entry.output_schema, surface.inline_limit)
+                ended = False
+                self._waiting.add(waiting)
+                try:
+                    while now < deadline and not self._closed:
+                        if await waiting.until_ended(task, watch, min(deadline, ping)):
+                            ended = True
+                            break
+                        if gone.done():
+                            raise asyncio.CancelledError      # the client closed the response stream
+                        now = loop.time()
+                        if now >= ping:
+                            if not streaming:       # as the SDK: commit to SSE and keep the stream alive
+                                streaming = True
+                                await send({"type": "http.response.start", "status": 200,
+                                            "headers": _sdk_http._SSE_HEADERS})
+                            await send({"type": "http.response.body", "body": _PING, "more_body": True})
+                            ping = now + _sdk_http._SSE_PING_INTERVAL
+                finally:
+                    self._waiting.discard(waiting)
+                    if not ended:
+                        surface.tasks.unwatch(watch)      # nobody folds this task's events any more
+                if wait > 0 and ended and fold.is_final(task.status.state):
+                    if task.status.state == a2a_pb2.TASK_STATE_REJECTED:
+                        raise rejection(task)
+                    result = tool_result(task, entry.output_schema, surface.inline_limit)
                     if linked(result):      # a large artifact is linked: its reader needs the task's record
                         record = TaskRecord(entry.name, created, (scope.get("state") or {}).get(OWNER_KEY))
                         with reported_errors():
@@ -203,7 +220,7 @@ class LeanToolCalls:
                     record = TaskRecord(entry.name, created, (scope.get("state") or {}).get(OWNER_KEY))
                     with reported_errors():
                         await surface.records.put(task.id, record)
-                    result = still_running(call.task, wait)
+                    result = still_running(task, wait)
                 result.setdefault("resultType", "complete")
                 result = plain_wire_result(result, self.server_info) or \
                     self.runner._serialize(METHOD, version, result)
@@ -317,6 +334,45 @@ def _routing_headers(scope, max_body_size: int) -> dict | None:
 def _accept_only(accept: bytes | None) -> SimpleNamespace:
     """What `check_accept_headers` reads of a request."""
     return SimpleNamespace(headers={"accept": accept.decode("latin-1")} if accept is not None else {})
+
+
+class _Waiting:
+    """One call's wait for its task: folds the watch's events into the task in the request's own
+    coroutine (no pump task, no asyncio.wait per wake-up), under a timeout that the client's going
+    (`gone`) or the surface's closing cuts short."""
+
+    __slots__ = ("gone", "timeout")
+
+    def __init__(self, gone: asyncio.Task) -> None:
+        self.gone = gone
+        self.timeout: asyncio.Timeout | None = None
+        gone.add_done_callback(self._woken)
+
+    def _woken(self, _) -> None:
+        self.wake()
+
+    def wake(self) -> None:
+        timeout = self.timeout
+        if timeout is not None and not timeout.expired():
+            timeout.reschedule(asyncio.get_running_loop().time())   # ends the wait at once
+
+    async def until_ended(self, task: a2a_pb2.Task, watch, until: float) -> bool:
+        """Fold events into `task` until the watch ends (True: a final state, or the relay is
+        closing, or it cut off a slow reader) or `until` (loop time) or a wake-up (False)."""
+        if self.gone.done():
+            return False
+        try:
+            async with asyncio.timeout_at(until) as timeout:
+                self.timeout = timeout
+                async for event in watch.events():
+                    fold.apply(task, event)
+        except TimeoutError:
+            return False
+        except TaskError as e:       # too slow to keep up: the task index still has the truth
+            log.warning("call on task %s lost its event stream: %s", task.id, e.reason)
+        finally:
+            self.timeout = None
+        return True
 
 
 async def _disconnect(receive) -> None:

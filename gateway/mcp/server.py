@@ -150,6 +150,8 @@ class McpSurface:
 
     async def close(self) -> None:
         self._closing = True                 # calls cut short now leave their tasks running
+        if self.lean_path is not None:
+            self.lean_path.stop_waiting()
         if self._watcher is not None:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
