@@ -76,6 +76,7 @@ METHOD = "tools/call"
 _VERSIONS = frozenset(v.encode() for v in MODERN_PROTOCOL_VERSIONS) if AVAILABLE else frozenset()
 _ENVELOPE_KEYS = frozenset({PROTOCOL_VERSION_META_KEY, CLIENT_INFO_META_KEY, CLIENT_CAPABILITIES_META_KEY})
 _PARAMS_KEYS = frozenset({"name", "arguments", "_meta"})
+_ID_TYPES = (int, str)      # `type(...) in`: a bool is not a JSON-RPC id (the model's int is strict)
 _PING = b": ping\r\n\r\n"
 if AVAILABLE:
     _VERSION_HEADER = MCP_PROTOCOL_VERSION_HEADER.encode()
@@ -86,6 +87,13 @@ if AVAILABLE:
 
 class _Fallthrough(Exception):
     """Not the lean path's request: the SDK answers it."""
+
+
+class _Answered(Exception):
+    """The result is in its wire form already (plain_text_wire_result)."""
+
+
+_encode = json.JSONEncoder(separators=(",", ":")).encode      # json.dumps(..., separators=...) builds one per call
 
 
 class LeanToolCalls:
@@ -136,11 +144,14 @@ class LeanToolCalls:
             decoded = json.loads(body)
             if not isinstance(decoded, dict) or "id" not in decoded:
                 raise _Fallthrough
-            request = JSONRPCRequest.model_validate(decoded)
+            plain = plain_request(decoded)
+            if plain is None:
+                request = JSONRPCRequest.model_validate(decoded)
+                plain = request.id, request.method, request.params
+            request_id, method, params = plain
         except (ValueError, RecursionError, ValidationError):
             raise _Fallthrough from None
-        params = request.params
-        if request.method != METHOD or not isinstance(params, dict) or not params.keys() <= _PARAMS_KEYS:
+        if method != METHOD or not isinstance(params, dict) or not params.keys() <= _PARAMS_KEYS:
             raise _Fallthrough
         meta = params.get("_meta")
         if not isinstance(meta, dict) or not meta.keys() <= _ENVELOPE_KEYS:
@@ -164,7 +175,7 @@ class LeanToolCalls:
                 or entry.param_headers or entry.invalid_arguments(arguments) is not None \
                 or entry.default_input and arguments.get("task_id"):      # an answer: the SDK path resumes
             raise _Fallthrough
-        return request.id, route.protocol_version, entry, arguments
+        return request_id, route.protocol_version, entry, arguments
 
     # ------------------------------------------------------------ the call
 
@@ -211,6 +222,11 @@ class LeanToolCalls:
                 if wait > 0 and ended and fold.is_final(task.status.state):
                     if task.status.state == a2a_pb2.TASK_STATE_REJECTED:
                         raise rejection(task)
+                    result = None if entry.output_schema is not None else \
+                        plain_text_wire_result(task, surface.inline_limit, self.server_info)
+                    if result is not None:      # the common answer, in its wire form at once
+                        message = {"jsonrpc": "2.0", "id": request_id, "result": result}
+                        raise _Answered
                     result = tool_result(task, entry.output_schema, surface.inline_limit)
                     if linked(result):      # a large artifact is linked: its reader needs the task's record
                         record = TaskRecord(entry.name, created, (scope.get("state") or {}).get(OWNER_KEY))
@@ -225,6 +241,8 @@ class LeanToolCalls:
                 result = plain_wire_result(result, self.server_info) or \
                     self.runner._serialize(METHOD, version, result)
                 message = {"jsonrpc": "2.0", "id": request_id, "result": result}
+            except _Answered:
+                pass
             except Exception as e:
                 message = JSONRPCError(jsonrpc="2.0", id=request_id, error=modern_error_data(e))
         except BaseException as e:
@@ -237,7 +255,7 @@ class LeanToolCalls:
             if not gone.done():
                 gone.cancel()
         if isinstance(message, dict):       # a result: what the SDK's JSONRPCResponse dumps to, as is
-            data = json.dumps(message, separators=(",", ":"))
+            data = _encode(message)
             if streaming:
                 body = f"event: message\r\ndata: {data}\r\n\r\n".encode()
                 await send({"type": "http.response.body", "body": body, "more_body": False})
@@ -250,6 +268,18 @@ class LeanToolCalls:
             await send({"type": "http.response.body", "body": _sdk_http._sse_event(message), "more_body": False})
         else:
             await _sdk_http._write(message, scope, receive, send)
+
+
+def plain_request(decoded: dict) -> tuple | None:
+    """(id, method, params) of a decoded body that JSONRPCRequest surely accepts as it is (an int
+    or str id: the model's int is strict, so no bool; the "2.0" literal; a str method; object
+    params), checked directly; None for the model to judge. tests/gateway/test_mcp_lean.py holds
+    it to the model."""
+    request_id, method, params = decoded["id"], decoded.get("method"), decoded.get("params")
+    if decoded.get("jsonrpc") == "2.0" and type(request_id) in _ID_TYPES and type(method) is str \
+            and type(params) is dict:
+        return request_id, method, params
+    return None
 
 
 # ---------------------------------------------------------------- the result's wire form
@@ -283,6 +313,33 @@ def plain_wire_result(result: dict, server_info: dict | None) -> dict | None:
         wire["isError"] = True
     wire["resultType"] = "complete"
     return wire
+
+
+def plain_text_wire_result(task: a2a_pb2.Task, inline_limit: int | None, server_info: dict | None) -> dict | None:
+    """plain_wire_result(tool_result(task, None, inline_limit)) for the commonest answer, in one
+    walk of the task: COMPLETED, no Message reply, artifacts of plain text parts only, none over
+    `inline_limit` (nothing linked). None for anything else (tool_result then shapes it).
+    tests/gateway/test_mcp_lean.py holds both to the same dict, key order included."""
+    status = task.status
+    if server_info is None or status.state != a2a_pb2.TASK_STATE_COMPLETED \
+            or (status.HasField("message") and fold.REPLY_MARK in status.message.metadata.fields):
+        return None
+    blocks = []
+    for artifact in task.artifacts:
+        size = 0
+        for part in artifact.parts:
+            if part.WhichOneof("content") != "text" or "://" in part.filename:
+                return None
+            text = part.text
+            size += len(text) if text.isascii() else len(text.encode())
+            blocks.append({"text": text, "type": "text"})
+        if inline_limit is not None and size > inline_limit:
+            return None
+    if not blocks:
+        return None
+    meta = {"taskId": task.id, "contextId": task.context_id, "state": "TASK_STATE_COMPLETED"}
+    return {"_meta": {_TASK_META: meta, SERVER_INFO_META_KEY: server_info}, "content": blocks,
+            "resultType": "complete"}
 
 
 # ---------------------------------------------------------------- ASGI helpers
@@ -322,13 +379,26 @@ def _routing_headers(scope, max_body_size: int) -> dict | None:
         return None
     if not content_type.decode("latin-1").lower().startswith("application/json"):
         return None
-    has_json, has_sse = check_accept_headers(_accept_only(accept))
-    if not (has_json and has_sse):
+    if not _accepts_both(accept):
         return None
     if length is not None and length.isdigit() and int(length) > max_body_size:
         return None
     return {MCP_PROTOCOL_VERSION_HEADER: version.decode("latin-1"), MCP_METHOD_HEADER: method.decode("latin-1"),
             MCP_NAME_HEADER: name.decode("latin-1")}
+
+
+_ACCEPTS: dict[bytes | None, bool] = {}     # Accept value -> JSON and SSE both accepted; clients send few values
+
+
+def _accepts_both(accept: bytes | None) -> bool:
+    """The SDK's `check_accept_headers` verdict on an Accept value (JSON and SSE), remembered."""
+    verdict = _ACCEPTS.get(accept)
+    if verdict is None:
+        has_json, has_sse = check_accept_headers(_accept_only(accept))
+        verdict = bool(has_json and has_sse)
+        if len(_ACCEPTS) < 64:
+            _ACCEPTS[accept] = verdict
+    return verdict
 
 
 def _accept_only(accept: bytes | None) -> SimpleNamespace:

@@ -130,10 +130,14 @@ class ChannelResume:
         self.app = app
         self.surface = surface
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send):
+        # Not a coroutine function: a POST is the app's own coroutine, with no frame of this layer
+        # in the chain every resumption of that request's task walks.
         if scope["type"] != "http" or scope["method"] != "GET":
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)
+        return self._get(scope, receive, send)
+
+    async def _get(self, scope: Scope, receive: Receive, send: Send) -> None:
         last = Headers(scope=scope).get("last-event-id")
         if last is None or not last.startswith(PREFIX):
             await self.app(scope, receive, send)

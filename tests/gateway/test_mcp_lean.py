@@ -21,10 +21,11 @@ from mcp.server import Server, _streamable_http_modern
 from mcp.server.runner import ServerRunner
 from mcp.shared.exceptions import MCPError
 
-from gateway.mcp.lean import plain_wire_result
+from gateway.mcp.lean import plain_request, plain_text_wire_result, plain_wire_result
 from gateway.mcp.results import tool_result
 from gateway.mcp.tools import Catalog
 from gateway.registry.capabilities import Capability
+from gateway.tasks import fold
 
 from tests.gateway.mcp_support import (ADD_INPUT, ADD_OUTPUT, agents_on, broken, card, echo, refusing,
                                        settings, structured, until_released, wait_until)
@@ -142,6 +143,26 @@ def test_the_default_schema_shortcut_agrees_with_the_validator(arguments):
     assert (entry.invalid_arguments(arguments) is None) == entry.validator.is_valid(arguments)
 
 
+@pytest.mark.parametrize("request_id", [7, 0, -1, 2 ** 70, "a", "", True, False, 1.0, None, [], {}])
+@pytest.mark.parametrize("jsonrpc", ["2.0", "2", 2.0, None, "missing"])
+@pytest.mark.parametrize("method, params", [
+    ("tools/call", {"name": "echo"}), ("tools/call", {}), ("tools/call", None), ("tools/call", []),
+    ("tools/call", "missing"), (1, {"name": "echo"}), (None, {}), ("missing", {}),
+])
+def test_the_plain_request_check_agrees_with_the_model(request_id, jsonrpc, method, params):
+    decoded = {"id": request_id, "jsonrpc": jsonrpc, "method": method, "params": params}
+    decoded = {k: v for k, v in decoded.items() if v != "missing"}
+    plain = plain_request(decoded)
+    try:
+        model = types.JSONRPCRequest.model_validate(decoded)
+    except ValueError:
+        assert plain is None
+        return
+    if plain is not None:
+        assert plain == (model.id, model.method, model.params)
+        assert type(plain[0]) is type(model.id)
+
+
 # ---------------------------------------------------------------- the result's direct wire form
 
 def _task(state, *texts, status_text=None, data=None) -> a2a_pb2.Task:
@@ -176,6 +197,61 @@ def test_the_direct_wire_form_of_a_result_is_what_the_sdks_serializer_makes(task
         assert direct is None           # not a plain result: the SDK's serializer shapes it
     else:
         assert json.dumps(direct) == json.dumps(expected)      # key order included
+
+
+def _replied(*texts) -> a2a_pb2.Task:
+    task = _task(a2a_pb2.TASK_STATE_COMPLETED, "an artifact")
+    task.status.message.CopyFrom(a2a_pb2.Message(role=a2a_pb2.ROLE_AGENT, parts=[a2a_pb2.Part(text=t) for t in texts]))
+    fold.mark_reply(task.status.message)
+    return task
+
+
+def _two_artifacts() -> a2a_pb2.Task:
+    task = _task(a2a_pb2.TASK_STATE_COMPLETED, "first", "ünï")
+    task.artifacts.add(artifact_id="a2", parts=[a2a_pb2.Part(text="x" * 40)])
+    task.artifacts.add(artifact_id="a3")
+    return task
+
+
+def _odd_part(**part) -> a2a_pb2.Task:
+    task = _task(a2a_pb2.TASK_STATE_COMPLETED, "plain")
+    task.artifacts[0].parts.add(**part)
+    return task
+
+
+@pytest.mark.parametrize("task", [
+    _task(a2a_pb2.TASK_STATE_COMPLETED, "echo: hi"),
+    _task(a2a_pb2.TASK_STATE_COMPLETED, "ünïcode ✓", "", "\u0000 and \"quotes\""),
+    _task(a2a_pb2.TASK_STATE_COMPLETED),
+    _task(a2a_pb2.TASK_STATE_COMPLETED, status_text="only a status"),
+    _task(a2a_pb2.TASK_STATE_FAILED, status_text="always fails"),
+    _task(a2a_pb2.TASK_STATE_CANCELED),
+    _task(a2a_pb2.TASK_STATE_INPUT_REQUIRED, status_text="which one?"),
+    _task(a2a_pb2.TASK_STATE_COMPLETED, data={"k": [1, 2.5]}),
+    _replied("a message reply"),
+    _two_artifacts(),
+    _odd_part(text="see", filename="https://example.com/x"),
+    _odd_part(url="https://example.com/x"),
+    _odd_part(raw=b"\x00\x01", media_type="image/png"),
+])
+@pytest.mark.parametrize("inline_limit", [None, 0, 5, 6, 40, 1 << 20])
+def test_the_plain_text_wire_result_is_the_two_steps_in_one(task, inline_limit):
+    stamp = _SERIALIZER.server.server_info_stamp
+    direct = plain_text_wire_result(task, inline_limit, stamp)
+    if direct is None:      # the lean path takes the two steps
+        return
+    result = tool_result(task, None, inline_limit) | {"resultType": "complete"}
+    assert json.dumps(direct) == json.dumps(plain_wire_result(result, stamp))      # key order included
+    assert json.dumps(direct) == json.dumps(_SERIALIZER._serialize("tools/call", MODERN, dict(result)))
+
+
+def test_the_plain_text_wire_result_covers_the_common_answers():
+    stamp = _SERIALIZER.server.server_info_stamp
+    assert plain_text_wire_result(_task(a2a_pb2.TASK_STATE_COMPLETED, "echo: hi"), 1 << 20, stamp) is not None
+    assert plain_text_wire_result(_two_artifacts(), 40, stamp) is not None
+    assert plain_text_wire_result(_two_artifacts(), 39, stamp) is None         # "x" * 40 is linked
+    assert plain_text_wire_result(_two_artifacts(), 6, stamp) is None          # "first" + "ünï" is 10 bytes
+    assert plain_text_wire_result(_task(a2a_pb2.TASK_STATE_COMPLETED, "x"), None, None) is None
 
 
 @pytest.mark.parametrize("result", [
