@@ -8,17 +8,19 @@ scopes around all of it. `LeanToolCalls` sits between the guard (mcp_auth.McpGua
 token) and the SDK's session manager and answers that one request itself:
 
 - it runs the same checks the SDK runs, with the SDK's own functions where it has them: the body
-  limit, Content-Type, Accept (`check_accept_headers`), JSON parsing, `JSONRPCRequest`, the
-  routing headers and the `_meta` envelope (`classify_inbound_request`), `Mcp-Param-*` (none
+  limit, Content-Type, Accept (`check_accept_headers`, its verdict remembered per value), JSON
+  parsing, `JSONRPCRequest` (checked directly for a plain body: `plain_request`), the routing headers and the `_meta` envelope (`classify_inbound_request`), `Mcp-Param-*` (none
   declared and none sent), the per-version request surface (`validate_client_request`), the
   typed params a handler gets (`CallToolRequestParams`);
-- it submits the task and waits for it as McpSurface does (`Call`, the same wait, the same
-  cancellation of the task when the client closes the response stream, the same hand-out of the
-  task id when the call outlives `mcp_call_wait_seconds`);
+- it submits the task and waits for it as McpSurface does (the same wait, the same cancellation
+  of the task when the client closes the response stream, the same hand-out of the task id when
+  the call outlives `mcp_call_wait_seconds`), folding the task's events in the request's own
+  coroutine (`_Waiting`) where McpSurface has a `Call` pump task and an asyncio.wait per wake-up;
 - it shapes the result with the SDK's own serializer (`ServerRunner._serialize`: the result
   surface's sieve and the serverInfo stamp), except the common plain result (text blocks, the
-  task's `_meta`), whose wire form `plain_wire_result` builds directly (tests hold it to the
-  serializer's output), and writes what the SDK writes: the JSON-RPC response
+  task's `_meta`), whose wire form `plain_wire_result` builds directly, or straight from the task
+  for plain text artifacts (`plain_text_wire_result`; tests hold both to the serializer's
+  output), and writes what the SDK writes: the JSON-RPC response
   as `application/json` when the task ends within the SDK's SSE deferral window, otherwise
   `text/event-stream` with the same keep-alive pings and the response as the final event;
   errors through the SDK's own mapping (`modern_error_data`) and writers.
