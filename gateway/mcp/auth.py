@@ -137,10 +137,11 @@ class McpGuard:
         self.app = app
         self.policy = policy
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send):
+        # Not a coroutine function: where no token is checked, the request is the app's own
+        # coroutine, with no frame of this layer in the chain every resumption of its task walks.
         if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)
         if any(v[:1] in _OWS or v[-1:] in _OWS for _, v in scope["headers"]):
             # RFC 9110 §5.5: whitespace around a field value is not part of it (the SDK compares exactly).
             scope = {**scope, "headers": [(k, v.strip(b" \t")) for k, v in scope["headers"]]}
@@ -148,11 +149,15 @@ class McpGuard:
         host = headers.get("host")
         origin = headers.get("origin")
         if origin is not None and not self.policy.origin_allowed(origin, host):
-            await _error(403, "Forbidden: Origin not allowed")(scope, receive, send)
-            return
+            return _error(403, "Forbidden: Origin not allowed")(scope, receive, send)
         if not self.policy.host_allowed(host):
-            await _error(421, "Misdirected request: Host not allowed")(scope, receive, send)
-            return
+            return _error(421, "Misdirected request: Host not allowed")(scope, receive, send)
+        if not self.policy.authenticator.enabled:      # AccessPolicy.identify's answer, without a coroutine
+            scope.setdefault("state", {})[PRINCIPAL_KEY] = ANONYMOUS
+            return self.app(scope, receive, send)
+        return self._identified(scope, receive, send, headers)
+
+    async def _identified(self, scope: Scope, receive: Receive, send: Send, headers: Headers) -> None:
         try:
             owner, principal = await self.policy.identify(headers.get("authorization"))
         except AuthError as e:
