@@ -151,6 +151,7 @@ class Bridge:
         self.lean_url = lean_call_url(self.card) if lean_call else None     # blocking calls skip the SDK client
         self.lean_http = lean_http          # what posts them: "http1" (gateway/http/http1.py) or "httpx"
         self._origin: OriginClient | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.worker = Worker(backend, capability.name, self._forward, concurrency=concurrency, invisible=invisible,
                              supervisor=supervisor, announce=self._announces)
         self.health = capability.status
@@ -199,8 +200,9 @@ class Bridge:
         """The lean call; a call still running after WORKING_AFTER publishes WORKING then, so a
         task looked up meanwhile (GetTask, ListTasks) shows the agent working on it. Cancelled
         before the answer is relayed: WORKING never follows the agent's events."""
-        late = asyncio.get_running_loop().call_later(WORKING_AFTER, relay.announce) \
-            if not relay.announced else None
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()     # once: each lookup is a getpid() on Python 3.11
+        late = self._loop.call_later(WORKING_AFTER, relay.announce) if not relay.announced else None
         try:
             return await lean_call.send_message(post, message)
         finally:

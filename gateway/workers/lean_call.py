@@ -17,6 +17,7 @@ benchmark's `bridged_httpx` and `bridged_sdk` targets measure them against the d
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from typing import Awaitable, Callable
@@ -44,10 +45,14 @@ def lean_url(card: a2a_pb2.AgentCard) -> str | None:
     return None
 
 
+_IDS = itertools.count(1)
+_ID_PREFIX = os.urandom(6).hex() + "-"     # a request id: this process's prefix, then a count (no getrandom per call)
+
+
 def request_body(message: a2a_pb2.Message) -> bytes:
     plain = protojson.message_to_dict(message)
     params = {"message": plain if plain is not None else json_format.MessageToDict(message)}
-    return json.dumps({"jsonrpc": "2.0", "id": os.urandom(8).hex(), "method": "SendMessage", "params": params},
+    return json.dumps({"jsonrpc": "2.0", "id": f"{_ID_PREFIX}{next(_IDS)}", "method": "SendMessage", "params": params},
                       separators=(",", ":")).encode()
 
 
