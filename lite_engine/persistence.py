@@ -36,11 +36,14 @@ class Persistence:
         self._log = CommitLog(config.data_dir, fsync=config.fsync, segment_bytes=config.segment_bytes,
                               fsync_interval=config.fsync_interval,
                               max_payload=config.max_message_bytes + _RECORD_OVERHEAD)
-        self._last_lsn: int | None = None
-        self._since_snapshot = 0
+        self._counted_from = 0    # records from this LSN on count towards the next snapshot
         self._replaying = False
         self._lazy = config.fsync in ("never", "interval")
         self._lock = DirLock(config.data_dir)
+
+    @property
+    def _since_snapshot(self) -> int:
+        return self._log.next_lsn - self._counted_from
 
     @property
     def healthy(self) -> bool:
@@ -77,11 +80,10 @@ class Persistence:
                 lsn, data = snap
                 for rtype, payload in rec.unframe(data):
                     apply(engine, rtype, payload)
-                start, self._last_lsn = lsn + 1, lsn
+                start = lsn + 1
             for lsn, rtype, payload in self._log.replay(start):
                 apply(engine, rtype, payload)
-                self._last_lsn = lsn
-                self._since_snapshot += 1
+            self._counted_from = start
         except CommitLogError as exc:
             raise StorageError(str(exc)) from exc
         finally:
@@ -91,12 +93,9 @@ class Persistence:
         if self._replaying:
             return None
         try:
-            lsn = self._log.append(rtype, payload)
+            return self._log.append(rtype, payload)
         except CommitLogError as exc:
             raise StorageError(str(exc)) from exc
-        self._last_lsn = lsn
-        self._since_snapshot += 1
-        return lsn
 
     async def sync(self, lsn: int) -> None:
         fut = self.durable(lsn)
@@ -135,10 +134,11 @@ class Persistence:
         return self._since_snapshot >= self.config.snapshot_every
 
     async def snapshot(self, state: EngineState) -> None:
-        if self._last_lsn is None:
+        lsn = self._log.next_lsn - 1      # the last record appended (or replayed)
+        if lsn < 0:
             return
-        lsn, data = self._last_lsn, b"".join(snapshot_records(state))
-        self._since_snapshot = 0
+        data = b"".join(snapshot_records(state))
+        self._counted_from = lsn + 1
         try:
             await self._log.write_snapshot(lsn, data)
         except CommitLogError as exc:

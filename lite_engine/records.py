@@ -30,9 +30,22 @@ _PUB = struct.Struct("<QdBH")
 _U64 = struct.Struct("<Q")
 
 
+# Encoded names, by name: a task's records repeat the same few (its topic, lite topic, group,
+# table, keys) a dozen times, and encoding one costs several times a lookup. Bounded: cleared
+# when full.
+_ENCODED: dict[str, bytes] = {}
+_ENCODED_MAX = 8192
+
+
 def _s(value: str) -> bytes:
-    raw = value.encode()
-    return _U16.pack(len(raw)) + raw
+    encoded = _ENCODED.get(value)
+    if encoded is None:
+        raw = value.encode()
+        encoded = _U16.pack(len(raw)) + raw
+        if len(_ENCODED) >= _ENCODED_MAX:
+            _ENCODED.clear()
+        _ENCODED[value] = encoded
+    return encoded
 
 
 def _read_s(buf: memoryview, pos: int) -> tuple[str, int]:

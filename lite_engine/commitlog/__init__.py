@@ -40,7 +40,7 @@ from ..io_thread import IoGate, IoThread
 from .errors import CommitLogError, CorruptLogError, LogClosedError, LogWriteError, RecordTooLargeError
 from .record import HEADER, LEN_CRC, MAX_PAYLOAD_LIMIT, TYPE_LSN
 from .recovery import LogRecovery
-from .state import FsyncPolicy, LogState
+from .state import OPEN, FsyncPolicy, LogState
 from .writer import LogWriter
 from .segment_files import Segment, close_fd, unlink
 from .snapshot import Snapshot, write_snapshot_file
@@ -82,6 +82,8 @@ class CommitLog(LogRecovery, PolicyHooks, GroupCommit, LogWriter):
             raise ValueError(f"fsync_interval must be a positive number, got {fsync_interval!r}")
         self._interval = float(fsync_interval)
         self._ordered = self._policy is not FsyncPolicy.NEVER
+        self._batch = self._policy is FsyncPolicy.BATCH
+        self._writes_on_sync = self._policy in (FsyncPolicy.NEVER, FsyncPolicy.INTERVAL)   # sync() = written
         self._after_append = self._after_append_hook()
         self._state = LogState.NEW
         self._error: LogWriteError | None = None
@@ -148,7 +150,7 @@ class CommitLog(LogRecovery, PolicyHooks, GroupCommit, LogWriter):
 
     def append(self, rtype: int, payload: bytes) -> int:
         """Assign the next LSN to the record and buffer it (write + fsync it under `always`)."""
-        if self._state is not LogState.OPEN:
+        if self._state is not OPEN:
             self._raise_unwritable()
         size = len(payload)
         if size > self._max_payload:

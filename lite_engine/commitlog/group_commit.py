@@ -7,7 +7,7 @@ import asyncio
 import heapq
 
 from .errors import CommitLogError, LogClosedError, LogWriteError
-from .state import FsyncPolicy, LogState
+from .state import CLOSING, OPEN
 from .segment_files import Segment, positions
 
 # Policy batch: a record nobody waits for (an ack, a lite delivery's attempt, a deleted lite
@@ -49,9 +49,11 @@ class GroupCommit:
         `set_result(None)` once `lsn` is durable or `set_exception(exc)` if it cannot become so
         (it needs `done()`, `set_result` and `set_exception`; nothing else). Errors known now are
         raised now. Caller: the engine's Persistence, whose waiter also reveals messages."""
-        if self._durable_now(lsn):
+        if lsn <= self._synced_lsn or self._durable_now(lsn):
             return True
-        self._add_waiter(lsn, waiter)
+        heapq.heappush(self._waiters, (lsn, next(self._waiter_seq), waiter))
+        if self._state is OPEN and not self._flushing:
+            self._kick_flusher(lsn)
         return False
 
     def _durable_now(self, lsn: int) -> bool:
@@ -63,11 +65,11 @@ class GroupCommit:
             raise self._error.again()
         if lsn >= self._next_lsn:
             raise ValueError(f"LSN {lsn!r} has not been appended (next LSN is {self._next_lsn})")
-        if self._state is LogState.OPEN and self._policy in (FsyncPolicy.NEVER, FsyncPolicy.INTERVAL):
+        if self._state is OPEN and self._writes_on_sync:
             self._write_pending()
             self._ensure_ticker(asyncio.get_running_loop())
             return True
-        if self._state is not LogState.OPEN and self._state is not LogState.CLOSING:
+        if self._state is not OPEN and self._state is not CLOSING:
             raise LogClosedError(self._dir, self._state.value)
         return False
 
@@ -77,7 +79,7 @@ class GroupCommit:
         other than batch, the same as sync."""
         if lsn <= self._synced_lsn or lsn <= self._written:
             return
-        if self._policy is not FsyncPolicy.BATCH or self._state is not LogState.OPEN:
+        if not self._batch or self._state is not OPEN:
             await self.sync(lsn)
             return
         if self._error is not None:
@@ -106,7 +108,7 @@ class GroupCommit:
 
     def _add_waiter(self, lsn: int, fut: asyncio.Future[None]) -> None:
         heapq.heappush(self._waiters, (lsn, next(self._waiter_seq), fut))
-        if self._state is LogState.OPEN:
+        if self._state is OPEN:
             self._kick_flusher(lsn)
 
     def _release_waiters(self, upto: int) -> None:
@@ -148,7 +150,7 @@ class GroupCommit:
 
     def _lazy_commit(self) -> None:
         self._lazy = None
-        if self._state is not LogState.OPEN or self._synced_lsn >= self._next_lsn - 1:
+        if self._state is not OPEN or self._synced_lsn >= self._next_lsn - 1:
             return
         if self._synced_lsn >= self._lazy_upto:    # a waiter's commit took them: the newer ones wait their turn
             self._commit_later(self._next_lsn - 1)
@@ -162,7 +164,7 @@ class GroupCommit:
     # each way and no extra loop turns. Caller: loop thread only.
 
     def _start_batch(self) -> None:
-        if self._state is not LogState.OPEN or self._error is not None \
+        if self._state is not OPEN or self._error is not None \
                 or self._synced_lsn >= self._next_lsn - 1:
             self._flush_idle()
             return
@@ -198,7 +200,7 @@ class GroupCommit:
     def _flush_idle(self) -> None:
         """No waiter left: what was appended meanwhile, unwaited, rides a later commit."""
         self._flushing = False
-        if self._state is LogState.OPEN and self._synced_lsn < self._next_lsn - 1:
+        if self._state is OPEN and self._synced_lsn < self._next_lsn - 1:
             if self._waiters:
                 self._kick_flusher(self._next_lsn - 1)
             else:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from . import segment_files
 from .errors import LogWriteError
-from .state import FsyncPolicy, LogState
+from .state import OPEN, FsyncPolicy
 
 EAGER_WRITE_BYTES = 64 << 10  # under never/interval, hand buffers above this to the OS now
 
@@ -74,7 +74,7 @@ class PolicyHooks:
 
     def _scheduled_write(self) -> None:
         self._write_scheduled = False
-        if self._state is LogState.OPEN and self._chunks:
+        if self._state is OPEN and self._chunks:
             try:
                 self._write_pending()
             except LogWriteError:
@@ -96,7 +96,7 @@ class PolicyHooks:
                 return
 
     async def _fsync_pass(self) -> None:
-        if self._state is LogState.OPEN and self._chunks:
+        if self._state is OPEN and self._chunks:
             self._write_pending()
         dirty = [(s, s.written) for s in self._segments if s.fd is not None and s.synced < s.written]
         if not dirty:

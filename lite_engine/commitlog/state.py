@@ -18,3 +18,9 @@ class LogState(enum.Enum):
     FAILED = "failed"
     CLOSING = "closing"
     CLOSED = "closed"
+
+
+# Module-level aliases for the hot paths (append, every durable wait, every group commit): in
+# Python 3.11 an `LogState.OPEN` is a descriptor call on the enum class, ~0.15 us each time.
+NEW, OPEN, FAILED, CLOSING, CLOSED = (LogState.NEW, LogState.OPEN, LogState.FAILED, LogState.CLOSING,
+                                      LogState.CLOSED)
