@@ -383,9 +383,10 @@ class TaskIndex:
             await asyncio.gather(*(self.chunks.delete(k) for k, _ in page))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)      # not frozen: a frozen dataclass's __init__ sets each field through object.__setattr__ (~5x)
 class _Facts:
-    """What a put needs of its task, read once, as the task was when it was serialized."""
+    """What a put needs of its task, read once, as the task was when it was serialized (not
+    changed after)."""
     order: str
     scope: str
     new: bool

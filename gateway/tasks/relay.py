@@ -26,6 +26,7 @@ from adapters.errors import BackendError, UnknownReceiptError
 from gateway.observability import metrics, tracing
 
 from . import channels
+from . import eager
 from . import fold
 from . import positions
 from . import telemetry
@@ -232,7 +233,7 @@ class Relay:
                         for hook in self.on_event:
                             await hook(active.task, event.event)
                     active.hooked = position
-            await asyncio.gather(*(_ack(delivery) for delivery in deliveries))
+            await eager.gather([_ack(delivery) for delivery in deliveries])     # an engine's ack ends at once
         except BackendError as e:
             # tried again soon with the same deliveries (a storage error clears once a write succeeds);
             # if this instance dies meanwhile, they come back after their invisibility

@@ -24,6 +24,7 @@ from adapters.errors import InvalidRequestError
 
 from gateway.observability import tracing
 from gateway.tasks import channels
+from gateway.tasks import eager
 from gateway.tasks import fold
 from gateway.tasks.envelope import ReplyEvent, TaskEnvelope
 
@@ -52,7 +53,7 @@ class TaskContext:
         self.attempt = attempt
         self.cancelled = asyncio.Event()
         self.finished = False
-        self._work: asyncio.Task | None = None      # the handler's run (Worker._run)
+        self._work: asyncio.Task | None = None      # the task running the handler (Worker._run)
         self._stopped = False                       # the caller's cancel stopped the handler
         self._late: asyncio.TimerHandle | None = None   # a WORKING not published yet (_announce_after)
         self._seq = 0
@@ -155,8 +156,8 @@ class TaskContext:
         """The caller cancelled the task: set `cancelled` and stop the handler if it still runs
         (the worker then publishes CANCELED unless the handler ended the task itself)."""
         self.cancelled.set()
-        if self._work is not None and not self._work.done():
-            self._stopped = True
+        if self._work is not None and not self._work.done() and not self._stopped:
+            self._stopped = True        # once: a second cancel of the handler's task would be the worker closing
             self._work.cancel()
 
     def _announce_after(self, seconds: float) -> None:
@@ -212,13 +213,12 @@ class TaskContext:
         self.finished = final
 
     async def _settle_refused(self) -> None:
-        """Before a final event on an ordered backend: let every started publish reach the log
-        (each appends at its first step, in start order) and settle them all if one was refused
-        there. The final event then joins their group commit: in one log synced in order, it
+        """Before a final event on an ordered backend: every started publish has reached the log
+        (each appends at its first step, run as it was started: `_start`); settle them all if one
+        was refused there. The final event then joins their group commit: in one log synced in order, it
         cannot be durable while an earlier one is not, so a wait for the earlier ones is not needed."""
         if not self._inflight:
             return
-        await asyncio.sleep(0)      # the started publishes' first steps run before we resume (FIFO)
         if any(publish.done() and (publish.cancelled() or publish.exception() is not None)
                for _, publish in self._inflight):
             await self._settle()
@@ -237,7 +237,9 @@ class TaskContext:
         self.finished = True
 
     def _start(self, body: bytes) -> None:
-        self._inflight.append((self._seq - 1, asyncio.get_running_loop().create_task(self._publish(body))))
+        """Start publishing `body`: its first step (where an ordered backend appends it) runs
+        now, and a task is made only of what is left (eager.py; none when it ends there)."""
+        self._inflight.append((self._seq - 1, eager.start(self._publish(body))))
 
     async def _settle(self) -> None:
         """Wait for every publish started; on a failure, fail the task (refused for good: raises

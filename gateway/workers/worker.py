@@ -217,15 +217,15 @@ class Worker:
             ctx._announce_after(WORKING_AFTER)
         else:
             ctx._announce()
-        # The control loop cancels `work` itself on the caller's cancel (TaskContext.stop): no
-        # task waiting on `ctx.cancelled` beside each handler.
-        work = ctx._work = asyncio.get_running_loop().create_task(self.handler(ctx))
+        # The handler runs in this task, and the control loop cancels it on the caller's cancel
+        # (TaskContext.stop, once): no task of its own, and none waiting on `ctx.cancelled`
+        # beside it. A cancel beyond the caller's is the worker closing: it goes on up.
+        task = ctx._work = asyncio.current_task()
         try:
-            await work
+            await self.handler(ctx)
         except asyncio.CancelledError:
-            if not ctx._stopped or asyncio.current_task().cancelling():
-                work.cancel()      # the worker is closing: the handler goes with it
-                raise
+            if task.cancelling() > ctx._stopped:
+                raise      # the worker is closing: the handler goes with it
         except Exception as e:
             if not ctx._stopped:       # else whatever the cancelled handler raised goes with it
                 if isinstance(e, (BackendError, ReplyLost)):
@@ -237,6 +237,11 @@ class Worker:
                 return
         finally:
             ctx._work = None
+        closing = task.cancelling() > ctx._stopped      # a handler that swallowed the worker's cancel
+        if ctx._stopped and task.cancelling():
+            task.uncancel()         # the caller's cancel is handled: it ends here
+        if closing:
+            raise asyncio.CancelledError
         if ctx._stopped:
             if not ctx.finished:
                 await ctx.status(a2a_pb2.TASK_STATE_CANCELED, "canceled by the caller")

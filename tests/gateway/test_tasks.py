@@ -7,6 +7,7 @@ from a2a.types import a2a_pb2
 
 from adapters.base import Message
 from gateway.tasks import channels
+from gateway.tasks.envelope import ControlEvent
 from gateway.tasks import fold
 from gateway.tasks.errors import NotCancelableError, TaskNotFoundError
 from gateway.tasks.service import TaskService
@@ -122,6 +123,23 @@ async def test_a_handler_that_swallows_the_cancel_still_ends_canceled(service, w
     ended = await service.get(task.id)
     assert ended.status.state == a2a_pb2.TASK_STATE_CANCELED
     assert ended.status.message.parts[0].text == "canceled by the caller"
+
+
+async def test_a_cancel_sent_twice_still_ends_the_task_canceled_once(backend, service, workers):
+    """The handler runs in the worker's task for the delivery: a second cancel of the same task
+    (control events come at least once) must not read as the worker closing."""
+    await workers("slow", slow)
+    task, watch = await service.submit("slow", user_message("x"))
+    async with asyncio.timeout(10):
+        async for event in watch.events():
+            if event.status_update.status.state == a2a_pb2.TASK_STATE_WORKING:
+                break
+    control = ControlEvent(task.id, "cancel").encode()
+    for _ in range(2):      # as a redelivered control event would come
+        await backend.publish(channels.CONTROL_TOPIC, Message(control), lite_topic=channels.control_channel(task.id))
+    events = await final_state(watch)
+    assert states(events) == [a2a_pb2.TASK_STATE_CANCELED]
+    assert (await service.get(task.id)).status.state == a2a_pb2.TASK_STATE_CANCELED
 
 
 async def test_another_gateway_instance_answers_get_and_subscribe(backend, service, workers):
