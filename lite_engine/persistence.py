@@ -37,6 +37,9 @@ class Persistence:
                               fsync_interval=config.fsync_interval,
                               max_payload=config.max_message_bytes + _RECORD_OVERHEAD)
         self._counted_from = 0    # records from this LSN on count towards the next snapshot
+        # The engine's loop, from recover() (Engine.start): asyncio.get_running_loop() is a
+        # getpid() system call on Python 3.11, and durable() runs on every publish and table write.
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._replaying = False
         self._lazy = config.fsync in ("never", "interval")
         self._lock = DirLock(config.data_dir)
@@ -64,6 +67,10 @@ class Persistence:
         return await self._log.retry()
 
     def recover(self, engine: Restorable) -> None:
+        try:
+            self._loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._loop = None
         self._lock.acquire()   # before the log is opened: opening truncates a torn tail
         try:
             self._replay(engine)
@@ -111,7 +118,7 @@ class Persistence:
         every publish and table write)."""
         if self._lazy:
             return None   # never/interval: the log writes at the next loop turn, many records at once
-        fut = asyncio.get_running_loop().create_future()
+        fut = (self._loop or asyncio.get_running_loop()).create_future()
         try:
             if self._log.add_waiter(lsn, _Durable(fut, then)):
                 if then is not None:
