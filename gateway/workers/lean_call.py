@@ -59,7 +59,7 @@ def request_body(message: a2a_pb2.Message) -> bytes:
 async def send_message(post: Post, message: a2a_pb2.Message) -> a2a_pb2.StreamResponse:
     """The agent's answer to one blocking SendMessage, as the one event the SDK client would yield."""
     try:
-        doc = json.loads(await post(request_body(message)))
+        doc = json.loads(_text(await post(request_body(message))))
     except httpx.TimeoutException as e:
         raise A2AClientTimeoutError("Client Request timed out") from e
     except httpx.HTTPStatusError as e:
@@ -69,6 +69,13 @@ async def send_message(post: Post, message: a2a_pb2.Message) -> a2a_pb2.StreamRe
     except (ValueError, RecursionError) as e:       # not JSON (a JSONDecodeError is a ValueError)
         raise A2AClientError(f"JSON Decode Error: {e}") from e
     return answer(doc)
+
+
+def _text(body: bytes) -> str | bytes:
+    """The answer as json.loads would decode it: an object's opening brace then a byte that is not
+    NUL is UTF-8 by its detect_encoding (no BOM, not UTF-16/32), decoded here without that walk;
+    anything else goes to json.loads as bytes."""
+    return body.decode("utf-8", "surrogatepass") if body[:1] == b"{" and body[1:2] not in (b"", b"\0") else body
 
 
 def httpx_post(http: httpx.AsyncClient, url: str) -> Post:

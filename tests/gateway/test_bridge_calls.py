@@ -177,3 +177,16 @@ def test_an_agents_task_answer_reads_as_json_format_reads_it(task):
     event = lean_call.answer({"jsonrpc": "2.0", "id": 1, "result": {"task": task}})
     assert event.task == json_format.ParseDict(task, a2a_pb2.Task(), ignore_unknown_fields=True)
     assert event.WhichOneof("payload") == "task"
+
+
+@pytest.mark.parametrize("body", [b'{"a":"\xc3\xa9"}', b"{", b"", b"[1]", '{"a":1}'.encode("utf-16-le"),
+                                  b'\xef\xbb\xbf{"a":1}', b"{\xff}", '{"a":"\ud800"}'.encode("utf-8", "surrogatepass")])
+def test_the_lean_calls_shortcut_decodes_an_answer_as_json_loads_does(body):
+    from gateway.workers.lean_call import _text
+
+    def parsed(read):
+        try:
+            return read()
+        except ValueError:      # the lean call reads any ValueError (UnicodeDecodeError too) as "not JSON"
+            return ValueError
+    assert parsed(lambda: json.loads(_text(body))) == parsed(lambda: json.loads(body))
