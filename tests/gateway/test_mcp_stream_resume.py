@@ -28,6 +28,15 @@ async def stepper(agents, task):
     await task.complete(f"done: {task.text}")
 
 
+async def pacer(agents, task):
+    """Steps the test lets go one at a time, so the live stream carries each as its own event
+    (events that arrive together may share one progress note)."""
+    for step in (1, 2, 3):
+        await task.working(f"step {step}")
+        await agents.paced.get()
+    await task.complete(f"done: {task.text}")
+
+
 engine = engine_fixture()
 
 
@@ -40,7 +49,9 @@ async def gateways(engine):
 @pytest.fixture
 async def agents(engine, gateways):
     async with remote_backend(engine) as backend, agents_on(backend) as started:
+        started.paced = asyncio.Queue()
         await started.serve("stepper", stepper)
+        await started.serve("pacer", pacer)
         yield started
 
 
@@ -125,13 +136,16 @@ async def test_a_stream_resumed_after_the_call_ended_still_gives_each_note_the_t
 
 async def test_resuming_from_a_later_cursor_replays_only_what_follows_it(gateways, agents):
     first, second = gateways
-    agents.release.set()
     session = await session_on(first)
     call = {"jsonrpc": "2.0", "id": "c-7", "method": "tools/call", "params": {
-        "name": "stepper", "arguments": {"message": "again"}, "_meta": {"progressToken": 9}}}
+        "name": "pacer", "arguments": {"message": "again"}, "_meta": {"progressToken": 9}}}
+    whole = []
     async with asyncio.timeout(20):
-        whole = [e async for e in sse_events(await first.http.send(
-            first.http.build_request("POST", "/mcp", headers=session, json=call), stream=True))]
+        async for event in sse_events(await first.http.send(
+                first.http.build_request("POST", "/mcp", headers=session, json=call), stream=True)):
+            whole.append(event)
+            if "step" in event.get("data", ""):
+                agents.paced.put_nowait(None)       # seen: the next step may go
     cursors = [e["id"] for e in whole if parse(e.get("id", ""))]
     assert len(cursors) >= 3
     async with asyncio.timeout(20):
