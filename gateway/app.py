@@ -125,9 +125,12 @@ class Gateway:
         await _close_within(self.backend.close(), "the backend", bound)
 
     def routes(self) -> list:
-        return [Route("/healthz", self._health, methods=["GET"]), Route("/readyz", self._ready, methods=["GET"]),
+        # MCP first: its one path is the busiest the router matches (A2A's SendMessage is answered
+        # ahead of the router, LeanSendMessage), and the router tries routes in order
+        return [*self.mcp.routes(),
+                Route("/healthz", self._health, methods=["GET"]), Route("/readyz", self._ready, methods=["GET"]),
                 *admin.routes(self), *observability.routes(self, self.observability), *ui.routes(self), Route("/", ui.root_redirect, methods=["GET"]),
-                *self.a2a.routes(), *self.mcp.routes()]
+                *self.a2a.routes()]
 
     def middleware(self) -> list[Middleware]:
         middleware = [*observability.middleware(self.observability),
