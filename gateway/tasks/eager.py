@@ -9,7 +9,10 @@ where it waits (`_Rest`), so it runs on without anyone awaiting it, as under ens
 (Python 3.12's eager task factory does this for a whole loop; the gateway runs on 3.11 too.)
 
 The first step runs in the caller's context (its context variables: `defer_durability` blocks),
-as a task created there would copy it.
+as a task created there would copy it. It also runs as the caller's task: a coroutine whose first
+step enters `asyncio.timeout` (which binds the current task) or sets context variables for itself
+must not be started here. The backends' publish and ack (the two users) do neither before their
+first wait; a backend that does so there would need to be started with `ensure_future`.
 """
 
 from __future__ import annotations
