@@ -187,9 +187,15 @@ class TaskIndex:
         is in the log and readable when it returns, without waiting for a commit, so no task
         or future per row; the block's `durable()` is the one wait for all of them. The log
         keeps their order: the old order rows are deleted after the new ones are written, and
-        a write refused (a version conflict) raises before anything after it is written."""
+        a write refused (a version conflict) raises before anything after it is written. A put
+        without `expect` writes the lifetime row first: a log cut between them (a repair) keeps
+        no task row without its deadline row, so the sweep still ends it (a lifetime row
+        without its task is dropped by the sweep)."""
+        early = lifetime is not None and expect is None
+        if early:
+            await self.lifetimes.put(lifetime, b"")
         version = await self.rows.put(key, record, expect=expect)
-        if lifetime is not None:
+        if lifetime is not None and not early:
             await self.lifetimes.put(lifetime, b"")
         if facts.order != old_order:
             await self.order.put(facts.order, b"")
