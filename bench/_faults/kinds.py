@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Awaitable, Callable
 
 from adapters.errors import StorageError
+from gateway.tasks.lifetimes import FOLLOW_UP_GRACE as LIFETIMES_GRACE
 
 from .client import state
 from .rigs import GATED, SLOW, InProc, Procs
@@ -105,7 +106,8 @@ def _damage(how: str):
     had ended; the cut takes what was written after it. A task whose every row it took is gone
     (`cut_by_repair`, counted apart, not as lost); one it rolled back (`rolled_back_by_repair`)
     runs again if its envelope is left, or, if the cut took the envelope and left its index row,
-    fails at its deadline: it must end either way."""
+    fails at its deadline (folded `LIFETIMES_GRACE` after it if the cut took its owner row too):
+    it must end either way."""
     async def run(rig: Procs, tally: Tally, n: int) -> float:
         await send_all(rig, tally, n)
         await tally.settle(rig.caller, 30.0)             # every task ended before the damage
@@ -130,7 +132,9 @@ def _damage(how: str):
             await asyncio.to_thread(rig.gateway.start)
         await rig.caller.until_ready()
         if how == "corrupt":    # what the cut took is gone for good: counted apart, not as lost
-            await tally.settle(rig.caller, 30.0)
+            # a task whose owner row the cut took too is followed by nobody: the lifetimes sweep
+            # fails it at its deadline and folds that itself LIFETIMES_GRACE later
+            await tally.settle(rig.caller, 30.0 + LIFETIMES_GRACE)
             cut = [t for t, end in tally.ends.items() if "lost" in end]
             tally.notes["cut_by_repair"] = len(cut)
             tally.notes["rolled_back_by_repair"] = sum(

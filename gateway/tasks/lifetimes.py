@@ -62,6 +62,7 @@ log = logging.getLogger("topicbridge.tasks")
 
 TASK_TIMEOUT = 3600.0               # gateway.task_timeout_seconds
 TASK_RETENTION = 7 * 24 * 3600.0    # gateway.task_retention_seconds
+FOLLOW_UP_GRACE = 30.0              # a failure nobody folded within this is folded by the sweeper
 DEAD_LETTER_GROUP = "tb-gateway-dead-letters"
 # Rows other parts keep under a task's id: MCP task records (mcp/tasks.py), push configs
 # (a2a/push.py), a bridged agent's ids (workers/bridge.py). They expire with the task.
@@ -77,7 +78,7 @@ CapabilityNames = Callable[[], Awaitable[Iterable[str]]]
 class Lifetimes:
     def __init__(self, service: "TaskService", *, timeout_of: TimeoutOf | None = None,
                  capability_names: CapabilityNames | None = None, timeout: float = TASK_TIMEOUT, retention: float = TASK_RETENTION, interval: float = 1.0,
-                 grace: float = 30.0, page: int = 100, capability_ttl: float = 10.0) -> None:
+                 grace: float = FOLLOW_UP_GRACE, page: int = 100, capability_ttl: float = 10.0) -> None:
         self.service = service
         self._capability_timeout, self._capability_names = timeout_of, capability_names
         self.timeout, self.retention = timeout, retention

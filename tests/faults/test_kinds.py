@@ -82,4 +82,8 @@ async def test_a_log_corrupted_mid_segment_is_refused_naming_segment_and_offset_
     result = await check("corrupted-log")
     assert "corrupt commit log" in result["refused_start"] and "at offset" in result["refused_start"]
     assert result["repair"].startswith("repaired: ")
-    assert result["completed"] == result["accepted"]
+    # every task ends: completed, or (one the cut rolled back, whose envelope it took or whose
+    # deadline passed while the gateway was down) failed by its deadline, saying so
+    assert result["completed"] + result["failed_with_reason"] == result["accepted"]
+    assert result["failed_with_reason"] <= result["rolled_back_by_repair"]
+    assert all(why.startswith("deadline exceeded") for why in result.get("failure_reasons", {}))
