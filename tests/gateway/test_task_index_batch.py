@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import shutil
 
 import pytest
 from a2a.types import a2a_pb2
@@ -19,6 +20,7 @@ from gateway.tasks.index import LIFETIME_TABLE, ORDER_TABLE, SCOPE_TABLE, TaskIn
 from gateway.tasks.ownership import OWNER_TABLE
 from gateway.tasks.service import TaskService
 from lite_engine.commitlog import segment_files
+from lite_engine.commitlog.record import RecordScan
 from lite_engine.errors import StorageError as EngineStorageError
 
 
@@ -155,3 +157,41 @@ async def test_a_submit_whose_index_write_fails_is_accepted_and_still_records_it
     finally:
         rows.put = real_put
         await service.close()
+
+
+async def test_a_log_cut_anywhere_in_a_new_tasks_rows_never_keeps_its_task_row_without_its_deadline_row(tmp_path):
+    """`topicbridge engine --repair` cuts a corrupted log at a record boundary. Wherever it cuts
+    the rows of a new task, the task row is kept only with the lifetime row the sweep ends it
+    by: otherwise it would read SUBMITTED for good, followed by nobody."""
+    data = tmp_path / "engine"
+    config = engine_config({"data_dir": str(data), "tick": 0.005, "session_timeout": 2.0})
+    first = EmbeddedLiteBackend(config)
+    await first.start()
+    index = await TaskIndex.open(first)
+    before = sum(log.stat().st_size for log in data.glob("*.log"))     # the log starts with the first write
+    task = submitted("t1")
+    with first.defer_durability() as writes:
+        await index.put("t1", task.SerializeToString(), task=task, deferred=True)
+        await writes.durable()
+    await first.close()
+    [log] = sorted(data.glob("*.log"))
+    image = log.read_bytes()
+    scan = RecordScan(image, 0)
+    ends = [scan.offset for _ in scan]          # where each record ends, in log order
+    cuts = [end for end in ends if end > before]
+    assert len(cuts) >= 3                       # the task row, its lifetime row, its order row...
+    kept = []
+    for cut in [before, *cuts]:
+        copy = tmp_path / f"cut-{cut}"
+        shutil.copytree(data, copy)
+        (copy / log.name).write_bytes(image[:cut])
+        again = EmbeddedLiteBackend(engine_config({"data_dir": str(copy), "tick": 0.005, "session_timeout": 2.0}))
+        await again.start()
+        try:
+            has_task = await (await again.table("tasks")).get("t1") is not None
+            has_deadline = await rows(again, LIFETIME_TABLE) == [lifetime_key(DEADLINE, "t1")]
+        finally:
+            await again.close()
+        assert has_deadline or not has_task, f"a cut at {cut} keeps the task row without its deadline row"
+        kept.append(has_task)
+    assert kept[0] is False and kept[-1] is True
