@@ -71,7 +71,7 @@ async def test_cancelling_the_rest_cancels_the_coroutine_where_it_waits():
             raise
 
     future = eager.start(waits())
-    await asyncio.sleep(0)      # the rest's task starts waiting
+    await asyncio.sleep(0)      # sleep-ok: one loop turn, so the rest's task starts waiting
     future.cancel()
     with pytest.raises(asyncio.CancelledError):
         await future
@@ -101,7 +101,7 @@ async def test_gather_returns_results_in_order_whether_each_ended_at_once_or_wai
         return i
 
     waiting = asyncio.ensure_future(eager.gather([quick(0), slow(1), quick(2)]))
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)          # sleep-ok: one loop turn, so the gather waits on the slow one
     gate.set_result(None)
     assert await waiting == [0, 1, 2]
     assert await eager.gather([quick(3), quick(4)]) == [3, 4]
