@@ -49,6 +49,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 from pathlib import Path
 
 from deploy.gateway_env import gateway_env
@@ -126,6 +127,8 @@ class KafkaBroker:
     ``jvm_options`` are appended after the defaults, so they win. ``sasl_users`` (name ->
     password) makes the client listener SASL_PLAINTEXT, accepting those users with PLAIN and
     SCRAM-SHA-512 (SCRAM credentials are written into the metadata log when it is formatted).
+    ``tls`` (a ``Tls``: the broker's PEM certificate and unencrypted PKCS#8 key, and the CA that
+    signed it) makes the client listener speak TLS: SSL, or SASL_SSL with ``sasl_users``.
     """
 
     def __init__(
@@ -136,6 +139,7 @@ class KafkaBroker:
         config: Mapping[str, str] | None = None,
         jvm_options: Sequence[str] = (),
         sasl_users: Mapping[str, str] | None = None,
+        tls: Tls | None = None,
     ) -> None:
         if not re.fullmatch(r"[1-9]\d*[kKmMgG]", heap):
             raise ValueError(f"heap must look like '256m' or '1g', got {heap!r}")
@@ -150,6 +154,7 @@ class KafkaBroker:
             if not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or not re.fullmatch(r"[A-Za-z0-9_.-]+", password):
                 raise ValueError(f"SASL user names and passwords must match [A-Za-z0-9_.-]+, got user {name!r}")
         self.sasl_users = dict(sasl_users or {})
+        self.tls = tls
         self.bootstrap: str | None = None
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -220,8 +225,9 @@ class KafkaBroker:
         _clear_data_dir(data)
         # The readiness scan starts at offset 0 of a file the new JVM creates, not an old one.
         self.log_file.unlink(missing_ok=True)
-        properties = {**_server_properties(data, port, controller_port), **_sasl_properties(port, controller_port, self.sasl_users),
-                      **self.config}
+        properties = {**_server_properties(data, port, controller_port),
+                      **_client_listener_properties(port, controller_port, self.sasl_users, self.tls),
+                      **_tls_properties(self.workdir, self.tls), **self.config}
         server_properties = self.workdir / "server.properties"
         server_properties.write_text("".join(f"{k}={v}\n" for k, v in properties.items()))
         (self.workdir / "log4j2.properties").write_text(_log4j2_properties(self.log_file))
@@ -409,24 +415,59 @@ logger.request.level = WARN
 """
 
 
-def _sasl_properties(port: int, controller_port: int, users: Mapping[str, str]) -> dict[str, str]:
-    """The client listener as SASL_PLAINTEXT (PLAIN and SCRAM-SHA-512) when there are users;
-    the broker talks to itself with PLAIN as a user of its own."""
-    if not users:
+def _client_listener_properties(port: int, controller_port: int, users: Mapping[str, str],
+                                tls: Tls | None) -> dict[str, str]:
+    """The client listener's protocol (PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL), which the
+    broker also talks to itself on; with users, SASL (PLAIN and SCRAM-SHA-512), the broker
+    logging in with PLAIN as a user of its own."""
+    if not users and tls is None:
         return {}
-    broker_password = uuid.uuid4().hex
-    plain_users = " ".join(f'user_{name}="{password}"' for name, password in {"tb-broker": broker_password, **users}.items())
+    protocol = ("SASL_" if users else "") + ("SSL" if tls is not None else "PLAINTEXT")
+    properties = {
+        "listeners": f"{protocol}://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+        "advertised.listeners": f"{protocol}://127.0.0.1:{port}",
+        "listener.security.protocol.map": f"{protocol}:{protocol},CONTROLLER:PLAINTEXT",
+        "inter.broker.listener.name": protocol,
+    }
+    if users:
+        broker_password = uuid.uuid4().hex
+        plain_users = " ".join(f'user_{name}="{password}"'
+                               for name, password in {"tb-broker": broker_password, **users}.items())
+        listener = protocol.lower()
+        properties.update({
+            "sasl.enabled.mechanisms": "PLAIN,SCRAM-SHA-512",
+            "sasl.mechanism.inter.broker.protocol": "PLAIN",
+            f"listener.name.{listener}.plain.sasl.jaas.config": "org.apache.kafka.common.security.plain.PlainLoginModule "
+            f'required username="tb-broker" password="{broker_password}" {plain_users};',
+            f"listener.name.{listener}.scram-sha-512.sasl.jaas.config":
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+        })
+    return properties
+
+
+class Tls(NamedTuple):
+    """PEM files for a TLS client listener: the broker's certificate, its unencrypted PKCS#8
+    key, and the CA that signed the certificate (the broker trusts it when it calls itself)."""
+
+    cert: Path
+    key: Path
+    ca: Path
+
+
+def _tls_properties(workdir: Path, tls: Tls | None) -> dict[str, str]:
+    """A PEM key store (key, then certificate, in one file in the workdir) and a PEM trust store.
+    The listener asks for no client certificate."""
+    if tls is None:
+        return {}
+    keystore = workdir / "keystore.pem"
+    keystore.write_bytes(Path(tls.key).read_bytes() + Path(tls.cert).read_bytes())
+    keystore.chmod(0o600)
     return {
-        "listeners": f"SASL_PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
-        "advertised.listeners": f"SASL_PLAINTEXT://127.0.0.1:{port}",
-        "listener.security.protocol.map": "SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT",
-        "inter.broker.listener.name": "SASL_PLAINTEXT",
-        "sasl.enabled.mechanisms": "PLAIN,SCRAM-SHA-512",
-        "sasl.mechanism.inter.broker.protocol": "PLAIN",
-        "listener.name.sasl_plaintext.plain.sasl.jaas.config": "org.apache.kafka.common.security.plain.PlainLoginModule "
-        f'required username="tb-broker" password="{broker_password}" {plain_users};',
-        "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config":
-            "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+        "ssl.keystore.type": "PEM",
+        "ssl.keystore.location": str(keystore),
+        "ssl.truststore.type": "PEM",
+        "ssl.truststore.location": str(Path(tls.ca).resolve()),
+        "ssl.client.auth": "none",
     }
 
 

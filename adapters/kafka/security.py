@@ -6,6 +6,8 @@ producer, the admin client and every consumer the adapter creates: cluster.py bu
 
 from __future__ import annotations
 
+import ssl
+
 from aiokafka import errors as kafka_errors
 from aiokafka.conn import create_conn
 from aiokafka.helpers import create_ssl_context
@@ -55,12 +57,11 @@ def _given(files: dict) -> str:
 
 
 async def refusal(bootstrap_servers: str, options: dict, request_timeout: float) -> errors.BackendError | None:
-    """Why the broker refused a client that could not start, when it was the credentials.
+    """Why the broker refused a client that could not start, when this side can tell.
 
-    aiokafka reports a refused SASL login only as "Unable to bootstrap"; one connection made
-    here gets the broker's own answer. None when SASL is off or that connection works."""
-    if "sasl_mechanism" not in options:
-        return None
+    aiokafka reports a refused SASL login, a broker certificate that does not verify and a
+    plaintext client on a TLS listener all as "Unable to bootstrap"; one connection made here
+    gets the real answer. None when that connection works or fails for another reason."""
     host, _, port = bootstrap_servers.split(",")[0].strip().rpartition(":")
     try:
         conn = await create_conn(host, int(port), request_timeout_ms=int(request_timeout * 1000), **options)
@@ -70,7 +71,20 @@ async def refusal(bootstrap_servers: str, options: dict, request_timeout: float)
             "kafka SASL login", options["sasl_plain_username"],
             f"the broker refused it ({options['sasl_mechanism']}): {exc}; check sasl_username, sasl_password "
             "and sasl_mechanism")
+    except ssl.SSLCertVerificationError as exc:
+        return errors.InvalidRequestError(
+            "kafka TLS", f"{host}:{port}",
+            f"the broker's certificate did not verify ({exc.verify_message}); check ssl_cafile")
+    except ssl.SSLError as exc:
+        return errors.BackendUnavailableError("kafka", f"TLS handshake with {host}:{port} failed: {exc}; "
+                                                       "check security_protocol and the ssl_* files")
+    except kafka_errors.KafkaConnectionError as exc:
+        if options.get("security_protocol", "PLAINTEXT") != "PLAINTEXT" or "closed" not in str(exc):
+            return None
+        return errors.BackendUnavailableError(
+            "kafka", f"{host}:{port} closed the connection during the first request ({exc}); if its "
+                     "listener wants TLS or SASL, set security_protocol (now PLAINTEXT)")
     except (OSError, ValueError, kafka_errors.KafkaError, TimeoutError):
-        return None           # not the credentials: the original error stands
+        return None           # not something this side can name: the original error stands
     conn.close()
     return None

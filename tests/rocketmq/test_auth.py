@@ -32,7 +32,7 @@ from tests.gateway.mcp_support import agents_on, card, wait_until
 from tests.gateway.mcp_support import settings as lite_gateway_settings
 from tests.gateway.serving import running_gateway
 
-from .certs import make_certificates
+from tests.certs import make_certificates
 from .cluster import skip_or_fail
 
 USER, PASSWORD = "tbadmin", "s3cret-Pass-0"

@@ -1,4 +1,5 @@
-"""A throwaway certificate authority and a proxy certificate it signed, made in the test."""
+"""A throwaway certificate authority and a server certificate it signed, made in the test (the
+RocketMQ proxy's and the Kafka broker's TLS listeners)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ def _builder(subject: str, issuer: str, public_key) -> x509.CertificateBuilder:
 
 def make_certificates(directory: Path) -> dict[str, Path]:
     """`ca` (PEM), and `cert` + `key` of a server valid for localhost and 127.0.0.1, signed by it.
-    The key is PKCS#8: what the proxy's Netty TLS context reads."""
+    The key is PKCS#8, unencrypted: what the RocketMQ proxy's Netty TLS context and Kafka's PEM
+    key store read."""
     directory.mkdir(parents=True, exist_ok=True)
     ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
     ca = (_builder("topicbridge test CA", "topicbridge test CA", ca_key.public_key())
@@ -34,7 +36,7 @@ def make_certificates(directory: Path) -> dict[str, Path]:
     san = x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
     cert = (_builder("localhost", "topicbridge test CA", key.public_key()).add_extension(san, critical=False)
             .sign(ca_key, hashes.SHA256()))
-    paths = {"ca": directory / "ca.crt", "cert": directory / "proxy.crt", "key": directory / "proxy.key"}
+    paths = {"ca": directory / "ca.crt", "cert": directory / "server.crt", "key": directory / "server.key"}
     paths["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     paths["cert"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     paths["key"].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
