@@ -15,8 +15,11 @@ the promises the contract suite in tests/contract/ checks:
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Iterable, Protocol, Sequence, runtime_checkable
+
+from .errors import UnknownReceiptError
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +44,9 @@ class Settler(Protocol):
     async def ack(self, delivery: "Delivery") -> None: ...
     async def nack(self, delivery: "Delivery", delay: float = 0.0) -> None: ...
     async def extend(self, delivery: "Delivery", seconds: float) -> None: ...
+    # Optional: `async def ack_many(deliveries, *, gone_ok=False) -> None`, the promise of the
+    # `ack_many` function below for deliveries it handed out, in one call (the embedded engine's
+    # acks end at once: one coroutine for all of them instead of one each).
 
 
 @dataclass(slots=True, eq=False)
@@ -189,6 +195,38 @@ async def publish_many(backend: Backend, topic: str, messages: Sequence[Message]
     if own is not None:
         return await own(topic, messages, lite_topic=lite_topic)
     return [await backend.publish(topic, m, lite_topic=lite_topic) for m in messages]
+
+
+async def ack_many(deliveries: Sequence[Delivery], *, gone_ok: bool = False) -> None:
+    """Ack every delivery of `deliveries`: each is tried, and the first error is raised once all
+    have been. With `gone_ok`, a receipt already gone (UnknownReceiptError: acked by an earlier
+    try, or expired and on its way back) is not an error. The deliveries of a settler (the
+    consumer that handed them out) that offers its own `ack_many` are acked in one call to it;
+    any other delivery through its own `ack`, all of those concurrently."""
+    if not deliveries:
+        return
+    settler = deliveries[0]._settler
+    own = getattr(settler, "ack_many", None)
+    if own is not None and all(d._settler is settler for d in deliveries):    # one poll's deliveries
+        await own(deliveries, gone_ok=gone_ok)
+        return
+    groups: dict[int, list[Delivery]] = {}
+    singles: list[Delivery] = []
+    for d in deliveries:
+        if getattr(d._settler, "ack_many", None) is not None:
+            groups.setdefault(id(d._settler), []).append(d)
+        else:
+            singles.append(d)
+    waits = [group[0]._settler.ack_many(group, gone_ok=gone_ok) for group in groups.values()]
+    waits += [d.ack() for d in singles]
+    first = None
+    for result in await asyncio.gather(*waits, return_exceptions=True):
+        if isinstance(result, BaseException) and not (gone_ok and isinstance(result, UnknownReceiptError)):
+            if not isinstance(result, Exception):
+                raise result        # CancelledError, KeyboardInterrupt: at once
+            first = first or result
+    if first is not None:
+        raise first
 
 
 class _Durable:

@@ -95,6 +95,22 @@ class _EngineSettler:
         with translated():
             self._engine.ack(delivery.receipt)
 
+    async def ack_many(self, deliveries: list[Delivery], *, gone_ok: bool = False) -> None:
+        """adapters.base.ack_many for deliveries of this consumer: the engine acks at once, so
+        one coroutine acks them all (each tried; the first error raised after)."""
+        ack, first = self._engine.ack, None
+        for delivery in deliveries:
+            try:
+                ack(delivery.receipt)
+            except lite_engine.UnknownReceiptError as e:
+                if not gone_ok and first is None:
+                    first = e
+            except lite_engine.EngineError as e:
+                if first is None:
+                    first = e
+        if first is not None:
+            _raise_translated(first)
+
     async def nack(self, delivery: Delivery, delay: float = 0.0) -> None:
         with translated():
             self._engine.nack(delivery.receipt, delay)

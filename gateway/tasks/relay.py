@@ -20,13 +20,12 @@ from typing import Awaitable, Callable
 
 from a2a.types import a2a_pb2
 
-from adapters.base import Delivery, LiteConsumer, deferred_durability
-from adapters.errors import BackendError, UnknownReceiptError
+from adapters.base import Delivery, LiteConsumer, ack_many, deferred_durability
+from adapters.errors import BackendError
 
 from gateway.observability import metrics, tracing
 
 from . import channels
-from . import eager
 from . import fold
 from . import positions
 from . import telemetry
@@ -111,8 +110,9 @@ class Relay:
                 log.exception("relaying reply events failed; they will be redelivered")
 
     async def index_due(self, now: float) -> None:
-        due = [task_id for task_id, when in self._due.items() if when <= now]
-        await _together([self._index(task_id) for task_id in due])
+        due = [(task_id, False) for task_id, when in self._due.items() if when <= now]
+        if due:
+            await self._index_all(due)
 
     async def _relay_batch(self, deliveries: list[Delivery]) -> None:
         """Fold a poll's events task by task. A task this instance follows folds without awaiting;
@@ -127,7 +127,7 @@ class Relay:
                 await self._drop(delivery, e)
                 continue
             by_task.setdefault(event.task_id, []).append((delivery, event))
-        waits, failed = [], None
+        waits, due, failed = [], [], None
         for task_id, items in by_task.items():
             active = self.active.get(task_id)
             if active is None:
@@ -139,7 +139,9 @@ class Relay:
                 failed = failed or e
                 continue
             if ends is not None:
-                waits.append(self._index(task_id, ending=ends))
+                due.append((task_id, ends))
+        if due:
+            waits.append(self._index_all(due))
         await _together(waits)
         if failed is not None:
             raise failed
@@ -194,6 +196,145 @@ class Relay:
         self._due.setdefault(task_id, time.monotonic() + self.index_delay)
         return None
 
+    async def _index_all(self, items: list[tuple[str, bool]]) -> None:
+        """`_index` of several tasks (task id, whether its events end the turn): on a backend
+        that defers durability (the embedded engine), all in one deferred block (`_index_batch`);
+        elsewhere each on its own, concurrently (its writes wait for their commit)."""
+        if len(items) > 1 and getattr(self.backend, "defer_durability", None) is not None:
+            await self._index_batch(items)
+        elif len(items) == 1:
+            await self._index(items[0][0], ending=items[0][1])
+        else:
+            await _together([self._index(task_id, ending=ending) for task_id, ending in items])
+
+    async def _index_batch(self, items: list[tuple[str, bool]]) -> None:
+        """`_index` of several tasks at once, where the index writes return before they are
+        durable: every task's rows are written in one deferred block, one after the other, and
+        its waiting calls get their answer; then one durable wait covers them all (one group
+        commit), the hooks run, every event is acked in one call (`ack_many`), the ended turns'
+        channels are left in one call and their owner rows released in one block. The same
+        writes, hand-offs and acks in the same order as `_index` per task, with one deferred
+        block, durable wait, ack and unsubscribe per poll instead of per task. A task whose
+        write fails is tried again as in `_index`; a bug in one (not a BackendError) leaves
+        its events unacked (they come back), the others go on, and it is raised at the end."""
+        staged: list[tuple[str, Active, list[Delivery], bool]] = []
+        failed: Exception | None = None
+        writes = deferred_durability(self.backend)
+        with writes:
+            for task_id, ending in items:
+                self._due.pop(task_id, None)
+                if task_id in self._ending:
+                    self._ending.discard(task_id)
+                    ending = True
+                active = self.active.get(task_id)
+                if active is None:
+                    continue
+                deliveries, active.unacked = active.unacked, []
+                try:
+                    await self._write_index(task_id, active, ending, writes.defers)
+                except BackendError as e:
+                    self._retry(task_id, active, deliveries, ending, e)
+                    continue
+                except Exception as e:      # a bug: unacked, its events come back
+                    failed = failed or e
+                    continue
+                staged.append((task_id, active, deliveries, ending))
+        if not staged:
+            if failed is not None:
+                raise failed
+            return
+        try:
+            await writes.durable()
+        except BackendError as e:
+            for task_id, active, deliveries, ending in staged:
+                self._retry(task_id, active, deliveries, ending, e)
+            if failed is not None:
+                raise failed
+            return
+        hooked, acks = [], []
+        for entry in staged:
+            try:
+                await self._hook(entry[1])
+            except BackendError as e:
+                self._retry(entry[0], entry[1], entry[2], entry[3], e)
+                continue
+            except Exception as e:      # a hook's bug: unacked, its events come back
+                failed = failed or e
+                continue
+            hooked.append(entry)
+            acks.extend(entry[2])
+        try:
+            await ack_many(acks, gone_ok=True)
+        except BackendError as e:       # acked again when retried: an ack already made is gone_ok
+            for task_id, active, deliveries, ending in hooked:
+                self._retry(task_id, active, deliveries, ending, e)
+            hooked = []
+        ended = []
+        for task_id, active, _, ending in hooked:
+            if ending and fold.is_final(active.task.status.state):
+                telemetry.turn_ended(active)
+                self.active.pop(task_id, None)
+                ended.append(task_id)
+        if ended:
+            await self._leave(ended)
+        if failed is not None:
+            raise failed
+
+    async def _leave(self, task_ids: list[str]) -> None:
+        """Stop reading the reply channels of turns that ended and release their owner rows, in
+        one call and one deferred block; a task continued (`resume`) meanwhile reads its channel again."""
+        with contextlib.suppress(BackendError):
+            await self.consumer.unsubscribe([channels.reply_channel(task_id) for task_id in task_ids])
+            again = [task_id for task_id in task_ids if task_id in self.active]
+            if again:
+                await self.consumer.subscribe([channels.reply_channel(task_id) for task_id in again])
+        if self.owners is None:
+            return
+        with deferred_durability(self.backend):
+            for task_id in task_ids:
+                if task_id not in self.active:
+                    await self._release_one(task_id)
+
+    async def _write_index(self, task_id: str, active: Active, ending: bool, deferred: bool) -> None:
+        """Write the folded task to the index if it has news, then hand the waiting calls the
+        events held for it (and the end of the turn): also when the write fails."""
+        try:
+            if active.indexed < active.position:
+                position = active.position
+                positions.stamp(active.task, position)     # a later reader skips what is folded in
+                started = time.perf_counter()
+                await self.table.put(task_id, active.task.SerializeToString(), task=active.task, deferred=deferred)
+                metrics.backend_op("index_put", started)
+                active.indexed = max(active.indexed, position)
+        finally:        # indexed or not, the waiting calls get their answer (unless `resume` took the task on)
+            final = ending and fold.is_final(active.task.status.state)
+            release(active, final)
+            active.ended = active.ended or final
+
+    async def _hook(self, active: Active) -> None:
+        """Run the hooks of the events not hooked yet, in order."""
+        for position in sorted(active.unhooked):
+            event = active.unhooked.pop(position)
+            if position > active.hooked:
+                if event.trace and tracing.enabled:
+                    with tracing.attached(event.trace):     # a push job joins the event's trace
+                        for hook in self.on_event:
+                            await hook(active.task, event.event)
+                else:
+                    for hook in self.on_event:
+                        await hook(active.task, event.event)
+                active.hooked = position
+
+    def _retry(self, task_id: str, active: Active, deliveries: list[Delivery], ending: bool,
+               error: BackendError) -> None:
+        """Tried again soon with the same deliveries (a storage error clears once a write
+        succeeds); if this instance dies meanwhile, they come back after their invisibility."""
+        active.unacked[:0] = deliveries
+        self._due[task_id] = time.monotonic() + INDEX_RETRY
+        if ending:
+            self._ending.add(task_id)
+        log.warning("indexing events of task %s failed: %s (retrying in %.1fs)", task_id, error, INDEX_RETRY)
+
     async def _index(self, task_id: str, *, ending: bool = False) -> None:
         """Write the folded task to the index, hand waiting calls the events held for it (and
         the end of the turn), run the hooks of the new events and ack them; if the turn ended,
@@ -212,56 +353,32 @@ class Relay:
         # to be indexed again. One durable wait fewer on every blocking call (deferred_durability).
         writes = deferred_durability(self.backend)
         try:
-            try:
-                if active.indexed < active.position:
-                    position = active.position
-                    positions.stamp(active.task, position)     # a later reader skips what is folded in
-                    started = time.perf_counter()
-                    with writes:    # its rows one after the other, none waiting (index.py _write_batch)
-                        await self.table.put(task_id, active.task.SerializeToString(), task=active.task,
-                                             deferred=writes.defers)
-                    metrics.backend_op("index_put", started)
-                    active.indexed = max(active.indexed, position)
-            finally:        # indexed or not, the waiting calls get their answer (unless `resume` took the task on)
-                release(active, ending and fold.is_final(active.task.status.state))
-                active.ended = active.ended or (ending and fold.is_final(active.task.status.state))
+            with writes:    # its rows one after the other, none waiting (index.py _write_batch)
+                await self._write_index(task_id, active, ending, writes.defers)
             await writes.durable()
-            for position in sorted(active.unhooked):
-                event = active.unhooked.pop(position)
-                if position > active.hooked:
-                    with tracing.attached(event.trace):     # a push job joins the event's trace
-                        for hook in self.on_event:
-                            await hook(active.task, event.event)
-                    active.hooked = position
-            await eager.gather([_ack(delivery) for delivery in deliveries])     # an engine's ack ends at once
+            await self._hook(active)
+            await ack_many(deliveries, gone_ok=True)
         except BackendError as e:
-            # tried again soon with the same deliveries (a storage error clears once a write succeeds);
-            # if this instance dies meanwhile, they come back after their invisibility
-            active.unacked[:0] = deliveries
-            self._due[task_id] = time.monotonic() + INDEX_RETRY
-            if ending:
-                self._ending.add(task_id)
-            log.warning("indexing events of task %s failed: %s (retrying in %.1fs)", task_id, e, INDEX_RETRY)
+            self._retry(task_id, active, deliveries, ending, e)
             return
         if ending and fold.is_final(active.task.status.state):
             telemetry.turn_ended(active)
             self.active.pop(task_id, None)
-            with contextlib.suppress(BackendError):
-                await self.consumer.unsubscribe([channels.reply_channel(task_id)])
-                if task_id in self.active:     # continued (`resume`) meanwhile: it reads the channel again
-                    await self.consumer.subscribe([channels.reply_channel(task_id)])
-            if task_id not in self.active:
-                await self._release(task_id)
+            await self._leave([task_id])
 
     async def _release(self, task_id: str) -> None:
-        """The turn ended and is indexed: this instance no longer answers for it. The release
-        rides the next commit instead of waiting for one of its own: lost to a crash, the row
-        is dropped at restart, as when the write fails."""
+        """The turn ended and is indexed: this instance no longer answers for it (`_release_one`)."""
         if self.owners is None:
             return
+        with deferred_durability(self.backend):
+            await self._release_one(task_id)
+
+    async def _release_one(self, task_id: str) -> None:
+        """Release the owner row. The release rides the next commit instead of waiting for one
+        of its own (callers write it in a deferred block): lost to a crash, the row is dropped
+        at restart, as when the write fails."""
         try:
-            with deferred_durability(self.backend):
-                await self.owners.release(task_id)
+            await self.owners.release(task_id)
         except BackendError as e:   # a restart finds the row, sees the indexed end, and drops it then
             log.warning("releasing task %s failed: %s", task_id, e)
 
@@ -300,13 +417,6 @@ async def _together(waits: list[Awaitable]) -> None:
         await waits[0]
     elif waits:
         await asyncio.gather(*waits)
-
-
-async def _ack(delivery: Delivery) -> None:
-    """Ack; a receipt already gone (acked by a try that failed on another delivery, or expired:
-    then it comes back) needs nothing more."""
-    with contextlib.suppress(UnknownReceiptError):
-        await delivery.ack()
 
 
 def release(active: Active, ending: bool) -> None:
