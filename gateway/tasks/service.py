@@ -156,7 +156,7 @@ class TaskService:
         own["principal"].string_value = principal
         watch = Watch(task_id)
         submitted = _copy(task)             # the relay folds events into `task` from now on
-        self._relay.active[task_id] = Active(task, watches=[watch])
+        self._relay.active[task_id] = Active(task, watches=[watch], capability=capability)
         self.admission.add(capability, task_id, deadline)
         # Subscribed before the envelope goes out, so every reply comes after it; the channel
         # is new, so the backend need not look for where this group read it before.
