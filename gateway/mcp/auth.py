@@ -136,26 +136,41 @@ class McpGuard:
     def __init__(self, app: ASGIApp, policy: AccessPolicy) -> None:
         self.app = app
         self.policy = policy
+        self._hosts: dict[bytes | None, bool] = {}      # Host value -> policy.host_allowed; clients send few
 
     def __call__(self, scope: Scope, receive: Receive, send: Send):
         # Not a coroutine function: where no token is checked, the request is the app's own
         # coroutine, with no frame of this layer in the chain every resumption of its task walks.
         if scope["type"] != "http":
             return self.app(scope, receive, send)
-        if any(v[:1] in _OWS or v[-1:] in _OWS for _, v in scope["headers"]):
-            # RFC 9110 §5.5: whitespace around a field value is not part of it (the SDK compares exactly).
-            scope = {**scope, "headers": [(k, v.strip(b" \t")) for k, v in scope["headers"]]}
-        headers = Headers(scope=scope)
-        host = headers.get("host")
-        origin = headers.get("origin")
-        if origin is not None and not self.policy.origin_allowed(origin, host):
+        host = origin = None        # the first of each, as starlette's Headers.get finds them
+        for key, value in scope["headers"]:
+            if value[:1] in _OWS or value[-1:] in _OWS:
+                # RFC 9110 §5.5: whitespace around a field value is not part of it (the SDK compares exactly).
+                scope = {**scope, "headers": [(k, v.strip(b" \t")) for k, v in scope["headers"]]}
+                host, origin = _first(scope["headers"], b"host"), _first(scope["headers"], b"origin")
+                break
+            if key == b"host":
+                host = value if host is None else host
+            elif key == b"origin":
+                origin = value if origin is None else origin
+        if origin is not None and not self.policy.origin_allowed(origin.decode("latin-1"), _text(host)):
             return _error(403, "Forbidden: Origin not allowed")(scope, receive, send)
-        if not self.policy.host_allowed(host):
+        if not self._host_allowed(host):
             return _error(421, "Misdirected request: Host not allowed")(scope, receive, send)
         if not self.policy.authenticator.enabled:      # AccessPolicy.identify's answer, without a coroutine
             scope.setdefault("state", {})[PRINCIPAL_KEY] = ANONYMOUS
             return self.app(scope, receive, send)
-        return self._identified(scope, receive, send, headers)
+        return self._identified(scope, receive, send, Headers(scope=scope))
+
+    def _host_allowed(self, host: bytes | None) -> bool:
+        """policy.host_allowed of a raw Host value, remembered per value."""
+        verdict = self._hosts.get(host)
+        if verdict is None:
+            verdict = self.policy.host_allowed(_text(host))
+            if len(self._hosts) < 64:
+                self._hosts[host] = verdict
+        return verdict
 
     async def _identified(self, scope: Scope, receive: Receive, send: Send, headers: Headers) -> None:
         try:
@@ -200,6 +215,14 @@ class McpGuard:
         if not isinstance(name, str) or name in GATEWAY_TOOLS or principal.may_use(name):
             return None, receive
         return name[:100], receive
+
+
+def _first(headers: list, key: bytes) -> bytes | None:
+    return next((v for k, v in headers if k == key), None)
+
+
+def _text(value: bytes | None) -> str | None:
+    return None if value is None else value.decode("latin-1")
 
 
 def _error(status: int, message: str, headers: dict | None = None) -> Response:

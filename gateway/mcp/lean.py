@@ -76,6 +76,7 @@ except (ImportError, AttributeError) as e:      # pragma: no cover - a different
 
 METHOD = "tools/call"
 _VERSIONS = frozenset(v.encode() for v in MODERN_PROTOCOL_VERSIONS) if AVAILABLE else frozenset()
+_MODERN = frozenset(MODERN_PROTOCOL_VERSIONS)
 _ENVELOPE_KEYS = frozenset({PROTOCOL_VERSION_META_KEY, CLIENT_INFO_META_KEY, CLIENT_CAPABILITIES_META_KEY})
 _PARAMS_KEYS = frozenset({"name", "arguments", "_meta"})
 _ID_TYPES = (int, str)      # `type(...) in`: a bool is not a JSON-RPC id (the model's int is strict)
@@ -166,12 +167,15 @@ class LeanToolCalls:
             raise _Fallthrough                  # the call may become an MCP task
         if isinstance(capabilities, dict) and "elicitation" in capabilities:
             raise _Fallthrough                  # the agent's question may go to the user (mcp/elicit.py)
-        try:
-            _methods.validate_client_request(METHOD, route.protocol_version, params)
-            typed = CallToolRequestParams.model_validate(params, by_name=False)     # what a handler gets
-        except (KeyError, ValueError, ValidationError):
-            raise _Fallthrough from None
-        name, arguments = typed.name, typed.arguments or {}
+        plain = plain_params(params, route)
+        if plain is None:       # the models judge what plain_params cannot vouch for
+            try:
+                _methods.validate_client_request(METHOD, route.protocol_version, params)
+                typed = CallToolRequestParams.model_validate(params, by_name=False)     # what a handler gets
+            except (KeyError, ValueError, ValidationError):
+                raise _Fallthrough from None
+            plain = typed.name, typed.arguments or {}
+        name, arguments = plain
         entry = self.surface.catalog.get(name)
         if entry is None or entry.capability is None or entry.task_support == "required" \
                 or entry.param_headers or entry.invalid_arguments(arguments) is not None \
@@ -282,6 +286,37 @@ def plain_request(decoded: dict) -> tuple | None:
             and type(params) is dict:
         return request_id, method, params
     return None
+
+
+_CAPABILITY_KEYS = frozenset({"roots"})
+_CLIENT_INFO_KEYS = frozenset({"name", "version", "title", "description", "websiteUrl"})
+_OPTIONAL_STR = (str, type(None))
+
+
+def plain_params(params: dict, route) -> tuple[str, dict] | None:
+    """(name, arguments) of `tools/call` params that the SDK's per-version surface
+    (`validate_client_request`) and `CallToolRequestParams` surely accept as they are, checked
+    directly; None for the models to judge. The caller has already held the params to the lean
+    path's keys (name, arguments, the `_meta` envelope) and `classify_inbound_request` the
+    envelope (a modern protocol version equal to the header, the capabilities present). Plain
+    here: a str name; arguments absent, null or an object; capabilities an object with at most
+    `roots` (an object or null); clientInfo absent, null, or str name and version with at most
+    str-or-null title, description and websiteUrl. Their pydantic validation was ~1/5 of the
+    lean path's own CPU per call. tests/gateway/test_mcp_lean_params.py holds it to the models."""
+    name, arguments = params.get("name"), params.get("arguments")
+    if type(name) is not str or (arguments is not None and type(arguments) is not dict) \
+            or route.protocol_version not in _MODERN:
+        return None
+    meta = params["_meta"]
+    capabilities, info = meta[CLIENT_CAPABILITIES_META_KEY], meta.get(CLIENT_INFO_META_KEY)
+    if type(capabilities) is not dict or not capabilities.keys() <= _CAPABILITY_KEYS \
+            or type(capabilities.get("roots", {})) not in (dict, type(None)):
+        return None
+    if info is not None and (type(info) is not dict or type(info.get("name")) is not str
+                             or type(info.get("version")) is not str or not info.keys() <= _CLIENT_INFO_KEYS
+                             or not all(type(v) in _OPTIONAL_STR for v in info.values())):
+        return None
+    return name, arguments or {}
 
 
 # ---------------------------------------------------------------- the result's wire form
