@@ -11,7 +11,8 @@ token) and the SDK's session manager and answers that one request itself:
   limit, Content-Type, Accept (`check_accept_headers`, its verdict remembered per value), JSON
   parsing, `JSONRPCRequest` (checked directly for a plain body: `plain_request`), the routing headers and the `_meta` envelope (`classify_inbound_request`), `Mcp-Param-*` (none
   declared and none sent), the per-version request surface (`validate_client_request`), the
-  typed params a handler gets (`CallToolRequestParams`);
+  typed params a handler gets (`CallToolRequestParams`): for the common plain params both
+  checked directly (`plain_params`, held to both models by tests), the models for the rest;
 - it submits the task and waits for it as McpSurface does (the same wait, the same cancellation
   of the task when the client closes the response stream, the same hand-out of the task id when
   the call outlives `mcp_call_wait_seconds`), folding the task's events in the request's own
