@@ -106,19 +106,53 @@ class _Connection:
             return await self.call(method, request, wait=wait)
         return await stream.ask(request, wait)
 
-    async def _publish_many(self, items: list[pb.PublishRequest]) -> list:
-        got = await self.call("PublishMany", pb.PublishManyRequest(items=items))
-        self._check_count(got.results, items)
-        return [self._item_error(r.error) if r.HasField("error") else r.message_id for r in got.results]
+    async def _publish_many(self, items: list[tuple]) -> list:
+        """`items`: (topic, lite_topic, body, headers, key) of RemoteLiteBackend.publish, each
+        added to the request in place (a message per item copied into the batch costs twice)."""
+        request = pb.PublishManyRequest()
+        add, refused = request.items.add, None
+        for n, (topic, lite_topic, body, headers, key) in enumerate(items):
+            try:
+                if headers is None and key is None:
+                    add(topic=topic, lite_topic=lite_topic, body=body)   # None: unset
+                else:
+                    add(topic=topic, lite_topic=lite_topic, body=body, headers=headers, key=key)
+            except (TypeError, ValueError) as exc:   # a str protobuf cannot carry (lone surrogates)
+                refused = refused or {}
+                refused[n] = errors.InvalidRequestError("argument", "PublishRequest", str(exc))
+        if refused and len(refused) == len(items):
+            return [refused[n] for n in range(len(items))]
+        got = await self.call("PublishMany", request)
+        self._check_count(got.results, len(request.items))
+        item_error = self._item_error
+        results = [item_error(r.error) if r.HasField("error") else r.message_id for r in got.results]
+        return _merge(results, refused, len(items))
 
     async def _ack_many(self, receipts: list[str]) -> list:
-        got = await self.call("AckMany", pb.AckManyRequest(receipts=receipts))
-        self._check_count(got.results, receipts)
-        return [self._item_error(r.error) if r.HasField("error") else None for r in got.results]
+        try:
+            request = pb.AckManyRequest(receipts=receipts)
+            refused = None
+        except (TypeError, ValueError):   # a receipt protobuf cannot carry: it alone fails
+            refused = {}
+            for n, receipt in enumerate(receipts):
+                try:
+                    pb.AckRequest(receipt=receipt)
+                except (TypeError, ValueError) as exc:
+                    refused[n] = errors.InvalidRequestError("argument", "AckRequest", str(exc))
+            if len(refused) == len(receipts):
+                return [refused[n] for n in range(len(receipts))]
+            request = pb.AckManyRequest(receipts=[r for n, r in enumerate(receipts) if n not in refused])
+        got = await self.call("AckMany", request)
+        self._check_count(got.results, len(request.receipts))
+        if not any(r.HasField("error") for r in got.results):
+            results = [None] * len(got.results)
+        else:
+            results = [self._item_error(r.error) if r.HasField("error") else None for r in got.results]
+        return _merge(results, refused, len(receipts))
 
-    def _check_count(self, results, items) -> None:
-        if len(results) != len(items):
-            raise errors.BackendError(f"the engine answered {len(results)} results for {len(items)} items")
+    def _check_count(self, results, sent: int) -> None:
+        if len(results) != sent:
+            raise errors.BackendError(f"the engine answered {len(results)} results for {sent} items")
 
     async def call(self, method: str, request, *, wait: float = 0.0, wait_for_ready: bool = False):
         """Call `method`. A long-poll of `wait` seconds gets that much more time, and waits for an
@@ -157,6 +191,15 @@ class _Connection:
         return errors.BackendError(f"{code.name}: {details}")
 
 
+def _merge(results: list, refused: dict | None, total: int) -> list:
+    """The engine's `results` for the items sent, with the errors of those not sent (`refused`,
+    by position) put back in place."""
+    if not refused:
+        return results
+    sent = iter(results)
+    return [refused[n] if n in refused else next(sent) for n in range(total)]
+
+
 def bounded_wait(wait) -> float:
     # A wait the engine refuses, or answers at once, gets no extra time.
     return wait if isinstance(wait, float) and 0 < wait < 86_400 * 7 else 0.0
@@ -186,8 +229,17 @@ def _check_expect(expect) -> None:
 
 
 def _delivery(d: pb.Delivery, settler) -> Delivery:
+    headers = d.headers   # dict() of an empty protobuf map still walks the Mapping mixin
     return Delivery(d.topic, d.lite_topic if d.HasField("lite_topic") else None, d.message_id, d.body,
-                    dict(d.headers), d.key if d.HasField("key") else None, d.attempt, d.receipt, settler)
+                    dict(headers) if headers else {}, d.key if d.HasField("key") else None, d.attempt,
+                    d.receipt, settler)
+
+
+def _receipt(delivery: Delivery) -> str:
+    receipt = delivery.receipt
+    if type(receipt) is str:
+        return receipt   # one protobuf cannot carry fails alone in its batch (_ack_many)
+    return _request(pb.AckRequest, receipt=receipt).receipt
 
 
 class _RemoteSettler:
@@ -195,8 +247,35 @@ class _RemoteSettler:
         self._conn = conn
 
     async def ack(self, delivery: Delivery) -> None:
-        receipt = _request(pb.AckRequest, receipt=delivery.receipt).receipt
-        await self._conn.acks.submit(receipt, len(receipt) + 8)
+        receipt = _receipt(delivery)
+        await self._conn.acks.enqueue(receipt, len(receipt) + 8)
+
+    async def ack_many(self, deliveries: list[Delivery], *, gone_ok: bool = False) -> None:
+        """adapters.base.ack_many for deliveries of this consumer: all of them join the ack
+        batch at once, awaited in one coroutine (each tried; the first error raised after)."""
+        acks, pending, first = self._conn.acks, [], None
+        for delivery in deliveries:
+            try:
+                receipt = _receipt(delivery)
+            except errors.BackendError as e:
+                first = first or e
+                continue
+            pending.append(acks.enqueue(receipt, len(receipt) + 8))
+        try:
+            for fut in pending:
+                try:
+                    await fut
+                except errors.UnknownReceiptError as e:
+                    if not gone_ok:
+                        first = first or e
+                except errors.BackendError as e:
+                    first = first or e
+        except asyncio.CancelledError:
+            for fut in pending:
+                fut.cancel()   # not yet sent: taken back; sent: its answer is dropped
+            raise
+        if first is not None:
+            raise first
 
     async def nack(self, delivery: Delivery, delay: float = 0.0) -> None:
         await self._conn.call("Nack", _request(pb.NackRequest, receipt=delivery.receipt, delay_seconds=delay))
@@ -248,8 +327,8 @@ class RemoteLiteConsumer(_RemoteSettler):
         self._live = True
         self.reopened = 0   # times the engine had forgotten this client
         self._stream = conn.stream("PollStream")
-        self._maintenance = asyncio.get_running_loop().create_task(
-            self._maintain(heartbeat_every, full_sync_every))
+        self._loop = asyncio.get_running_loop()
+        self._maintenance = self._loop.create_task(self._maintain(heartbeat_every, full_sync_every))
 
     @property
     def live(self) -> bool:
@@ -301,11 +380,13 @@ class RemoteLiteConsumer(_RemoteSettler):
     # ------------------------------------------------------------ InterestSet upkeep
 
     async def _change(self, action: int, names: list[str], apply) -> None:
-        done = asyncio.get_running_loop().create_future()
+        # A caller cancelled while it waits cancels only `done`: its change still goes out with
+        # its batch (_settle skips a done future), as the others' do.
+        done = self._loop.create_future()
         self._queued.append((action, names, apply, done))
         if self._pump is None or self._pump.done():
-            self._pump = asyncio.get_running_loop().create_task(self._drain())
-        await asyncio.shield(done)
+            self._pump = self._loop.create_task(self._drain())
+        await done
 
     async def _drain(self) -> None:
         async with self._changes:
@@ -473,10 +554,21 @@ class RemoteLiteBackend:
             lite_idle_seconds=spec.lite_idle_seconds, max_attempts=spec.max_attempts))
 
     async def publish(self, topic: str, message: Message, *, lite_topic: str | None = None) -> str:
-        self._check_size(topic, lite_topic, message.body)
-        request = _request(pb.PublishRequest, topic=topic, lite_topic=lite_topic, body=message.body,
-                           headers=dict(message.headers), key=message.key)
-        return await self._conn.publishes.submit(request, request.ByteSize())
+        body, headers, key = message.body, message.headers, message.key
+        self._check_size(topic, lite_topic, body)
+        if (type(topic) is str and type(body) is bytes and key is None and type(headers) is dict and not headers
+                and (lite_topic is None or type(lite_topic) is str)):
+            # The common publish, in the types protobuf takes as they are. Its size bounds the
+            # encoded item's: a name's character is at most 4 bytes of UTF-8, plus field overhead.
+            item = (topic, lite_topic, body, None, None)
+            size = len(body) + 4 * (len(topic) + (len(lite_topic) if lite_topic else 0)) + 24
+        else:
+            request = _request(pb.PublishRequest, topic=topic, lite_topic=lite_topic, body=body,
+                               headers=dict(headers), key=key)
+            item = (request.topic, request.lite_topic if request.HasField("lite_topic") else None, request.body,
+                    dict(request.headers) or None, request.key if request.HasField("key") else None)
+            size = request.ByteSize() + 8
+        return await self._conn.publishes.enqueue(item, size)
 
     def _check_size(self, topic: str, lite_topic: str | None, body: bytes) -> None:
         # The engine's answer, without sending a body the transport would refuse.

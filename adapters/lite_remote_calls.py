@@ -39,16 +39,26 @@ class Batcher:
         self.ordered = ordered
         self._queue: collections.deque[tuple[object, int, asyncio.Future]] = collections.deque()
         self._pump: asyncio.Task | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None   # the pump's, read again per pump
         self.batches = 0   # calls made
 
     async def submit(self, item: object, size: int = 0):
         """`size` counts toward `max_bytes` per batch; an item larger than that goes alone."""
-        loop = asyncio.get_running_loop()
-        fut = loop.create_future()
-        self._queue.append((item, size, fut))
+        return await self.enqueue(item, size)
+
+    def enqueue(self, item: object, size: int = 0) -> asyncio.Future:
+        """`submit` without the coroutine: the future of the item's result (cancel it to take the
+        item back before it leaves). Call from a coroutine of the loop that awaits it."""
         if self._pump is None:
+            # Python 3.11's get_running_loop is a getpid() call: once per pump, not per item.
+            loop = self._loop = asyncio.get_running_loop()
+            fut = loop.create_future()
+            self._queue.append((item, size, fut))
             self._pump = loop.create_task(self._run())
-        return await fut
+        else:
+            fut = self._loop.create_future()
+            self._queue.append((item, size, fut))
+        return fut
 
     def close(self, error: Exception) -> None:
         """Fail what waits to be sent with `error`; a batch already sent still gets its answer."""

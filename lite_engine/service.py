@@ -181,31 +181,50 @@ class LiteEngineService(pb_grpc.LiteEngineServicer):
 
     @_rpc
     async def PublishMany(self, request, context):
-        _check_batch(request.items)
-        # Tasks start in order and each appends before its first await: the log keeps item order,
-        # and the items share one group commit.
-        results = await asyncio.gather(*map(self._publish_one, request.items))
-        return pb.PublishManyResponse(results=results)
-
-    async def _publish_one(self, item: pb.PublishRequest) -> pb.PublishResult:
+        items = request.items
+        _check_batch(items)
+        # Every publish runs to its first await here, in order: each appends before it, so the
+        # log keeps item order and the items share one group commit. Then this handler waits
+        # them out one by one, in its own task (no task per item).
+        publish = self._engine.publish
+        steps = [_first_step(publish(item.topic, item.body, lite=_opt(item, "lite_topic"),
+                                     headers=_headers(item), key=_opt(item, "key")))
+                 for item in items]
+        response = pb.PublishManyResponse()
+        add = response.results.add
         try:
-            message_id = await self._engine.publish(item.topic, item.body, lite=_opt(item, "lite_topic"),
-                                                    headers=dict(item.headers) or None, key=_opt(item, "key"))
-        except err.EngineError as exc:
-            return pb.PublishResult(error=_item_error(exc))
-        return pb.PublishResult(message_id=message_id)
+            for n, (coro, outcome) in enumerate(steps):
+                if coro is not None:
+                    steps[n] = (None, None)
+                    outcome = await _last_steps(coro, outcome)
+                if isinstance(outcome, err.EngineError):
+                    add(error=_item_error(outcome))
+                elif isinstance(outcome, BaseException):
+                    raise outcome
+                else:
+                    add(message_id=outcome)
+        finally:
+            for coro, _ in steps:   # the handler ends early (cancelled, a bug): the rest stop waiting
+                if coro is not None:
+                    coro.close()
+        return response
 
     @_rpc
     async def AckMany(self, request, context):
-        _check_batch(request.receipts)
-        return pb.AckManyResponse(results=[self._ack_one(receipt) for receipt in request.receipts])
-
-    def _ack_one(self, receipt: str) -> pb.AckResult:
-        try:
-            self._engine.ack(_receipt(pb.AckRequest(receipt=receipt)))
-        except err.EngineError as exc:
-            return pb.AckResult(error=_item_error(exc))
-        return pb.AckResult()
+        receipts = request.receipts
+        _check_batch(receipts)
+        response = pb.AckManyResponse()
+        add, ack = response.results.add, self._engine.ack
+        for receipt in receipts:
+            try:
+                if not receipt:
+                    raise err.InvalidArgumentError(receipt, "receipt is required")
+                ack(receipt)
+            except err.EngineError as exc:
+                add(error=_item_error(exc))
+            else:
+                add()
+        return response
 
     @_rpc
     async def Receive(self, request, context):
@@ -281,7 +300,7 @@ class LiteEngineService(pb_grpc.LiteEngineServicer):
         async for request in requests:
             unread.clear()
             unread.extend(self._fit(await self._long_poll(take(request))))
-            yield pb.Deliveries(deliveries=[_delivery(d) for d in unread])
+            yield _deliveries(unread)
             if self._stopping:
                 return   # the client opens a new stream, which a stopping server refuses
 
@@ -352,13 +371,15 @@ class LiteEngineService(pb_grpc.LiteEngineServicer):
             # Messages taken for a caller that went away before the answer left are given back
             # at once instead of staying invisible until their timeout.
             context.add_done_callback(lambda ctx: ctx.cancelled() and self._give_back(sent))
-        return pb.Deliveries(deliveries=[_delivery(d) for d in sent])
+        return _deliveries(sent)
 
     def _fit(self, deliveries: list[Delivery]) -> list[Delivery]:
         """The deliveries that fit the response budget (at least one); the rest go back."""
         size = 0
         for i, d in enumerate(deliveries):
-            size += len(d.body) + sum(len(k) + len(v) for k, v in d.headers.items()) + 256
+            size += len(d.body) + 256
+            if d.headers:
+                size += sum(len(k) + len(v) for k, v in d.headers.items())
             if i and size > self._budget:
                 self._give_back(deliveries[i:])
                 return deliveries[:i]
@@ -376,6 +397,59 @@ def _opt(request, field: str):
     return getattr(request, field) if request.HasField(field) else None
 
 
+def _headers(request) -> dict[str, str] | None:
+    headers = request.headers   # dict() of an empty protobuf map still walks the Mapping mixin
+    return dict(headers) if headers else None
+
+
+# PublishMany drives each publish coroutine in the handler's task, as a Task would: a step runs
+# the coroutine to what it awaits next; the handler awaits that, then takes the next step.
+
+def _first_step(coro) -> tuple:
+    """(coro, what it awaits), or (None, its result or EngineError) once it has ended."""
+    try:
+        awaited = coro.send(None)
+    except StopIteration as stop:
+        return None, stop.value
+    except err.EngineError as exc:
+        return None, exc
+    except BaseException as exc:   # a bug: PublishMany raises it, as gather did
+        return None, exc
+    return coro, _taken(coro, awaited)
+
+
+async def _last_steps(coro, awaited):
+    """Run `coro` (suspended on `awaited`) to its end: its result, or the EngineError it raised."""
+    while True:
+        if awaited is None:
+            await asyncio.sleep(0)      # a bare yield: one loop turn
+        else:
+            try:
+                await awaited
+            except asyncio.CancelledError:
+                coro.close()
+                raise
+            except BaseException:
+                pass                    # the coroutine gets it when it resumes
+        try:
+            awaited = coro.send(None)
+        except StopIteration as stop:
+            return stop.value
+        except err.EngineError as exc:
+            return exc
+        awaited = _taken(coro, awaited)
+
+
+def _taken(coro, awaited):
+    if awaited is None:
+        return None
+    if getattr(awaited, "_asyncio_future_blocking", None) is None:
+        coro.close()
+        raise RuntimeError(f"publish awaited {awaited!r}, not a future")
+    awaited._asyncio_future_blocking = False   # taken, as Task.__step does
+    return awaited
+
+
 def _items(rows: list[tuple[str, bytes]]) -> pb.KvListResponse:
     return pb.KvListResponse(items=[pb.KvItem(key=k, value=v) for k, v in rows])
 
@@ -386,10 +460,19 @@ def _receipt(request) -> str:
     return request.receipt
 
 
-def _delivery(d: Delivery) -> pb.Delivery:
-    return pb.Delivery(topic=d.topic, lite_topic=d.lite_topic, message_id=d.message_id, body=d.body,
-                       headers=d.headers, key=d.key, receipt=d.receipt, attempt=d.attempt,
-                       timestamp=d.timestamp)
+def _deliveries(deliveries: list[Delivery]) -> pb.Deliveries:
+    # Each added in place (a message per delivery copied into the answer costs twice); an empty
+    # map or an unset key is left out (passing one costs as much as the rest of the fields).
+    answer = pb.Deliveries()
+    add = answer.deliveries.add
+    for d in deliveries:
+        if d.headers or d.key is not None:
+            add(topic=d.topic, lite_topic=d.lite_topic, message_id=d.message_id, body=d.body, headers=d.headers,
+                key=d.key, receipt=d.receipt, attempt=d.attempt, timestamp=d.timestamp)
+        else:   # None (lite_topic): unset
+            add(topic=d.topic, lite_topic=d.lite_topic, message_id=d.message_id, body=d.body, receipt=d.receipt,
+                attempt=d.attempt, timestamp=d.timestamp)
+    return answer
 
 
 # ---------------------------------------------------------------- server lifecycle
