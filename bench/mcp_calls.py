@@ -8,7 +8,7 @@ streamable HTTP session manager configured as the gateway configures it):
 - gateway: `topicbridge` on the embedded engine with one native capability `echo` (a worker SDK
   agent in the gateway's process): every call is a task envelope on the capability topic, a
   worker turn, reply events on the task's reply channel, the relay, and the MCP result (served
-  by the gateway's lean tools/call path, gateway/mcp_lean.py; bench.mcp_e2e compares it with
+  by the gateway's lean tools/call path, gateway/mcp/lean.py; bench.mcp_e2e compares it with
   the SDK-only path).
 - baseline: `mcp.server.Server` with one trivial tool answering at once (no backend at all).
 

@@ -11,7 +11,7 @@ that is up while the MCP targets run. Targets, each driven by `wrk -t1` with a L
 (protocol 2026-07-28, stateless POSTs) at every concurrency, taking turns at each concurrency:
 
   native      tools/call echo          gateway -> lite engine -> worker -> reply events -> MCP result,
-                                       answered by the lean path (gateway/mcp_lean.py)
+                                       answered by the lean path (gateway/mcp/lean.py)
   native_sdk  tools/call echo          the same on the SDK-only gateway: the SDK's session manager
                                        and low-level server answer every request
   bridged     tools/call remote-echo   the same task through the bridge to the agent over HTTP
