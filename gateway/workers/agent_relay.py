@@ -40,6 +40,7 @@ class Relay:
         self._earlier: set[str] = {m.message_id for m in ctx.history} if remote else set()
         self._messages: set[str] = set(self._earlier)
         self._artifacts: dict[str, bytes] = {}
+        self.whole = whole          # the caller blocks (call_mode.caller_blocks)
         self._whole_ok = whole and not remote
 
     @property
@@ -75,7 +76,7 @@ class Relay:
             return
         kind = event.WhichOneof("payload")
         if kind == "task":
-            await self._task(event.task)
+            await self._task(event.task, event)
         elif kind == "status_update":
             self.remote_id = self.remote_id or event.status_update.task_id
             self.remote_context = self.remote_context or event.status_update.context_id
@@ -88,11 +89,17 @@ class Relay:
         elif kind == "message":
             await self._message(event.message)
 
-    async def _task(self, task: a2a_pb2.Task) -> None:
+    async def _task(self, task: a2a_pb2.Task, event: a2a_pb2.StreamResponse | None = None) -> None:
+        """`event`: the StreamResponse `task` came in, if any; a whole task is made the gateway's
+        in it and relayed as is (the relay takes the event over: nothing else reads it)."""
         self.remote_id = self.remote_id or task.id
         self.remote_context = self.remote_context or task.context_id
         if self._whole(task):
-            await self.ctx.emit(a2a_pb2.StreamResponse(task=self._snapshot(task)))
+            if event is None:
+                await self.ctx.emit(a2a_pb2.StreamResponse(task=self._snapshot(task)))
+            else:
+                self._take_over(task)
+                await self.ctx.emit(event)
             return
         for message in task.history:
             if message.role == a2a_pb2.ROLE_AGENT and message.message_id not in self._messages:
@@ -126,6 +133,29 @@ class Relay:
             self._own(task.status.message)
         self._state = remote.status.state
         return task
+
+    def _take_over(self, task: a2a_pb2.Task) -> None:
+        """`task` made what `_snapshot(task)` returns, in place: no copy of its artifacts and
+        status, and the event around it relayed without a copy either."""
+        mine = a2a_pb2.ROLE_AGENT
+        agents = []
+        for message in task.history:
+            if message.role == mine and message.message_id not in self._messages:
+                self._messages.add(message.message_id)
+                agents.append(message)
+        if agents:      # copies: the originals go with the history cleared below
+            agents = [_copy(m) for m in agents]
+        for field, _ in task.ListFields():
+            if field.name not in _SNAPSHOT_FIELDS:      # metadata: _snapshot keeps none of the agent's
+                task.ClearField(field.name)
+        task.id, task.context_id = self.ctx.task_id, self.ctx.context_id
+        del task.history[:]
+        self._own(task.history.add(), self.ctx.message)
+        for message in agents:
+            self._own(task.history.add(), message)
+        if task.status.HasField("message"):
+            self._own(task.status.message)
+        self._state = task.status.state
 
     async def _status(self, status: a2a_pb2.TaskStatus, metadata) -> None:
         state = _STATES.get(status.state)
@@ -174,6 +204,13 @@ class Relay:
         message.task_id, message.context_id = self.ctx.task_id, self.ctx.context_id
 
 
+def _copy(message: a2a_pb2.Message) -> a2a_pb2.Message:
+    copy = a2a_pb2.Message()
+    copy.CopyFrom(message)
+    return copy
+
+
+_SNAPSHOT_FIELDS = frozenset({"id", "context_id", "status", "artifacts", "history"})
 _QUIET = (a2a_pb2.TASK_STATE_SUBMITTED, a2a_pb2.TASK_STATE_WORKING)     # no status relayed but ours
 _STATES = {a2a_pb2.TASK_STATE_SUBMITTED: a2a_pb2.TASK_STATE_WORKING,
            **{s: s for s in (a2a_pb2.TASK_STATE_WORKING, a2a_pb2.TASK_STATE_COMPLETED, a2a_pb2.TASK_STATE_FAILED,
