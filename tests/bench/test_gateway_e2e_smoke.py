@@ -45,17 +45,33 @@ def test_gateway_e2e_reports_every_target_and_the_bridge_overhead():
     assert isinstance(out["overhead_vs_stream_ms_p50"], float) and out["lean_vs_sdk_dispatch_c2"] > 0
 
 
+def test_gateway_e2e_timeline_stamps_the_stages_of_a_bridged_call():
+    proc = subprocess.run([sys.executable, "-m", "bench.gateway_e2e", "--backend", "lite", "--timeline", "5",
+                           "--targets", "bridged,proxy"], cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert set(out["results"]) == {"bridged", "proxy"}
+    stamps = {row["stamp"] for row in out["results"]["bridged"]["stages"]}
+    assert {"client:send", "gateway:in", "submit", "io:fsynced", "worker:delivery", "bridge:call", "agent:in",
+            "agent:out", "bridge:answer", "emit", "relay:batch", "handler:settled", "gateway:out",
+            "client:recv"} <= stamps
+    assert {"proxy:in", "agent:in", "agent:out", "proxy:out"} <= {row["stamp"] for row in out["results"]["proxy"]["stages"]}
+
+
 def test_gateway_e2e_splits_the_bridge_overhead_into_durable_writes_and_the_rest():
     proc = subprocess.run([sys.executable, "-m", "bench.gateway_e2e", *TINY, "--concurrency", "1",
-                           "--targets", "bridged,bridged_memory,direct"],
+                           "--targets", "bridged,bridged_memory,direct,proxy"],
                           cwd=ROOT, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
-    assert set(out["results"]) == {"bridged", "bridged_memory", "direct"}
+    assert set(out["results"]) == {"bridged", "bridged_memory", "direct", "proxy"}
     assert all(point["requests"] > 0 and point["errors"] == 0 for target in out["results"].values()
                for point in target.values())
     assert out["results"]["bridged_memory"]["c1"]["cpu_us_per_task"] > 0
     assert isinstance(out["overhead_memory_ms_p50"], float) and isinstance(out["durable_ms_p50"], float)
+    # the proxy (opt-in): the floor of a Python hop in front of the same agent
+    assert out["results"]["proxy"]["c1"]["cpu_us_per_task"] > 0
+    assert isinstance(out["proxy_overhead_ms_p50"], float) and isinstance(out["overhead_above_proxy_ms_p50"], float)
 
 
 def test_mcp_e2e_reports_both_tools_next_to_the_a2a_figures():
