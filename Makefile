@@ -38,6 +38,7 @@ test: $(DEVSTAMP) helm
 bench: $(DEVSTAMP) wrk
 	$(PY) -m bench.readyset
 	$(PY) -m bench.lite_scale --topics 1000000
+	$(PY) -m bench.table_scale
 	$(PY) -m bench.reply_scale
 	$(PY) -m bench.engine_throughput
 	$(PY) -m bench.backend_roundtrip --backend lite-remote

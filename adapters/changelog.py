@@ -36,8 +36,9 @@ version of that row across it.
 
 from __future__ import annotations
 
-import bisect
 from dataclasses import dataclass
+
+from sortedcontainers import SortedList
 
 from . import errors
 
@@ -120,7 +121,7 @@ class Fold:
         self.values: dict[str, bytes] = {}
         self.versions: dict[str, int] = {}      # deleted rows too
         self.unsettled: set[str] = set()        # keys whose newest record was rejected
-        self._keys: list[str] = []              # sorted keys of `values`
+        self._keys = SortedList()                # the keys of `values`, sorted: O(log n) a change
 
     def current(self, key: str) -> int:
         """The row's version, 0 when there is no row."""
@@ -160,10 +161,10 @@ class Fold:
         self.versions[key] = version
         if value is None:
             if self.values.pop(key, None) is not None:
-                del self._keys[bisect.bisect_left(self._keys, key)]
+                self._keys.remove(key)
             return
         if key not in self.values:
-            bisect.insort(self._keys, key)
+            self._keys.add(key)
         self.values[key] = value
 
     def restore_of(self, key: str, id_: str) -> Record:
@@ -171,11 +172,13 @@ class Fold:
         return Record("restore", key, self.values.get(key), version=self.versions.get(key, 0), id=id_)
 
     def scan(self, prefix: str, after: str, limit: int) -> list[tuple[str, bytes]]:
-        keys, out = self._keys, []
-        i = bisect.bisect_right(keys, after) if after >= prefix else bisect.bisect_left(keys, prefix)
-        while i < len(keys) and len(out) < limit and keys[i].startswith(prefix):
-            out.append((keys[i], self.values[keys[i]]))
-            i += 1
+        out: list[tuple[str, bytes]] = []
+        keys = self._keys
+        i = keys.bisect_right(after) if after >= prefix else keys.bisect_left(prefix)
+        for key in keys.islice(i, i + limit):
+            if not key.startswith(prefix):
+                break
+            out.append((key, self.values[key]))
         return out
 
     def items(self, prefix: str = "") -> list[tuple[str, bytes]]:

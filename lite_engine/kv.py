@@ -5,13 +5,13 @@ key, also across a delete and a re-create: a caller holding version v of a delet
 never match a newer row by accident. Deletes consume a version too, and the counter is part
 of the snapshot, so no version is handed out twice, restarts included.
 
-Keys of a table are also kept sorted, so a scan costs the page it returns plus a binary
-search, not the table.
+Keys of a table are also kept sorted (a SortedList: a new or removed key costs O(log n), not a
+shift of the whole list), so a scan costs the page it returns plus a binary search, not the table.
 """
 
 from __future__ import annotations
 
-import bisect
+from sortedcontainers import SortedList
 
 from .errors import ConflictError, InvalidArgumentError
 
@@ -23,25 +23,28 @@ class Table:
 
     def __init__(self) -> None:
         self.rows: dict[str, tuple[bytes, int]] = {}
-        self.keys: list[str] = []      # sorted
+        self.keys: SortedList = SortedList()
 
     def set(self, key: str, value: bytes, version: int) -> None:
         if key not in self.rows:
-            bisect.insort(self.keys, key)
+            self.keys.add(key)
         self.rows[key] = (value, version)
 
     def remove(self, key: str) -> bool:
         if self.rows.pop(key, None) is None:
             return False
-        del self.keys[bisect.bisect_left(self.keys, key)]
+        self.keys.remove(key)
         return True
 
     def page(self, prefix: str, after: str, limit: int) -> list[tuple[str, bytes]]:
-        keys, out = self.keys, []
-        i = bisect.bisect_right(keys, after) if after >= prefix else bisect.bisect_left(keys, prefix)
-        while i < len(keys) and len(out) < limit and keys[i].startswith(prefix):
-            out.append((keys[i], self.rows[keys[i]][0]))
-            i += 1
+        """Up to `limit` rows whose key starts with `prefix`, in key order, after the key `after`."""
+        out: list[tuple[str, bytes]] = []
+        keys = self.keys
+        i = keys.bisect_right(after) if after >= prefix else keys.bisect_left(prefix)
+        for key in keys.islice(i, i + limit):
+            if not key.startswith(prefix):
+                break
+            out.append((key, self.rows[key][0]))
         return out
 
 

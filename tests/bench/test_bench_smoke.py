@@ -71,3 +71,10 @@ def test_backend_roundtrip_rounds_alternate_the_backends_and_report_the_median_r
         median = out["figures"][key]["roundtrips_per_s"] / out["baseline"][key]["roundtrips_per_s"]
         assert abs(median - ratios[1]) < 0.001
         assert out["figures"][key]["engine_cpu_us_per_roundtrip"] > 0
+
+
+def test_table_scale_reports_the_table_against_a_plain_sorted_list():
+    out = run_bench("table_scale", "--rows", "3000", "--ops", "50")
+    for name in ("table", "list+insort"):
+        assert set(out[name]["3000"]) == {"insert_us", "remove_us", "page50_us"}
+    assert isinstance(out["insert_vs_insort"], float) and isinstance(out["remove_vs_insort"], float)
