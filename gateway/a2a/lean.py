@@ -26,7 +26,6 @@ from a2a.server.request_handlers.response_helpers import build_error_response
 from a2a.types import a2a_pb2
 from a2a.utils.errors import A2AError
 from google.protobuf import json_format
-from starlette.requests import Request
 
 from adapters.errors import BackendError
 
@@ -72,7 +71,7 @@ class LeanSendMessage:
             return
         request_id, params = request
         scope[CAPABILITY_SCOPE_KEY] = capability
-        context = self.builder.build(Request(scope), tenant=params.tenant)
+        context = self.builder.build_scope(scope, tenant=params.tenant)
         state = context.state
         state["method"], state["request_id"] = "SendMessage", request_id     # as the SDK's dispatcher
         try:
