@@ -170,11 +170,12 @@ class Backend(Protocol):
     async def lite_consumer(self, topic: str, group: str, client_id: str | None = None,
                             *, invisible: float = 30.0) -> LiteConsumer: ...
     async def table(self, name: str) -> Table: ...
-    # Optional: `def defer_durability() -> ContextManager` whose value has `async durable()` and
-    # `defers = True`:
+    # Optional: `def defer_durability() -> ContextManager` whose value has
+    # `async durable(*, lazy=False)` and `defers = True`:
     # table writes started inside the block return once readable by every reader, not once
     # durable; `durable()` returns once they all are, or raises the BackendError that prevents
-    # it. Only a backend whose rows are readable before they are durable (the embedded engine)
+    # it; `durable(lazy=True)` the same without hurrying a commit for them (a wait nobody is
+    # blocked on: the backend's next commit, or its own deferred one, takes them). Only a backend whose rows are readable before they are durable (the embedded engine)
     # has it; callers use the `deferred_durability` function below, which falls back to waiting.
 
     def dead_letter_topic(self, group: str) -> str:
@@ -240,7 +241,7 @@ class _Durable:
     def __exit__(self, *exc_info: object) -> None:
         return None
 
-    async def durable(self) -> None:
+    async def durable(self, *, lazy: bool = False) -> None:
         return None
 
 

@@ -213,9 +213,11 @@ class DeferredDurability:
         if lsn is not None and (self._lsn is None or lsn > self._lsn):
             self._lsn = lsn       # the log syncs in LSN order: the last write covers the others
 
-    async def durable(self) -> None:
+    async def durable(self, *, lazy: bool = False) -> None:
+        """Once every write of the block is durable. `lazy`: starting no commit for it (the next
+        writer's commit, or the engine's deferred one, takes it), for a wait nobody is blocked on."""
         with translated():
-            fut = self.engine.kv_sync_future(self._lsn)
+            fut = self.engine.kv_sync_future(self._lsn, lazy=lazy)
             if fut is not None:
                 await fut
 

@@ -670,11 +670,14 @@ class Engine:
         self._check_open()
         await self._sync(lsn)
 
-    def kv_sync_future(self, lsn: int | None) -> asyncio.Future | None:
+    def kv_sync_future(self, lsn: int | None, *, lazy: bool = False) -> asyncio.Future | None:
         """kv_sync without a coroutine, for a caller that awaits many: None if `lsn` is durable
-        already, else a future done once it is (failed with StorageError if it cannot be)."""
+        already, else a future done once it is (failed with StorageError if it cannot be).
+        `lazy`: the wait starts no group commit of its own; it rides the next one, or the
+        deferred commit of unwaited records (fsync batch: within 2 * LAZY_SYNC_DELAY), for a
+        caller nobody is blocked on."""
         self._check_open()
-        return self._store.durable(lsn) if lsn is not None else None
+        return self._store.durable(lsn, lazy=lazy) if lsn is not None else None
 
     def kv_read(self, table: str, key: str) -> tuple[bytes, int] | None:
         self._check_kv(table, key)

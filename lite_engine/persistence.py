@@ -109,18 +109,19 @@ class Persistence:
         if fut is not None:
             await fut
 
-    def durable(self, lsn: int, then: Callable[[], None] | None = None) -> asyncio.Future[None] | None:
+    def durable(self, lsn: int, then: Callable[[], None] | None = None, *,
+                lazy: bool = False) -> asyncio.Future[None] | None:
         """None if `lsn` is durable under the policy already (never/interval: at once), else a
         future done once it is, or failed with StorageError if it cannot be. `then()` runs once
         `lsn` is durable, before the future is done and even if its awaiter was cancelled
         meanwhile (never on a failure); policies always/batch only. One waiter object in the
         log's heap per wait: no coroutine, task, shield or done-callback (a durable wait is on
-        every publish and table write)."""
+        every publish and table write). `lazy`: the wait starts no commit of its own (CommitLog.add_waiter)."""
         if self._lazy:
             return None   # never/interval: the log writes at the next loop turn, many records at once
         fut = (self._loop or asyncio.get_running_loop()).create_future()
         try:
-            if self._log.add_waiter(lsn, _Durable(fut, then)):
+            if self._log.add_waiter(lsn, _Durable(fut, then), lazy=lazy):
                 if then is not None:
                     then()
                 return None

@@ -244,7 +244,7 @@ class Relay:
                 raise failed
             return
         try:
-            await writes.durable()
+            await writes.durable(lazy=True)
         except BackendError as e:
             for task_id, active, deliveries, ending in staged:
                 self._retry(task_id, active, deliveries, ending, e)
@@ -351,11 +351,14 @@ class Relay:
         # durable there: its events are durable on the reply channel already, and they stay
         # unacked until the index write is durable too, so a crash in between brings them back
         # to be indexed again. One durable wait fewer on every blocking call (deferred_durability).
+        # The wait is lazy: nobody is blocked on it, so it starts no commit of its own but rides
+        # the next one (the next task's submit), or the engine's deferred commit: at c1 the
+        # index row's fsync neither adds one per task nor holds the flusher when that submit comes.
         writes = deferred_durability(self.backend)
         try:
             with writes:    # its rows one after the other, none waiting (index.py _write_batch)
                 await self._write_index(task_id, active, ending, writes.defers)
-            await writes.durable()
+            await writes.durable(lazy=True)
             await self._hook(active)
             await ack_many(deliveries, gone_ok=True)
         except BackendError as e:

@@ -101,6 +101,7 @@ class CommitLog(LogRecovery, PolicyHooks, GroupCommit, LogWriter):
         self._write_scheduled = False
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
         self._waiter_seq = itertools.count()
+        self._urgent_upto = -1   # the highest LSN a waiter that is not lazy asked for (add_waiter)
         self._flushing = False   # a group commit is scheduled or running (batch)
         self._lazy: asyncio.TimerHandle | None = None   # the deferred commit of unwaited records
         self._lazy_upto = -1     # the last LSN appended when _lazy was armed

@@ -43,17 +43,27 @@ class GroupCommit:
             self._add_waiter(lsn, fut)
         return fut
 
-    def add_waiter(self, lsn: int, waiter) -> bool:
+    def add_waiter(self, lsn: int, waiter, *, lazy: bool = False) -> bool:
         """The hook under sync_future for a caller with its own waiter: True if `lsn` is durable
         already (the waiter is not kept), else `waiter` is settled as a future would be, with
         `set_result(None)` once `lsn` is durable or `set_exception(exc)` if it cannot become so
         (it needs `done()`, `set_result` and `set_exception`; nothing else). Errors known now are
-        raised now. Caller: the engine's Persistence, whose waiter also reveals messages."""
+        raised now. Caller: the engine's Persistence, whose waiter also reveals messages.
+
+        `lazy` (policy batch): the wait starts no commit of its own; it rides the next one another
+        waiter starts, or the deferred commit of unwaited records (within 2 * LAZY_SYNC_DELAY).
+        For a wait nobody is blocked on (the relay's ack after an index write): its fsync then
+        neither adds one of its own nor holds the flusher when the next task's submit comes."""
         if lsn <= self._synced_lsn or self._durable_now(lsn):
             return True
         heapq.heappush(self._waiters, (lsn, next(self._waiter_seq), waiter))
-        if self._state is OPEN and not self._flushing:
-            self._kick_flusher(lsn)
+        if lazy and self._batch:
+            if self._state is OPEN:
+                self._commit_later(lsn)
+        else:
+            self._urgent_upto = max(self._urgent_upto, lsn)
+            if self._state is OPEN and not self._flushing:
+                self._kick_flusher(lsn)
         return False
 
     def _durable_now(self, lsn: int) -> bool:
@@ -108,6 +118,7 @@ class GroupCommit:
 
     def _add_waiter(self, lsn: int, fut: asyncio.Future[None]) -> None:
         heapq.heappush(self._waiters, (lsn, next(self._waiter_seq), fut))
+        self._urgent_upto = max(self._urgent_upto, lsn)
         if self._state is OPEN:
             self._kick_flusher(lsn)
 
@@ -192,16 +203,16 @@ class GroupCommit:
         self._synced_lsn = upto
         self._release_waiters(upto)
         self._close_retired()
-        if self._waiters:
+        if self._urgent_upto > upto:
             self._start_batch()
         else:
             self._flush_idle()
 
     def _flush_idle(self) -> None:
-        """No waiter left: what was appended meanwhile, unwaited, rides a later commit."""
+        """No waiter left but lazy ones: what was appended meanwhile rides a later commit."""
         self._flushing = False
         if self._state is OPEN and self._synced_lsn < self._next_lsn - 1:
-            if self._waiters:
+            if self._urgent_upto > self._synced_lsn:
                 self._kick_flusher(self._next_lsn - 1)
             else:
                 self._commit_later(self._next_lsn - 1)
