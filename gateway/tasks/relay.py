@@ -222,14 +222,10 @@ class Relay:
         writes = deferred_durability(self.backend)
         with writes:
             for task_id, ending in items:
-                self._due.pop(task_id, None)
-                if task_id in self._ending:
-                    self._ending.discard(task_id)
-                    ending = True
-                active = self.active.get(task_id)
-                if active is None:
+                taken = self._take_due(task_id, ending)
+                if taken is None:
                     continue
-                deliveries, active.unacked = active.unacked, []
+                active, deliveries, ending = taken
                 try:
                     await self._write_index(task_id, active, ending, writes.defers)
                 except BackendError as e:
@@ -335,18 +331,27 @@ class Relay:
             self._ending.add(task_id)
         log.warning("indexing events of task %s failed: %s (retrying in %.1fs)", task_id, error, INDEX_RETRY)
 
-    async def _index(self, task_id: str, *, ending: bool = False) -> None:
-        """Write the folded task to the index, hand waiting calls the events held for it (and
-        the end of the turn), run the hooks of the new events and ack them; if the turn ended,
-        stop reading its reply channel."""
+    def _take_due(self, task_id: str, ending: bool) -> tuple[Active, list[Delivery], bool] | None:
+        """A task about to be indexed: no longer due, its unacked events taken, and whether its
+        turn ends (asked now, or by an earlier try that failed). None if it is not followed."""
         self._due.pop(task_id, None)
         if task_id in self._ending:
             self._ending.discard(task_id)
             ending = True
         active = self.active.get(task_id)
         if active is None:
-            return
+            return None
         deliveries, active.unacked = active.unacked, []
+        return active, deliveries, ending
+
+    async def _index(self, task_id: str, *, ending: bool = False) -> None:
+        """Write the folded task to the index, hand waiting calls the events held for it (and
+        the end of the turn), run the hooks of the new events and ack them; if the turn ended,
+        stop reading its reply channel."""
+        taken = self._take_due(task_id, ending)
+        if taken is None:
+            return
+        active, deliveries, ending = taken
         # A turn's end is handed to the waiting calls once readable in the index, not once
         # durable there: its events are durable on the reply channel already, and they stay
         # unacked until the index write is durable too, so a crash in between brings them back

@@ -141,3 +141,29 @@ async def contract_harness(tmp_path):
 
     harness = Harness("kafka", connect, restart, invisible=INVISIBLE, lite_idle=LITE_IDLE)
     yield harness
+
+
+async def round_trip_through_every_client(backend, step: float) -> None:
+    """A task's round trip that uses every client the started `backend` makes (admin, group
+    consumer, lite reader with its offsets lookup, table reader, producer); closes it."""
+    from adapters.base import Message, TopicSpec
+    from tests.contract.helpers import ack_all, poll_until, receive_until, unique
+
+    try:
+        topic, parent = unique("cap"), unique("reply")
+        await backend.create_topic(TopicSpec(topic))                 # admin client
+        await backend.create_topic(TopicSpec(parent, lite=True))
+        workers = await backend.group_consumer(topic, "workers")     # group consumer
+        replies = await backend.lite_consumer(parent, "gw")          # lite reader and offsets lookup
+        await replies.subscribe(["task-1"])
+        table = await backend.table(unique("registry"))              # table reader
+        await backend.publish(topic, Message(b"job"))                # producer
+        [job] = await receive_until(workers, 1, timeout=step)
+        await backend.publish(parent, Message(b"done"), lite_topic="task-1")
+        [reply] = await poll_until(replies, 1, timeout=step)
+        await table.put("agent", b"card")
+        assert (job.body, reply.body, await table.get("agent")) == (b"job", b"done", b"card")
+        await ack_all([job, reply])
+        assert (await backend.health()).ok
+    finally:
+        await backend.close()

@@ -6,13 +6,11 @@ import asyncio
 
 import pytest
 
-from adapters.base import Message, TopicSpec
 from adapters.errors import BackendError, InvalidRequestError
 from adapters.kafka import KafkaBackend
 from deploy.kafka import FAST_START, BrokerUnavailable, KafkaBroker
-from tests.contract.helpers import ack_all, poll_until, receive_until, unique
 
-from .support import backend_settings, skip_or_fail
+from .support import backend_settings, round_trip_through_every_client, skip_or_fail
 
 USERS = {"alice": "alice-secret"}
 STEP = 60
@@ -39,24 +37,7 @@ async def test_every_client_of_the_adapter_logs_in_and_a_task_makes_its_round_tr
     backend = sasl_backend(sasl_kafka, mechanism, USERS["alice"])
     async with asyncio.timeout(STEP):
         await backend.start()
-    try:
-        topic, parent = unique("cap"), unique("reply")
-        await backend.create_topic(TopicSpec(topic))                 # admin client
-        await backend.create_topic(TopicSpec(parent, lite=True))
-        workers = await backend.group_consumer(topic, "workers")     # group consumer
-        replies = await backend.lite_consumer(parent, "gw")          # lite reader and offsets lookup
-        await replies.subscribe(["task-1"])
-        table = await backend.table(unique("registry"))              # table reader
-        await backend.publish(topic, Message(b"job"))                # producer
-        [job] = await receive_until(workers, 1, timeout=STEP)
-        await backend.publish(parent, Message(b"done"), lite_topic="task-1")
-        [reply] = await poll_until(replies, 1, timeout=STEP)
-        await table.put("agent", b"card")
-        assert (job.body, reply.body, await table.get("agent")) == (b"job", b"done", b"card")
-        await ack_all([job, reply])
-        assert (await backend.health()).ok
-    finally:
-        await backend.close()
+    await round_trip_through_every_client(backend, STEP)
 
 
 @pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-512"])

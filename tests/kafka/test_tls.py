@@ -6,14 +6,12 @@ import asyncio
 
 import pytest
 
-from adapters.base import Message, TopicSpec
 from adapters.errors import BackendError, InvalidRequestError
 from adapters.kafka import KafkaBackend
 from deploy.kafka import FAST_START, BrokerUnavailable, KafkaBroker, Tls
 from tests.certs import make_certificates
-from tests.contract.helpers import ack_all, poll_until, receive_until, unique
 
-from .support import backend_settings, skip_or_fail
+from .support import backend_settings, round_trip_through_every_client, skip_or_fail
 
 STEP = 60
 
@@ -37,24 +35,7 @@ async def test_every_client_of_the_adapter_verifies_the_broker_and_a_task_makes_
                            ssl_cafile=str(certs["ca"]))
     async with asyncio.timeout(STEP):
         await backend.start()
-    try:
-        topic, parent = unique("cap"), unique("reply")
-        await backend.create_topic(TopicSpec(topic))                 # admin client
-        await backend.create_topic(TopicSpec(parent, lite=True))
-        workers = await backend.group_consumer(topic, "workers")     # group consumer
-        replies = await backend.lite_consumer(parent, "gw")          # lite reader and offsets lookup
-        await replies.subscribe(["task-1"])
-        table = await backend.table(unique("registry"))              # table reader
-        await backend.publish(topic, Message(b"job"))                # producer
-        [job] = await receive_until(workers, 1, timeout=STEP)
-        await backend.publish(parent, Message(b"done"), lite_topic="task-1")
-        [reply] = await poll_until(replies, 1, timeout=STEP)
-        await table.put("agent", b"card")
-        assert (job.body, reply.body, await table.get("agent")) == (b"job", b"done", b"card")
-        await ack_all([job, reply])
-        assert (await backend.health()).ok
-    finally:
-        await backend.close()
+    await round_trip_through_every_client(backend, STEP)
 
 
 async def test_a_client_trusting_another_ca_cannot_start_and_is_told_to_check_its_ca(tls_kafka, tmp_path):

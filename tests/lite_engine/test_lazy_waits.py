@@ -11,7 +11,7 @@ import pytest
 from lite_engine.commitlog import CommitLog
 from lite_engine.commitlog import segment_files as segment_io
 
-from .test_commitlog import reopen_records
+from .test_commitlog import counted_fsyncs, reopen_records  # noqa: F401 (a fixture)
 
 
 class Waiter:
@@ -34,17 +34,8 @@ class Waiter:
 
 
 @pytest.fixture
-def fsyncs(monkeypatch):
-    done, count = threading.Event(), [0]
-    real = segment_io.fsync_segments
-
-    def counted(targets):
-        real(targets)
-        count[0] += 1
-        done.set()
-
-    monkeypatch.setattr(segment_io, "fsync_segments", counted)
-    return done, count
+def fsyncs(counted_fsyncs):
+    return counted_fsyncs
 
 
 @pytest.fixture
