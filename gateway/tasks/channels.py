@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 
 REPLY_TOPIC = "tb-reply"        # lite parent of every task's reply channel
 CONTROL_TOPIC = "tb-control"    # lite parent of every task's control channel (cancel)
@@ -25,6 +26,7 @@ _CAPABILITY = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 _IDS_PER_DRAW = 256
 _random = b""        # os.urandom bytes drawn for the next ids, 16 an id
 _at = 0
+_lock = threading.Lock()
 
 
 def new_task_id() -> str:
@@ -32,10 +34,11 @@ def new_task_id() -> str:
     os.urandom for 256 ids at once: uuid4 makes a getrandom call and a UUID object per id, the
     most of a submit's CPU after its writes (issue 17: two ids per submit, task and context)."""
     global _random, _at
-    if _at >= len(_random):
-        _random, _at = os.urandom(16 * _IDS_PER_DRAW), 0
-    value = int.from_bytes(_random[_at:_at + 16], "big")
-    _at += 16
+    with _lock:            # ids made on other threads (a sync worker's) never share bytes
+        if _at >= len(_random):
+            _random, _at = os.urandom(16 * _IDS_PER_DRAW), 0
+        value = int.from_bytes(_random[_at:_at + 16], "big")
+        _at += 16
     value = value & ~(0xF000 << 64) | (0x4000 << 64)      # version 4
     value = value & ~(0xC000 << 48) | (0x8000 << 48)      # variant RFC 4122
     return "%032x" % value
@@ -43,8 +46,8 @@ def new_task_id() -> str:
 
 def _forget_random() -> None:
     """A forked child draws its own: it must not hand out the ids its parent has yet to."""
-    global _random, _at
-    _random, _at = b"", 0
+    global _random, _at, _lock
+    _random, _at, _lock = b"", 0, threading.Lock()
 
 
 os.register_at_fork(after_in_child=_forget_random)

@@ -29,3 +29,14 @@ def test_a_forked_child_does_not_hand_out_the_ids_its_parent_drew():
     theirs = {child[i:i + 32] for i in range(0, len(child), 32)}
     ours = {channels.new_task_id() for _ in range(4)}
     assert len(theirs) == 4 and not theirs & ours
+
+
+def test_ids_made_on_many_threads_at_once_are_all_different():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gateway.tasks.channels import new_task_id
+
+    with ThreadPoolExecutor(8) as pool:
+        batches = list(pool.map(lambda _: [new_task_id() for _ in range(2000)], range(8)))
+    ids = [i for batch in batches for i in batch]
+    assert len(set(ids)) == len(ids) == 16000
