@@ -267,7 +267,7 @@ class Relay:
             hooked = []
         ended = []
         for task_id, active, _, ending in hooked:
-            if ending and fold.is_final(active.task.status.state):
+            if ending and active.ended and fold.is_final(active.task.status.state):
                 telemetry.turn_ended(active)
                 self.active.pop(task_id, None)
                 ended.append(task_id)
@@ -369,8 +369,8 @@ class Relay:
         except BackendError as e:
             self._retry(task_id, active, deliveries, ending, e)
             return
-        if ending and fold.is_final(active.task.status.state):
-            telemetry.turn_ended(active)
+        if ending and active.ended and fold.is_final(active.task.status.state):
+            telemetry.turn_ended(active)       # (not ended: resume or a cancel took the task on meanwhile)
             self.active.pop(task_id, None)
             await self._leave([task_id])
 

@@ -403,9 +403,14 @@ class TaskService:
                 message_id=f"{task.id}-canceled", role=a2a_pb2.ROLE_AGENT, task_id=task.id,
                 context_id=task.context_id, parts=[a2a_pb2.Part(text=reason)]))
         event = ReplyEvent(task.id, 1, 0, a2a_pb2.StreamResponse(status_update=update), True, turn + 1)
-        if task.id not in self._relay.active:     # this relay folds it; the channel's earlier turns are old news
-            start = (turn + 1, 0, -1)
+        start = (turn + 1, 0, -1)       # this relay folds it; the channel's earlier turns are old news
+        active = self._relay.active.get(task.id)
+        if active is None:
             self._relay.active[task.id] = Active(task, start, start, start)
+        else:       # the relay may still be finishing the interrupted turn: the cancel is a new one,
+            release(active, ending=True)        # which it must fold (as `resume` takes a task on)
+            active.position = active.indexed = start
+            active.ended = False
         await self._consumer.subscribe([channels.reply_channel(task.id)])
         await self._claim(task.id)
         await self.backend.publish(channels.REPLY_TOPIC, Message(event.encode(), {"task_id": task.id}),
