@@ -424,13 +424,17 @@ async def _last_steps(coro, awaited):
         if awaited is None:
             await asyncio.sleep(0)      # a bare yield: one loop turn
         else:
+            # Not `await awaited`: the coroutine's own await of it is still pending (it marked
+            # the future blocking); the handler waits for it to be done, then resumes the coroutine.
+            waiter = asyncio.get_running_loop().create_future()
+            wake = functools.partial(_wake, waiter)
+            awaited.add_done_callback(wake)
             try:
-                await awaited
+                await waiter
             except asyncio.CancelledError:
+                awaited.remove_done_callback(wake)
                 coro.close()
                 raise
-            except BaseException:
-                pass                    # the coroutine gets it when it resumes
         try:
             awaited = coro.send(None)
         except StopIteration as stop:
@@ -440,14 +444,18 @@ async def _last_steps(coro, awaited):
         awaited = _taken(coro, awaited)
 
 
+def _wake(waiter: asyncio.Future, _done: asyncio.Future) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
 def _taken(coro, awaited):
-    if awaited is None:
-        return None
-    if getattr(awaited, "_asyncio_future_blocking", None) is None:
-        coro.close()
-        raise RuntimeError(f"publish awaited {awaited!r}, not a future")
-    awaited._asyncio_future_blocking = False   # taken, as Task.__step does
-    return awaited
+    """What a step of `coro` yielded: None (a bare yield) or a future, whose end the handler
+    then waits for (its exception, if any, reaches the coroutine when it resumes)."""
+    if awaited is None or asyncio.isfuture(awaited):
+        return awaited
+    coro.close()
+    raise RuntimeError(f"publish awaited {awaited!r}, not a future")
 
 
 def _items(rows: list[tuple[str, bytes]]) -> pb.KvListResponse:
