@@ -16,20 +16,14 @@ from gateway.tasks.ownership import LEASE_TABLE, OWNER_TABLE, Owners
 from gateway.tasks.relay import Active, Relay
 from gateway.tasks.watch import Watch
 
+from .test_relay_batch import polled
+
 
 def completed(task_id: str, seq: int = 0) -> bytes:
     update = a2a_pb2.TaskStatusUpdateEvent(task_id=task_id, context_id=task_id)
     update.status.state = a2a_pb2.TASK_STATE_COMPLETED
     update.status.timestamp.seconds = 1_700_000_000 + seq
     return ReplyEvent(task_id, 1, seq, a2a_pb2.StreamResponse(status_update=update), final=True).encode()
-
-
-async def polled(consumer, count: int) -> list:
-    got = []
-    async with asyncio.timeout(10):
-        while len(got) < count:
-            got += await consumer.poll(max_messages=64, wait=1.0)
-    return got
 
 
 class CountingBlocks:
